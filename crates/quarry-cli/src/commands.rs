@@ -1,0 +1,332 @@
+//! The subcommands: translate between the terminal and quarry-core.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use quarry_core::dirs::Dirs;
+use quarry_core::fusion::FusionConfig;
+use quarry_core::index::{IndexEvent, IndexOptions};
+use quarry_core::models::{FetchEvent, ModelRole, ModelStore, Registry};
+use quarry_core::store::Filter;
+use quarry_core::{Embedder, HybridSearch, Library, SearchMode, SearchOptions};
+
+use crate::render;
+
+/// What every command needs: directories and the model store.
+pub struct Context {
+    pub dirs: Dirs,
+    pub store: ModelStore,
+}
+
+impl Context {
+    /// Read the environment once, here at the edge.
+    pub fn from_env() -> Self {
+        let dirs = Dirs::from_env(|k| std::env::var_os(k));
+        let registry = match std::env::var_os("QUARRY_MODEL_REGISTRY") {
+            Some(p) => Registry::load(Path::new(&p)).unwrap_or_else(|e| {
+                eprintln!("warning: {e}; using the built-in registry");
+                Registry::builtin()
+            }),
+            None => Registry::builtin(),
+        };
+        let python = std::env::var("QUARRY_PYTHON").unwrap_or_else(|_| "python3".into());
+        let store = ModelStore::new(dirs.models.clone(), registry).with_python(python);
+        Context { dirs, store }
+    }
+
+    fn library_dir(&self, arg: Option<PathBuf>) -> PathBuf {
+        arg.unwrap_or_else(|| self.dirs.library.clone())
+    }
+
+    fn load_embedder(&self, id: &str) -> Result<Embedder> {
+        let spec = self.store.registry().get(id)?;
+        let dir = self.store.require(id)?;
+        Ok(Embedder::load(&dir, spec)?)
+    }
+}
+
+pub fn models_fetch(ctx: &Context, ids: Vec<String>, all: bool) -> Result<()> {
+    let registry = ctx.store.registry().clone();
+    let ids: Vec<String> = if all {
+        registry.models().iter().map(|m| m.id.clone()).collect()
+    } else if ids.is_empty() {
+        [ModelRole::Embedder, ModelRole::Generator]
+            .into_iter()
+            .filter_map(|r| registry.default_for(r).map(|m| m.id.clone()))
+            .collect()
+    } else {
+        ids
+    };
+    let mut failed = 0;
+    for id in ids {
+        let spec = registry.get(&id)?;
+        if ctx.store.is_installed(spec) {
+            println!("{id}: installed at {}", ctx.store.dir(&id).display());
+            continue;
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_message(format!("{id}: fetching"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let mut on_event = |e: FetchEvent| match e {
+            FetchEvent::Trying { source } => bar.set_message(format!("{id}: fetching from {source}")),
+            FetchEvent::DownloadStart { file, total } => {
+                bar.set_length(total);
+                bar.set_position(0);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_message(format!("{id}: {file}"));
+            }
+            FetchEvent::DownloadProgress { bytes } => bar.inc(bytes),
+            FetchEvent::DownloadDone => {}
+            FetchEvent::Verifying => bar.set_message(format!("{id}: verifying checksums")),
+        };
+        let result = ctx.store.fetch(&id, &mut on_event);
+        bar.finish_and_clear();
+        match result {
+            Ok(dir) => println!("{id}: installed at {}", dir.display()),
+            Err(e) => {
+                eprintln!("{id}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} model(s) could not be fetched");
+    }
+    Ok(())
+}
+
+pub fn models_list(ctx: &Context, json: bool) -> Result<()> {
+    let rows: Vec<serde_json::Value> = ctx
+        .store
+        .registry()
+        .models()
+        .iter()
+        .map(|m| {
+            let installed = ctx.store.is_installed(m);
+            serde_json::json!({
+                "id": m.id,
+                "role": m.role,
+                "architecture": m.architecture,
+                "default": m.default,
+                "installed": installed,
+                "path": installed.then(|| ctx.store.dir(&m.id)),
+                "description": m.description,
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("models directory: {}", ctx.store.root().display());
+    for m in ctx.store.registry().models() {
+        let installed = ctx.store.is_installed(m);
+        println!(
+            "{} {:<24} {:<9} {}{}",
+            if installed { "✓" } else { " " },
+            m.id,
+            format!("{:?}", m.role).to_lowercase(),
+            m.description,
+            if m.default { " (default)" } else { "" }
+        );
+        if installed {
+            println!("  {}", ctx.store.dir(&m.id).display());
+        }
+    }
+    Ok(())
+}
+
+pub fn models_import(ctx: &Context, path: &Path, id: Option<&str>) -> Result<()> {
+    let (id, dir) = ctx.store.import(path, id)?;
+    println!("{id}: installed at {}", dir.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    /// Folders or files to index.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    lib: crate::LibraryArg,
+    /// Embedding model for a new library (default: the registry's default embedder).
+    #[arg(long)]
+    embedder: Option<String>,
+    /// Skip files larger than this many MiB.
+    #[arg(long, default_value_t = 100)]
+    max_file_mb: u64,
+    /// Index hidden files and folders too.
+    #[arg(long)]
+    hidden: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List every skipped file, not just the first few per reason.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
+    let dir = ctx.library_dir(args.lib.library);
+    let embedder_id = match (&args.embedder, Library::open(&dir).await) {
+        (_, Ok(lib)) => lib.meta().embedder.clone(),
+        (Some(id), Err(_)) => id.clone(),
+        (None, Err(_)) => ctx
+            .store
+            .registry()
+            .default_for(ModelRole::Embedder)
+            .map(|m| m.id.clone())
+            .context("the registry has no default embedder")?,
+    };
+    if let Some(requested) = &args.embedder {
+        if requested != &embedder_id {
+            bail!(
+                "library {} uses embedder '{embedder_id}', not '{requested}'; use another --library",
+                dir.display()
+            );
+        }
+    }
+    let embedder = ctx.load_embedder(&embedder_id)?;
+    let mut library = Library::open_or_create(&dir, &embedder_id, embedder.dim()).await?;
+    let mut opts = IndexOptions::default();
+    opts.walk.max_file_bytes = args.max_file_mb << 20;
+    opts.walk.include_hidden = args.hidden;
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let (mut files_done, mut files_total, mut chunks_embedded) = (0usize, 0usize, 0usize);
+    let mut on_event = |e: IndexEvent| match e {
+        IndexEvent::Planned { to_process, bytes, .. } => {
+            files_total = to_process;
+            bar.set_length(bytes);
+            bar.set_message(format!("0/{files_total} files"));
+        }
+        IndexEvent::FileDone { bytes, .. } => {
+            files_done += 1;
+            bar.inc(bytes);
+            bar.set_message(format!("{files_done}/{files_total} files · {chunks_embedded} chunks embedded"));
+        }
+        IndexEvent::Embedded { chunks } => {
+            chunks_embedded += chunks;
+            bar.set_message(format!("{files_done}/{files_total} files · {chunks_embedded} chunks embedded"));
+        }
+        IndexEvent::Flushed { .. } => {}
+    };
+    let report = library.index(&args.paths, &embedder, &opts, &mut on_event).await;
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        render::index_report(&report, library.dir(), args.verbose);
+    }
+    Ok(())
+}
+
+pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Result<()> {
+    let dir = ctx.library_dir(library);
+    let lib = Library::open(&dir).await?;
+    let status = lib.status().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        render::status(&status);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// What to look for.
+    query: String,
+    #[command(flatten)]
+    lib: crate::LibraryArg,
+    /// hybrid, vector or keyword.
+    #[arg(long, default_value = "hybrid")]
+    mode: SearchMode,
+    /// Number of results.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    k: usize,
+    /// Only files whose path starts with this.
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Only files with this extension (repeatable), e.g. --ext pdf.
+    #[arg(long)]
+    ext: Vec<String>,
+    /// Weight of vector results in fusion, 0..1 (keyword gets the rest).
+    #[arg(long)]
+    vector_weight: Option<f32>,
+    /// Reciprocal rank fusion constant k.
+    #[arg(long)]
+    rrf_k: Option<f32>,
+    /// Results each retriever contributes to fusion.
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
+    let dir = ctx.library_dir(args.lib.library);
+    let lib = Library::open(&dir).await?;
+    let embedder = match args.mode {
+        SearchMode::Keyword => None,
+        _ => Some(ctx.load_embedder(&lib.meta().embedder)?),
+    };
+    let mut fusion = FusionConfig::default();
+    if let Some(w) = args.vector_weight {
+        if !(0.0..=1.0).contains(&w) {
+            bail!("--vector-weight must be between 0 and 1");
+        }
+        fusion.vector_weight = w;
+    }
+    if let Some(k) = args.rrf_k {
+        fusion.rrf_k = k;
+    }
+    if let Some(d) = args.depth {
+        fusion.depth = d;
+    }
+    let path_prefix = args.path_prefix.map(|p| {
+        // A relative prefix is resolved like a path the user typed.
+        let pb = PathBuf::from(&p);
+        if pb.is_relative() {
+            std::env::current_dir()
+                .map(|c| c.join(&pb).to_string_lossy().to_string())
+                .unwrap_or(p)
+        } else {
+            p
+        }
+    });
+    let opts = SearchOptions {
+        mode: args.mode,
+        k: args.k,
+        fusion,
+        filter: Filter {
+            path_prefix,
+            extensions: args.ext.iter().map(|e| e.trim_start_matches('.').to_lowercase()).collect(),
+        },
+    };
+    let searcher = HybridSearch::new(&lib, embedder.as_ref())?;
+    let results = searcher.search(&args.query, &opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&render::hits_json(&results.hits))?);
+    } else {
+        render::hits(&results.hits, results.timings.total);
+    }
+    Ok(())
+}

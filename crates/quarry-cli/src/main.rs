@@ -1,0 +1,105 @@
+//! `quarry`: the command line over quarry-core.
+
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Quarry: search and question your private documents, on your own machine.
+#[derive(Parser)]
+#[command(name = "quarry", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options naming the library.
+#[derive(clap::Args, Clone)]
+struct LibraryArg {
+    /// Library folder (default: the platform data dir, or QUARRY_LIBRARY_DIR).
+    #[arg(long, short = 'l')]
+    library: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install, list and import models.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Index folders or files (new and changed files only).
+    Index(commands::IndexArgs),
+    /// Show what a library holds.
+    Status {
+        #[command(flatten)]
+        lib: LibraryArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search a library.
+    Search(commands::SearchArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Fetch models (default: the default embedder and generator), verify and unpack them.
+    Fetch {
+        /// Model ids (see `quarry models list`).
+        ids: Vec<String>,
+        /// Fetch every registered model.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List registered models and whether they are installed.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a model from a local folder or file (offline use).
+    Import {
+        /// Folder with the model's files, or a single model file (e.g. a .gguf).
+        path: PathBuf,
+        /// Registry id to install it as (guessed from the files when absent).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let ctx = commands::Context::from_env();
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Models { action } => match action {
+                ModelsAction::Fetch { ids, all } => commands::models_fetch(&ctx, ids, all),
+                ModelsAction::List { json } => commands::models_list(&ctx, json),
+                ModelsAction::Import { path, id } => commands::models_import(&ctx, &path, id.as_deref()),
+            },
+            Command::Index(args) => commands::index(&ctx, args).await,
+            Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
+            Command::Search(args) => commands::search(&ctx, args).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {}", render::error_chain(&e));
+        std::process::exit(1);
+    }
+}

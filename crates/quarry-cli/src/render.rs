@@ -1,0 +1,158 @@
+//! Turning results into terminal text or JSON.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use quarry_core::store::Hit;
+use quarry_core::{IndexReport, LibraryStatus};
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
+    let secs = r.elapsed.as_secs_f64();
+    println!(
+        "Indexed {} file(s) into {} chunks in {:.1}s ({:.2} MB/s); {} unchanged, {} removed, {} skipped, {} failed.",
+        r.indexed.len(),
+        r.chunks,
+        secs,
+        r.bytes as f64 / 1e6 / secs.max(1e-9),
+        r.unchanged,
+        r.removed.len(),
+        r.skipped.len(),
+        r.failed.len()
+    );
+    println!("Library: {}", library.display());
+    if !r.failed.is_empty() {
+        println!("\nFailed:");
+        for f in &r.failed {
+            println!("  {}: {}", f.path.display(), f.reason);
+        }
+    }
+    if !r.skipped.is_empty() {
+        println!("\nSkipped:");
+        let mut by_reason: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
+        for s in &r.skipped {
+            by_reason.entry(s.reason.as_str()).or_default().push(&s.path);
+        }
+        for (reason, paths) in by_reason {
+            let shown = if verbose { paths.len() } else { paths.len().min(5) };
+            for p in &paths[..shown] {
+                println!("  {}: {reason}", p.display());
+            }
+            if paths.len() > shown {
+                println!("  … and {} more: {reason} (--verbose lists them)", paths.len() - shown);
+            }
+        }
+    }
+    if !r.removed.is_empty() {
+        println!("\nRemoved (no longer on disk):");
+        for p in r.removed.iter().take(if verbose { usize::MAX } else { 10 }) {
+            println!("  {}", p.display());
+        }
+    }
+}
+
+pub fn status(s: &LibraryStatus) {
+    println!("Library:   {}", s.library.display());
+    println!("Embedder:  {} ({} dims)", s.embedder, s.dim);
+    println!("Folders:");
+    for f in &s.folders {
+        println!("  {}", f.display());
+    }
+    println!("Documents: {} indexed, {} failed", s.documents, s.failed);
+    println!("Chunks:    {} (keyword index: {})", s.chunks, s.keyword_chunks);
+    println!("On disk:   {}", human_bytes(s.size_bytes));
+    if !s.failures.is_empty() {
+        println!("Failed documents:");
+        for (p, why) in &s.failures {
+            println!("  {p}: {why}");
+        }
+    }
+}
+
+fn highlight(snippet: &str, ranges: &[std::ops::Range<usize>], tty: bool) -> String {
+    let (open, close) = if tty { ("\x1b[1;33m", "\x1b[0m") } else { ("", "") };
+    let mut out = String::new();
+    let mut last = 0;
+    for r in ranges {
+        if r.start < last || r.end > snippet.len() {
+            continue;
+        }
+        out.push_str(&snippet[last..r.start]);
+        out.push_str(open);
+        out.push_str(&snippet[r.start..r.end]);
+        out.push_str(close);
+        last = r.end;
+    }
+    out.push_str(&snippet[last..]);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub fn hits(hits: &[Hit], took: Duration) {
+    let tty = std::io::stdout().is_terminal();
+    if hits.is_empty() {
+        println!("No results.");
+        return;
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let mut loc = String::new();
+        if let Some(p) = h.page {
+            loc.push_str(&format!(" · p.{p}"));
+        }
+        if let Some(hd) = &h.heading {
+            loc.push_str(&format!(" · {hd}"));
+        }
+        println!("{:>2}. {}{loc}  (score {:.4})", i + 1, h.path, h.score);
+        if let Some((s, ranges)) = &h.snippet {
+            println!("    {}", highlight(s, ranges, tty));
+        }
+    }
+    println!("({} results in {} ms)", hits.len(), took.as_millis());
+}
+
+pub fn hits_json(hits: &[Hit]) -> Vec<serde_json::Value> {
+    hits.iter()
+        .map(|h| {
+            let (snippet, ranges) = h.snippet.clone().unwrap_or_default();
+            serde_json::json!({
+                "path": h.path,
+                "page": h.page,
+                "heading": h.heading,
+                "text": h.text,
+                "snippet": snippet,
+                "highlights": ranges.iter().map(|r| [r.start, r.end]).collect::<Vec<_>>(),
+                "score": h.score,
+                "chunk_id": h.chunk_id,
+                "char_start": h.char_start,
+                "char_end": h.char_end,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,258 @@
+//! End to end: the real `quarry` binary, the real all-MiniLM-L6-v2 weights, a
+//! real LanceDB + tantivy library on disk, real documents of every format.
+//!
+//! Needs the default embedder installed in QUARRY_MODELS_DIR (the README's test
+//! command fetches it first).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn corpus_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/corpus")
+}
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("QUARRY_MODELS_DIR")
+        .map(PathBuf::from)
+        .expect("set QUARRY_MODELS_DIR to the models folder (`quarry models fetch` fills it)");
+    assert!(
+        dir.join("all-minilm-l6-v2/model.safetensors").exists(),
+        "all-minilm-l6-v2 is not installed in {}; run `quarry models fetch`",
+        dir.display()
+    );
+    dir
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    docs: PathBuf,
+    library: PathBuf,
+    config: PathBuf,
+}
+
+fn setup() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    for e in std::fs::read_dir(corpus_src()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), docs.join(e.file_name())).unwrap();
+    }
+    let library = tmp.path().join("library");
+    let config = tmp.path().join("config");
+    Env {
+        docs: docs.canonicalize().unwrap(),
+        library,
+        config,
+        _tmp: tmp,
+    }
+}
+
+fn quarry(env: &Env, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(args)
+        .env("QUARRY_MODELS_DIR", models_dir())
+        .env("QUARRY_CONFIG_DIR", &env.config)
+        .env("QUARRY_LIBRARY_DIR", &env.library)
+        .output()
+        .expect("run quarry");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(env: &Env, args: &[&str]) -> Value {
+    let (ok, out, err) = quarry(env, args);
+    assert!(ok, "quarry {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn search(env: &Env, mode: &str, query: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["search", query, "--mode", mode, "--json", "-k", "5"];
+    args.extend_from_slice(extra);
+    json(env, &args).as_array().expect("array of hits").clone()
+}
+
+fn file_names(hits: &[Value]) -> Vec<String> {
+    hits.iter()
+        .map(|h| {
+            Path::new(h["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// `name` is among the first `n` distinct files of the hits.
+fn finds(hits: &[Value], name: &str, n: usize) -> bool {
+    let mut names = file_names(hits);
+    names.dedup();
+    names.iter().take(n).any(|f| f == name)
+}
+
+const FORMATS: &[&str] = &[
+    "glaciers.pdf",
+    "contract.docx",
+    "review.pptx",
+    "bread.odt",
+    "budget.xlsx",
+    "staff.csv",
+    "settings.json",
+    "install.md",
+    "octopus.html",
+    "tea.txt",
+    "invite.eml",
+];
+
+#[test]
+fn index_search_edit_reindex() {
+    let env = setup();
+    let docs = env.docs.to_str().unwrap();
+    let report = json(&env, &["index", docs, "--json"]);
+
+    // Every format indexed; the corrupt PDF and the binary file failed with reasons.
+    let indexed: Vec<String> = report["indexed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| Path::new(e[0].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for f in FORMATS {
+        assert!(indexed.contains(&f.to_string()), "{f} not indexed: {report}");
+    }
+    let failed = report["failed"].as_array().unwrap();
+    let reason = |name: &str| {
+        failed
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(name))
+            .map(|f| f["reason"].as_str().unwrap().to_string())
+    };
+    assert!(reason("broken.pdf").expect("broken.pdf listed as failed").contains("PDF"));
+    assert!(reason("blob.dat").expect("blob.dat listed as failed").contains("binary"));
+
+    let status = json(&env, &["status", "--json"]);
+    assert_eq!(status["documents"].as_u64(), Some(FORMATS.len() as u64));
+    let chunks = status["chunks"].as_u64().unwrap();
+    assert!(chunks >= FORMATS.len() as u64);
+    assert_eq!(status["keyword_chunks"].as_u64(), Some(chunks));
+
+    // Paraphrased queries find their documents by meaning.
+    let paraphrases = [
+        ("ice masses in Switzerland getting smaller", "glaciers.pdf"),
+        ("how can I cancel the deal before it runs out", "contract.docx"),
+        ("clever sea creatures with eight arms", "octopus.html"),
+        ("making sourdough bread", "bread.odt"),
+        ("moving computers to another facility", "invite.eml"),
+    ];
+    for (q, want) in paraphrases {
+        let hits = search(&env, "vector", q, &[]);
+        assert!(finds(&hits, want, 2), "vector: {q:?} → {:?}", file_names(&hits));
+        let hits = search(&env, "hybrid", q, &[]);
+        assert!(finds(&hits, want, 3), "hybrid: {q:?} → {:?}", file_names(&hits));
+    }
+    // Exact rare terms are found by keyword, and by hybrid.
+    let rare = [
+        ("Morteratsch", "glaciers.pdf"),
+        ("Quillfeather", "budget.xlsx"),
+        ("Zephyrine", "contract.docx"),
+        ("Fjordline", "review.pptx"),
+        ("Vortigern", "settings.json"),
+        ("Halvorsen", "staff.csv"),
+        ("Darjeeling", "tea.txt"),
+    ];
+    for (q, want) in rare {
+        let hits = search(&env, "keyword", q, &[]);
+        assert_eq!(file_names(&hits).first().map(String::as_str), Some(want), "keyword: {q}");
+        let hits = search(&env, "hybrid", q, &[]);
+        assert!(finds(&hits, want, 2), "hybrid: {q:?} → {:?}", file_names(&hits));
+    }
+    // Provenance: the PDF hit is on page 2, paths are absolute, snippets highlight.
+    let hits = search(&env, "keyword", "Morteratsch", &[]);
+    assert_eq!(hits[0]["page"].as_u64(), Some(2));
+    assert!(Path::new(hits[0]["path"].as_str().unwrap()).is_absolute());
+    assert!(hits[0]["text"].as_str().unwrap().contains("Morteratsch"));
+    assert!(!hits[0]["highlights"].as_array().unwrap().is_empty());
+    let hits = search(&env, "keyword", "termination notice", &[]);
+    assert_eq!(hits[0]["heading"].as_str(), Some("Termination"));
+
+    // Filters.
+    let hits = search(&env, "hybrid", "report", &["--ext", "pdf"]);
+    assert!(!hits.is_empty() && file_names(&hits).iter().all(|f| f.ends_with(".pdf")));
+    let prefix = format!("{}/oct", docs);
+    let hits = search(&env, "hybrid", "intelligence", &["--path-prefix", &prefix]);
+    assert!(!hits.is_empty() && file_names(&hits).iter().all(|f| f == "octopus.html"));
+
+    // Re-indexing an unchanged folder does nothing.
+    let again = json(&env, &["index", docs, "--json"]);
+    assert_eq!(again["indexed"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["chunks"].as_u64(), Some(0));
+
+    // Edit one file, delete another: only those change.
+    std::fs::write(
+        env.docs.join("tea.txt"),
+        "Coffee notes.\n\nThe Zanzibarine roast is brewed strong with cardamom.\n",
+    )
+    .unwrap();
+    std::fs::remove_file(env.docs.join("bread.odt")).unwrap();
+    let third = json(&env, &["index", docs, "--json"]);
+    assert_eq!(third["indexed"].as_array().unwrap().len(), 1, "{third}");
+    assert_eq!(third["removed"].as_array().unwrap().len(), 1, "{third}");
+    let hits = search(&env, "keyword", "Zanzibarine", &[]);
+    assert_eq!(file_names(&hits).first().map(String::as_str), Some("tea.txt"));
+    assert!(search(&env, "keyword", "Darjeeling", &[]).is_empty());
+    assert!(search(&env, "keyword", "levain", &[]).is_empty());
+    let hits = search(&env, "vector", "making sourdough bread", &[]);
+    assert!(!file_names(&hits).contains(&"bread.odt".to_string()));
+    let status = json(&env, &["status", "--json"]);
+    assert_eq!(status["documents"].as_u64(), Some(FORMATS.len() as u64 - 1));
+    assert_eq!(status["chunks"].as_u64(), status["keyword_chunks"].as_u64());
+}
+
+#[test]
+fn clear_errors_for_bad_input() {
+    let env = setup();
+    let (ok, _, err) = quarry(&env, &["search", "anything"]);
+    assert!(!ok);
+    assert!(err.contains("no Quarry library"), "{err}");
+    let (ok, _, err) = quarry(&env, &["index", "/definitely/not/here"]);
+    assert!(!ok);
+    assert!(err.contains("/definitely/not/here") && err.contains("no such file"), "{err}");
+    let (ok, _, err) = quarry(&env, &["search", "x", "--mode", "fuzzy"]);
+    assert!(!ok);
+    assert!(err.contains("fuzzy"), "{err}");
+}
+
+#[test]
+fn missing_model_names_the_command_that_fetches_it() {
+    let env = setup();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["index", env.docs.to_str().unwrap()])
+        .env("QUARRY_MODELS_DIR", empty.path())
+        .env("QUARRY_LIBRARY_DIR", &env.library)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quarry models fetch all-minilm-l6-v2"), "{err}");
+}
+
+#[test]
+fn models_list_shows_installed() {
+    let env = setup();
+    let list = json(&env, &["models", "list", "--json"]);
+    let minilm = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "all-minilm-l6-v2")
+        .unwrap();
+    assert_eq!(minilm["installed"], true);
+    assert!(list.as_array().unwrap().iter().any(|m| m["id"] == "bge-small-en-v1.5"));
+}

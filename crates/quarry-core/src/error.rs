@@ -1,0 +1,153 @@
+//! Errors of the engine.
+//!
+//! User errors (a missing model, a bad path, a library that does not exist) are
+//! kept apart from internal ones so front-ends can show them as sentences; every
+//! error has a stable machine-readable [`Error::code`].
+
+use std::path::PathBuf;
+
+/// Result type of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in quarry-core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model the operation needs is not installed.
+    #[error("model '{id}' is not installed; run `quarry models fetch {id}` (or `quarry models import PATH` offline)")]
+    ModelMissing {
+        /// Registry id of the model.
+        id: String,
+    },
+    /// The registry does not know this model id.
+    #[error("unknown model '{0}'; `quarry models list` shows the known ones")]
+    UnknownModel(String),
+    /// A downloaded or imported file does not match its pinned checksum.
+    #[error("{path}: sha256 {actual} does not match the expected {expected}")]
+    ChecksumMismatch {
+        /// The file that was checked.
+        path: PathBuf,
+        /// Expected sha256 (hex).
+        expected: String,
+        /// Actual sha256 (hex).
+        actual: String,
+    },
+    /// Fetching a model failed from every source.
+    #[error("could not fetch model '{id}': {reason}")]
+    Fetch {
+        /// Registry id of the model.
+        id: String,
+        /// What went wrong, per source.
+        reason: String,
+    },
+    /// The model files are present but cannot be used.
+    #[error("model '{id}' cannot be loaded: {reason}")]
+    ModelLoad {
+        /// Registry id or path of the model.
+        id: String,
+        /// Why it cannot be loaded.
+        reason: String,
+    },
+    /// The registry file is malformed.
+    #[error("model registry {path}: {reason}")]
+    Registry {
+        /// Registry file.
+        path: PathBuf,
+        /// Parse error.
+        reason: String,
+    },
+    /// No library exists at the given directory.
+    #[error("no Quarry library at {0}; run `quarry index PATH --library {0}` to create one")]
+    NoLibrary(PathBuf),
+    /// The library was created with another embedder than the one requested.
+    #[error("library uses embedder '{library}' but '{requested}' was requested")]
+    EmbedderMismatch {
+        /// Embedder the library was built with.
+        library: String,
+        /// Embedder requested now.
+        requested: String,
+    },
+    /// Another process holds the library's write lock.
+    #[error("library {0} is being indexed by another process")]
+    Locked(PathBuf),
+    /// A path given by the user does not exist or is not usable.
+    #[error("{path}: {reason}")]
+    BadPath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A query or option is invalid.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A file system error, with its path (fs-err puts the path in the message).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The vector store failed.
+    #[error("vector store: {0}")]
+    Vectors(#[from] lancedb::Error),
+    /// Arrow data could not be built or read.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// The keyword index failed.
+    #[error("keyword index: {0}")]
+    Keywords(#[from] tantivy::TantivyError),
+    /// A keyword query could not be parsed.
+    #[error("keyword query: {0}")]
+    KeywordQuery(#[from] tantivy::query::QueryParserError),
+    /// The tensor library failed.
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// JSON (de)serialisation failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An internal invariant was broken; a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A stable code for front-ends (`{code, message}`); never match on messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::ModelMissing { .. } => "model_missing",
+            Error::UnknownModel(_) => "unknown_model",
+            Error::ChecksumMismatch { .. } => "checksum_mismatch",
+            Error::Fetch { .. } => "fetch_failed",
+            Error::ModelLoad { .. } => "model_load",
+            Error::Registry { .. } => "registry",
+            Error::NoLibrary(_) => "no_library",
+            Error::EmbedderMismatch { .. } => "embedder_mismatch",
+            Error::Locked(_) => "locked",
+            Error::BadPath { .. } => "bad_path",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Io(_) => "io",
+            Error::Vectors(_) => "vector_store",
+            Error::Arrow(_) => "arrow",
+            Error::Keywords(_) => "keyword_index",
+            Error::KeywordQuery(_) => "keyword_query",
+            Error::Tensor(_) => "tensor",
+            Error::Tokenizer(_) => "tokenizer",
+            Error::Json(_) => "json",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// True when the error is the user's to fix (bad input, missing model), not a bug.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Error::ModelMissing { .. }
+                | Error::UnknownModel(_)
+                | Error::NoLibrary(_)
+                | Error::EmbedderMismatch { .. }
+                | Error::Locked(_)
+                | Error::BadPath { .. }
+                | Error::InvalidInput(_)
+                | Error::KeywordQuery(_)
+        )
+    }
+}

@@ -1,0 +1,407 @@
+//! Indexing: walk → extract → chunk → embed → store, incrementally.
+//!
+//! A file whose size and modification time are unchanged is not read again; a
+//! file whose content hash is unchanged is not re-embedded; a changed file
+//! replaces only its own chunks; files gone from an indexed folder lose theirs.
+//! Work is flushed in batches: chunks (LanceDB, then tantivy) first, then the
+//! document rows that mark them done.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::chunk::{Chunker, ChunkerConfig};
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::extract::{extract_bytes, ExtractLimits};
+use crate::library::Library;
+use crate::store::{ChunkRecord, DocState, DocumentRecord};
+use crate::walk::{walk, Candidate, Skipped, WalkOptions};
+
+/// Options of an indexing run.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Walking (ignore rules, size cap).
+    pub walk: WalkOptions,
+    /// Extraction limits.
+    pub limits: ExtractLimits,
+    /// Chunk sizes; `max_tokens` is capped to what the embedder accepts.
+    pub chunker: ChunkerConfig,
+    /// Flush to the indexes after about this many chunks.
+    pub flush_chunks: usize,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            walk: WalkOptions::default(),
+            limits: ExtractLimits::default(),
+            chunker: ChunkerConfig::default(),
+            flush_chunks: 512,
+        }
+    }
+}
+
+/// Progress of an indexing run.
+#[derive(Debug, Clone)]
+pub enum IndexEvent {
+    /// The walk finished: `to_process` files are new or changed.
+    Planned {
+        /// Files found.
+        found: usize,
+        /// Files that need work.
+        to_process: usize,
+        /// Bytes of the files that need work.
+        bytes: u64,
+        /// Documents that will be removed.
+        to_remove: usize,
+    },
+    /// A file was processed (indexed, unchanged by content, or failed).
+    FileDone {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// Chunks it produced.
+        chunks: usize,
+    },
+    /// Chunks were embedded.
+    Embedded {
+        /// How many.
+        chunks: usize,
+    },
+    /// A batch was written to the indexes.
+    Flushed {
+        /// Chunks written so far.
+        chunks_total: usize,
+    },
+}
+
+/// What an indexing run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexReport {
+    /// Files indexed (new or changed), with their chunk counts.
+    pub indexed: Vec<(PathBuf, usize)>,
+    /// Files left as they were.
+    pub unchanged: usize,
+    /// Files passed over (ignored type, too large, unreadable), with reasons.
+    pub skipped: Vec<Skipped>,
+    /// Files that could not be extracted, with reasons.
+    pub failed: Vec<Skipped>,
+    /// Files removed from the library because they are gone.
+    pub removed: Vec<PathBuf>,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Bytes of files read.
+    pub bytes: u64,
+    /// Wall time.
+    #[serde(serialize_with = "ser_secs")]
+    pub elapsed: Duration,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn short_hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Id of the document at `path`.
+pub fn doc_id(path: &str) -> String {
+    short_hash(&[path.as_bytes()])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The text the embedder sees for a chunk: its heading gives context.
+fn embedding_input(c: &ChunkRecord) -> String {
+    match &c.heading {
+        Some(h) if !c.text.starts_with(h.as_str()) => format!("{h}\n{}", c.text),
+        _ => c.text.clone(),
+    }
+}
+
+struct Pending {
+    docs: Vec<DocumentRecord>,
+    chunks: Vec<ChunkRecord>,
+    /// Documents whose old chunks must go.
+    replace: Vec<String>,
+}
+
+impl Library {
+    /// Index `paths` (folders or files) into the library.
+    pub async fn index(
+        &mut self,
+        paths: &[PathBuf],
+        embedder: &Embedder,
+        opts: &IndexOptions,
+        on_event: &mut dyn FnMut(IndexEvent),
+    ) -> Result<IndexReport> {
+        let started = Instant::now();
+        if embedder.id() != self.meta().embedder {
+            return Err(Error::EmbedderMismatch {
+                library: self.meta().embedder.clone(),
+                requested: embedder.id().to_string(),
+            });
+        }
+        let mut roots = Vec::new();
+        for p in paths {
+            let abs = p.canonicalize().map_err(|e| Error::BadPath {
+                path: p.clone(),
+                reason: if e.kind() == std::io::ErrorKind::NotFound {
+                    "no such file or folder".into()
+                } else {
+                    e.to_string()
+                },
+            })?;
+            roots.push(abs);
+        }
+        let mut walk_opts = opts.walk.clone();
+        walk_opts.exclude.push(self.dir().to_path_buf());
+        let mut report = IndexReport::default();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for root in &roots {
+            let (files, skipped) = walk(root, &walk_opts);
+            candidates.extend(files);
+            report.skipped.extend(skipped);
+        }
+        for root in &roots {
+            self.add_folder(root)?;
+        }
+        let existing: HashMap<String, DocumentRecord> = self
+            .vectors
+            .documents()
+            .await?
+            .into_iter()
+            .map(|d| (d.path.clone(), d))
+            .collect();
+        let seen: HashSet<String> = candidates.iter().map(|c| c.path.to_string_lossy().to_string()).collect();
+        let removed: Vec<DocumentRecord> = existing
+            .values()
+            .filter(|d| {
+                !seen.contains(&d.path) && roots.iter().any(|r| Path::new(&d.path).starts_with(r))
+            })
+            .cloned()
+            .collect();
+        let todo: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| match existing.get(c.path.to_string_lossy().as_ref()) {
+                Some(d) => d.size != c.size || d.mtime_ns != c.mtime_ns,
+                None => true,
+            })
+            .collect();
+        report.unchanged = candidates.len() - todo.len();
+        on_event(IndexEvent::Planned {
+            found: candidates.len(),
+            to_process: todo.len(),
+            bytes: todo.iter().map(|c| c.size).sum(),
+            to_remove: removed.len(),
+        });
+
+        if !removed.is_empty() {
+            let ids: Vec<String> = removed.iter().map(|d| d.doc_id.clone()).collect();
+            self.vectors.delete_chunks_of(&ids).await?;
+            let mut writer = self.keywords.writer()?;
+            for id in &ids {
+                self.keywords.delete_document(&writer, id);
+            }
+            writer.commit()?;
+            self.vectors.delete_documents(&ids).await?;
+            report.removed = removed.iter().map(|d| PathBuf::from(&d.path)).collect();
+        }
+
+        let counting = embedder.counting_tokenizer();
+        let mut chunker_cfg = opts.chunker;
+        // Leave room for [CLS]/[SEP] and the heading line.
+        chunker_cfg.max_tokens = chunker_cfg.max_tokens.min(embedder.max_tokens().saturating_sub(8).max(16));
+        let chunker = Chunker::new(&counting, chunker_cfg);
+        let mut pending = Pending {
+            docs: Vec::new(),
+            chunks: Vec::new(),
+            replace: Vec::new(),
+        };
+        let mut writes = 0usize;
+        for cand in todo {
+            let path_str = cand.path.to_string_lossy().to_string();
+            let id = doc_id(&path_str);
+            let previous = existing.get(&path_str);
+            let bytes = match read_capped(&cand.path, opts.walk.max_file_bytes) {
+                Ok(b) => b,
+                Err(reason) => {
+                    report.skipped.push(Skipped {
+                        path: cand.path.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            report.bytes += bytes.len() as u64;
+            let hash = hex::encode(Sha256::digest(&bytes));
+            let mut record = DocumentRecord {
+                doc_id: id.clone(),
+                path: path_str.clone(),
+                root: cand.root.to_string_lossy().to_string(),
+                size: bytes.len() as u64,
+                mtime_ns: cand.mtime_ns,
+                hash: hash.clone(),
+                state: DocState::Indexed,
+                error: None,
+                chunks: 0,
+                text_chars: 0,
+                indexed_at_ms: now_ms(),
+            };
+            if let Some(prev) = previous.filter(|p| p.hash == hash) {
+                // Same content (touched, copied back): keep its chunks, refresh the row.
+                record.state = prev.state;
+                record.error = prev.error.clone();
+                record.chunks = prev.chunks;
+                record.text_chars = prev.text_chars;
+                pending.docs.push(record);
+                report.unchanged += 1;
+                on_event(IndexEvent::FileDone {
+                    path: cand.path.clone(),
+                    bytes: cand.size,
+                    chunks: 0,
+                });
+                continue;
+            }
+            if previous.is_some() {
+                pending.replace.push(id.clone());
+            }
+            match extract_bytes(&cand.path, &bytes, &opts.limits) {
+                Ok(extracted) => {
+                    let (_, chunks) = chunker.chunk(&extracted.blocks);
+                    let ext = cand
+                        .path
+                        .extension()
+                        .map(|e| e.to_string_lossy().to_lowercase())
+                        .unwrap_or_default();
+                    record.chunks = chunks.len() as u32;
+                    record.text_chars = extracted.blocks.iter().map(|b| b.text.chars().count() as u64).sum();
+                    for c in chunks {
+                        pending.chunks.push(ChunkRecord {
+                            id: short_hash(&[id.as_bytes(), &(c.index as u64).to_le_bytes(), c.text.as_bytes()]),
+                            doc_id: id.clone(),
+                            path: path_str.clone(),
+                            ext: ext.clone(),
+                            index: c.index as u32,
+                            title: extracted.title.clone(),
+                            heading: c.heading,
+                            page: c.page,
+                            char_start: c.char_start as u64,
+                            char_end: c.char_end as u64,
+                            text: c.text,
+                            vector: Vec::new(),
+                        });
+                    }
+                    report.indexed.push((cand.path.clone(), record.chunks as usize));
+                    on_event(IndexEvent::FileDone {
+                        path: cand.path.clone(),
+                        bytes: cand.size,
+                        chunks: record.chunks as usize,
+                    });
+                }
+                Err(e) => {
+                    record.state = DocState::Failed;
+                    record.error = Some(e.to_string());
+                    report.failed.push(Skipped {
+                        path: cand.path.clone(),
+                        reason: e.to_string(),
+                    });
+                    on_event(IndexEvent::FileDone {
+                        path: cand.path.clone(),
+                        bytes: cand.size,
+                        chunks: 0,
+                    });
+                }
+            }
+            pending.docs.push(record);
+            if pending.chunks.len() >= opts.flush_chunks {
+                report.chunks += self.flush(&mut pending, embedder, on_event).await?;
+                writes += 1;
+                on_event(IndexEvent::Flushed {
+                    chunks_total: report.chunks,
+                });
+            }
+        }
+        if !pending.docs.is_empty() || !pending.replace.is_empty() {
+            report.chunks += self.flush(&mut pending, embedder, on_event).await?;
+            writes += 1;
+            on_event(IndexEvent::Flushed {
+                chunks_total: report.chunks,
+            });
+        }
+        if writes > 8 || !report.removed.is_empty() {
+            self.vectors.optimize().await?;
+        }
+        self.keywords.reload()?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Embed the pending chunks and write them, then their documents.
+    async fn flush(
+        &mut self,
+        pending: &mut Pending,
+        embedder: &Embedder,
+        on_event: &mut dyn FnMut(IndexEvent),
+    ) -> Result<usize> {
+        let mut chunks = std::mem::take(&mut pending.chunks);
+        for part in chunks.chunks_mut(64) {
+            let inputs: Vec<String> = part.iter().map(embedding_input).collect();
+            let vectors = embedder.embed_documents(&inputs)?;
+            for (c, v) in part.iter_mut().zip(vectors) {
+                c.vector = v;
+            }
+            on_event(IndexEvent::Embedded { chunks: part.len() });
+        }
+        let replace = std::mem::take(&mut pending.replace);
+        if !replace.is_empty() {
+            self.vectors.delete_chunks_of(&replace).await?;
+        }
+        self.vectors.add_chunks(&chunks).await?;
+        let mut writer = self.keywords.writer()?;
+        for id in &replace {
+            self.keywords.delete_document(&writer, id);
+        }
+        self.keywords.add(&writer, &chunks)?;
+        writer.commit()?;
+        drop(writer);
+        let docs = std::mem::take(&mut pending.docs);
+        self.vectors.upsert_documents(&docs).await?;
+        Ok(chunks.len())
+    }
+}
+
+/// Read a file, refusing more than `cap` bytes (the file may have grown since
+/// the walk). Errors are reasons for the report.
+fn read_capped(path: &Path, cap: u64) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "disappeared before it was read".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => format!("cannot open: {e}"),
+    })?;
+    let mut buf = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("read error: {e}"))?;
+    if buf.len() as u64 > cap {
+        return Err(format!("larger than the {} MiB limit", cap >> 20));
+    }
+    Ok(buf)
+}

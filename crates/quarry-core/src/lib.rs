@@ -1,0 +1,31 @@
+//! Quarry's engine: index folders of local documents and search them with
+//! hybrid (vector + keyword) retrieval, entirely on the user's machine.
+//!
+//! The flow: [`walk`] finds files, [`extract`] turns them into text blocks,
+//! [`chunk`] cuts token-aware chunks with provenance, [`embed`] turns chunks
+//! into vectors, [`store`] writes them to LanceDB and tantivy inside a
+//! [`Library`], and [`search`] queries both and fuses the results
+//! ([`fusion`]). [`models`] fetches and verifies model weights.
+//!
+//! Nothing here knows which front-end (CLI, server, desktop) is calling.
+
+#![warn(missing_docs)]
+
+pub mod chunk;
+pub mod dirs;
+pub mod embed;
+pub mod error;
+pub mod extract;
+pub mod fusion;
+pub mod index;
+pub mod library;
+pub mod models;
+pub mod search;
+pub mod store;
+pub mod walk;
+
+pub use embed::Embedder;
+pub use error::{Error, Result};
+pub use index::{IndexEvent, IndexOptions, IndexReport};
+pub use library::{Library, LibraryMeta, LibraryStatus};
+pub use search::{HybridSearch, SearchMode, SearchOptions, SearchResults};

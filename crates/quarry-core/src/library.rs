@@ -1,0 +1,181 @@
+//! A library: one folder holding the LanceDB tables, the tantivy index and
+//! `library.json` (which embedder built it, which folders it covers).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{DocState, KeywordIndex, VectorStore};
+
+const META: &str = "library.json";
+const FORMAT_VERSION: u32 = 1;
+
+/// What `library.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LibraryMeta {
+    /// Layout version.
+    pub version: u32,
+    /// Registry id of the embedder that made the vectors.
+    pub embedder: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Folders (or files) the user added, absolute.
+    pub folders: Vec<PathBuf>,
+}
+
+/// An open library.
+pub struct Library {
+    dir: PathBuf,
+    meta: LibraryMeta,
+    pub(crate) vectors: VectorStore,
+    pub(crate) keywords: KeywordIndex,
+}
+
+/// Summary for `quarry status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryStatus {
+    /// The library folder.
+    pub library: PathBuf,
+    /// Folders it covers.
+    pub folders: Vec<PathBuf>,
+    /// Documents with searchable chunks.
+    pub documents: usize,
+    /// Documents whose extraction failed.
+    pub failed: usize,
+    /// Chunks in the vector table.
+    pub chunks: usize,
+    /// Chunks in the keyword index (equal to `chunks` when consistent).
+    pub keyword_chunks: u64,
+    /// Embedder id.
+    pub embedder: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+    /// Failed documents and why.
+    pub failures: Vec<(String, String)>,
+}
+
+impl Library {
+    /// Open an existing library.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        let meta_path = dir.join(META);
+        if !meta_path.exists() {
+            return Err(Error::NoLibrary(dir.to_path_buf()));
+        }
+        let meta: LibraryMeta = serde_json::from_str(&fs_err::read_to_string(&meta_path)?)?;
+        if meta.version > FORMAT_VERSION {
+            return Err(Error::InvalidInput(format!(
+                "library {} was written by a newer Quarry (format {})",
+                dir.display(),
+                meta.version
+            )));
+        }
+        Self::open_with(dir, meta).await
+    }
+
+    /// Open a library, creating it for `embedder` (of `dim` dimensions) if absent.
+    /// An existing library built with another embedder is an error.
+    pub async fn open_or_create(dir: &Path, embedder: &str, dim: usize) -> Result<Self> {
+        if dir.join(META).exists() {
+            let lib = Self::open(dir).await?;
+            if lib.meta.embedder != embedder {
+                return Err(Error::EmbedderMismatch {
+                    library: lib.meta.embedder.clone(),
+                    requested: embedder.to_string(),
+                });
+            }
+            return Ok(lib);
+        }
+        fs_err::create_dir_all(dir)?;
+        let meta = LibraryMeta {
+            version: FORMAT_VERSION,
+            embedder: embedder.to_string(),
+            dim,
+            folders: Vec::new(),
+        };
+        let lib = Self::open_with(dir, meta).await?;
+        lib.save_meta()?;
+        Ok(lib)
+    }
+
+    async fn open_with(dir: &Path, meta: LibraryMeta) -> Result<Self> {
+        let dir = dir.canonicalize().map_err(|e| Error::BadPath {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let vectors = VectorStore::open_dir(&dir.join("lance"), meta.dim).await?;
+        let keywords = KeywordIndex::open(&dir.join("tantivy"))?;
+        Ok(Library {
+            dir,
+            meta,
+            vectors,
+            keywords,
+        })
+    }
+
+    /// Write `library.json` atomically.
+    pub(crate) fn save_meta(&self) -> Result<()> {
+        let tmp = self.dir.join(format!("{META}.tmp"));
+        fs_err::write(&tmp, serde_json::to_vec_pretty(&self.meta)?)?;
+        fs_err::rename(&tmp, self.dir.join(META))?;
+        Ok(())
+    }
+
+    /// The library folder (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its metadata.
+    pub fn meta(&self) -> &LibraryMeta {
+        &self.meta
+    }
+
+    pub(crate) fn add_folder(&mut self, folder: &Path) -> Result<()> {
+        if !self.meta.folders.iter().any(|f| f == folder) {
+            self.meta.folders.push(folder.to_path_buf());
+            self.save_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Counts, size and failures.
+    pub async fn status(&self) -> Result<LibraryStatus> {
+        let docs = self.vectors.documents().await?;
+        let failures: Vec<(String, String)> = docs
+            .iter()
+            .filter(|d| d.state == DocState::Failed)
+            .map(|d| (d.path.clone(), d.error.clone().unwrap_or_default()))
+            .collect();
+        Ok(LibraryStatus {
+            library: self.dir.clone(),
+            folders: self.meta.folders.clone(),
+            documents: docs.iter().filter(|d| d.state == DocState::Indexed).count(),
+            failed: failures.len(),
+            chunks: self.vectors.count_chunks().await?,
+            keyword_chunks: self.keywords.num_chunks(),
+            embedder: self.meta.embedder.clone(),
+            dim: self.meta.dim,
+            size_bytes: dir_size(&self.dir),
+            failures,
+        })
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}

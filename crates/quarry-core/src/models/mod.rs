@@ -1,0 +1,8 @@
+//! The model registry (`models/models.toml`), and fetching, verifying, importing
+//! and locating installed models.
+
+mod fetch;
+mod registry;
+
+pub use fetch::{FetchEvent, ModelStore};
+pub use registry::{FileSpec, ModelRole, ModelSpec, Registry, Source};

@@ -1,0 +1,204 @@
+//! The keyword (BM25) index: tantivy, over the same chunk ids as the vectors.
+
+use std::path::Path;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RegexQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED,
+    STRING,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use super::tokenize::{analyzer, ANALYZER};
+use super::{ChunkRecord, Filter, Hit};
+use crate::error::Result;
+
+struct Fields {
+    id: Field,
+    doc_id: Field,
+    path: Field,
+    ext: Field,
+    title: Field,
+    heading: Field,
+    text: Field,
+    page: Field,
+    char_start: Field,
+    char_end: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text_opts = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let num = NumericOptions::default().set_stored();
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        doc_id: b.add_text_field("doc_id", STRING),
+        path: b.add_text_field("path", STRING | STORED),
+        ext: b.add_text_field("ext", STRING),
+        title: b.add_text_field("title", text_opts.clone()),
+        heading: b.add_text_field("heading", text_opts.clone()),
+        text: b.add_text_field("text", text_opts),
+        page: b.add_u64_field("page", num.clone()),
+        char_start: b.add_u64_field("char_start", num.clone()),
+        char_end: b.add_u64_field("char_end", num),
+    };
+    (b.build(), fields)
+}
+
+/// The keyword index of a library.
+pub struct KeywordIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl KeywordIndex {
+    /// Open or create the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        fs_err::create_dir_all(dir)?;
+        let (schema, fields) = schema();
+        let index = if dir.join("meta.json").exists() {
+            Index::open_in_dir(dir)?
+        } else {
+            Index::create_in_dir(dir, schema)?
+        };
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(KeywordIndex { index, reader, fields })
+    }
+
+    /// A writer (tantivy allows one per index; it also takes a lock file).
+    pub fn writer(&self) -> Result<IndexWriter> {
+        Ok(self.index.writer(64 << 20)?)
+    }
+
+    /// Queue the deletion of every chunk of a document.
+    pub fn delete_document(&self, writer: &IndexWriter, doc_id: &str) {
+        writer.delete_term(Term::from_field_text(self.fields.doc_id, doc_id));
+    }
+
+    /// Queue chunks for addition.
+    pub fn add(&self, writer: &IndexWriter, chunks: &[ChunkRecord]) -> Result<()> {
+        let f = &self.fields;
+        for c in chunks {
+            let mut d = doc!(
+                f.id => c.id.as_str(),
+                f.doc_id => c.doc_id.as_str(),
+                f.path => c.path.as_str(),
+                f.ext => c.ext.as_str(),
+                f.text => c.text.as_str(),
+                f.char_start => c.char_start,
+                f.char_end => c.char_end,
+            );
+            if let Some(t) = &c.title {
+                d.add_text(f.title, t);
+            }
+            if let Some(h) = &c.heading {
+                d.add_text(f.heading, h);
+            }
+            if let Some(p) = c.page {
+                d.add_u64(f.page, p as u64);
+            }
+            writer.add_document(d)?;
+        }
+        Ok(())
+    }
+
+    /// Make the reader see the last commit.
+    pub fn reload(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// Number of chunks searchable now.
+    pub fn num_chunks(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn parsed_query(&self, query: &str) -> Box<dyn Query> {
+        let f = &self.fields;
+        let mut parser = QueryParser::for_index(&self.index, vec![f.text, f.heading, f.title]);
+        parser.set_field_boost(f.heading, 1.5);
+        parser.set_field_boost(f.title, 1.5);
+        // Lenient: a stray quote or colon in a question is not an error.
+        parser.parse_query_lenient(query).0
+    }
+
+    /// BM25 top-`limit` chunks for `query`, with highlighted snippets.
+    pub fn search(&self, query: &str, limit: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        let f = &self.fields;
+        let user_query = self.parsed_query(query);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, user_query.box_clone())];
+        if let Some(prefix) = &filter.path_prefix {
+            let pattern = format!("{}.*", regex_escape(prefix));
+            clauses.push((Occur::Must, Box::new(RegexQuery::from_pattern(&pattern, f.path)?)));
+        }
+        if !filter.extensions.is_empty() {
+            let exts: Vec<(Occur, Box<dyn Query>)> = filter
+                .extensions
+                .iter()
+                .map(|e| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(f.ext, &e.to_lowercase()),
+                        IndexRecordOption::Basic,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(exts))));
+        }
+        let full = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&full, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        let mut snippets = SnippetGenerator::create(&searcher, &*user_query, f.text)?;
+        snippets.set_max_num_chars(240);
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let d: TantivyDocument = searcher.doc(address)?;
+            let text_of = |field| d.get_first(field).and_then(|v| v.as_str()).map(str::to_string);
+            let num_of = |field| d.get_first(field).and_then(|v| v.as_u64());
+            let text = text_of(f.text).unwrap_or_default();
+            let snippet = snippets.snippet(&text);
+            hits.push(Hit {
+                chunk_id: text_of(f.id).unwrap_or_default(),
+                path: text_of(f.path).unwrap_or_default(),
+                page: num_of(f.page).map(|p| p as u32),
+                heading: text_of(f.heading),
+                char_start: num_of(f.char_start).unwrap_or(0),
+                char_end: num_of(f.char_end).unwrap_or(0),
+                snippet: Some((snippet.fragment().to_string(), snippet.highlighted().to_vec())),
+                text,
+                score,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Highlighted snippet of `text` for `query` (for hits found by vector search).
+    pub fn snippet_for(&self, query: &str, text: &str) -> Result<(String, Vec<std::ops::Range<usize>>)> {
+        let searcher = self.reader.searcher();
+        let q = self.parsed_query(query);
+        let mut g = SnippetGenerator::create(&searcher, &*q, self.fields.text)?;
+        g.set_max_num_chars(240);
+        let s = g.snippet(text);
+        Ok((s.fragment().to_string(), s.highlighted().to_vec()))
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~\"".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

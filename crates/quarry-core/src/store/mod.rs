@@ -1,0 +1,129 @@
+//! The two indexes of a library: vectors (LanceDB) and keywords (tantivy), over
+//! the same chunk ids, plus the records they hold.
+
+mod keywords;
+mod tokenize;
+mod vectors;
+
+pub use keywords::KeywordIndex;
+pub use tokenize::WordTokenizer;
+pub use vectors::VectorStore;
+
+use serde::{Deserialize, Serialize};
+
+/// A chunk as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    /// Content-derived id (document id + position + text).
+    pub id: String,
+    /// The document it belongs to.
+    pub doc_id: String,
+    /// Absolute path of the file.
+    pub path: String,
+    /// Lower-case extension without dot ("" when none).
+    pub ext: String,
+    /// Position in the document.
+    pub index: u32,
+    /// Document title, when the format has one.
+    pub title: Option<String>,
+    /// Heading above the chunk.
+    pub heading: Option<String>,
+    /// 1-based page.
+    pub page: Option<u32>,
+    /// Start offset in the document text, characters.
+    pub char_start: u64,
+    /// End offset in the document text, characters.
+    pub char_end: u64,
+    /// The chunk's text.
+    pub text: String,
+    /// The embedding.
+    pub vector: Vec<f32>,
+}
+
+/// What happened to a document the last time it was indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocState {
+    /// Its chunks are searchable.
+    Indexed,
+    /// Extraction failed; `error` says why. Retried when the file changes.
+    Failed,
+}
+
+impl DocState {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocState::Indexed => "indexed",
+            DocState::Failed => "failed",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> DocState {
+        if s == "indexed" {
+            DocState::Indexed
+        } else {
+            DocState::Failed
+        }
+    }
+}
+
+/// A document as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    /// Stable id derived from the path.
+    pub doc_id: String,
+    /// Absolute path.
+    pub path: String,
+    /// The indexed folder it was found under.
+    pub root: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// sha256 of the content.
+    pub hash: String,
+    /// Indexed or failed.
+    pub state: DocState,
+    /// Why it failed, or a warning (e.g. truncated).
+    pub error: Option<String>,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Characters of extracted text.
+    pub text_chars: u64,
+    /// When it was indexed, milliseconds since the epoch.
+    pub indexed_at_ms: i64,
+}
+
+/// Restricts a search to part of the library.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only paths starting with this.
+    pub path_prefix: Option<String>,
+    /// Only these extensions (lower-case, no dot); empty means all.
+    pub extensions: Vec<String>,
+}
+
+/// One search result from one index (before fusion), or a fused result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Chunk id.
+    pub chunk_id: String,
+    /// Absolute path.
+    pub path: String,
+    /// 1-based page.
+    pub page: Option<u32>,
+    /// Heading above the chunk.
+    pub heading: Option<String>,
+    /// Start offset in the document text, characters.
+    pub char_start: u64,
+    /// End offset in the document text, characters.
+    pub char_end: u64,
+    /// The chunk's text.
+    pub text: String,
+    /// Snippet and the byte ranges to highlight in it.
+    pub snippet: Option<(String, Vec<std::ops::Range<usize>>)>,
+    /// Score (cosine similarity, BM25, or fused score).
+    pub score: f32,
+}

@@ -1,0 +1,298 @@
+//! The vector store: LanceDB tables `chunks` (text, provenance, vector) and
+//! `documents` (one row per file, with its state).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use lancedb::{Connection, DistanceType, Table};
+
+use super::{ChunkRecord, DocState, DocumentRecord, Filter, Hit};
+use crate::error::{Error, Result};
+
+const CHUNKS: &str = "chunks";
+const DOCUMENTS: &str = "documents";
+
+fn chunk_schema(dim: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("doc_id", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("ext", DataType::Utf8, false),
+        Field::new("idx", DataType::UInt32, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("heading", DataType::Utf8, true),
+        Field::new("page", DataType::UInt32, true),
+        Field::new("char_start", DataType::UInt64, false),
+        Field::new("char_end", DataType::UInt64, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32),
+            false,
+        ),
+    ]))
+}
+
+fn document_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("doc_id", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("root", DataType::Utf8, false),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("mtime_ns", DataType::Int64, false),
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("chunks", DataType::UInt32, false),
+        Field::new("text_chars", DataType::UInt64, false),
+        Field::new("indexed_at_ms", DataType::Int64, false),
+    ]))
+}
+
+/// Quote a string for a LanceDB (DataFusion SQL) filter.
+pub(crate) fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn in_list(column: &str, values: &[String]) -> String {
+    let list: Vec<String> = values.iter().map(|v| sql_str(v)).collect();
+    format!("{column} IN ({})", list.join(", "))
+}
+
+/// The LanceDB side of a library.
+pub struct VectorStore {
+    chunks: Table,
+    documents: Table,
+    dim: usize,
+}
+
+impl VectorStore {
+    /// Open (or create) the tables under `dir` — a local folder, or an object
+    /// store URI such as `s3://bucket/library`.
+    pub async fn open(uri: &str, dim: usize) -> Result<Self> {
+        let conn: Connection = lancedb::connect(uri).execute().await?;
+        let names = conn.table_names().execute().await?;
+        let chunks = if names.iter().any(|n| n == CHUNKS) {
+            conn.open_table(CHUNKS).execute().await?
+        } else {
+            conn.create_empty_table(CHUNKS, chunk_schema(dim)).execute().await?
+        };
+        let documents = if names.iter().any(|n| n == DOCUMENTS) {
+            conn.open_table(DOCUMENTS).execute().await?
+        } else {
+            conn.create_empty_table(DOCUMENTS, document_schema()).execute().await?
+        };
+        Ok(VectorStore { chunks, documents, dim })
+    }
+
+    /// Open the store of a local library folder.
+    pub async fn open_dir(dir: &Path, dim: usize) -> Result<Self> {
+        fs_err::create_dir_all(dir)?;
+        Self::open(&dir.to_string_lossy(), dim).await
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Add chunks.
+    pub async fn add_chunks(&self, chunks: &[ChunkRecord]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let batch = self.chunk_batch(chunks)?;
+        self.chunks.add(batch).execute().await?;
+        Ok(())
+    }
+
+    fn chunk_batch(&self, chunks: &[ChunkRecord]) -> Result<RecordBatch> {
+        let mut vectors = FixedSizeListBuilder::with_capacity(
+            Float32Builder::with_capacity(chunks.len() * self.dim),
+            self.dim as i32,
+            chunks.len(),
+        )
+        .with_field(Arc::new(Field::new("item", DataType::Float32, true)));
+        for c in chunks {
+            if c.vector.len() != self.dim {
+                return Err(Error::Internal(format!(
+                    "vector of {} dims for a {}-dim store",
+                    c.vector.len(),
+                    self.dim
+                )));
+            }
+            vectors.values().append_slice(&c.vector);
+            vectors.append(true);
+        }
+        let vectors: FixedSizeListArray = vectors.finish();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.id))),
+            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.doc_id))),
+            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.path))),
+            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.ext))),
+            Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.index))),
+            Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.title.as_deref()))),
+            Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.heading.as_deref()))),
+            Arc::new(UInt32Array::from_iter(chunks.iter().map(|c| c.page))),
+            Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.char_start))),
+            Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.char_end))),
+            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.text))),
+            Arc::new(vectors),
+        ];
+        Ok(RecordBatch::try_new(chunk_schema(self.dim), cols)?)
+    }
+
+    /// Delete every chunk of these documents.
+    pub async fn delete_chunks_of(&self, doc_ids: &[String]) -> Result<()> {
+        for part in doc_ids.chunks(500) {
+            self.chunks.delete(in_list("doc_id", part).as_str()).await?;
+        }
+        Ok(())
+    }
+
+    /// Insert or replace document rows.
+    pub async fn upsert_documents(&self, docs: &[DocumentRecord]) -> Result<()> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
+        self.delete_documents(&ids).await?;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.doc_id))),
+            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.path))),
+            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.root))),
+            Arc::new(UInt64Array::from_iter_values(docs.iter().map(|d| d.size))),
+            Arc::new(Int64Array::from_iter_values(docs.iter().map(|d| d.mtime_ns))),
+            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.hash))),
+            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| d.state.as_str()))),
+            Arc::new(StringArray::from_iter(docs.iter().map(|d| d.error.as_deref()))),
+            Arc::new(UInt32Array::from_iter_values(docs.iter().map(|d| d.chunks))),
+            Arc::new(UInt64Array::from_iter_values(docs.iter().map(|d| d.text_chars))),
+            Arc::new(Int64Array::from_iter_values(docs.iter().map(|d| d.indexed_at_ms))),
+        ];
+        let batch = RecordBatch::try_new(document_schema(), cols)?;
+        self.documents.add(batch).execute().await?;
+        Ok(())
+    }
+
+    /// Delete document rows (not their chunks).
+    pub async fn delete_documents(&self, doc_ids: &[String]) -> Result<()> {
+        for part in doc_ids.chunks(500) {
+            self.documents.delete(in_list("doc_id", part).as_str()).await?;
+        }
+        Ok(())
+    }
+
+    /// Every document row.
+    pub async fn documents(&self) -> Result<Vec<DocumentRecord>> {
+        let batches: Vec<RecordBatch> = self.documents.query().execute().await?.try_collect().await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let s = |n: &str| string_col(b, n);
+            let (doc_id, path, root, hash, state, error) =
+                (s("doc_id")?, s("path")?, s("root")?, s("hash")?, s("state")?, s("error")?);
+            let size = col::<UInt64Array>(b, "size")?;
+            let mtime = col::<Int64Array>(b, "mtime_ns")?;
+            let chunks = col::<UInt32Array>(b, "chunks")?;
+            let chars = col::<UInt64Array>(b, "text_chars")?;
+            let at = col::<Int64Array>(b, "indexed_at_ms")?;
+            for i in 0..b.num_rows() {
+                out.push(DocumentRecord {
+                    doc_id: doc_id.value(i).to_string(),
+                    path: path.value(i).to_string(),
+                    root: root.value(i).to_string(),
+                    size: size.value(i),
+                    mtime_ns: mtime.value(i),
+                    hash: hash.value(i).to_string(),
+                    state: DocState::parse(state.value(i)),
+                    error: (!error.is_null(i)).then(|| error.value(i).to_string()),
+                    chunks: chunks.value(i),
+                    text_chars: chars.value(i),
+                    indexed_at_ms: at.value(i),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of chunks.
+    pub async fn count_chunks(&self) -> Result<usize> {
+        Ok(self.chunks.count_rows(None).await?)
+    }
+
+    /// Compact small fragments left by many small writes and drop old versions.
+    pub async fn optimize(&self) -> Result<()> {
+        self.chunks.optimize(lancedb::table::OptimizeAction::All).await?;
+        self.documents.optimize(lancedb::table::OptimizeAction::All).await?;
+        Ok(())
+    }
+
+    /// Nearest chunks to `vector` by cosine similarity.
+    pub async fn search(&self, vector: &[f32], limit: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        let mut q = self
+            .chunks
+            .vector_search(vector.to_vec())?
+            .column("vector")
+            .distance_type(DistanceType::Cosine)
+            .limit(limit.max(1))
+            .select(Select::columns(&[
+                "id", "path", "page", "heading", "char_start", "char_end", "text",
+            ]));
+        let mut conds = Vec::new();
+        if let Some(p) = &filter.path_prefix {
+            conds.push(format!("starts_with(path, {})", sql_str(p)));
+        }
+        if !filter.extensions.is_empty() {
+            let exts: Vec<String> = filter.extensions.iter().map(|e| e.to_lowercase()).collect();
+            conds.push(in_list("ext", &exts));
+        }
+        if !conds.is_empty() {
+            q = q.only_if(conds.join(" AND "));
+        }
+        let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
+        let mut hits = Vec::new();
+        for b in &batches {
+            let id = string_col(b, "id")?;
+            let path = string_col(b, "path")?;
+            let heading = string_col(b, "heading")?;
+            let text = string_col(b, "text")?;
+            let page = col::<UInt32Array>(b, "page")?;
+            let cs = col::<UInt64Array>(b, "char_start")?;
+            let ce = col::<UInt64Array>(b, "char_end")?;
+            let dist = col::<Float32Array>(b, "_distance")?;
+            for i in 0..b.num_rows() {
+                hits.push(Hit {
+                    chunk_id: id.value(i).to_string(),
+                    path: path.value(i).to_string(),
+                    page: (!page.is_null(i)).then(|| page.value(i)),
+                    heading: (!heading.is_null(i)).then(|| heading.value(i).to_string()),
+                    char_start: cs.value(i),
+                    char_end: ce.value(i),
+                    text: text.value(i).to_string(),
+                    snippet: None,
+                    score: 1.0 - dist.value(i),
+                });
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| Error::Internal(format!("column {name} missing or of the wrong type")))
+}
+
+fn string_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    col::<StringArray>(b, name)
+}
