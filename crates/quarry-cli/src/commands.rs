@@ -70,7 +70,9 @@ pub fn models_fetch(ctx: &Context, ids: Vec<String>, all: bool) -> Result<()> {
         bar.set_message(format!("{id}: fetching"));
         bar.enable_steady_tick(Duration::from_millis(120));
         let mut on_event = |e: FetchEvent| match e {
-            FetchEvent::Trying { source } => bar.set_message(format!("{id}: fetching from {source}")),
+            FetchEvent::Trying { source } => {
+                bar.set_message(format!("{id}: fetching from {source}"))
+            }
             FetchEvent::DownloadStart { file, total } => {
                 bar.set_length(total);
                 bar.set_position(0);
@@ -210,7 +212,9 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     bar.enable_steady_tick(Duration::from_millis(200));
     let (mut files_done, mut files_total, mut chunks_embedded) = (0usize, 0usize, 0usize);
     let mut on_event = |e: IndexEvent| match e {
-        IndexEvent::Planned { to_process, bytes, .. } => {
+        IndexEvent::Planned {
+            to_process, bytes, ..
+        } => {
             files_total = to_process;
             bar.set_length(bytes);
             bar.set_message(format!("0/{files_total} files"));
@@ -218,15 +222,21 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
         IndexEvent::FileDone { bytes, .. } => {
             files_done += 1;
             bar.inc(bytes);
-            bar.set_message(format!("{files_done}/{files_total} files · {chunks_embedded} chunks embedded"));
+            bar.set_message(format!(
+                "{files_done}/{files_total} files · {chunks_embedded} chunks embedded"
+            ));
         }
         IndexEvent::Embedded { chunks } => {
             chunks_embedded += chunks;
-            bar.set_message(format!("{files_done}/{files_total} files · {chunks_embedded} chunks embedded"));
+            bar.set_message(format!(
+                "{files_done}/{files_total} files · {chunks_embedded} chunks embedded"
+            ));
         }
         IndexEvent::Flushed { .. } => {}
     };
-    let report = library.index(&args.paths, &embedder, &opts, &mut on_event).await;
+    let report = library
+        .index(&args.paths, &embedder, &opts, &mut on_event)
+        .await;
     bar.finish_and_clear();
     let report = report?;
     if args.json {
@@ -318,13 +328,20 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
         fusion,
         filter: Filter {
             path_prefix,
-            extensions: args.ext.iter().map(|e| e.trim_start_matches('.').to_lowercase()).collect(),
+            extensions: args
+                .ext
+                .iter()
+                .map(|e| e.trim_start_matches('.').to_lowercase())
+                .collect(),
         },
     };
     let searcher = HybridSearch::new(&lib, embedder.as_ref())?;
     let results = searcher.search(&args.query, &opts).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&render::hits_json(&results.hits))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&render::hits_json(&results.hits))?
+        );
     } else {
         render::hits(&results.hits, results.timings.total);
     }

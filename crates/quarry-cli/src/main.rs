@@ -74,11 +74,15 @@ fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -91,7 +95,9 @@ fn main() {
             Command::Models { action } => match action {
                 ModelsAction::Fetch { ids, all } => commands::models_fetch(&ctx, ids, all),
                 ModelsAction::List { json } => commands::models_list(&ctx, json),
-                ModelsAction::Import { path, id } => commands::models_import(&ctx, &path, id.as_deref()),
+                ModelsAction::Import { path, id } => {
+                    commands::models_import(&ctx, &path, id.as_deref())
+                }
             },
             Command::Index(args) => commands::index(&ctx, args).await,
             Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,

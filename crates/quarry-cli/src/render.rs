@@ -59,15 +59,25 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
         println!("\nSkipped:");
         let mut by_reason: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
         for s in &r.skipped {
-            by_reason.entry(s.reason.as_str()).or_default().push(&s.path);
+            by_reason
+                .entry(s.reason.as_str())
+                .or_default()
+                .push(&s.path);
         }
         for (reason, paths) in by_reason {
-            let shown = if verbose { paths.len() } else { paths.len().min(5) };
+            let shown = if verbose {
+                paths.len()
+            } else {
+                paths.len().min(5)
+            };
             for p in &paths[..shown] {
                 println!("  {}: {reason}", p.display());
             }
             if paths.len() > shown {
-                println!("  … and {} more: {reason} (--verbose lists them)", paths.len() - shown);
+                println!(
+                    "  … and {} more: {reason} (--verbose lists them)",
+                    paths.len() - shown
+                );
             }
         }
     }
@@ -87,7 +97,10 @@ pub fn status(s: &LibraryStatus) {
         println!("  {}", f.display());
     }
     println!("Documents: {} indexed, {} failed", s.documents, s.failed);
-    println!("Chunks:    {} (keyword index: {})", s.chunks, s.keyword_chunks);
+    println!(
+        "Chunks:    {} (keyword index: {})",
+        s.chunks, s.keyword_chunks
+    );
     println!("On disk:   {}", human_bytes(s.size_bytes));
     if !s.failures.is_empty() {
         println!("Failed documents:");
@@ -98,7 +111,11 @@ pub fn status(s: &LibraryStatus) {
 }
 
 fn highlight(snippet: &str, ranges: &[std::ops::Range<usize>], tty: bool) -> String {
-    let (open, close) = if tty { ("\x1b[1;33m", "\x1b[0m") } else { ("", "") };
+    let (open, close) = if tty {
+        ("\x1b[1;33m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
     let mut out = String::new();
     let mut last = 0;
     for r in ranges {

@@ -121,10 +121,19 @@ fn index_search_edit_reindex() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| Path::new(e[0].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .map(|e| {
+            Path::new(e[0].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     for f in FORMATS {
-        assert!(indexed.contains(&f.to_string()), "{f} not indexed: {report}");
+        assert!(
+            indexed.contains(&f.to_string()),
+            "{f} not indexed: {report}"
+        );
     }
     let failed = report["failed"].as_array().unwrap();
     let reason = |name: &str| {
@@ -133,8 +142,12 @@ fn index_search_edit_reindex() {
             .find(|f| f["path"].as_str().unwrap().ends_with(name))
             .map(|f| f["reason"].as_str().unwrap().to_string())
     };
-    assert!(reason("broken.pdf").expect("broken.pdf listed as failed").contains("PDF"));
-    assert!(reason("blob.dat").expect("blob.dat listed as failed").contains("binary"));
+    assert!(reason("broken.pdf")
+        .expect("broken.pdf listed as failed")
+        .contains("PDF"));
+    assert!(reason("blob.dat")
+        .expect("blob.dat listed as failed")
+        .contains("binary"));
 
     let status = json(&env, &["status", "--json"]);
     assert_eq!(status["documents"].as_u64(), Some(FORMATS.len() as u64));
@@ -145,16 +158,27 @@ fn index_search_edit_reindex() {
     // Paraphrased queries find their documents by meaning.
     let paraphrases = [
         ("ice masses in Switzerland getting smaller", "glaciers.pdf"),
-        ("how can I cancel the deal before it runs out", "contract.docx"),
+        (
+            "how can I cancel the deal before it runs out",
+            "contract.docx",
+        ),
         ("clever sea creatures with eight arms", "octopus.html"),
         ("making sourdough bread", "bread.odt"),
         ("moving computers to another facility", "invite.eml"),
     ];
     for (q, want) in paraphrases {
         let hits = search(&env, "vector", q, &[]);
-        assert!(finds(&hits, want, 2), "vector: {q:?} → {:?}", file_names(&hits));
+        assert!(
+            finds(&hits, want, 2),
+            "vector: {q:?} → {:?}",
+            file_names(&hits)
+        );
         let hits = search(&env, "hybrid", q, &[]);
-        assert!(finds(&hits, want, 3), "hybrid: {q:?} → {:?}", file_names(&hits));
+        assert!(
+            finds(&hits, want, 3),
+            "hybrid: {q:?} → {:?}",
+            file_names(&hits)
+        );
     }
     // Exact rare terms are found by keyword, and by hybrid.
     let rare = [
@@ -168,9 +192,17 @@ fn index_search_edit_reindex() {
     ];
     for (q, want) in rare {
         let hits = search(&env, "keyword", q, &[]);
-        assert_eq!(file_names(&hits).first().map(String::as_str), Some(want), "keyword: {q}");
+        assert_eq!(
+            file_names(&hits).first().map(String::as_str),
+            Some(want),
+            "keyword: {q}"
+        );
         let hits = search(&env, "hybrid", q, &[]);
-        assert!(finds(&hits, want, 2), "hybrid: {q:?} → {:?}", file_names(&hits));
+        assert!(
+            finds(&hits, want, 2),
+            "hybrid: {q:?} → {:?}",
+            file_names(&hits)
+        );
     }
     // Provenance: the PDF hit is on page 2, paths are absolute, snippets highlight.
     let hits = search(&env, "keyword", "Morteratsch", &[]);
@@ -204,7 +236,10 @@ fn index_search_edit_reindex() {
     assert_eq!(third["indexed"].as_array().unwrap().len(), 1, "{third}");
     assert_eq!(third["removed"].as_array().unwrap().len(), 1, "{third}");
     let hits = search(&env, "keyword", "Zanzibarine", &[]);
-    assert_eq!(file_names(&hits).first().map(String::as_str), Some("tea.txt"));
+    assert_eq!(
+        file_names(&hits).first().map(String::as_str),
+        Some("tea.txt")
+    );
     assert!(search(&env, "keyword", "Darjeeling", &[]).is_empty());
     assert!(search(&env, "keyword", "levain", &[]).is_empty());
     let hits = search(&env, "vector", "making sourdough bread", &[]);
@@ -222,7 +257,10 @@ fn clear_errors_for_bad_input() {
     assert!(err.contains("no Quarry library"), "{err}");
     let (ok, _, err) = quarry(&env, &["index", "/definitely/not/here"]);
     assert!(!ok);
-    assert!(err.contains("/definitely/not/here") && err.contains("no such file"), "{err}");
+    assert!(
+        err.contains("/definitely/not/here") && err.contains("no such file"),
+        "{err}"
+    );
     let (ok, _, err) = quarry(&env, &["search", "x", "--mode", "fuzzy"]);
     assert!(!ok);
     assert!(err.contains("fuzzy"), "{err}");
@@ -240,7 +278,10 @@ fn missing_model_names_the_command_that_fetches_it() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("quarry models fetch all-minilm-l6-v2"), "{err}");
+    assert!(
+        err.contains("quarry models fetch all-minilm-l6-v2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -254,5 +295,9 @@ fn models_list_shows_installed() {
         .find(|m| m["id"] == "all-minilm-l6-v2")
         .unwrap();
     assert_eq!(minilm["installed"], true);
-    assert!(list.as_array().unwrap().iter().any(|m| m["id"] == "bge-small-en-v1.5"));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "bge-small-en-v1.5"));
 }

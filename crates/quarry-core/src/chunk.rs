@@ -156,14 +156,25 @@ impl<'t, T: TokenSpans + ?Sized> Chunker<'t, T> {
                 push_trimmed(text, pos, end, &mut spans);
                 break;
             }
-            let hard_end = if toks.len() > max { pos + toks[max].0 } else { wend };
+            let hard_end = if toks.len() > max {
+                pos + toks[max].0
+            } else {
+                wend
+            };
             let min_cut = pos + (hard_end - pos) / 2;
             let cut = best_boundary(text, min_cut, hard_end).unwrap_or(hard_end);
-            let cut = if cut <= pos { hard_end.max(next_char(text, pos)) } else { cut };
+            let cut = if cut <= pos {
+                hard_end.max(next_char(text, pos))
+            } else {
+                cut
+            };
             push_trimmed(text, pos, cut, &mut spans);
             // Overlap: back up `overlap_tokens` tokens from the cut, then forward
             // to a word start so the overlap begins cleanly.
-            let cut_tok = toks.iter().position(|t| pos + t.0 >= cut).unwrap_or(toks.len());
+            let cut_tok = toks
+                .iter()
+                .position(|t| pos + t.0 >= cut)
+                .unwrap_or(toks.len());
             let back = cut_tok.saturating_sub(self.config.overlap_tokens);
             let mut next = if self.config.overlap_tokens == 0 || back == 0 {
                 cut
@@ -181,7 +192,11 @@ impl<'t, T: TokenSpans + ?Sized> Chunker<'t, T> {
 }
 
 fn next_char(text: &str, i: usize) -> usize {
-    text[i..].chars().next().map(|c| i + c.len_utf8()).unwrap_or(i)
+    text[i..]
+        .chars()
+        .next()
+        .map(|c| i + c.len_utf8())
+        .unwrap_or(i)
 }
 
 fn skip_ws(text: &str, mut i: usize, end: usize) -> usize {
@@ -261,7 +276,10 @@ fn sentence_or_word_start(text: &str, o: usize, limit: usize) -> usize {
 }
 
 fn fill_char_offsets(text: &str, chunks: &mut [Chunk]) {
-    let mut points: Vec<usize> = chunks.iter().flat_map(|c| [c.byte_start, c.byte_end]).collect();
+    let mut points: Vec<usize> = chunks
+        .iter()
+        .flat_map(|c| [c.byte_start, c.byte_end])
+        .collect();
     points.sort_unstable();
     points.dedup();
     let mut map = std::collections::HashMap::with_capacity(points.len());
@@ -300,7 +318,8 @@ mod tests {
 
     #[test]
     fn short_text_is_one_chunk() {
-        let (_, c) = Chunker::new(&Whitespace, cfg(10, 2)).chunk(&[block("  hello world  ", Some(3))]);
+        let (_, c) =
+            Chunker::new(&Whitespace, cfg(10, 2)).chunk(&[block("  hello world  ", Some(3))]);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].text, "hello world");
         assert_eq!(c[0].page, Some(3));
@@ -326,7 +345,8 @@ mod tests {
 
     #[test]
     fn blocks_are_not_crossed() {
-        let (_, c) = Chunker::new(&Whitespace, cfg(100, 10)).chunk(&[block("a b c", Some(1)), block("d e f", Some(2))]);
+        let (_, c) = Chunker::new(&Whitespace, cfg(100, 10))
+            .chunk(&[block("a b c", Some(1)), block("d e f", Some(2))]);
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].page, Some(2));
         assert_eq!(c[1].text, "d e f");
@@ -341,8 +361,14 @@ mod tests {
             Just("\n\n".to_string()),
             "[0-9]{1,6}",
         ];
-        prop::collection::vec((word, prop_oneof![Just(" "), Just(""), Just("  "), Just("\t")]), 0..400)
-            .prop_map(|v| v.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
+        prop::collection::vec(
+            (
+                word,
+                prop_oneof![Just(" "), Just(""), Just("  "), Just("\t")],
+            ),
+            0..400,
+        )
+        .prop_map(|v| v.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
     }
 
     proptest! {

@@ -81,14 +81,21 @@ impl Embedder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device)? };
         let network = match spec.architecture.as_str() {
             "bert" => {
-                let config: bert::Config = serde_json::from_str(&config_text).map_err(|e| load_err(id, e))?;
+                let config: bert::Config =
+                    serde_json::from_str(&config_text).map_err(|e| load_err(id, e))?;
                 Network::Bert(bert::BertModel::load(vb, &config)?)
             }
             "nomic_bert" => {
-                let config: nomic_bert::Config = serde_json::from_str(&config_text).map_err(|e| load_err(id, e))?;
+                let config: nomic_bert::Config =
+                    serde_json::from_str(&config_text).map_err(|e| load_err(id, e))?;
                 Network::NomicBert(nomic_bert::NomicBertModel::load(vb, &config)?)
             }
-            other => return Err(load_err(id, format!("architecture '{other}' is not a supported embedder"))),
+            other => {
+                return Err(load_err(
+                    id,
+                    format!("architecture '{other}' is not a supported embedder"),
+                ))
+            }
         };
         let pooling = match fs_err::read_to_string(dir.join("1_Pooling/config.json")) {
             Ok(t) => {
@@ -98,13 +105,17 @@ impl Embedder {
                 } else if p.pooling_mode_mean_tokens {
                     Pooling::Mean
                 } else {
-                    return Err(load_err(id, "1_Pooling/config.json: only mean and CLS pooling are supported"));
+                    return Err(load_err(
+                        id,
+                        "1_Pooling/config.json: only mean and CLS pooling are supported",
+                    ));
                 }
             }
             Err(_) => Pooling::Mean,
         };
         let max_tokens = spec.max_tokens.unwrap_or(512);
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| load_err(id, e))?;
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| load_err(id, e))?;
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
                 max_length: max_tokens,
@@ -112,7 +123,9 @@ impl Embedder {
             }))
             .map_err(|e| load_err(id, e))?;
         tokenizer.with_padding(None);
-        let dim = spec.dim.ok_or_else(|| load_err(id, "registry gives no dim"))?;
+        let dim = spec
+            .dim
+            .ok_or_else(|| load_err(id, "registry gives no dim"))?;
         Ok(Embedder {
             id: id.to_string(),
             network,
@@ -162,7 +175,10 @@ impl Embedder {
     /// Embed a search query (with the model's query prefix).
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
         let text = format!("{}{}", self.query_prefix, query);
-        Ok(self.embed_raw(&[text])?.pop().expect("one input, one vector"))
+        Ok(self
+            .embed_raw(&[text])?
+            .pop()
+            .expect("one input, one vector"))
     }
 
     /// Embed document chunks (with the model's document prefix).
@@ -170,7 +186,10 @@ impl Embedder {
         if self.document_prefix.is_empty() {
             self.embed_raw(texts)
         } else {
-            let prefixed: Vec<String> = texts.iter().map(|t| format!("{}{}", self.document_prefix, t)).collect();
+            let prefixed: Vec<String> = texts
+                .iter()
+                .map(|t| format!("{}{}", self.document_prefix, t))
+                .collect();
             self.embed_raw(&prefixed)
         }
     }
@@ -190,7 +209,12 @@ impl Embedder {
         order.sort_by_key(|&i| encodings[i].len());
         let mut out = vec![Vec::new(); texts.len()];
         for batch in order.chunks(self.batch_size) {
-            let len = batch.iter().map(|&i| encodings[i].len()).max().unwrap_or(1).max(1);
+            let len = batch
+                .iter()
+                .map(|&i| encodings[i].len())
+                .max()
+                .unwrap_or(1)
+                .max(1);
             let n = batch.len();
             let mut ids = vec![0u32; n * len];
             let mut mask = vec![0u32; n * len];
@@ -218,7 +242,11 @@ impl Embedder {
                     sum.broadcast_div(&count)?
                 }
             };
-            let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12, f64::MAX)?;
             let normed = pooled.broadcast_div(&norm)?;
             let rows: Vec<Vec<f32>> = normed.to_vec2()?;
             for (row, &i) in batch.iter().enumerate() {

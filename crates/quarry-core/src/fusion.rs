@@ -31,7 +31,11 @@ impl Default for FusionConfig {
 
 /// Fuse two ranked lists (best first) into one, best first. A chunk found by
 /// both keeps the vector hit's fields and the keyword hit's snippet.
-pub fn reciprocal_rank_fusion<'a>(vector: &'a [Hit], keyword: &'a [Hit], cfg: &FusionConfig) -> Vec<Hit> {
+pub fn reciprocal_rank_fusion<'a>(
+    vector: &'a [Hit],
+    keyword: &'a [Hit],
+    cfg: &FusionConfig,
+) -> Vec<Hit> {
     let wv = cfg.vector_weight.clamp(0.0, 1.0);
     let wk = 1.0 - wv;
     let mut fused: HashMap<&'a str, (f32, Hit)> = HashMap::new();
@@ -58,7 +62,11 @@ pub fn reciprocal_rank_fusion<'a>(vector: &'a [Hit], keyword: &'a [Hit], cfg: &F
             h
         })
         .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk_id.cmp(&b.chunk_id)));
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.chunk_id.cmp(&b.chunk_id))
+    });
     out
 }
 
@@ -87,7 +95,11 @@ mod tests {
 
     #[test]
     fn found_by_both_wins() {
-        let f = reciprocal_rank_fusion(&hits(&["a", "b", "c"]), &hits(&["c", "d"]), &FusionConfig::default());
+        let f = reciprocal_rank_fusion(
+            &hits(&["a", "b", "c"]),
+            &hits(&["c", "d"]),
+            &FusionConfig::default(),
+        );
         assert_eq!(f[0].chunk_id, "c");
         assert_eq!(f.len(), 4);
         let expected = 0.5 / 63.0 + 0.5 / 61.0;

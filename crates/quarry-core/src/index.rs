@@ -189,7 +189,10 @@ impl Library {
             .into_iter()
             .map(|d| (d.path.clone(), d))
             .collect();
-        let seen: HashSet<String> = candidates.iter().map(|c| c.path.to_string_lossy().to_string()).collect();
+        let seen: HashSet<String> = candidates
+            .iter()
+            .map(|c| c.path.to_string_lossy().to_string())
+            .collect();
         let removed: Vec<DocumentRecord> = existing
             .values()
             .filter(|d| {
@@ -227,7 +230,9 @@ impl Library {
         let counting = embedder.counting_tokenizer();
         let mut chunker_cfg = opts.chunker;
         // Leave room for [CLS]/[SEP] and the heading line.
-        chunker_cfg.max_tokens = chunker_cfg.max_tokens.min(embedder.max_tokens().saturating_sub(8).max(16));
+        chunker_cfg.max_tokens = chunker_cfg
+            .max_tokens
+            .min(embedder.max_tokens().saturating_sub(8).max(16));
         let chunker = Chunker::new(&counting, chunker_cfg);
         let mut pending = Pending {
             docs: Vec::new(),
@@ -291,10 +296,18 @@ impl Library {
                         .map(|e| e.to_string_lossy().to_lowercase())
                         .unwrap_or_default();
                     record.chunks = chunks.len() as u32;
-                    record.text_chars = extracted.blocks.iter().map(|b| b.text.chars().count() as u64).sum();
+                    record.text_chars = extracted
+                        .blocks
+                        .iter()
+                        .map(|b| b.text.chars().count() as u64)
+                        .sum();
                     for c in chunks {
                         pending.chunks.push(ChunkRecord {
-                            id: short_hash(&[id.as_bytes(), &(c.index as u64).to_le_bytes(), c.text.as_bytes()]),
+                            id: short_hash(&[
+                                id.as_bytes(),
+                                &(c.index as u64).to_le_bytes(),
+                                c.text.as_bytes(),
+                            ]),
                             doc_id: id.clone(),
                             path: path_str.clone(),
                             ext: ext.clone(),
@@ -308,7 +321,9 @@ impl Library {
                             vector: Vec::new(),
                         });
                     }
-                    report.indexed.push((cand.path.clone(), record.chunks as usize));
+                    report
+                        .indexed
+                        .push((cand.path.clone(), record.chunks as usize));
                     on_event(IndexEvent::FileDone {
                         path: cand.path.clone(),
                         bytes: cand.size,

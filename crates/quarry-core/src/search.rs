@@ -141,7 +141,11 @@ impl<'a> HybridSearch<'a> {
         for h in &mut hits {
             if h.snippet.as_ref().is_none_or(|(s, _)| s.is_empty()) {
                 let (s, ranges) = self.library.keywords.snippet_for(query, &h.text)?;
-                h.snippet = Some(if s.is_empty() { (lead(&h.text, 240), Vec::new()) } else { (s, ranges) });
+                h.snippet = Some(if s.is_empty() {
+                    (lead(&h.text, 240), Vec::new())
+                } else {
+                    (s, ranges)
+                });
             }
         }
         timings.total = started.elapsed();

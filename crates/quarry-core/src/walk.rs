@@ -90,7 +90,9 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> (Vec<Candidate>, Vec<Skipped>) {
                 continue;
             }
         };
-        let Some(ft) = entry.file_type() else { continue };
+        let Some(ft) = entry.file_type() else {
+            continue;
+        };
         if ft.is_dir() {
             continue;
         }
@@ -106,7 +108,10 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> (Vec<Candidate>, Vec<Skipped>) {
             continue;
         }
         if Format::for_path(&path).is_none() {
-            let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+            let ext = path
+                .extension()
+                .map(|e| e.to_string_lossy().to_string())
+                .unwrap_or_default();
             skipped.push(Skipped {
                 path,
                 reason: format!("unsupported file type .{ext}"),
@@ -148,7 +153,9 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> (Vec<Candidate>, Vec<Skipped>) {
 fn error_path(err: &ignore::Error) -> Option<PathBuf> {
     match err {
         ignore::Error::WithPath { path, .. } => Some(path.clone()),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => error_path(err),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
         ignore::Error::Loop { child, .. } => Some(child.clone()),
         _ => None,
     }
@@ -159,8 +166,12 @@ fn describe_walk_error(err: &ignore::Error) -> String {
         ignore::Error::WithPath { err, .. }
         | ignore::Error::WithDepth { err, .. }
         | ignore::Error::WithLineNumber { err, .. } => describe_walk_error(err),
-        ignore::Error::Loop { ancestor, .. } => format!("symbolic link loop back to {}", ancestor.display()),
-        ignore::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        ignore::Error::Loop { ancestor, .. } => {
+            format!("symbolic link loop back to {}", ancestor.display())
+        }
+        ignore::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            "permission denied".into()
+        }
         other => other.to_string(),
     }
 }
@@ -187,9 +198,16 @@ mod tests {
             ..Default::default()
         };
         let (files, skipped) = walk(p, &opts);
-        let names: Vec<_> = files.iter().map(|f| f.path.file_name().unwrap().to_str().unwrap()).collect();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_str().unwrap())
+            .collect();
         assert_eq!(names, ["a.txt"]);
-        assert!(skipped.iter().any(|s| s.path.ends_with("big.txt") && s.reason.contains("limit")));
-        assert!(skipped.iter().any(|s| s.path.ends_with("pic.png") && s.reason.contains("unsupported")));
+        assert!(skipped
+            .iter()
+            .any(|s| s.path.ends_with("big.txt") && s.reason.contains("limit")));
+        assert!(skipped
+            .iter()
+            .any(|s| s.path.ends_with("pic.png") && s.reason.contains("unsupported")));
     }
 }

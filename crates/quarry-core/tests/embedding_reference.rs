@@ -15,13 +15,21 @@ fn models_dir() -> PathBuf {
 
 #[test]
 fn minilm_matches_sentence_transformers() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference_embeddings.json");
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/reference_embeddings.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let store = ModelStore::new(models_dir(), Registry::builtin());
-    let dir = store.require("all-minilm-l6-v2").expect("all-minilm-l6-v2 installed");
+    let dir = store
+        .require("all-minilm-l6-v2")
+        .expect("all-minilm-l6-v2 installed");
     let spec = store.registry().get("all-minilm-l6-v2").unwrap();
     let embedder = Embedder::load(&dir, spec).unwrap();
-    assert_eq!(embedder.pooling(), Pooling::Mean, "read from 1_Pooling/config.json");
+    assert_eq!(
+        embedder.pooling(),
+        Pooling::Mean,
+        "read from 1_Pooling/config.json"
+    );
     let sentences: Vec<String> = reference["sentences"]
         .as_array()
         .unwrap()
@@ -30,8 +38,18 @@ fn minilm_matches_sentence_transformers() {
         .collect();
     assert!(sentences.len() >= 12);
     let ours = embedder.embed_documents(&sentences).unwrap();
-    for (i, want) in reference["embeddings"].as_array().unwrap().iter().enumerate() {
-        let want: Vec<f32> = want.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    for (i, want) in reference["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         assert_eq!(ours[i].len(), want.len());
         let c = cosine(&ours[i], &want);
         assert!(c >= 0.999, "sentence {i} ({:?}): cosine {c}", &sentences[i]);

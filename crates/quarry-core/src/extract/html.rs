@@ -35,6 +35,9 @@ mod tests {
         let all: String = e.blocks.iter().map(|b| b.text.clone()).collect();
         assert!(all.contains("first para"));
         assert!(!all.contains("var x"));
-        assert!(e.blocks.iter().any(|b| b.heading.as_deref() == Some("Beta") && b.text.contains("second")));
+        assert!(e
+            .blocks
+            .iter()
+            .any(|b| b.heading.as_deref() == Some("Beta") && b.text.contains("second")));
     }
 }

@@ -118,11 +118,63 @@ pub enum Format {
 
 /// Extensions that are never text and never supported (skipped without reading).
 const KNOWN_BINARY: &[&str] = &[
-    "png", "jpg", "jpeg", "gif", "bmp", "tiff", "tif", "webp", "ico", "heic", "mp3", "mp4", "m4a",
-    "wav", "flac", "ogg", "mov", "avi", "mkv", "webm", "zip", "gz", "tgz", "bz2", "xz", "7z",
-    "rar", "tar", "exe", "dll", "so", "dylib", "o", "a", "class", "jar", "pyc", "wasm", "bin",
-    "iso", "dmg", "msi", "woff", "woff2", "ttf", "otf", "sqlite", "db", "parquet", "lance",
-    "safetensors", "gguf", "onnx", "pt", "npy", "doc", "ppt",
+    "png",
+    "jpg",
+    "jpeg",
+    "gif",
+    "bmp",
+    "tiff",
+    "tif",
+    "webp",
+    "ico",
+    "heic",
+    "mp3",
+    "mp4",
+    "m4a",
+    "wav",
+    "flac",
+    "ogg",
+    "mov",
+    "avi",
+    "mkv",
+    "webm",
+    "zip",
+    "gz",
+    "tgz",
+    "bz2",
+    "xz",
+    "7z",
+    "rar",
+    "tar",
+    "exe",
+    "dll",
+    "so",
+    "dylib",
+    "o",
+    "a",
+    "class",
+    "jar",
+    "pyc",
+    "wasm",
+    "bin",
+    "iso",
+    "dmg",
+    "msi",
+    "woff",
+    "woff2",
+    "ttf",
+    "otf",
+    "sqlite",
+    "db",
+    "parquet",
+    "lance",
+    "safetensors",
+    "gguf",
+    "onnx",
+    "pt",
+    "npy",
+    "doc",
+    "ppt",
 ];
 
 impl Format {
@@ -282,7 +334,10 @@ mod tests {
 
     #[test]
     fn markdown_headings_split_blocks() {
-        let b = blocks_from_markdown("intro\n\n# One\nbody one\n\n## Two\nbody two\n```\n# not a heading\n```\n", None);
+        let b = blocks_from_markdown(
+            "intro\n\n# One\nbody one\n\n## Two\nbody two\n```\n# not a heading\n```\n",
+            None,
+        );
         assert_eq!(b.len(), 3);
         assert_eq!(b[0].heading, None);
         assert_eq!(b[1].heading.as_deref(), Some("One"));

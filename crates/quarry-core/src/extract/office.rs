@@ -9,7 +9,10 @@ use quick_xml::events::Event;
 
 use super::{Block, ExtractError, ExtractLimits, Extracted};
 
-fn open_zip<'a>(bytes: &'a [u8], format: &'static str) -> Result<zip::ZipArchive<Cursor<&'a [u8]>>, ExtractError> {
+fn open_zip<'a>(
+    bytes: &'a [u8],
+    format: &'static str,
+) -> Result<zip::ZipArchive<Cursor<&'a [u8]>>, ExtractError> {
     zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
         let reason = e.to_string();
         if reason.contains("ncrypt") || reason.contains("assword") {
@@ -86,7 +89,11 @@ const ODT: Vocabulary = Vocabulary {
 };
 
 /// Paragraphs of an XML part: (text, is_heading).
-fn paragraphs(xml: &str, vocab: &Vocabulary, format: &'static str) -> Result<Vec<(String, bool)>, ExtractError> {
+fn paragraphs(
+    xml: &str,
+    vocab: &Vocabulary,
+    format: &'static str,
+) -> Result<Vec<(String, bool)>, ExtractError> {
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -115,7 +122,13 @@ fn paragraphs(xml: &str, vocab: &Vocabulary, format: &'static str) -> Result<Vec
                 let name = e.local_name();
                 let name = std::str::from_utf8(name.as_ref()).unwrap_or("");
                 if vocab.breaks.contains(&name) {
-                    cur.push(if name == "tab" { '\t' } else if name == "s" { ' ' } else { '\n' });
+                    cur.push(if name == "tab" {
+                        '\t'
+                    } else if name == "s" {
+                        ' '
+                    } else {
+                        '\n'
+                    });
                 } else if name == "pStyle" {
                     heading |= is_heading_style(&e);
                 }
@@ -209,7 +222,10 @@ pub(super) fn docx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ex
 
 pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
     let mut zip = open_zip(bytes, "PPTX")?;
-    let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.to_string())).collect();
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.to_string()))
+        .collect();
     let mut slides: Vec<(u32, String)> = names
         .iter()
         .filter_map(|n| {
@@ -238,9 +254,11 @@ pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ex
 
 pub(super) fn odt(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
     let mut zip = open_zip(bytes, "ODT")?;
-    let xml = read_member(&mut zip, "content.xml", "ODT", limits)?.ok_or_else(|| ExtractError::Corrupt {
-        format: "ODT",
-        reason: "no content.xml".into(),
+    let xml = read_member(&mut zip, "content.xml", "ODT", limits)?.ok_or_else(|| {
+        ExtractError::Corrupt {
+            format: "ODT",
+            reason: "no content.xml".into(),
+        }
     })?;
     let paras = paragraphs(&xml, &ODT, "ODT")?;
     let title = paras.iter().find(|(_, h)| *h).map(|(t, _)| t.clone());
@@ -253,17 +271,20 @@ pub(super) fn odt(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ext
 /// become `header: value` lines like CSV.
 pub(super) fn sheet(bytes: &[u8], _path: &Path) -> Result<Extracted, ExtractError> {
     use calamine::Reader;
-    let mut book = calamine::open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
-        let reason = e.to_string();
-        if reason.to_lowercase().contains("password") || reason.to_lowercase().contains("encrypt") {
-            ExtractError::Encrypted("spreadsheet")
-        } else {
-            ExtractError::Corrupt {
-                format: "spreadsheet",
-                reason,
+    let mut book =
+        calamine::open_workbook_auto_from_rs(Cursor::new(bytes.to_vec())).map_err(|e| {
+            let reason = e.to_string();
+            if reason.to_lowercase().contains("password")
+                || reason.to_lowercase().contains("encrypt")
+            {
+                ExtractError::Encrypted("spreadsheet")
+            } else {
+                ExtractError::Corrupt {
+                    format: "spreadsheet",
+                    reason,
+                }
             }
-        }
-    })?;
+        })?;
     let mut blocks = Vec::new();
     for (i, name) in book.sheet_names().to_vec().into_iter().enumerate() {
         let Ok(range) = book.worksheet_range(&name) else {
@@ -310,7 +331,8 @@ mod tests {
     fn zip_with(files: &[(&str, &str)]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, body) in files {
-            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
             w.write_all(body.as_bytes()).unwrap();
         }
         w.finish().unwrap().into_inner()
@@ -337,11 +359,17 @@ mod tests {
             max_inflated_bytes: 1 << 20,
             ..Default::default()
         };
-        assert!(matches!(docx(&bytes, &limits), Err(ExtractError::TooLarge(_))));
+        assert!(matches!(
+            docx(&bytes, &limits),
+            Err(ExtractError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn not_a_zip_is_corrupt() {
-        assert!(matches!(docx(b"nope", &ExtractLimits::default()), Err(ExtractError::Corrupt { .. })));
+        assert!(matches!(
+            docx(b"nope", &ExtractLimits::default()),
+            Err(ExtractError::Corrupt { .. })
+        ));
     }
 }

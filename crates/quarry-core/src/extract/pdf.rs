@@ -3,7 +3,11 @@
 use super::{Block, ExtractError, Extracted};
 
 pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
-    if !bytes.starts_with(b"%PDF") && !bytes[..bytes.len().min(1024)].windows(4).any(|w| w == b"%PDF") {
+    if !bytes.starts_with(b"%PDF")
+        && !bytes[..bytes.len().min(1024)]
+            .windows(4)
+            .any(|w| w == b"%PDF")
+    {
         return Err(ExtractError::Corrupt {
             format: "PDF",
             reason: "no %PDF header".into(),

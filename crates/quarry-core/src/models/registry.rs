@@ -175,7 +175,11 @@ mod tests {
         assert_eq!(e.dim, Some(384));
         assert!(r.default_for(ModelRole::Generator).is_some());
         assert!(r.get("bge-small-en-v1.5").is_ok());
-        assert!(r.get("nomic-embed-text-v1.5").unwrap().query_prefix.starts_with("search_query"));
+        assert!(r
+            .get("nomic-embed-text-v1.5")
+            .unwrap()
+            .query_prefix
+            .starts_with("search_query"));
         assert!(matches!(r.get("nope"), Err(Error::UnknownModel(_))));
     }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RegexQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED,
-    STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
+    STORED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -71,8 +71,15 @@ impl KeywordIndex {
             Index::create_in_dir(dir, schema)?
         };
         index.tokenizers().register(ANALYZER, analyzer());
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(KeywordIndex { index, reader, fields })
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(KeywordIndex {
+            index,
+            reader,
+            fields,
+        })
     }
 
     /// A writer (tantivy allows one per index; it also takes a lock file).
@@ -138,7 +145,10 @@ impl KeywordIndex {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, user_query.box_clone())];
         if let Some(prefix) = &filter.path_prefix {
             let pattern = format!("{}.*", regex_escape(prefix));
-            clauses.push((Occur::Must, Box::new(RegexQuery::from_pattern(&pattern, f.path)?)));
+            clauses.push((
+                Occur::Must,
+                Box::new(RegexQuery::from_pattern(&pattern, f.path)?),
+            ));
         }
         if !filter.extensions.is_empty() {
             let exts: Vec<(Occur, Box<dyn Query>)> = filter
@@ -162,7 +172,11 @@ impl KeywordIndex {
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let d: TantivyDocument = searcher.doc(address)?;
-            let text_of = |field| d.get_first(field).and_then(|v| v.as_str()).map(str::to_string);
+            let text_of = |field| {
+                d.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
             let num_of = |field| d.get_first(field).and_then(|v| v.as_u64());
             let text = text_of(f.text).unwrap_or_default();
             let snippet = snippets.snippet(&text);
@@ -173,7 +187,10 @@ impl KeywordIndex {
                 heading: text_of(f.heading),
                 char_start: num_of(f.char_start).unwrap_or(0),
                 char_end: num_of(f.char_end).unwrap_or(0),
-                snippet: Some((snippet.fragment().to_string(), snippet.highlighted().to_vec())),
+                snippet: Some((
+                    snippet.fragment().to_string(),
+                    snippet.highlighted().to_vec(),
+                )),
                 text,
                 score,
             });
@@ -182,7 +199,11 @@ impl KeywordIndex {
     }
 
     /// Highlighted snippet of `text` for `query` (for hits found by vector search).
-    pub fn snippet_for(&self, query: &str, text: &str) -> Result<(String, Vec<std::ops::Range<usize>>)> {
+    pub fn snippet_for(
+        &self,
+        query: &str,
+        text: &str,
+    ) -> Result<(String, Vec<std::ops::Range<usize>>)> {
         let searcher = self.reader.searcher();
         let q = self.parsed_query(query);
         let mut g = SnippetGenerator::create(&searcher, &*q, self.fields.text)?;

@@ -104,7 +104,10 @@ mod tests {
 
     #[test]
     fn keeps_non_english_text() {
-        assert_eq!(tokens("Crème brûlée, São-Paulo"), ["creme", "brulee", "sao", "paulo"]);
+        assert_eq!(
+            tokens("Crème brûlée, São-Paulo"),
+            ["creme", "brulee", "sao", "paulo"]
+        );
         assert_eq!(tokens("Straße Москва"), ["strasse", "москва"]);
         assert_eq!(tokens("東京は日本"), ["東", "京", "は", "日", "本"]);
         assert_eq!(tokens("x2 version 3.14"), ["x2", "version", "3", "14"]);

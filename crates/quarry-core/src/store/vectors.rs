@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
+    UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
@@ -35,7 +35,10 @@ fn chunk_schema(dim: usize) -> SchemaRef {
         Field::new("text", DataType::Utf8, false),
         Field::new(
             "vector",
-            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32),
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, true)),
+                dim as i32,
+            ),
             false,
         ),
     ]))
@@ -83,14 +86,22 @@ impl VectorStore {
         let chunks = if names.iter().any(|n| n == CHUNKS) {
             conn.open_table(CHUNKS).execute().await?
         } else {
-            conn.create_empty_table(CHUNKS, chunk_schema(dim)).execute().await?
+            conn.create_empty_table(CHUNKS, chunk_schema(dim))
+                .execute()
+                .await?
         };
         let documents = if names.iter().any(|n| n == DOCUMENTS) {
             conn.open_table(DOCUMENTS).execute().await?
         } else {
-            conn.create_empty_table(DOCUMENTS, document_schema()).execute().await?
+            conn.create_empty_table(DOCUMENTS, document_schema())
+                .execute()
+                .await?
         };
-        Ok(VectorStore { chunks, documents, dim })
+        Ok(VectorStore {
+            chunks,
+            documents,
+            dim,
+        })
     }
 
     /// Open the store of a local library folder.
@@ -135,16 +146,32 @@ impl VectorStore {
         let vectors: FixedSizeListArray = vectors.finish();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.id))),
-            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.doc_id))),
-            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.path))),
+            Arc::new(StringArray::from_iter_values(
+                chunks.iter().map(|c| &c.doc_id),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunks.iter().map(|c| &c.path),
+            )),
             Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.ext))),
-            Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.index))),
-            Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.title.as_deref()))),
-            Arc::new(StringArray::from_iter(chunks.iter().map(|c| c.heading.as_deref()))),
+            Arc::new(UInt32Array::from_iter_values(
+                chunks.iter().map(|c| c.index),
+            )),
+            Arc::new(StringArray::from_iter(
+                chunks.iter().map(|c| c.title.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter(
+                chunks.iter().map(|c| c.heading.as_deref()),
+            )),
             Arc::new(UInt32Array::from_iter(chunks.iter().map(|c| c.page))),
-            Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.char_start))),
-            Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.char_end))),
-            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.text))),
+            Arc::new(UInt64Array::from_iter_values(
+                chunks.iter().map(|c| c.char_start),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                chunks.iter().map(|c| c.char_end),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunks.iter().map(|c| &c.text),
+            )),
             Arc::new(vectors),
         ];
         Ok(RecordBatch::try_new(chunk_schema(self.dim), cols)?)
@@ -166,17 +193,29 @@ impl VectorStore {
         let ids: Vec<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
         self.delete_documents(&ids).await?;
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.doc_id))),
+            Arc::new(StringArray::from_iter_values(
+                docs.iter().map(|d| &d.doc_id),
+            )),
             Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.path))),
             Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.root))),
             Arc::new(UInt64Array::from_iter_values(docs.iter().map(|d| d.size))),
-            Arc::new(Int64Array::from_iter_values(docs.iter().map(|d| d.mtime_ns))),
+            Arc::new(Int64Array::from_iter_values(
+                docs.iter().map(|d| d.mtime_ns),
+            )),
             Arc::new(StringArray::from_iter_values(docs.iter().map(|d| &d.hash))),
-            Arc::new(StringArray::from_iter_values(docs.iter().map(|d| d.state.as_str()))),
-            Arc::new(StringArray::from_iter(docs.iter().map(|d| d.error.as_deref()))),
+            Arc::new(StringArray::from_iter_values(
+                docs.iter().map(|d| d.state.as_str()),
+            )),
+            Arc::new(StringArray::from_iter(
+                docs.iter().map(|d| d.error.as_deref()),
+            )),
             Arc::new(UInt32Array::from_iter_values(docs.iter().map(|d| d.chunks))),
-            Arc::new(UInt64Array::from_iter_values(docs.iter().map(|d| d.text_chars))),
-            Arc::new(Int64Array::from_iter_values(docs.iter().map(|d| d.indexed_at_ms))),
+            Arc::new(UInt64Array::from_iter_values(
+                docs.iter().map(|d| d.text_chars),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                docs.iter().map(|d| d.indexed_at_ms),
+            )),
         ];
         let batch = RecordBatch::try_new(document_schema(), cols)?;
         self.documents.add(batch).execute().await?;
@@ -186,19 +225,33 @@ impl VectorStore {
     /// Delete document rows (not their chunks).
     pub async fn delete_documents(&self, doc_ids: &[String]) -> Result<()> {
         for part in doc_ids.chunks(500) {
-            self.documents.delete(in_list("doc_id", part).as_str()).await?;
+            self.documents
+                .delete(in_list("doc_id", part).as_str())
+                .await?;
         }
         Ok(())
     }
 
     /// Every document row.
     pub async fn documents(&self) -> Result<Vec<DocumentRecord>> {
-        let batches: Vec<RecordBatch> = self.documents.query().execute().await?.try_collect().await?;
+        let batches: Vec<RecordBatch> = self
+            .documents
+            .query()
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
         let mut out = Vec::new();
         for b in &batches {
             let s = |n: &str| string_col(b, n);
-            let (doc_id, path, root, hash, state, error) =
-                (s("doc_id")?, s("path")?, s("root")?, s("hash")?, s("state")?, s("error")?);
+            let (doc_id, path, root, hash, state, error) = (
+                s("doc_id")?,
+                s("path")?,
+                s("root")?,
+                s("hash")?,
+                s("state")?,
+                s("error")?,
+            );
             let size = col::<UInt64Array>(b, "size")?;
             let mtime = col::<Int64Array>(b, "mtime_ns")?;
             let chunks = col::<UInt32Array>(b, "chunks")?;
@@ -230,8 +283,12 @@ impl VectorStore {
 
     /// Compact small fragments left by many small writes and drop old versions.
     pub async fn optimize(&self) -> Result<()> {
-        self.chunks.optimize(lancedb::table::OptimizeAction::All).await?;
-        self.documents.optimize(lancedb::table::OptimizeAction::All).await?;
+        self.chunks
+            .optimize(lancedb::table::OptimizeAction::All)
+            .await?;
+        self.documents
+            .optimize(lancedb::table::OptimizeAction::All)
+            .await?;
         Ok(())
     }
 
@@ -244,7 +301,14 @@ impl VectorStore {
             .distance_type(DistanceType::Cosine)
             .limit(limit.max(1))
             .select(Select::columns(&[
-                "id", "path", "page", "heading", "char_start", "char_end", "text",
+                "id",
+                "path",
+                "page",
+                "heading",
+                "char_start",
+                "char_end",
+                "text",
+                "_distance",
             ]));
         let mut conds = Vec::new();
         if let Some(p) = &filter.path_prefix {

