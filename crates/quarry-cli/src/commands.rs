@@ -40,7 +40,16 @@ impl Context {
         arg.unwrap_or_else(|| self.dirs.library.clone())
     }
 
-    fn load_embedder(&self, id: &str) -> Result<Embedder> {
+    /// The registry's default embedder.
+    pub fn default_embedder(&self) -> Result<String> {
+        self.store
+            .registry()
+            .default_for(ModelRole::Embedder)
+            .map(|m| m.id.clone())
+            .context("the registry has no default embedder")
+    }
+
+    pub fn load_embedder(&self, id: &str) -> Result<Embedder> {
         let spec = self.store.registry().get(id)?;
         let dir = self.store.require(id)?;
         Ok(Embedder::load(&dir, spec)?)
@@ -180,12 +189,7 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     let embedder_id = match (&args.embedder, Library::open(&dir).await) {
         (_, Ok(lib)) => lib.meta().embedder.clone(),
         (Some(id), Err(_)) => id.clone(),
-        (None, Err(_)) => ctx
-            .store
-            .registry()
-            .default_for(ModelRole::Embedder)
-            .map(|m| m.id.clone())
-            .context("the registry has no default embedder")?,
+        (None, Err(_)) => ctx.default_embedder()?,
     };
     if let Some(requested) = &args.embedder {
         if requested != &embedder_id {

@@ -1,6 +1,8 @@
 //! `quarry`: the command line over quarry-core.
 
+mod ask;
 mod commands;
+mod evaluate;
 mod render;
 
 use std::path::PathBuf;
@@ -42,6 +44,12 @@ enum Command {
     },
     /// Search a library.
     Search(commands::SearchArgs),
+    /// Answer a question from the library with a local model, citing sources.
+    Ask(ask::AskArgs),
+    /// Measure retrieval quality on a BEIR-layout dataset.
+    Eval(evaluate::EvalArgs),
+    /// Measure speed (embedding throughput).
+    Bench(evaluate::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +110,9 @@ fn main() {
             Command::Index(args) => commands::index(&ctx, args).await,
             Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
             Command::Search(args) => commands::search(&ctx, args).await,
+            Command::Ask(args) => ask::ask(&ctx, args).await,
+            Command::Eval(args) => evaluate::eval(&ctx, args).await,
+            Command::Bench(args) => evaluate::bench(&ctx, args).await,
         }
     });
     if let Err(e) = result {

@@ -96,7 +96,10 @@ pub fn status(s: &LibraryStatus) {
     for f in &s.folders {
         println!("  {}", f.display());
     }
-    println!("Documents: {} indexed, {} failed", s.documents, s.failed);
+    println!(
+        "Documents: {} indexed, {} failed, {} skipped (not text)",
+        s.documents, s.failed, s.skipped
+    );
     println!(
         "Chunks:    {} (keyword index: {})",
         s.chunks, s.keyword_chunks

@@ -135,10 +135,11 @@ fn index_search_edit_reindex() {
             "{f} not indexed: {report}"
         );
     }
-    let failed = report["failed"].as_array().unwrap();
+    let listed = |key: &str| report[key].as_array().unwrap().clone();
     let reason = |name: &str| {
-        failed
-            .iter()
+        listed("failed")
+            .into_iter()
+            .chain(listed("skipped"))
             .find(|f| f["path"].as_str().unwrap().ends_with(name))
             .map(|f| f["reason"].as_str().unwrap().to_string())
     };
@@ -146,14 +147,22 @@ fn index_search_edit_reindex() {
         .expect("broken.pdf listed as failed")
         .contains("PDF"));
     assert!(reason("blob.dat")
-        .expect("blob.dat listed as failed")
+        .expect("blob.dat listed as skipped")
         .contains("binary"));
+    assert!(listed("failed")
+        .iter()
+        .any(|f| f["path"].as_str().unwrap().ends_with("broken.pdf")));
+    assert!(listed("skipped")
+        .iter()
+        .any(|f| f["path"].as_str().unwrap().ends_with("blob.dat")));
 
     let status = json(&env, &["status", "--json"]);
     assert_eq!(status["documents"].as_u64(), Some(FORMATS.len() as u64));
     let chunks = status["chunks"].as_u64().unwrap();
     assert!(chunks >= FORMATS.len() as u64);
     assert_eq!(status["keyword_chunks"].as_u64(), Some(chunks));
+    assert_eq!(status["failed"].as_u64(), Some(1));
+    assert_eq!(status["skipped"].as_u64(), Some(1));
 
     // Paraphrased queries find their documents by meaning.
     let paraphrases = [

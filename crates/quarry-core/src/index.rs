@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::chunk::{Chunker, ChunkerConfig};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::extract::{extract_bytes, ExtractLimits};
+use crate::extract::{extract_bytes, ExtractError, ExtractLimits};
 use crate::library::Library;
 use crate::store::{ChunkRecord, DocState, DocumentRecord};
 use crate::walk::{walk, Candidate, Skipped, WalkOptions};
@@ -331,12 +331,23 @@ impl Library {
                     });
                 }
                 Err(e) => {
-                    record.state = DocState::Failed;
+                    let not_a_document =
+                        matches!(e, ExtractError::Binary | ExtractError::Unsupported(_));
+                    record.state = if not_a_document {
+                        DocState::Skipped
+                    } else {
+                        DocState::Failed
+                    };
                     record.error = Some(e.to_string());
-                    report.failed.push(Skipped {
+                    let entry = Skipped {
                         path: cand.path.clone(),
                         reason: e.to_string(),
-                    });
+                    };
+                    if not_a_document {
+                        report.skipped.push(entry);
+                    } else {
+                        report.failed.push(entry);
+                    }
                     on_event(IndexEvent::FileDone {
                         path: cand.path.clone(),
                         bytes: cand.size,

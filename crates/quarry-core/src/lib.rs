@@ -11,12 +11,16 @@
 
 #![warn(missing_docs)]
 
+pub mod answer;
 pub mod chunk;
+pub mod citations;
 pub mod dirs;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod extract;
 pub mod fusion;
+pub mod generate;
 pub mod index;
 pub mod library;
 pub mod models;

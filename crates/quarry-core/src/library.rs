@@ -43,6 +43,8 @@ pub struct LibraryStatus {
     pub documents: usize,
     /// Documents whose extraction failed.
     pub failed: usize,
+    /// Files recorded as not documents (binary content).
+    pub skipped: usize,
     /// Chunks in the vector table.
     pub chunks: usize,
     /// Chunks in the keyword index (equal to `chunks` when consistent).
@@ -154,6 +156,7 @@ impl Library {
             folders: self.meta.folders.clone(),
             documents: docs.iter().filter(|d| d.state == DocState::Indexed).count(),
             failed: failures.len(),
+            skipped: docs.iter().filter(|d| d.state == DocState::Skipped).count(),
             chunks: self.vectors.count_chunks().await?,
             keyword_chunks: self.keywords.num_chunks(),
             embedder: self.meta.embedder.clone(),

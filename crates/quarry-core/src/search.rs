@@ -80,6 +80,9 @@ pub struct SearchResults {
     pub hits: Vec<Hit>,
     /// Timings.
     pub timings: SearchTimings,
+    /// Cosine similarity of the best vector hit (when vector search ran): how
+    /// relevant the library is to the query at all.
+    pub best_similarity: Option<f32>,
 }
 
 /// Searches one library with one embedder.
@@ -115,6 +118,7 @@ impl<'a> HybridSearch<'a> {
             _ => opts.k,
         };
         let mut vector_hits = Vec::new();
+        let mut best_similarity = None;
         if opts.mode != SearchMode::Keyword {
             let embedder = self
                 .embedder
@@ -125,6 +129,7 @@ impl<'a> HybridSearch<'a> {
             let t = Instant::now();
             vector_hits = self.library.vectors.search(&v, depth, &opts.filter).await?;
             timings.vector = t.elapsed();
+            best_similarity = vector_hits.first().map(|h| h.score);
         }
         let mut keyword_hits = Vec::new();
         if opts.mode != SearchMode::Vector {
@@ -149,7 +154,11 @@ impl<'a> HybridSearch<'a> {
             }
         }
         timings.total = started.elapsed();
-        Ok(SearchResults { hits, timings })
+        Ok(SearchResults {
+            hits,
+            timings,
+            best_similarity,
+        })
     }
 }
 

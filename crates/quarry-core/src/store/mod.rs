@@ -48,6 +48,9 @@ pub enum DocState {
     Indexed,
     /// Extraction failed; `error` says why. Retried when the file changes.
     Failed,
+    /// Not a document (binary content); `error` says why. Kept so an unchanged
+    /// file is not read again.
+    Skipped,
 }
 
 impl DocState {
@@ -56,15 +59,16 @@ impl DocState {
         match self {
             DocState::Indexed => "indexed",
             DocState::Failed => "failed",
+            DocState::Skipped => "skipped",
         }
     }
 
     /// Parse a stored name.
     pub fn parse(s: &str) -> DocState {
-        if s == "indexed" {
-            DocState::Indexed
-        } else {
-            DocState::Failed
+        match s {
+            "indexed" => DocState::Indexed,
+            "skipped" => DocState::Skipped,
+            _ => DocState::Failed,
         }
     }
 }

@@ -1,0 +1,173 @@
+//! `quarry ask`: a grounded answer from the library, streamed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use quarry_core::answer::{answer, AnswerEvent, AnswerOptions, Source};
+use quarry_core::generate::{LoadOptions, LocalModel};
+use quarry_core::models::ModelRole;
+use quarry_core::store::Filter;
+use quarry_core::Library;
+
+use crate::commands::Context;
+
+#[derive(clap::Args)]
+pub struct AskArgs {
+    /// The question.
+    question: String,
+    #[command(flatten)]
+    lib: crate::LibraryArg,
+    /// Generator: a registry id or a path to a .gguf file (default: the registry's default generator).
+    #[arg(long)]
+    model: Option<String>,
+    /// Sources to retrieve at most.
+    #[arg(long, default_value_t = 5)]
+    sources: usize,
+    /// Sampling temperature (0 = greedy, deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f64,
+    /// Random seed.
+    #[arg(long, default_value_t = 299792458)]
+    seed: u64,
+    /// Most answer tokens.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Extra stop sequence (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Relevance floor: below this similarity Quarry says the documents do not contain the answer.
+    #[arg(long)]
+    min_similarity: Option<f32>,
+    /// Only files whose path starts with this.
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Print one JSON object at the end instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Load the generator named by `model` (id or .gguf path) or the default one.
+pub fn load_generator(ctx: &Context, model: Option<&str>) -> Result<LocalModel> {
+    let path: PathBuf = match model {
+        Some(m) if m.ends_with(".gguf") || std::path::Path::new(m).is_file() => PathBuf::from(m),
+        other => {
+            let id = match other {
+                Some(id) => id.to_string(),
+                None => ctx
+                    .store
+                    .registry()
+                    .default_for(ModelRole::Generator)
+                    .map(|m| m.id.clone())
+                    .context("the registry has no default generator")?,
+            };
+            let spec = ctx.store.registry().get(&id)?;
+            let dir = ctx.store.require(&id)?;
+            dir.join(&spec.files.first().context("generator lists no file")?.path)
+        }
+    };
+    let opts = LoadOptions {
+        requantize_slow: true,
+        cache_dir: Some(ctx.store.root().join(".converted")),
+    };
+    LocalModel::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
+}
+
+fn print_sources(sources: &[Source], cited: &[usize]) {
+    if sources.is_empty() {
+        return;
+    }
+    println!("\nSources:");
+    for s in sources {
+        let mut line = format!("[{}] {}", s.n, s.path);
+        if let Some(p) = s.page {
+            line.push_str(&format!(", page {p}"));
+        }
+        if let Some(h) = &s.heading {
+            line.push_str(&format!(", {h}"));
+        }
+        if !cited.contains(&s.n) {
+            line.push_str("  (not cited)");
+        }
+        println!("{line}");
+    }
+}
+
+pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
+    let dir = args
+        .lib
+        .library
+        .clone()
+        .unwrap_or_else(|| ctx.dirs.library.clone());
+    let library = Library::open(&dir).await?;
+    let embedder = ctx.load_embedder(&library.meta().embedder)?;
+    let mut model = load_generator(ctx, args.model.as_deref())?;
+    let mut opts = AnswerOptions {
+        sources: args.sources,
+        filter: Filter {
+            path_prefix: args.path_prefix.clone(),
+            extensions: Vec::new(),
+        },
+        ..Default::default()
+    };
+    opts.generate.temperature = args.temperature;
+    opts.generate.top_p = args.top_p;
+    opts.generate.seed = args.seed;
+    opts.generate.max_tokens = args.max_tokens;
+    opts.generate.stop = args.stop.clone();
+    if let Some(m) = args.min_similarity {
+        opts.min_similarity = m;
+    }
+    // Ctrl-C stops generation cleanly: the answer so far and its sources are kept.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let json = args.json;
+    let mut on_event = |e: AnswerEvent| {
+        if !json {
+            if let AnswerEvent::Token(t) = &e {
+                print!("{t}");
+                let _ = std::io::stdout().flush();
+            }
+        }
+        !cancelled.load(Ordering::SeqCst)
+    };
+    let result = answer(
+        &library,
+        &embedder,
+        &mut model,
+        &args.question,
+        &[],
+        &opts,
+        &mut on_event,
+    )
+    .await;
+    watcher.abort();
+    let result = result?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!();
+        print_sources(&result.sources, &result.cited);
+        eprintln!(
+            "\n[{}: first token {:.0} ms, total {:.0} ms, prompt {} tokens at {:.0} tok/s, {} tokens at {:.1} tok/s]",
+            result.route.target,
+            result.timings.first_token_ms,
+            result.timings.total_ms,
+            result.timings.prompt_tokens,
+            result.timings.prefill_tokens_per_s,
+            result.timings.generated_tokens,
+            result.timings.decode_tokens_per_s
+        );
+    }
+    Ok(())
+}

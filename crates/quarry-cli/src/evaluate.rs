@@ -1,0 +1,212 @@
+//! `quarry eval` and `quarry bench`: retrieval quality and speed figures.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use quarry_core::eval::{evaluate, Dataset, ModeScores};
+use quarry_core::fusion::FusionConfig;
+use quarry_core::index::IndexOptions;
+use quarry_core::{HybridSearch, Library, SearchMode, SearchOptions};
+
+use crate::commands::Context;
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Comma-separated modes.
+    #[arg(long, default_value = "keyword,vector,hybrid", value_delimiter = ',')]
+    modes: Vec<SearchMode>,
+    /// Evaluate only the first N queries (all by default).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// Working folder for the corpus files and the library (kept, so re-runs are incremental).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// Weight of vector results in hybrid fusion.
+    #[arg(long)]
+    vector_weight: Option<f32>,
+    /// Reciprocal rank fusion constant.
+    #[arg(long)]
+    rrf_k: Option<f32>,
+    /// Results each retriever contributes to fusion.
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn work_dir(ctx: &Context, dataset: &std::path::Path, work: Option<PathBuf>) -> PathBuf {
+    work.unwrap_or_else(|| {
+        let name = dataset
+            .canonicalize()
+            .unwrap_or_else(|_| dataset.to_path_buf())
+            .to_string_lossy()
+            .replace(['/', '\\', ':'], "_");
+        ctx.dirs
+            .library
+            .parent()
+            .unwrap_or(&ctx.dirs.library)
+            .join("eval")
+            .join(name)
+    })
+}
+
+pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
+    let data = Dataset::load(&args.dataset)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
+    let work = work_dir(ctx, &args.dataset, args.work);
+    let corpus_dir = data.write_corpus(&work.join("corpus"))?;
+    let embedder_id = ctx.default_embedder()?;
+    let embedder = ctx.load_embedder(&embedder_id)?;
+    let mut library =
+        Library::open_or_create(&work.join("library"), &embedder_id, embedder.dim()).await?;
+    let report = library
+        .index(
+            &[corpus_dir],
+            &embedder,
+            &IndexOptions::default(),
+            &mut |_| {},
+        )
+        .await?;
+    if !args.json {
+        eprintln!(
+            "corpus: {} documents ({} indexed now in {:.1}s, {} chunks); {} queries",
+            data.corpus.len(),
+            report.indexed.len(),
+            report.elapsed.as_secs_f64(),
+            report.chunks,
+            data.queries.len()
+        );
+    }
+    let queries = &data.queries[..args
+        .queries
+        .unwrap_or(data.queries.len())
+        .min(data.queries.len())];
+    let mut fusion = FusionConfig::default();
+    if let Some(w) = args.vector_weight {
+        fusion.vector_weight = w;
+    }
+    if let Some(k) = args.rrf_k {
+        fusion.rrf_k = k;
+    }
+    if let Some(d) = args.depth {
+        fusion.depth = d;
+    }
+    let search = HybridSearch::new(&library, Some(&embedder))?;
+    let mut out = serde_json::Map::new();
+    for mode in &args.modes {
+        let opts = SearchOptions {
+            mode: *mode,
+            fusion,
+            ..Default::default()
+        };
+        let scores: ModeScores = evaluate(&search, queries, &data.qrels, &opts).await?;
+        let name = serde_json::to_value(mode)?
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        if !args.json {
+            println!(
+                "{name:<8} nDCG@10 {:.4}  R@10 {:.4}  R@100 {:.4}  MRR@10 {:.4}  p50 {:.1} ms  p95 {:.1} ms  ({} queries)",
+                scores.ndcg10, scores.recall10, scores.recall100, scores.mrr10, scores.p50_ms, scores.p95_ms, scores.queries
+            );
+        }
+        out.insert(name, serde_json::to_value(scores)?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(out))?
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// BEIR-layout folder whose corpus texts are embedded (default: ../shared/data/squaddev if present).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Texts to embed per batch-size run.
+    #[arg(long, default_value_t = 256)]
+    texts: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
+    let dataset = args
+        .dataset
+        .or_else(|| {
+            let p = PathBuf::from("../shared/data/squaddev");
+            p.exists().then_some(p)
+        })
+        .context("--dataset DIR is required (a BEIR folder; its corpus texts are embedded)")?;
+    let data = Dataset::load(&dataset)?;
+    let texts: Vec<String> = data
+        .corpus
+        .iter()
+        .take(args.texts)
+        .map(|d| format!("{}\n\n{}", d.title, d.text))
+        .collect();
+    let embedder_id = ctx.default_embedder()?;
+    let mut embedder = ctx.load_embedder(&embedder_id)?;
+    let tokenizer = embedder.counting_tokenizer();
+    let tokens: usize = texts
+        .iter()
+        .map(|t| {
+            tokenizer
+                .encode(t.as_str(), true)
+                .map(|e| e.len().min(embedder.max_tokens()))
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut results = serde_json::Map::new();
+    embedder.embed_documents(&texts[..texts.len().min(8)])?; // warm up
+    for batch in [1usize, 32] {
+        embedder.set_batch_size(batch);
+        let t = Instant::now();
+        for part in texts.chunks(batch.max(32)) {
+            embedder.embed_documents(part)?;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let row = serde_json::json!({
+            "texts": texts.len(),
+            "tokens": tokens,
+            "seconds": secs,
+            "texts_per_s": texts.len() as f64 / secs,
+            "tokens_per_s": tokens as f64 / secs,
+        });
+        if !args.json {
+            println!(
+                "embed {embedder_id} batch {batch:>2}: {:.1} texts/s, {:.0} tokens/s ({} texts, {:.1} tokens avg, {:.1}s)",
+                texts.len() as f64 / secs,
+                tokens as f64 / secs,
+                texts.len(),
+                tokens as f64 / texts.len().max(1) as f64,
+                secs
+            );
+        }
+        results.insert(format!("embed_batch_{batch}"), row);
+    }
+    results.insert(
+        "machine".into(),
+        serde_json::json!({
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        }),
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(results))?
+        );
+    }
+    Ok(())
+}

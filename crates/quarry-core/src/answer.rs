@@ -1,0 +1,320 @@
+//! Grounded answers: retrieve, number the sources, fit them into the model's
+//! context, generate with citations, and keep only citations that exist.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::citations::CitationFilter;
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
+use crate::library::Library;
+use crate::search::{HybridSearch, SearchMode, SearchOptions};
+use crate::store::Filter;
+
+/// The sentence Quarry answers with when the documents hold nothing relevant.
+pub const NOT_FOUND: &str =
+    "The documents in this library do not contain an answer to that question.";
+
+/// Options of `ask`.
+#[derive(Debug, Clone)]
+pub struct AnswerOptions {
+    /// Sources retrieved at most.
+    pub sources: usize,
+    /// Below this cosine similarity of the best vector hit, Quarry answers
+    /// [`NOT_FOUND`] without calling the model.
+    pub min_similarity: f32,
+    /// Most tokens of prompt (sources + question + instructions).
+    pub max_prompt_tokens: usize,
+    /// Generation settings.
+    pub generate: GenerateOptions,
+    /// Restrict retrieval.
+    pub filter: Filter,
+}
+
+impl Default for AnswerOptions {
+    fn default() -> Self {
+        AnswerOptions {
+            sources: 5,
+            min_similarity: DEFAULT_MIN_SIMILARITY,
+            max_prompt_tokens: 1536,
+            generate: GenerateOptions {
+                max_tokens: 256,
+                ..Default::default()
+            },
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Default relevance floor for all-MiniLM-L6-v2 (see BENCHMARKS.md for how it was measured).
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.30;
+
+/// A numbered source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    /// Its number in the answer, from 1.
+    pub n: usize,
+    /// Absolute path.
+    pub path: String,
+    /// Page, when the format has pages.
+    pub page: Option<u32>,
+    /// Heading above the passage.
+    pub heading: Option<String>,
+    /// The passage given to the model.
+    pub text: String,
+    /// Character offsets of the passage in the document text.
+    pub char_start: u64,
+    /// End offset.
+    pub char_end: u64,
+    /// Retrieval score.
+    pub score: f32,
+}
+
+/// Where the answer came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    /// `local`, or `none` when no model was called.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// Model name.
+    pub model: Option<String>,
+}
+
+/// Timings of an answer, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnswerTimings {
+    /// Retrieval.
+    pub retrieval_ms: f64,
+    /// Until the first answer token.
+    pub first_token_ms: f64,
+    /// Everything.
+    pub total_ms: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Answer tokens.
+    pub generated_tokens: usize,
+    /// Prompt processing speed.
+    pub prefill_tokens_per_s: f64,
+    /// Generation speed.
+    pub decode_tokens_per_s: f64,
+}
+
+/// Events of an answer, in order.
+#[derive(Debug, Clone)]
+pub enum AnswerEvent {
+    /// The sources were retrieved.
+    Sources(Vec<Source>),
+    /// The route was decided.
+    Route(Route),
+    /// Answer text.
+    Token(String),
+}
+
+/// A finished answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// The answer text with valid citations only.
+    pub answer: String,
+    /// The numbered sources.
+    pub sources: Vec<Source>,
+    /// Source numbers the answer cites.
+    pub cited: Vec<usize>,
+    /// Where it came from.
+    pub route: Route,
+    /// Timings.
+    pub timings: AnswerTimings,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+const SYSTEM: &str = "You answer questions using only the numbered sources the user gives you. \
+Cite every fact with the number of its source in square brackets, like [1]. \
+If the sources do not contain the answer, say that the documents do not contain it. Be brief.";
+
+fn source_header(s: &Source) -> String {
+    let name = std::path::Path::new(&s.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| s.path.clone());
+    let mut h = format!("[{}] {name}", s.n);
+    if let Some(p) = s.page {
+        h.push_str(&format!(", page {p}"));
+    }
+    if let Some(hd) = &s.heading {
+        h.push_str(&format!(", \"{hd}\""));
+    }
+    h
+}
+
+/// Build the chat messages for `question` with as many sources as fit in
+/// `budget` tokens; returns the messages and the sources actually used.
+pub fn build_prompt(
+    model: &LocalModel,
+    history: &[ChatMessage],
+    question: &str,
+    sources: &[Source],
+    budget: usize,
+) -> Result<(Vec<ChatMessage>, Vec<Source>)> {
+    let frame = |body: &str| -> Vec<ChatMessage> {
+        let mut m = vec![ChatMessage::new("system", SYSTEM)];
+        m.extend(history.iter().cloned());
+        m.push(ChatMessage::new(
+            "user",
+            format!("Sources:\n\n{body}\nQuestion: {question}"),
+        ));
+        m
+    };
+    let base = model.count_tokens(&model.render_chat(&frame(""))?);
+    let mut remaining = budget.saturating_sub(base);
+    let mut body = String::new();
+    let mut used = Vec::new();
+    for s in sources {
+        let header = source_header(s);
+        let entry = format!("{header}\n{}\n\n", s.text.trim());
+        let cost = model.count_tokens(&entry);
+        if cost <= remaining {
+            remaining -= cost;
+            body.push_str(&entry);
+            used.push(s.clone());
+        } else if used.is_empty() && remaining > 64 {
+            // The best source alone is too long: keep its beginning.
+            let mut text = s.text.trim().to_string();
+            while model.count_tokens(&format!("{header}\n{text}\n\n")) > remaining
+                && text.len() > 64
+            {
+                let mut cut = text.len() * 3 / 4;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            body.push_str(&format!("{header}\n{text}\n\n"));
+            let mut s = s.clone();
+            s.text = text;
+            used.push(s);
+            break;
+        } else {
+            break;
+        }
+    }
+    Ok((frame(&body), used))
+}
+
+/// Answer `question` from `library` with `model`.
+pub async fn answer(
+    library: &Library,
+    embedder: &Embedder,
+    model: &mut LocalModel,
+    question: &str,
+    history: &[ChatMessage],
+    opts: &AnswerOptions,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Result<Answer> {
+    let started = Instant::now();
+    let search = HybridSearch::new(library, Some(embedder))?;
+    let results = search
+        .search(
+            question,
+            &SearchOptions {
+                mode: SearchMode::Hybrid,
+                k: opts.sources,
+                filter: opts.filter.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let retrieval = started.elapsed();
+    let relevant = results.best_similarity.unwrap_or(0.0) >= opts.min_similarity;
+    let candidates: Vec<Source> = results
+        .hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Source {
+            n: i + 1,
+            path: h.path.clone(),
+            page: h.page,
+            heading: h.heading.clone(),
+            text: h.text.clone(),
+            char_start: h.char_start,
+            char_end: h.char_end,
+            score: h.score,
+        })
+        .collect();
+    let mut timings = AnswerTimings {
+        retrieval_ms: ms(retrieval),
+        ..Default::default()
+    };
+    if !relevant || candidates.is_empty() {
+        on_event(AnswerEvent::Sources(Vec::new()));
+        let route = Route {
+            target: "none".into(),
+            reason: format!(
+                "no passage is relevant enough (best similarity {:.2} < {:.2}); the model was not called",
+                results.best_similarity.unwrap_or(0.0),
+                opts.min_similarity
+            ),
+            model: None,
+        };
+        on_event(AnswerEvent::Route(route.clone()));
+        on_event(AnswerEvent::Token(NOT_FOUND.to_string()));
+        timings.total_ms = ms(started.elapsed());
+        timings.first_token_ms = timings.total_ms;
+        return Ok(Answer {
+            answer: NOT_FOUND.to_string(),
+            sources: Vec::new(),
+            cited: Vec::new(),
+            route,
+            timings,
+        });
+    }
+    let budget = opts.max_prompt_tokens.min(
+        model
+            .context_length()
+            .saturating_sub(opts.generate.max_tokens + 8),
+    );
+    let (messages, sources) = build_prompt(model, history, question, &candidates, budget)?;
+    on_event(AnswerEvent::Sources(sources.clone()));
+    let route = Route {
+        target: "local".into(),
+        reason: "local-only: answered on this machine".into(),
+        model: Some(model.name().to_string()),
+    };
+    on_event(AnswerEvent::Route(route.clone()));
+    let prompt = model.render_chat(&messages)?;
+    let mut filter = CitationFilter::new(sources.len());
+    let mut shown = String::new();
+    let (_, stats): (String, GenerationStats) =
+        model.generate(&prompt, &opts.generate, &mut |t| {
+            let visible = filter.push(t);
+            if visible.is_empty() {
+                return true;
+            }
+            shown.push_str(&visible);
+            on_event(AnswerEvent::Token(visible))
+        })?;
+    let rest = filter.finish();
+    if !rest.is_empty() {
+        shown.push_str(&rest);
+        on_event(AnswerEvent::Token(rest));
+    }
+    timings.first_token_ms = ms(retrieval + stats.first_token);
+    timings.total_ms = ms(started.elapsed());
+    timings.prompt_tokens = stats.prompt_tokens;
+    timings.generated_tokens = stats.generated_tokens;
+    timings.prefill_tokens_per_s =
+        stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
+    timings.decode_tokens_per_s =
+        stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
+    Ok(Answer {
+        answer: shown.trim().to_string(),
+        sources,
+        cited: filter.cited().to_vec(),
+        route,
+        timings,
+    })
+}

@@ -1,0 +1,140 @@
+//! Keeping citations honest: `[n]` markers that point at no source are removed,
+//! also while the answer streams.
+
+/// Filters a stream of text, dropping `[n]` (and `[n, m]`) markers whose
+/// numbers are not in `1..=sources`. Text that may still become a marker is
+/// held back until it is decided.
+#[derive(Debug, Clone)]
+pub struct CitationFilter {
+    sources: usize,
+    pending: String,
+    cited: Vec<usize>,
+}
+
+const MAX_MARKER: usize = 16;
+
+impl CitationFilter {
+    /// A filter for an answer with `sources` numbered sources.
+    pub fn new(sources: usize) -> Self {
+        CitationFilter {
+            sources,
+            pending: String::new(),
+            cited: Vec::new(),
+        }
+    }
+
+    /// Feed streamed text; returns what can be shown now.
+    pub fn push(&mut self, text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            if self.pending.is_empty() {
+                if c == '[' {
+                    self.pending.push(c);
+                } else {
+                    out.push(c);
+                }
+                continue;
+            }
+            self.pending.push(c);
+            if c == ']' {
+                let inner = self.pending[1..self.pending.len() - 1].to_string();
+                out.push_str(&self.resolve(&inner));
+                self.pending.clear();
+            } else if !(c.is_ascii_digit() || c == ',' || c == ' ')
+                || self.pending.len() > MAX_MARKER
+            {
+                // Not a citation after all (e.g. "[see above]").
+                let p = std::mem::take(&mut self.pending);
+                if c == '[' {
+                    out.push_str(&p[..p.len() - 1]);
+                    self.pending.push('[');
+                } else {
+                    out.push_str(&p);
+                }
+            }
+        }
+        out
+    }
+
+    /// End of stream: whatever is held back.
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Source numbers cited so far (valid ones only), in order of first use.
+    pub fn cited(&self) -> &[usize] {
+        &self.cited
+    }
+
+    fn resolve(&mut self, inner: &str) -> String {
+        let nums: Vec<&str> = inner.split(',').map(str::trim).collect();
+        if nums
+            .iter()
+            .any(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()))
+        {
+            // "[]" or "[ ]": not a citation, keep as written.
+            return format!("[{inner}]");
+        }
+        let valid: Vec<usize> = nums
+            .iter()
+            .filter_map(|n| n.parse::<usize>().ok())
+            .filter(|&n| n >= 1 && n <= self.sources)
+            .collect();
+        for &n in &valid {
+            if !self.cited.contains(&n) {
+                self.cited.push(n);
+            }
+        }
+        valid
+            .iter()
+            .map(|n| format!("[{n}]"))
+            .collect::<Vec<_>>()
+            .join("")
+    }
+}
+
+/// Filter a whole text at once.
+pub fn clean_citations(text: &str, sources: usize) -> (String, Vec<usize>) {
+    let mut f = CitationFilter::new(sources);
+    let mut out = f.push(text);
+    out.push_str(&f.finish());
+    (out, f.cited().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn removes_citations_to_missing_sources() {
+        let (t, cited) = clean_citations("Paris [1] is big [7]. See [2, 9] and [see above].", 3);
+        assert_eq!(t, "Paris [1] is big . See [2] and [see above].");
+        assert_eq!(cited, vec![1, 2]);
+    }
+
+    #[test]
+    fn streaming_equals_batch() {
+        let text = "A [1][4] b [2] c [x] d [";
+        let mut f = CitationFilter::new(2);
+        let mut streamed = String::new();
+        for ch in text.chars() {
+            streamed.push_str(&f.push(&ch.to_string()));
+        }
+        streamed.push_str(&f.finish());
+        assert_eq!(streamed, clean_citations(text, 2).0);
+        assert_eq!(streamed, "A [1] b [2] c [x] d [");
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_same_output(text in "[a-z \\[\\]0-9,]{0,60}", cut in 0usize..60) {
+            let cut = cut.min(text.len());
+            let mut f = CitationFilter::new(3);
+            let mut s = f.push(&text[..cut]);
+            s.push_str(&f.push(&text[cut..]));
+            s.push_str(&f.finish());
+            prop_assert_eq!(s, clean_citations(&text, 3).0);
+        }
+    }
+}

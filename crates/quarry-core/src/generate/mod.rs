@@ -1,0 +1,10 @@
+//! Local text generation: GGUF models through candle's quantized
+//! implementations, chosen by the file's `general.architecture`; the tokenizer
+//! is built from the GGUF's own metadata and the chat template
+//! (`tokenizer.chat_template`) is rendered with minijinja.
+
+mod model;
+mod template;
+
+pub use model::{GenerateOptions, GenerationStats, LoadOptions, LocalModel, StopReason};
+pub use template::{ChatMessage, ChatTemplate};

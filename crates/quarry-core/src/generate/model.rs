@@ -1,0 +1,464 @@
+//! Loading a GGUF model and generating from it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::{
+    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
+use serde::Serialize;
+use tokenizers::Tokenizer;
+
+use super::template::{ChatMessage, ChatTemplate};
+use crate::error::{Error, Result};
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Re-quantize tensors whose type has no fast CPU kernel (Q4_1, Q5_0, Q5_1)
+    /// to Q8_0 at load time, caching the result in `cache_dir`.
+    pub requantize_slow: bool,
+    /// Where converted files are cached (next to nothing else; safe to delete).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Sampling and stopping.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Most new tokens.
+    pub max_tokens: usize,
+    /// 0 for greedy.
+    pub temperature: f64,
+    /// Nucleus sampling mass (used when temperature > 0).
+    pub top_p: f64,
+    /// Random seed.
+    pub seed: u64,
+    /// Extra stop strings (the template's end-of-turn tokens always stop).
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 512,
+            temperature: 0.0,
+            top_p: 0.9,
+            seed: 299792458,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// End-of-turn token.
+    EndOfTurn,
+    /// A stop string.
+    StopString,
+    /// `max_tokens` reached.
+    MaxTokens,
+    /// The caller asked to stop.
+    Cancelled,
+    /// The context window is full.
+    ContextFull,
+}
+
+/// Figures of one generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationStats {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub generated_tokens: usize,
+    /// Time to process the prompt.
+    pub prefill: Duration,
+    /// Time to the first generated token.
+    pub first_token: Duration,
+    /// Time decoding after the first token.
+    pub decode: Duration,
+    /// Wall time.
+    pub total: Duration,
+    /// Why it stopped.
+    pub stop: StopReason,
+}
+
+enum Net {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+impl Net {
+    fn clear(&mut self) {
+        match self {
+            Net::Llama(m) => m.clear_kv_cache(),
+            Net::Qwen2(m) => m.clear_kv_cache(),
+            Net::Qwen3(m) => m.clear_kv_cache(),
+            // These reset their caches when a forward starts at position 0.
+            Net::Phi3(_) | Net::Gemma3(_) => {}
+        }
+    }
+
+    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Net::Llama(m) => m.forward(x, pos),
+            Net::Qwen2(m) => m.forward(x, pos),
+            Net::Qwen3(m) => m.forward(x, pos),
+            Net::Phi3(m) => m.forward(x, pos),
+            Net::Gemma3(m) => m.forward(x, pos),
+        }
+    }
+}
+
+/// Architectures Quarry runs.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
+
+/// End-of-turn markers of common templates.
+const END_MARKERS: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+];
+
+/// A loaded local model.
+pub struct LocalModel {
+    net: Net,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    architecture: String,
+    context_length: usize,
+    eos_ids: Vec<u32>,
+    name: String,
+}
+
+fn md_str(ct: &gguf_file::Content, key: &str) -> Option<String> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+}
+
+fn md_u32(ct: &gguf_file::Content, key: &str) -> Option<u32> {
+    ct.metadata.get(key).and_then(|v| {
+        v.to_u32()
+            .ok()
+            .or_else(|| v.to_u64().ok().map(|x| x as u32))
+    })
+}
+
+fn load_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::ModelLoad {
+        id: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Types whose CPU dot product in candle 0.11 is a scalar loop.
+fn is_slow(t: GgmlDType) -> bool {
+    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+}
+
+/// Write a copy of the GGUF at `src` with slow tensor types re-quantized to Q8_0.
+fn requantize(src: &Path, dst: &Path) -> Result<()> {
+    let mut f = fs_err::File::open(src)?;
+    let ct = gguf_file::Content::read(&mut f).map_err(|e| load_err(src, e))?;
+    let device = Device::Cpu;
+    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(ct.tensor_infos.len());
+    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
+    names.sort();
+    for name in names {
+        let q = ct.tensor(&mut f, name, &device)?;
+        let q = if is_slow(q.dtype()) && q.shape().dims().last().is_some_and(|d| d % 32 == 0) {
+            QTensor::quantize(&q.dequantize(&device)?, GgmlDType::Q8_0)?
+        } else {
+            q
+        };
+        tensors.push((name.clone(), q));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> =
+        ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let tmp = dst.with_extension("tmp");
+    {
+        let mut out = std::io::BufWriter::new(fs_err::File::create(&tmp)?);
+        gguf_file::write(&mut out, &metadata, &tensor_refs)?;
+    }
+    fs_err::rename(&tmp, dst)?;
+    Ok(())
+}
+
+impl LocalModel {
+    /// Load a GGUF file.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let mut file = fs_err::File::open(path)?;
+        let ct = gguf_file::Content::read(&mut file)
+            .map_err(|e| load_err(path, format!("not a GGUF file: {e}")))?;
+        let architecture = md_str(&ct, "general.architecture")
+            .ok_or_else(|| load_err(path, "no general.architecture"))?;
+        if !SUPPORTED_ARCHITECTURES.contains(&architecture.as_str()) {
+            return Err(load_err(
+                path,
+                format!(
+                    "architecture '{architecture}' is not supported (supported: {})",
+                    SUPPORTED_ARCHITECTURES.join(", ")
+                ),
+            ));
+        }
+        let has_slow = ct.tensor_infos.values().any(|t| is_slow(t.ggml_dtype));
+        let (ct, mut file, path_used) = if opts.requantize_slow && has_slow {
+            let dir = opts
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
+            fs_err::create_dir_all(&dir)?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let converted = dir.join(format!("{stem}.quarry-q8_0.gguf"));
+            let fresh = match (std::fs::metadata(&converted), std::fs::metadata(path)) {
+                (Ok(c), Ok(o)) => c.modified().ok() >= o.modified().ok(),
+                _ => false,
+            };
+            if !fresh {
+                requantize(path, &converted)?;
+            }
+            let mut f = fs_err::File::open(&converted)?;
+            let ct = gguf_file::Content::read(&mut f).map_err(|e| load_err(&converted, e))?;
+            (ct, f, converted)
+        } else {
+            (ct, file.try_clone()?, path.to_path_buf())
+        };
+        let tokenizer = Tokenizer::from_gguf(&ct)
+            .map_err(|e| load_err(&path_used, format!("tokenizer: {e}")))?;
+        let token_text = |key: &str| {
+            md_u32(&ct, key)
+                .and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let bos = token_text("tokenizer.ggml.bos_token_id");
+        let eos = token_text("tokenizer.ggml.eos_token_id");
+        let template = ChatTemplate::new(
+            md_str(&ct, "tokenizer.chat_template").as_deref(),
+            &architecture,
+            &bos,
+            &eos,
+        )?;
+        let mut eos_ids: Vec<u32> = md_u32(&ct, "tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect();
+        for m in END_MARKERS {
+            if let Some(id) = tokenizer.token_to_id(m) {
+                eos_ids.push(id);
+            }
+        }
+        let context_length =
+            md_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
+        let name = md_str(&ct, "general.name").unwrap_or_else(|| path.display().to_string());
+        let device = Device::Cpu;
+        let net = match architecture.as_str() {
+            "llama" => Net::Llama(quantized_llama::ModelWeights::from_gguf(
+                ct, &mut file, &device,
+            )?),
+            "qwen2" => Net::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
+                ct, &mut file, &device,
+            )?),
+            "qwen3" => Net::Qwen3(quantized_qwen3::ModelWeights::from_gguf(
+                ct, &mut file, &device,
+            )?),
+            "phi3" => Net::Phi3(quantized_phi3::ModelWeights::from_gguf(
+                false, ct, &mut file, &device,
+            )?),
+            "gemma3" => Net::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
+                ct, &mut file, &device,
+            )?),
+            _ => unreachable!("checked above"),
+        };
+        Ok(LocalModel {
+            net,
+            tokenizer,
+            template,
+            architecture,
+            context_length,
+            eos_ids,
+            name,
+        })
+    }
+
+    /// `general.architecture`.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// `general.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Context window in tokens.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// The tokenizer built from the GGUF.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Tokens in `text` (no special tokens added).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.len())
+            .unwrap_or(text.len() / 3)
+    }
+
+    /// Render a conversation with the model's chat template.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.template.render(messages)
+    }
+
+    /// Generate a continuation of `prompt` (already templated). `on_text`
+    /// receives text as it is produced and returns `false` to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(String, GenerationStats)> {
+        let started = Instant::now();
+        let prompt_ids = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .get_ids()
+            .to_vec();
+        if prompt_ids.is_empty() {
+            return Err(Error::InvalidInput("empty prompt".into()));
+        }
+        if prompt_ids.len() >= self.context_length {
+            return Err(Error::InvalidInput(format!(
+                "prompt of {} tokens does not fit the {}-token context",
+                prompt_ids.len(),
+                self.context_length
+            )));
+        }
+        let sampling = if opts.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            Sampling::TopP {
+                p: opts.top_p,
+                temperature: opts.temperature,
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(opts.seed, sampling);
+        self.net.clear();
+        let device = Device::Cpu;
+        // Prefill in slices so attention memory stays bounded.
+        let mut logits = None;
+        let mut pos = 0;
+        for part in prompt_ids.chunks(512) {
+            let input = Tensor::new(part, &device)?.unsqueeze(0)?;
+            logits = Some(self.net.forward(&input, pos)?);
+            pos += part.len();
+        }
+        let prefill = started.elapsed();
+        let mut logits = logits.expect("non-empty prompt").squeeze(0)?;
+        let mut generated: Vec<u32> = Vec::new();
+        let mut emitted = 0usize;
+        let mut text = String::new();
+        let mut first_token = None;
+        let stops: Vec<&str> = opts.stop.iter().map(String::as_str).collect();
+        let reason;
+        loop {
+            let next = sampler.sample(&logits.to_dtype(candle_core::DType::F32)?)?;
+            if first_token.is_none() {
+                first_token = Some(started.elapsed());
+            }
+            if self.eos_ids.contains(&next) {
+                reason = StopReason::EndOfTurn;
+                break;
+            }
+            generated.push(next);
+            text = self
+                .tokenizer
+                .decode(&generated, true)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            if let Some(cut) = stops.iter().filter_map(|s| text.find(s)).min() {
+                text.truncate(cut);
+                if text.len() > emitted {
+                    on_text(&text[emitted..]);
+                }
+                emitted = text.len();
+                reason = StopReason::StopString;
+                break;
+            }
+            // Emit what cannot be the start of a stop string or a split character.
+            let mut safe = text.len();
+            for s in &stops {
+                for k in (1..s.len()).rev() {
+                    if text.ends_with(&s[..k]) {
+                        safe = safe.min(text.len() - k);
+                        break;
+                    }
+                }
+            }
+            if text.ends_with('\u{FFFD}') {
+                safe = safe.min(text.len() - '\u{FFFD}'.len_utf8());
+            }
+            while !text.is_char_boundary(safe) {
+                safe -= 1;
+            }
+            if safe > emitted {
+                let keep_going = on_text(&text[emitted..safe]);
+                emitted = safe;
+                if !keep_going {
+                    reason = StopReason::Cancelled;
+                    break;
+                }
+            }
+            if generated.len() >= opts.max_tokens {
+                reason = StopReason::MaxTokens;
+                break;
+            }
+            if pos + 1 >= self.context_length {
+                reason = StopReason::ContextFull;
+                break;
+            }
+            let input = Tensor::new(&[next], &device)?.unsqueeze(0)?;
+            logits = self.net.forward(&input, pos)?.squeeze(0)?;
+            pos += 1;
+        }
+        if reason != StopReason::StopString
+            && reason != StopReason::Cancelled
+            && text.len() > emitted
+        {
+            let tail = text.trim_end_matches('\u{FFFD}');
+            if tail.len() > emitted {
+                on_text(&tail[emitted..]);
+            }
+        }
+        let total = started.elapsed();
+        let first = first_token.unwrap_or(total);
+        let stats = GenerationStats {
+            prompt_tokens: prompt_ids.len(),
+            generated_tokens: generated.len(),
+            prefill,
+            first_token: first,
+            decode: total.saturating_sub(first),
+            total,
+            stop: reason,
+        };
+        Ok((text, stats))
+    }
+}

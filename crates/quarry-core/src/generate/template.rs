@@ -1,0 +1,111 @@
+//! Chat templates: the model's own Jinja template, with a per-architecture
+//! fallback when the GGUF has none.
+
+use minijinja::{context, Environment};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with a role.
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+const LLAMA3: &str = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+const GEMMA: &str = "{{ bos_token }}{% for m in messages %}{% if m.role == 'assistant' %}<start_of_turn>model\n{% else %}<start_of_turn>user\n{% endif %}{{ m.content }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+const PHI3: &str = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+
+impl ChatTemplate {
+    /// Compile `source` (a GGUF's `tokenizer.chat_template`), or the fallback
+    /// for `architecture` when `source` is `None`.
+    pub fn new(source: Option<&str>, architecture: &str, bos: &str, eos: &str) -> Result<Self> {
+        let source = match source {
+            Some(s) => s.to_string(),
+            None => match architecture {
+                "llama" if bos.contains("begin_of_text") => LLAMA3,
+                "gemma" | "gemma2" | "gemma3" => GEMMA,
+                "phi3" => PHI3,
+                _ => CHATML,
+            }
+            .to_string(),
+        };
+        let mut env = Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template_owned("chat", source)
+            .map_err(|e| Error::ModelLoad {
+                id: "chat template".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.to_string(),
+            eos: eos.to_string(),
+        })
+    }
+
+    /// Render a conversation, ending with the assistant's turn opened.
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
+        let t = self
+            .env
+            .get_template("chat")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        t.render(context! {
+            messages => messages,
+            add_generation_prompt => true,
+            bos_token => self.bos,
+            eos_token => self.eos,
+        })
+        .map_err(|e| Error::InvalidInput(format!("chat template: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_fallback() {
+        let t = ChatTemplate::new(None, "qwen2", "", "<|im_end|>").unwrap();
+        let s = t.render(&[ChatMessage::new("user", "hi")]).unwrap();
+        assert_eq!(s, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn python_methods_work() {
+        let src = "{% for m in messages %}{{ m.content.strip() }}{% endfor %}";
+        let t = ChatTemplate::new(Some(src), "llama", "", "").unwrap();
+        assert_eq!(t.render(&[ChatMessage::new("user", "  x  ")]).unwrap(), "x");
+    }
+}
