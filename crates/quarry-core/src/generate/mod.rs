@@ -5,6 +5,8 @@
 
 mod model;
 mod template;
+mod tokenizer;
 
 pub use model::{GenerateOptions, GenerationStats, LoadOptions, LocalModel, StopReason};
 pub use template::{ChatMessage, ChatTemplate};
+pub use tokenizer::tokenizer_from_gguf;

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
@@ -239,8 +238,8 @@ impl LocalModel {
         } else {
             (ct, file.try_clone()?, path.to_path_buf())
         };
-        let tokenizer = Tokenizer::from_gguf(&ct)
-            .map_err(|e| load_err(&path_used, format!("tokenizer: {e}")))?;
+        let tokenizer =
+            super::tokenizer::tokenizer_from_gguf(&ct).map_err(|e| load_err(&path_used, e))?;
         let token_text = |key: &str| {
             md_u32(&ct, key)
                 .and_then(|id| tokenizer.id_to_token(id))
@@ -326,6 +325,25 @@ impl LocalModel {
     /// Render a conversation with the model's chat template.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
         self.template.render(messages)
+    }
+
+    /// Logits of the token after `text` (tokenized without special tokens added).
+    pub fn next_token_logits(&mut self, text: &str) -> Result<Vec<f32>> {
+        let ids = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .get_ids()
+            .to_vec();
+        if ids.is_empty() || ids.len() >= self.context_length {
+            return Err(Error::InvalidInput(
+                "text must be 1 token to the context length".into(),
+            ));
+        }
+        self.net.clear();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let logits = self.net.forward(&input, 0)?.squeeze(0)?;
+        Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
     /// Generate a continuation of `prompt` (already templated). `on_text`
