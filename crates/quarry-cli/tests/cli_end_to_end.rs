@@ -310,3 +310,79 @@ fn models_list_shows_installed() {
         .iter()
         .any(|m| m["id"] == "bge-small-en-v1.5"));
 }
+
+#[test]
+fn ask_answers_from_sources_and_declines_unrelated_questions() {
+    let env = setup();
+    let docs = env.docs.to_str().unwrap();
+    json(&env, &["index", docs, "--json"]);
+
+    let a = json(
+        &env,
+        &[
+            "ask",
+            "How much length did the Morteratsch glacier lose?",
+            "--json",
+        ],
+    );
+    assert_eq!(a["route"]["target"], "local", "{a}");
+    let sources = a["sources"].as_array().unwrap();
+    assert!(!sources.is_empty());
+    for s in sources {
+        assert!(Path::new(s["path"].as_str().unwrap()).is_absolute());
+        assert!(!s["text"].as_str().unwrap().is_empty());
+    }
+    assert!(
+        sources[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("glaciers.pdf"),
+        "{a}"
+    );
+    assert_eq!(sources[0]["page"].as_u64(), Some(2));
+    let answer = a["answer"].as_str().unwrap();
+    assert!(!answer.is_empty());
+    // Every citation points at a listed source.
+    for n in a["cited"].as_array().unwrap() {
+        let n = n.as_u64().unwrap() as usize;
+        assert!(n >= 1 && n <= sources.len(), "{a}");
+    }
+    for part in answer.split('[').skip(1) {
+        if let Some((num, _)) = part.split_once(']') {
+            if let Ok(n) = num.trim().parse::<usize>() {
+                assert!(
+                    n >= 1 && n <= sources.len(),
+                    "dangling citation in {answer}"
+                );
+            }
+        }
+    }
+    let t = &a["timings"];
+    assert!(t["first_token_ms"].as_f64().unwrap() > 0.0);
+    assert!(t["total_ms"].as_f64().unwrap() >= t["first_token_ms"].as_f64().unwrap());
+
+    // Greedy answers are deterministic.
+    let b = json(
+        &env,
+        &[
+            "ask",
+            "How much length did the Morteratsch glacier lose?",
+            "--json",
+        ],
+    );
+    assert_eq!(a["answer"], b["answer"]);
+
+    // Nothing relevant: Quarry says so and does not call the model.
+    let none = json(
+        &env,
+        &[
+            "ask",
+            "What is the airspeed velocity of an unladen swallow?",
+            "--json",
+        ],
+    );
+    assert_eq!(none["route"]["target"], "none", "{none}");
+    assert!(none["answer"].as_str().unwrap().contains("do not contain"));
+    assert_eq!(none["timings"]["generated_tokens"].as_u64(), Some(0));
+    assert!(none["sources"].as_array().unwrap().is_empty());
+}

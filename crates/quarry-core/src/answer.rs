@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::citations::CitationFilter;
+use crate::citations::{attribute, CitationFilter};
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
@@ -310,10 +310,20 @@ pub async fn answer(
         stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
     timings.decode_tokens_per_s =
         stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
+    let mut text = shown.trim().to_string();
+    let mut cited = filter.cited().to_vec();
+    if cited.is_empty() && !text.is_empty() {
+        // The model cited nothing: attribute sentences to the sources they
+        // repeat, so every claim that comes from a source still points at it.
+        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
+        let (annotated, found) = attribute(&text, &texts, 0.6);
+        text = annotated;
+        cited = found;
+    }
     Ok(Answer {
-        answer: shown.trim().to_string(),
+        answer: text,
         sources,
-        cited: filter.cited().to_vec(),
+        cited,
         route,
         timings,
     })

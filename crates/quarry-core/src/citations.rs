@@ -138,3 +138,86 @@ mod tests {
         }
     }
 }
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() > 2)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Post-hoc attribution for answers that cite nothing (small models often
+/// don't): each sentence gets the source that shares most of its words, when
+/// at least `min_overlap` of the sentence's words appear in that source.
+/// Returns the annotated text and the cited source numbers (1-based).
+pub fn attribute(answer: &str, sources: &[&str], min_overlap: f32) -> (String, Vec<usize>) {
+    let source_words: Vec<std::collections::HashSet<String>> = sources
+        .iter()
+        .map(|s| words(s).into_iter().collect())
+        .collect();
+    let mut out = String::with_capacity(answer.len() + 16);
+    let mut cited = Vec::new();
+    let mut start = 0;
+    let bytes: Vec<(usize, char)> = answer.char_indices().collect();
+    let mut ends = Vec::new();
+    for (k, &(i, c)) in bytes.iter().enumerate() {
+        let next_is_space = bytes.get(k + 1).is_none_or(|(_, n)| n.is_whitespace());
+        if matches!(c, '.' | '!' | '?' | '。') && next_is_space {
+            ends.push(i + c.len_utf8());
+        }
+    }
+    if ends.last().copied() != Some(answer.len()) {
+        ends.push(answer.len());
+    }
+    for end in ends {
+        let sentence = &answer[start..end];
+        let w = words(sentence);
+        let best = source_words
+            .iter()
+            .enumerate()
+            .map(|(i, sw)| (i, w.iter().filter(|x| sw.contains(*x)).count()))
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)));
+        let body = sentence.trim_end();
+        let trailing = &sentence[body.len()..];
+        match best {
+            Some((i, n)) if !w.is_empty() && n as f32 >= min_overlap * w.len() as f32 => {
+                let (text, punct) = match body.char_indices().last() {
+                    Some((p, c)) if matches!(c, '.' | '!' | '?' | '。') => {
+                        (&body[..p], &body[p..])
+                    }
+                    _ => (body, ""),
+                };
+                out.push_str(&format!("{text} [{}]{punct}{trailing}", i + 1));
+                if !cited.contains(&(i + 1)) {
+                    cited.push(i + 1);
+                }
+            }
+            _ => out.push_str(sentence),
+        }
+        start = end;
+    }
+    (out, cited)
+}
+
+#[cfg(test)]
+mod attribution_tests {
+    use super::*;
+
+    #[test]
+    fn sentences_get_their_best_source() {
+        let sources = [
+            "The glacier lost forty metres this year.",
+            "Sales of ferry tickets rose.",
+        ];
+        let (t, cited) = attribute(
+            "The glacier lost forty metres. Ferry ticket sales rose! Hello there",
+            &sources,
+            0.5,
+        );
+        assert_eq!(
+            t,
+            "The glacier lost forty metres [1]. Ferry ticket sales rose [2]! Hello there"
+        );
+        assert_eq!(cited, vec![1, 2]);
+    }
+}
