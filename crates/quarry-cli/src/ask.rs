@@ -171,3 +171,81 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    lib: crate::LibraryArg,
+    /// Generator: a registry id or a path to a .gguf file.
+    #[arg(long)]
+    model: Option<String>,
+    /// Sources to retrieve per question.
+    #[arg(long, default_value_t = 5)]
+    sources: usize,
+    /// Most answer tokens per turn.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+}
+
+/// `quarry chat`: several questions in a row; follow-ups see the conversation.
+pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
+    use std::io::BufRead;
+    let dir = args.lib.library.clone().unwrap_or_else(|| ctx.dirs.library.clone());
+    let library = Library::open(&dir).await?;
+    let embedder = ctx.load_embedder(&library.meta().embedder)?;
+    let mut model = load_generator(ctx, args.model.as_deref())?;
+    let mut opts = AnswerOptions {
+        sources: args.sources,
+        ..Default::default()
+    };
+    opts.generate.max_tokens = args.max_tokens;
+    opts.generate.temperature = args.temperature;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let watcher = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    eprintln!("Ask about {} (Ctrl-C stops an answer; Ctrl-D or /quit leaves).", dir.display());
+    let mut history: Vec<quarry_core::generate::ChatMessage> = Vec::new();
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("\n> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let question = line.trim();
+        if question.is_empty() {
+            continue;
+        }
+        if question == "/quit" || question == "/exit" {
+            break;
+        }
+        cancelled.store(false, Ordering::SeqCst);
+        let mut on_event = |e: AnswerEvent| {
+            if let AnswerEvent::Token(t) = &e {
+                print!("{t}");
+                let _ = std::io::stdout().flush();
+            }
+            !cancelled.load(Ordering::SeqCst)
+        };
+        let keep = history.len().saturating_sub(4);
+        let result = answer(&library, &embedder, &mut model, question, &history[keep..], &opts, &mut on_event).await;
+        match result {
+            Ok(a) => {
+                println!();
+                print_sources(&a.sources, &a.cited);
+                history.push(quarry_core::generate::ChatMessage::new("user", question));
+                history.push(quarry_core::generate::ChatMessage::new("assistant", a.answer));
+            }
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    watcher.abort();
+    Ok(())
+}

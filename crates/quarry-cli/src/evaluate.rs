@@ -34,6 +34,11 @@ pub struct EvalArgs {
     /// Results each retriever contributes to fusion.
     #[arg(long)]
     depth: Option<usize>,
+    /// Also measure the "not in the library" threshold: index half of the
+    /// corpus's articles and compare the best similarity of questions whose
+    /// paragraph is there with those whose article is absent.
+    #[arg(long)]
+    abstention: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -170,6 +175,8 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
     embedder.embed_documents(&texts[..texts.len().min(8)])?; // warm up
     for batch in [1usize, 32] {
         embedder.set_batch_size(batch);
+        // Batch 32 here means 32 texts regardless of length, as peers count it.
+        embedder.set_max_batch_tokens(if batch == 1 { usize::MAX } else { 32 * 512 });
         let t = Instant::now();
         for part in texts.chunks(batch.max(32)) {
             embedder.embed_documents(part)?;
@@ -194,6 +201,24 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         }
         results.insert(format!("embed_batch_{batch}"), row);
     }
+    // Quarry's default: length-grouped batches capped at 1,024 padded tokens.
+    embedder.set_batch_size(32);
+    embedder.set_max_batch_tokens(1024);
+    let t = Instant::now();
+    embedder.embed_documents(&texts)?;
+    let secs = t.elapsed().as_secs_f64();
+    if !args.json {
+        println!(
+            "embed {embedder_id} default batching: {:.1} texts/s, {:.0} tokens/s",
+            texts.len() as f64 / secs,
+            tokens as f64 / secs
+        );
+    }
+    results.insert(
+        "embed_default".into(),
+        serde_json::json!({"texts": texts.len(), "tokens": tokens, "seconds": secs,
+            "texts_per_s": texts.len() as f64 / secs, "tokens_per_s": tokens as f64 / secs}),
+    );
     results.insert(
         "machine".into(),
         serde_json::json!({

@@ -46,6 +46,8 @@ enum Command {
     Search(commands::SearchArgs),
     /// Answer a question from the library with a local model, citing sources.
     Ask(ask::AskArgs),
+    /// Ask several questions in a row; follow-ups see the conversation.
+    Chat(ask::ChatArgs),
     /// Measure retrieval quality on a BEIR-layout dataset.
     Eval(evaluate::EvalArgs),
     /// Measure speed (embedding throughput).
@@ -111,6 +113,7 @@ fn main() {
             Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
             Command::Search(args) => commands::search(&ctx, args).await,
             Command::Ask(args) => ask::ask(&ctx, args).await,
+            Command::Chat(args) => ask::chat(&ctx, args).await,
             Command::Eval(args) => evaluate::eval(&ctx, args).await,
             Command::Bench(args) => evaluate::bench(&ctx, args).await,
         }

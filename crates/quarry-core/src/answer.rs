@@ -116,6 +116,8 @@ pub enum AnswerEvent {
 /// A finished answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
+    /// The query retrieval used (the question, or a follow-up joined with the previous question).
+    pub query: String,
     /// The answer text with valid citations only.
     pub answer: String,
     /// The numbered sources.
@@ -205,6 +207,31 @@ pub fn build_prompt(
     Ok((frame(&body), used))
 }
 
+const REFERRING: &[&str] = &[
+    "it", "its", "it's", "they", "them", "their", "this", "that", "these", "those", "he", "she",
+    "his", "her", "him", "there", "then", "one", "ones", "same", "former", "latter",
+];
+
+/// The query retrieval should see for a follow-up question: a question that
+/// refers back ("when did it open?") or is very short is joined with the
+/// previous user question, so "it" finds what it refers to.
+pub fn retrieval_query(history: &[ChatMessage], question: &str) -> String {
+    let Some(previous) = history.iter().rev().find(|m| m.role == "user") else {
+        return question.to_string();
+    };
+    let words: Vec<String> = question
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let refers_back = words.iter().any(|w| REFERRING.contains(&w.as_str()));
+    if refers_back || words.len() < 4 {
+        format!("{} {}", previous.content.trim(), question.trim())
+    } else {
+        question.to_string()
+    }
+}
+
 /// Answer `question` from `library` with `model`.
 pub async fn answer(
     library: &Library,
@@ -217,9 +244,10 @@ pub async fn answer(
 ) -> Result<Answer> {
     let started = Instant::now();
     let search = HybridSearch::new(library, Some(embedder))?;
+    let query = retrieval_query(history, question);
     let results = search
         .search(
-            question,
+            &query,
             &SearchOptions {
                 mode: SearchMode::Hybrid,
                 k: opts.sources,
@@ -265,6 +293,7 @@ pub async fn answer(
         timings.total_ms = ms(started.elapsed());
         timings.first_token_ms = timings.total_ms;
         return Ok(Answer {
+            query,
             answer: NOT_FOUND.to_string(),
             sources: Vec::new(),
             cited: Vec::new(),
@@ -321,10 +350,32 @@ pub async fn answer(
         cited = found;
     }
     Ok(Answer {
+        query,
         answer: text,
         sources,
         cited,
         route,
         timings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_ups_are_joined_with_the_previous_question() {
+        let h = vec![
+            ChatMessage::new("user", "Who designed the Eiffel Tower?"),
+            ChatMessage::new("assistant", "Gustave Eiffel's company [1]."),
+        ];
+        assert_eq!(
+            retrieval_query(&h, "When was it finished?"),
+            "Who designed the Eiffel Tower? When was it finished?"
+        );
+        assert_eq!(retrieval_query(&h, "And Paris?"), "Who designed the Eiffel Tower? And Paris?");
+        let q = "What is the boiling point of water at sea level?";
+        assert_eq!(retrieval_query(&h, q), q);
+        assert_eq!(retrieval_query(&[], "When was it finished?"), "When was it finished?");
+    }
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod bert;
 pub mod chunk;
 pub mod citations;
 pub mod dirs;
