@@ -193,7 +193,11 @@ pub struct ChatArgs {
 /// `quarry chat`: several questions in a row; follow-ups see the conversation.
 pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     use std::io::BufRead;
-    let dir = args.lib.library.clone().unwrap_or_else(|| ctx.dirs.library.clone());
+    let dir = args
+        .lib
+        .library
+        .clone()
+        .unwrap_or_else(|| ctx.dirs.library.clone());
     let library = Library::open(&dir).await?;
     let embedder = ctx.load_embedder(&library.meta().embedder)?;
     let mut model = load_generator(ctx, args.model.as_deref())?;
@@ -210,7 +214,10 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
             flag.store(true, Ordering::SeqCst);
         }
     });
-    eprintln!("Ask about {} (Ctrl-C stops an answer; Ctrl-D or /quit leaves).", dir.display());
+    eprintln!(
+        "Ask about {} (Ctrl-C stops an answer; Ctrl-D or /quit leaves).",
+        dir.display()
+    );
     let mut history: Vec<quarry_core::generate::ChatMessage> = Vec::new();
     let stdin = std::io::stdin();
     loop {
@@ -235,13 +242,25 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
             !cancelled.load(Ordering::SeqCst)
         };
         let keep = history.len().saturating_sub(4);
-        let result = answer(&library, &embedder, &mut model, question, &history[keep..], &opts, &mut on_event).await;
+        let result = answer(
+            &library,
+            &embedder,
+            &mut model,
+            question,
+            &history[keep..],
+            &opts,
+            &mut on_event,
+        )
+        .await;
         match result {
             Ok(a) => {
                 println!();
                 print_sources(&a.sources, &a.cited);
                 history.push(quarry_core::generate::ChatMessage::new("user", question));
-                history.push(quarry_core::generate::ChatMessage::new("assistant", a.answer));
+                history.push(quarry_core::generate::ChatMessage::new(
+                    "assistant",
+                    a.answer,
+                ));
             }
             Err(e) => eprintln!("error: {e}"),
         }

@@ -373,9 +373,15 @@ mod tests {
             retrieval_query(&h, "When was it finished?"),
             "Who designed the Eiffel Tower? When was it finished?"
         );
-        assert_eq!(retrieval_query(&h, "And Paris?"), "Who designed the Eiffel Tower? And Paris?");
+        assert_eq!(
+            retrieval_query(&h, "And Paris?"),
+            "Who designed the Eiffel Tower? And Paris?"
+        );
         let q = "What is the boiling point of water at sea level?";
         assert_eq!(retrieval_query(&h, q), q);
-        assert_eq!(retrieval_query(&[], "When was it finished?"), "When was it finished?");
+        assert_eq!(
+            retrieval_query(&[], "When was it finished?"),
+            "When was it finished?"
+        );
     }
 }
