@@ -87,10 +87,21 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
             data.queries.len()
         );
     }
-    let queries = &data.queries[..args
+    // A sample spread evenly over the dataset (queries are grouped by article).
+    let wanted = args
         .queries
         .unwrap_or(data.queries.len())
-        .min(data.queries.len())];
+        .min(data.queries.len())
+        .max(1);
+    let stride = (data.queries.len() / wanted).max(1);
+    let sample: Vec<quarry_core::eval::Query> = data
+        .queries
+        .iter()
+        .step_by(stride)
+        .take(wanted)
+        .cloned()
+        .collect();
+    let queries = &sample[..];
     let mut fusion = FusionConfig::default();
     if let Some(w) = args.vector_weight {
         fusion.vector_weight = w;
@@ -247,6 +258,10 @@ pub struct BenchArgs {
     /// Texts to embed per batch-size run.
     #[arg(long, default_value_t = 256)]
     texts: usize,
+    /// Also measure local generation: prefill a RAG-sized prompt of about this
+    /// many tokens (0 skips) and decode 64 tokens with the default generator.
+    #[arg(long, default_value_t = 1500)]
+    prompt_tokens: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -327,6 +342,52 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         serde_json::json!({"texts": texts.len(), "tokens": tokens, "seconds": secs,
             "texts_per_s": texts.len() as f64 / secs, "tokens_per_s": tokens as f64 / secs}),
     );
+    if args.prompt_tokens > 0 {
+        let mut model = crate::ask::load_generator(ctx, None)?;
+        let mut body = String::new();
+        for d in &data.corpus {
+            if model.count_tokens(&body) >= args.prompt_tokens {
+                break;
+            }
+            body.push_str(&d.text);
+            body.push_str("\n\n");
+        }
+        let prompt = model.render_chat(&[quarry_core::generate::ChatMessage::new(
+            "user",
+            format!("{body}\nSummarise the passages above."),
+        )])?;
+        let opts = quarry_core::generate::GenerateOptions {
+            max_tokens: 64,
+            stop: Vec::new(),
+            ..Default::default()
+        };
+        let (_, stats) = model.generate(&prompt, &opts, &mut |_| true)?;
+        let prefill_tps = stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
+        let decode_tps =
+            stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
+        if !args.json {
+            println!(
+                "generate {}: prefill {} tokens at {:.1} tok/s (first token {:.2}s), decode {} tokens at {:.1} tok/s",
+                model.name(),
+                stats.prompt_tokens,
+                prefill_tps,
+                stats.first_token.as_secs_f64(),
+                stats.generated_tokens,
+                decode_tps
+            );
+        }
+        results.insert(
+            "generate".into(),
+            serde_json::json!({
+                "model": model.name(),
+                "prompt_tokens": stats.prompt_tokens,
+                "prefill_tokens_per_s": prefill_tps,
+                "first_token_s": stats.first_token.as_secs_f64(),
+                "generated_tokens": stats.generated_tokens,
+                "decode_tokens_per_s": decode_tps,
+            }),
+        );
+    }
     results.insert(
         "machine".into(),
         serde_json::json!({

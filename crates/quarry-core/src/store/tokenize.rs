@@ -1,10 +1,26 @@
 //! The keyword tokenizer: Unicode words, with Chinese/Japanese/Korean/Thai
 //! characters as one token each (those scripts have no spaces; a phrase query
-//! over single characters finds exact runs), lower-cased and ASCII-folded.
+//! over single characters finds exact runs), lower-cased, English stop words
+//! removed (so "how can I ..." does not rank documents by "how" and "can"), and
+//! ASCII-folded.
 
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, StopWordFilter, TextAnalyzer, Token,
+    TokenStream, Tokenizer,
 };
+
+/// Lucene's English stop words plus the question words, pronouns and
+/// auxiliaries that questions are made of: in a small library BM25's IDF cannot
+/// tell that "how" or "can" carry no meaning.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "how", "what", "when", "where", "which", "who",
+    "whom", "whose", "why", "can", "could", "do", "does", "did", "i", "me", "my", "you", "your",
+    "we", "us", "our", "he", "him", "his", "she", "her", "its", "were", "been", "being", "has",
+    "have", "had", "would", "should", "shall", "may", "might", "must", "am", "so", "than", "too",
+    "very", "about", "from",
+];
 
 /// Name under which the analyzer is registered with the index.
 pub const ANALYZER: &str = "quarry";
@@ -14,6 +30,9 @@ pub fn analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(WordTokenizer)
         .filter(RemoveLongFilter::limit(64))
         .filter(LowerCaser)
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
         .filter(AsciiFoldingFilter)
         .build()
 }
@@ -111,5 +130,6 @@ mod tests {
         assert_eq!(tokens("Straße Москва"), ["strasse", "москва"]);
         assert_eq!(tokens("東京は日本"), ["東", "京", "は", "日", "本"]);
         assert_eq!(tokens("x2 version 3.14"), ["x2", "version", "3", "14"]);
+        assert_eq!(tokens("How can I cancel the deal"), ["cancel", "deal"]);
     }
 }
