@@ -182,9 +182,7 @@ pub fn attribute(answer: &str, sources: &[&str], min_overlap: f32) -> (String, V
         match best {
             Some((i, n)) if !w.is_empty() && n as f32 >= min_overlap * w.len() as f32 => {
                 let (text, punct) = match body.char_indices().last() {
-                    Some((p, c)) if matches!(c, '.' | '!' | '?' | '。') => {
-                        (&body[..p], &body[p..])
-                    }
+                    Some((p, '.' | '!' | '?' | '。')) => (&body[..p], &body[p..]),
                     _ => (body, ""),
                 };
                 out.push_str(&format!("{text} [{}]{punct}{trailing}", i + 1));
