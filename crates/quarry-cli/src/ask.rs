@@ -78,6 +78,30 @@ pub fn load_generator(ctx: &Context, model: Option<&str>) -> Result<LocalModel> 
     LocalModel::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
 }
 
+/// A flag set by Ctrl-C (for as long as the returned task runs), so generation
+/// stops cleanly instead of the process dying mid-answer.
+fn cancel_on_ctrl_c() -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    let watcher = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    (cancelled, watcher)
+}
+
+/// Print streamed answer text (unless `quiet`); `false` once cancelled.
+fn stream_to_stdout(e: &AnswerEvent, quiet: bool, cancelled: &AtomicBool) -> bool {
+    if !quiet {
+        if let AnswerEvent::Token(t) = e {
+            print!("{t}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    !cancelled.load(Ordering::SeqCst)
+}
+
 fn print_sources(sources: &[Source], cited: &[usize]) {
     if sources.is_empty() {
         return;
@@ -124,23 +148,9 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
         opts.min_similarity = m;
     }
     // Ctrl-C stops generation cleanly: the answer so far and its sources are kept.
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
-        }
-    });
+    let (cancelled, watcher) = cancel_on_ctrl_c();
     let json = args.json;
-    let mut on_event = |e: AnswerEvent| {
-        if !json {
-            if let AnswerEvent::Token(t) = &e {
-                print!("{t}");
-                let _ = std::io::stdout().flush();
-            }
-        }
-        !cancelled.load(Ordering::SeqCst)
-    };
+    let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, json, &cancelled);
     let result = answer(
         &library,
         &embedder,
@@ -207,13 +217,7 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     };
     opts.generate.max_tokens = args.max_tokens;
     opts.generate.temperature = args.temperature;
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
-    let watcher = tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
-        }
-    });
+    let (cancelled, watcher) = cancel_on_ctrl_c();
     eprintln!(
         "Ask about {} (Ctrl-C stops an answer; Ctrl-D or /quit leaves).",
         dir.display()
@@ -234,13 +238,7 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
             break;
         }
         cancelled.store(false, Ordering::SeqCst);
-        let mut on_event = |e: AnswerEvent| {
-            if let AnswerEvent::Token(t) = &e {
-                print!("{t}");
-                let _ = std::io::stdout().flush();
-            }
-            !cancelled.load(Ordering::SeqCst)
-        };
+        let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, false, &cancelled);
         let keep = history.len().saturating_sub(4);
         let result = answer(
             &library,

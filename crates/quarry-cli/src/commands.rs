@@ -281,6 +281,16 @@ pub struct SearchArgs {
     /// Only files with this extension (repeatable), e.g. --ext pdf.
     #[arg(long)]
     ext: Vec<String>,
+    #[command(flatten)]
+    fusion: FusionArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Hybrid fusion settings shared by `search` and `eval`.
+#[derive(clap::Args, Clone, Copy)]
+pub struct FusionArgs {
     /// Weight of vector results in fusion, 0..1 (keyword gets the rest).
     #[arg(long)]
     vector_weight: Option<f32>,
@@ -290,9 +300,26 @@ pub struct SearchArgs {
     /// Results each retriever contributes to fusion.
     #[arg(long)]
     depth: Option<usize>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+impl FusionArgs {
+    /// The defaults with the given flags applied.
+    pub fn config(&self) -> Result<FusionConfig> {
+        let mut fusion = FusionConfig::default();
+        if let Some(w) = self.vector_weight {
+            if !(0.0..=1.0).contains(&w) {
+                bail!("--vector-weight must be between 0 and 1");
+            }
+            fusion.vector_weight = w;
+        }
+        if let Some(k) = self.rrf_k {
+            fusion.rrf_k = k;
+        }
+        if let Some(d) = self.depth {
+            fusion.depth = d;
+        }
+        Ok(fusion)
+    }
 }
 
 pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
@@ -302,19 +329,7 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
         SearchMode::Keyword => None,
         _ => Some(ctx.load_embedder(&lib.meta().embedder)?),
     };
-    let mut fusion = FusionConfig::default();
-    if let Some(w) = args.vector_weight {
-        if !(0.0..=1.0).contains(&w) {
-            bail!("--vector-weight must be between 0 and 1");
-        }
-        fusion.vector_weight = w;
-    }
-    if let Some(k) = args.rrf_k {
-        fusion.rrf_k = k;
-    }
-    if let Some(d) = args.depth {
-        fusion.depth = d;
-    }
+    let fusion = args.fusion.config()?;
     let path_prefix = args.path_prefix.map(|p| {
         // A relative prefix is resolved like a path the user typed.
         let pb = PathBuf::from(&p);

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use quarry_core::eval::{evaluate, Dataset, ModeScores};
-use quarry_core::fusion::FusionConfig;
 use quarry_core::index::IndexOptions;
 use quarry_core::{HybridSearch, Library, SearchMode, SearchOptions};
 
@@ -25,15 +24,8 @@ pub struct EvalArgs {
     /// Working folder for the corpus files and the library (kept, so re-runs are incremental).
     #[arg(long)]
     work: Option<PathBuf>,
-    /// Weight of vector results in hybrid fusion.
-    #[arg(long)]
-    vector_weight: Option<f32>,
-    /// Reciprocal rank fusion constant.
-    #[arg(long)]
-    rrf_k: Option<f32>,
-    /// Results each retriever contributes to fusion.
-    #[arg(long)]
-    depth: Option<usize>,
+    #[command(flatten)]
+    fusion: crate::commands::FusionArgs,
     /// Also measure the "not in the library" threshold: index half of the
     /// corpus's articles and compare the best similarity of questions whose
     /// paragraph is there with those whose article is absent.
@@ -102,16 +94,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         .cloned()
         .collect();
     let queries = &sample[..];
-    let mut fusion = FusionConfig::default();
-    if let Some(w) = args.vector_weight {
-        fusion.vector_weight = w;
-    }
-    if let Some(k) = args.rrf_k {
-        fusion.rrf_k = k;
-    }
-    if let Some(d) = args.depth {
-        fusion.depth = d;
-    }
+    let fusion = args.fusion.config()?;
     let search = HybridSearch::new(&library, Some(&embedder))?;
     let mut out = serde_json::Map::new();
     for mode in &args.modes {
