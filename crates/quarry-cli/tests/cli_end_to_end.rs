@@ -108,6 +108,7 @@ const FORMATS: &[&str] = &[
     "octopus.html",
     "tea.txt",
     "invite.eml",
+    "minutes.rtf",
 ];
 
 #[test]
@@ -198,6 +199,7 @@ fn index_search_edit_reindex() {
         ("Vortigern", "settings.json"),
         ("Halvorsen", "staff.csv"),
         ("Darjeeling", "tea.txt"),
+        ("Quaysworth", "minutes.rtf"),
     ];
     for (q, want) in rare {
         let hits = search(&env, "keyword", q, &[]);

@@ -3,7 +3,7 @@
 //!
 //! Formats: plain text and source code (any extension, when the content is text),
 //! Markdown, HTML, PDF (page by page), DOCX, PPTX (slide = page), ODT, XLSX/ODS
-//! (sheet = page), CSV, JSON and e-mail (.eml). Extractors never panic the
+//! (sheet = page), CSV, JSON, RTF and e-mail (.eml). Extractors never panic the
 //! indexer: third-party parsers run under `catch_unwind`.
 
 mod email;
@@ -114,6 +114,8 @@ pub enum Format {
     Json,
     /// E-mail.
     Eml,
+    /// Rich text.
+    Rtf,
 }
 
 /// Extensions that are never text and never supported (skipped without reading).
@@ -195,6 +197,7 @@ impl Format {
             "csv" | "tsv" => Format::Csv,
             "json" | "jsonl" => Format::Json,
             "eml" => Format::Eml,
+            "rtf" => Format::Rtf,
             e if KNOWN_BINARY.contains(&e) => return None,
             _ => Format::Text,
         })
@@ -226,6 +229,7 @@ pub fn extract_bytes(
         Format::Odt => office::odt(bytes, limits),
         Format::Sheet => office::sheet(bytes, path),
         Format::Eml => email::extract(bytes),
+        Format::Rtf => text::rtf(bytes),
     }));
     let mut extracted = match result {
         Ok(r) => r?,
@@ -267,6 +271,7 @@ fn format_name(f: Format) -> &'static str {
         Format::Csv => "CSV",
         Format::Json => "JSON",
         Format::Eml => "e-mail",
+        Format::Rtf => "RTF",
     }
 }
 

@@ -167,6 +167,30 @@ pub(super) fn json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     })
 }
 
+/// RTF: the text runs of the document (rtf-parser), paragraphs kept.
+pub(super) fn rtf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+    let source = String::from_utf8_lossy(bytes);
+    if !source.trim_start().starts_with("{\\rtf") {
+        return Err(ExtractError::Corrupt {
+            format: "RTF",
+            reason: "no {\\rtf header".into(),
+        });
+    }
+    let doc =
+        rtf_parser::RtfDocument::try_from(source.as_ref()).map_err(|e| ExtractError::Corrupt {
+            format: "RTF",
+            reason: e.to_string(),
+        })?;
+    Ok(Extracted {
+        blocks: vec![Block {
+            text: doc.get_text(),
+            page: None,
+            heading: None,
+        }],
+        title: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +217,13 @@ mod tests {
     fn mostly_valid_utf8_is_kept() {
         let s = decode_text(b"caf\xe9 au lait and a long sentence of text").unwrap();
         assert!(s.contains("au lait"));
+    }
+
+    #[test]
+    fn rtf_text_is_extracted() {
+        let e = rtf(br"{\rtf1\ansi{\fonttbl\f0\fswiss Helvetica;}\f0\pard Quarterly {\b Zanzibar} report.\par}").unwrap();
+        assert!(e.blocks[0].text.contains("Zanzibar"), "{:?}", e.blocks);
+        assert!(rtf(b"plain").is_err());
     }
 
     #[test]
