@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use quarry_core::generate::{ChatMessage, GenerateOptions, LoadOptions, LocalModel};
 use quarry_core::models::{ModelStore, Registry};
 
-fn smollm2() -> (PathBuf, tempfile::TempDir) {
+fn smollm2() -> (PathBuf, PathBuf) {
     let models = std::env::var_os("QUARRY_MODELS_DIR")
         .map(PathBuf::from)
         .expect("set QUARRY_MODELS_DIR (`quarry models fetch` fills it)");
@@ -26,7 +26,7 @@ fn load(requantize: bool) -> LocalModel {
         &path,
         &LoadOptions {
             requantize_slow: requantize,
-            cache_dir: Some(cache.keep()),
+            cache_dir: Some(cache),
         },
     )
     .unwrap()

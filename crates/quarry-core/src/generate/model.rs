@@ -187,12 +187,16 @@ fn requantize(src: &Path, dst: &Path) -> Result<()> {
     let metadata: Vec<(&str, &gguf_file::Value)> =
         ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let tmp = dst.with_extension("tmp");
+    // A unique temporary file renamed into place: concurrent loads of the same
+    // model (two processes, parallel tests) each write a whole file.
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
     {
-        let mut out = std::io::BufWriter::new(fs_err::File::create(&tmp)?);
+        let mut out = std::io::BufWriter::new(tmp.as_file());
         gguf_file::write(&mut out, &metadata, &tensor_refs)?;
+        std::io::Write::flush(&mut out)?;
     }
-    fs_err::rename(&tmp, dst)?;
+    tmp.persist(dst).map_err(|e| Error::Io(e.error))?;
     Ok(())
 }
 
