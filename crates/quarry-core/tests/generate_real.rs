@@ -14,9 +14,10 @@ fn smollm2() -> (PathBuf, PathBuf) {
     let dir = store
         .require("smollm2-135m-instruct-q4_1")
         .expect("smollm2 installed: run `quarry models fetch`");
+    // The same cache the CLI uses, so the Q8_0 conversion is made once.
     (
         dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        tempfile::tempdir().unwrap(),
+        store.root().join(".converted"),
     )
 }
 
