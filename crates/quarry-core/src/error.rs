@@ -67,7 +67,7 @@ pub enum Error {
         requested: String,
     },
     /// Another process holds the library's write lock.
-    #[error("library {0} is being indexed by another process")]
+    #[error("library {0} is being indexed by another process; try again when it has finished")]
     Locked(PathBuf),
     /// A path given by the user does not exist or is not usable.
     #[error("{path}: {reason}")]

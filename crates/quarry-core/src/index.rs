@@ -152,6 +152,7 @@ impl Library {
         on_event: &mut dyn FnMut(IndexEvent),
     ) -> Result<IndexReport> {
         let started = Instant::now();
+        let _lock = self.lock_for_writing()?;
         if embedder.id() != self.meta().embedder {
             return Err(Error::EmbedderMismatch {
                 library: self.meta().embedder.clone(),

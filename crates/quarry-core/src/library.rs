@@ -32,6 +32,14 @@ pub struct Library {
     pub(crate) keywords: KeywordIndex,
 }
 
+/// Held while a process writes to a library; a second writer is refused with
+/// [`Error::Locked`] instead of interleaving its writes. Released on drop (and
+/// by the OS if the process dies).
+#[derive(Debug)]
+pub struct WriteLock {
+    _file: std::fs::File,
+}
+
 /// Summary for `quarry status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LibraryStatus {
@@ -125,6 +133,23 @@ impl Library {
         Ok(())
     }
 
+    /// Take the library's write lock, or fail at once with [`Error::Locked`].
+    pub fn lock_for_writing(&self) -> Result<WriteLock> {
+        let path = self.dir.join(".write.lock");
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?
+            .into_parts()
+            .0;
+        match file.try_lock() {
+            Ok(()) => Ok(WriteLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(self.dir.clone())),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(e)),
+        }
+    }
+
     /// The library folder (absolute).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -183,4 +208,24 @@ fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_writer_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = Library::open_or_create(tmp.path(), "test-embedder", 4)
+            .await
+            .unwrap();
+        let held = lib.lock_for_writing().unwrap();
+        let other = Library::open(tmp.path()).await.unwrap();
+        let err = other.lock_for_writing().unwrap_err();
+        assert!(matches!(err, Error::Locked(_)), "{err}");
+        assert!(err.to_string().contains("being indexed by another process"));
+        drop(held);
+        assert!(other.lock_for_writing().is_ok());
+    }
 }
