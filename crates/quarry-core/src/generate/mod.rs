@@ -3,6 +3,7 @@
 //! is built from the GGUF's own metadata and the chat template
 //! (`tokenizer.chat_template`) is rendered with minijinja.
 
+mod llama;
 mod model;
 mod template;
 mod tokenizer;

@@ -7,7 +7,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::{
-    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+    quantized_gemma3, quantized_phi3, quantized_qwen2, quantized_qwen3,
 };
 use serde::Serialize;
 use tokenizers::Tokenizer;
@@ -88,7 +88,7 @@ pub struct GenerationStats {
 }
 
 enum Net {
-    Llama(quantized_llama::ModelWeights),
+    Llama(super::llama::Llama),
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
@@ -98,7 +98,8 @@ enum Net {
 impl Net {
     fn clear(&mut self) {
         match self {
-            Net::Llama(m) => m.clear_kv_cache(),
+            // Positions restart at 0 and overwrite the cache in place.
+            Net::Llama(_) => {}
             Net::Qwen2(m) => m.clear_kv_cache(),
             Net::Qwen3(m) => m.clear_kv_cache(),
             // These reset their caches when a forward starts at position 0.
@@ -106,14 +107,18 @@ impl Net {
         }
     }
 
-    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Net::Llama(m) => m.forward(x, pos),
-            Net::Qwen2(m) => m.forward(x, pos),
-            Net::Qwen3(m) => m.forward(x, pos),
-            Net::Phi3(m) => m.forward(x, pos),
-            Net::Gemma3(m) => m.forward(x, pos),
+    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {
+        if let Net::Llama(m) = self {
+            return m.forward(ids, pos);
         }
+        let x = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+        Ok(match self {
+            Net::Llama(_) => unreachable!("handled above"),
+            Net::Qwen2(m) => m.forward(&x, pos)?,
+            Net::Qwen3(m) => m.forward(&x, pos)?,
+            Net::Phi3(m) => m.forward(&x, pos)?,
+            Net::Gemma3(m) => m.forward(&x, pos)?,
+        })
     }
 }
 
@@ -270,8 +275,10 @@ impl LocalModel {
         let name = md_str(&ct, "general.name").unwrap_or_else(|| path.display().to_string());
         let device = Device::Cpu;
         let net = match architecture.as_str() {
-            "llama" => Net::Llama(quantized_llama::ModelWeights::from_gguf(
-                ct, &mut file, &device,
+            "llama" => Net::Llama(super::llama::Llama::from_gguf(
+                &ct,
+                &mut file,
+                context_length.min(8192),
             )?),
             "qwen2" => Net::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
                 ct, &mut file, &device,
@@ -345,8 +352,7 @@ impl LocalModel {
             ));
         }
         self.net.clear();
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        let logits = self.net.forward(&input, 0)?.squeeze(0)?;
+        let logits = self.net.forward(&ids, 0)?.squeeze(0)?;
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
@@ -385,13 +391,11 @@ impl LocalModel {
         };
         let mut sampler = LogitsProcessor::from_sampling(opts.seed, sampling);
         self.net.clear();
-        let device = Device::Cpu;
         // Prefill in slices so attention memory stays bounded.
         let mut logits = None;
         let mut pos = 0;
         for part in prompt_ids.chunks(512) {
-            let input = Tensor::new(part, &device)?.unsqueeze(0)?;
-            logits = Some(self.net.forward(&input, pos)?);
+            logits = Some(self.net.forward(part, pos)?);
             pos += part.len();
         }
         let prefill = started.elapsed();
@@ -457,8 +461,7 @@ impl LocalModel {
                 reason = StopReason::ContextFull;
                 break;
             }
-            let input = Tensor::new(&[next], &device)?.unsqueeze(0)?;
-            logits = self.net.forward(&input, pos)?.squeeze(0)?;
+            logits = self.net.forward(&[next], pos)?.squeeze(0)?;
             pos += 1;
         }
         if reason != StopReason::StopString
