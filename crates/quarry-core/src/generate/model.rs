@@ -122,6 +122,9 @@ impl Net {
     }
 }
 
+/// Longest context Quarry's llama forward preallocates a KV cache for.
+const LLAMA_MAX_CONTEXT: usize = 8192;
+
 /// Architectures Quarry runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
 
@@ -272,13 +275,19 @@ impl LocalModel {
         }
         let context_length =
             md_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
+        // Quarry's llama preallocates its KV cache; longer contexts are capped.
+        let context_length = if architecture == "llama" {
+            context_length.min(LLAMA_MAX_CONTEXT)
+        } else {
+            context_length
+        };
         let name = md_str(&ct, "general.name").unwrap_or_else(|| path.display().to_string());
         let device = Device::Cpu;
         let net = match architecture.as_str() {
             "llama" => Net::Llama(super::llama::Llama::from_gguf(
                 &ct,
                 &mut file,
-                context_length.min(8192),
+                context_length,
             )?),
             "qwen2" => Net::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
                 ct, &mut file, &device,
