@@ -102,6 +102,18 @@ fn stream_to_stdout(e: &AnswerEvent, quiet: bool, cancelled: &AtomicBool) -> boo
     !cancelled.load(Ordering::SeqCst)
 }
 
+/// The library, its embedder and the generator: what `ask` and `chat` need.
+async fn open_for_answers(
+    ctx: &Context,
+    dir: &std::path::Path,
+    model: Option<&str>,
+) -> Result<(Library, quarry_core::Embedder, LocalModel)> {
+    let library = Library::open(dir).await?;
+    let embedder = ctx.load_embedder(&library.meta().embedder)?;
+    let model = load_generator(ctx, model)?;
+    Ok((library, embedder, model))
+}
+
 fn print_sources(sources: &[Source], cited: &[usize]) {
     if sources.is_empty() {
         return;
@@ -123,14 +135,8 @@ fn print_sources(sources: &[Source], cited: &[usize]) {
 }
 
 pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
-    let dir = args
-        .lib
-        .library
-        .clone()
-        .unwrap_or_else(|| ctx.dirs.library.clone());
-    let library = Library::open(&dir).await?;
-    let embedder = ctx.load_embedder(&library.meta().embedder)?;
-    let mut model = load_generator(ctx, args.model.as_deref())?;
+    let dir = ctx.library_dir(args.lib.library.clone());
+    let (library, embedder, mut model) = open_for_answers(ctx, &dir, args.model.as_deref()).await?;
     let mut opts = AnswerOptions {
         sources: args.sources,
         filter: Filter {
@@ -203,14 +209,8 @@ pub struct ChatArgs {
 /// `quarry chat`: several questions in a row; follow-ups see the conversation.
 pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     use std::io::BufRead;
-    let dir = args
-        .lib
-        .library
-        .clone()
-        .unwrap_or_else(|| ctx.dirs.library.clone());
-    let library = Library::open(&dir).await?;
-    let embedder = ctx.load_embedder(&library.meta().embedder)?;
-    let mut model = load_generator(ctx, args.model.as_deref())?;
+    let dir = ctx.library_dir(args.lib.library.clone());
+    let (library, embedder, mut model) = open_for_answers(ctx, &dir, args.model.as_deref()).await?;
     let mut opts = AnswerOptions {
         sources: args.sources,
         ..Default::default()

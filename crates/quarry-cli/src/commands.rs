@@ -36,7 +36,7 @@ impl Context {
         Context { dirs, store }
     }
 
-    fn library_dir(&self, arg: Option<PathBuf>) -> PathBuf {
+    pub fn library_dir(&self, arg: Option<PathBuf>) -> PathBuf {
         arg.unwrap_or_else(|| self.dirs.library.clone())
     }
 

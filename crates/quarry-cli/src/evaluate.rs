@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use quarry_core::eval::{evaluate, Dataset, ModeScores};
+use quarry_core::eval::{abstention, evaluate, Dataset, ModeScores};
 use quarry_core::index::IndexOptions;
 use quarry_core::{HybridSearch, Library, SearchMode, SearchOptions};
 
@@ -117,7 +117,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         out.insert(name, serde_json::to_value(scores)?);
     }
     if args.abstention {
-        let a = abstention(&data, queries, &work, &embedder, &embedder_id).await?;
+        let a = serde_json::to_value(abstention(&data, queries, &work, &embedder).await?)?;
         if !args.json {
             println!(
                 "abstention: best threshold {:.2} (keeps {:.1}% of answerable, declines {:.1}% of unanswerable); \
@@ -147,90 +147,6 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Best-hit similarity of questions asked against a library that has their
-/// article vs one that lacks it, and the threshold that separates them best.
-async fn abstention(
-    data: &Dataset,
-    queries: &[quarry_core::eval::Query],
-    work: &std::path::Path,
-    embedder: &quarry_core::Embedder,
-    embedder_id: &str,
-) -> Result<serde_json::Value> {
-    use std::collections::{BTreeSet, HashMap};
-    let titles: BTreeSet<&str> = data.corpus.iter().map(|d| d.title.as_str()).collect();
-    let kept: BTreeSet<&str> = titles.iter().step_by(2).copied().collect();
-    let half = Dataset {
-        corpus: data
-            .corpus
-            .iter()
-            .filter(|d| kept.contains(d.title.as_str()))
-            .cloned()
-            .collect(),
-        queries: Vec::new(),
-        qrels: HashMap::new(),
-    };
-    let dir = half.write_corpus(&work.join("half-corpus"))?;
-    let mut library =
-        Library::open_or_create(&work.join("half-library"), embedder_id, embedder.dim()).await?;
-    library
-        .index(&[dir], embedder, &IndexOptions::default(), &mut |_| {})
-        .await?;
-    let title_of: HashMap<&str, &str> = data
-        .corpus
-        .iter()
-        .map(|d| (d.id.as_str(), d.title.as_str()))
-        .collect();
-    let search = HybridSearch::new(&library, Some(embedder))?;
-    let opts = SearchOptions {
-        mode: SearchMode::Vector,
-        k: 1,
-        ..Default::default()
-    };
-    let (mut has, mut lacks) = (Vec::new(), Vec::new());
-    for q in queries {
-        let Some(doc) = data.qrels.get(&q.id).and_then(|r| r.keys().next()) else {
-            continue;
-        };
-        let Some(title) = title_of.get(doc.as_str()) else {
-            continue;
-        };
-        let sim = search
-            .search(&q.text, &opts)
-            .await?
-            .best_similarity
-            .unwrap_or(0.0);
-        if kept.contains(title) {
-            has.push(sim);
-        } else {
-            lacks.push(sim);
-        }
-    }
-    let rate = |v: &[f32], t: f32, above: bool| {
-        v.iter().filter(|&&s| (s >= t) == above).count() as f64 / v.len().max(1) as f64
-    };
-    let mut best = (0.0f32, -1.0f64);
-    let mut t95 = 0.0f32;
-    for i in 0..=100 {
-        let t = i as f32 / 100.0;
-        let j = rate(&has, t, true) + rate(&lacks, t, false);
-        if j > best.1 {
-            best = (t, j);
-        }
-        if rate(&has, t, true) >= 0.95 {
-            t95 = t;
-        }
-    }
-    Ok(serde_json::json!({
-        "answerable_questions": has.len(),
-        "unanswerable_questions": lacks.len(),
-        "threshold": best.0,
-        "answerable_kept": rate(&has, best.0, true),
-        "unanswerable_declined": rate(&lacks, best.0, false),
-        "threshold_95": t95,
-        "declined_at_95": rate(&lacks, t95, false),
-    }))
 }
 
 #[derive(clap::Args)]

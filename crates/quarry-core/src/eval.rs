@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use crate::index::IndexOptions;
+use crate::library::Library;
 use crate::search::{HybridSearch, SearchMode, SearchOptions};
 
 /// One corpus entry.
@@ -252,6 +255,109 @@ pub async fn evaluate(
         p50_ms: percentile_ms(&mut latencies, 50.0),
         p95_ms: percentile_ms(&mut latencies, 95.0),
         queries: queries.len(),
+    })
+}
+
+/// How well the best-hit similarity separates answerable questions from
+/// questions whose article is not in the library.
+#[derive(Debug, Clone, Serialize)]
+pub struct Abstention {
+    /// Questions whose paragraph is in the library.
+    pub answerable_questions: usize,
+    /// Questions whose article is absent.
+    pub unanswerable_questions: usize,
+    /// Threshold maximising kept + declined rates.
+    pub threshold: f32,
+    /// Share of answerable questions at or above `threshold`.
+    pub answerable_kept: f64,
+    /// Share of unanswerable questions below `threshold`.
+    pub unanswerable_declined: f64,
+    /// Highest threshold that keeps 95% of answerable questions.
+    pub threshold_95: f32,
+    /// Share of unanswerable questions declined at `threshold_95`.
+    pub declined_at_95: f64,
+}
+
+/// Best-hit similarity of questions asked against a library that has their
+/// article vs one that lacks it, and the threshold that separates them best.
+pub async fn abstention(
+    data: &Dataset,
+    queries: &[Query],
+    work: &std::path::Path,
+    embedder: &Embedder,
+) -> Result<Abstention> {
+    use std::collections::BTreeSet;
+    let titles: BTreeSet<&str> = data.corpus.iter().map(|d| d.title.as_str()).collect();
+    let kept: BTreeSet<&str> = titles.iter().step_by(2).copied().collect();
+    let half = Dataset {
+        corpus: data
+            .corpus
+            .iter()
+            .filter(|d| kept.contains(d.title.as_str()))
+            .cloned()
+            .collect(),
+        queries: Vec::new(),
+        qrels: HashMap::new(),
+    };
+    let dir = half.write_corpus(&work.join("half-corpus"))?;
+    let mut library =
+        Library::open_or_create(&work.join("half-library"), embedder.id(), embedder.dim()).await?;
+    library
+        .index(&[dir], embedder, &IndexOptions::default(), &mut |_| {})
+        .await?;
+    let title_of: HashMap<&str, &str> = data
+        .corpus
+        .iter()
+        .map(|d| (d.id.as_str(), d.title.as_str()))
+        .collect();
+    let search = HybridSearch::new(&library, Some(embedder))?;
+    let opts = SearchOptions {
+        mode: SearchMode::Vector,
+        k: 1,
+        ..Default::default()
+    };
+    let (mut has, mut lacks) = (Vec::new(), Vec::new());
+    for q in queries {
+        let Some(doc) = data.qrels.get(&q.id).and_then(|r| r.keys().next()) else {
+            continue;
+        };
+        let Some(title) = title_of.get(doc.as_str()) else {
+            continue;
+        };
+        let sim = search
+            .search(&q.text, &opts)
+            .await?
+            .best_similarity
+            .unwrap_or(0.0);
+        if kept.contains(title) {
+            has.push(sim);
+        } else {
+            lacks.push(sim);
+        }
+    }
+    let rate = |v: &[f32], t: f32, above: bool| {
+        v.iter().filter(|&&s| (s >= t) == above).count() as f64 / v.len().max(1) as f64
+    };
+    let mut best = (0.0f32, -1.0f64);
+    let mut t95 = 0.0f32;
+    for i in 0..=100 {
+        let t = i as f32 / 100.0;
+        let j = rate(&has, t, true) + rate(&lacks, t, false);
+        if j > best.1 {
+            best = (t, j);
+        }
+        if rate(&has, t, true) >= 0.95 {
+            t95 = t;
+        }
+    }
+    Ok(Abstention {
+        answerable_questions: has.len(),
+        unanswerable_questions: lacks.len(),
+        threshold: best.0,
+        answerable_kept: rate(&has, best.0, true),
+        unanswerable_declined: rate(&lacks, best.0, false),
+        threshold_95: t95,
+        declined_at_95: rate(&lacks, t95, false),
     })
 }
 

@@ -347,14 +347,18 @@ impl LocalModel {
         self.template.render(messages)
     }
 
-    /// Logits of the token after `text` (tokenized without special tokens added).
-    pub fn next_token_logits(&mut self, text: &str) -> Result<Vec<f32>> {
-        let ids = self
+    fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
             .tokenizer
             .encode(text, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?
             .get_ids()
-            .to_vec();
+            .to_vec())
+    }
+
+    /// Logits of the token after `text` (tokenized without special tokens added).
+    pub fn next_token_logits(&mut self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.token_ids(text)?;
         if ids.is_empty() || ids.len() >= self.context_length {
             return Err(Error::InvalidInput(
                 "text must be 1 token to the context length".into(),
@@ -374,12 +378,7 @@ impl LocalModel {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(String, GenerationStats)> {
         let started = Instant::now();
-        let prompt_ids = self
-            .tokenizer
-            .encode(prompt, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?
-            .get_ids()
-            .to_vec();
+        let prompt_ids = self.token_ids(prompt)?;
         if prompt_ids.is_empty() {
             return Err(Error::InvalidInput("empty prompt".into()));
         }
