@@ -3,8 +3,9 @@
 //! is built from the GGUF's own metadata and the chat template
 //! (`tokenizer.chat_template`) is rendered with minijinja.
 
-mod llama;
+mod decoder;
 mod model;
+mod spm;
 mod template;
 mod tokenizer;
 

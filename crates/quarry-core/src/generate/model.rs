@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{
-    quantized_gemma3, quantized_phi3, quantized_qwen2, quantized_qwen3,
-};
+use candle_transformers::models::{quantized_phi3, quantized_qwen2, quantized_qwen3};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
@@ -88,42 +86,44 @@ pub struct GenerationStats {
 }
 
 enum Net {
-    Llama(super::llama::Llama),
+    /// Quarry's own forward (llama, gemma3).
+    Decoder(super::decoder::Decoder),
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
 }
 
 impl Net {
     fn clear(&mut self) {
         match self {
             // Positions restart at 0 and overwrite the cache in place.
-            Net::Llama(_) => {}
+            Net::Decoder(_) => {}
             Net::Qwen2(m) => m.clear_kv_cache(),
             Net::Qwen3(m) => m.clear_kv_cache(),
             // These reset their caches when a forward starts at position 0.
-            Net::Phi3(_) | Net::Gemma3(_) => {}
+            Net::Phi3(_) => {}
         }
     }
 
     fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {
-        if let Net::Llama(m) = self {
+        if let Net::Decoder(m) = self {
             return m.forward(ids, pos);
         }
         let x = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
         Ok(match self {
-            Net::Llama(_) => unreachable!("handled above"),
+            Net::Decoder(_) => unreachable!("handled above"),
             Net::Qwen2(m) => m.forward(&x, pos)?,
             Net::Qwen3(m) => m.forward(&x, pos)?,
             Net::Phi3(m) => m.forward(&x, pos)?,
-            Net::Gemma3(m) => m.forward(&x, pos)?,
         })
     }
 }
 
-/// Longest context Quarry's llama forward preallocates a KV cache for.
-const LLAMA_MAX_CONTEXT: usize = 8192;
+/// Longest context Quarry's own decoder preallocates a KV cache for.
+const DECODER_MAX_CONTEXT: usize = 8192;
+
+/// Architectures run by Quarry's own decoder rather than candle's models.
+const OWN_DECODER: &[&str] = &["llama", "gemma3"];
 
 /// Architectures Quarry runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
@@ -275,18 +275,20 @@ impl LocalModel {
         }
         let context_length =
             md_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
-        // Quarry's llama preallocates its KV cache; longer contexts are capped.
-        let context_length = if architecture == "llama" {
-            context_length.min(LLAMA_MAX_CONTEXT)
+        // Quarry's decoder preallocates its KV cache; longer contexts are capped.
+        let own = OWN_DECODER.contains(&architecture.as_str());
+        let context_length = if own {
+            context_length.min(DECODER_MAX_CONTEXT)
         } else {
             context_length
         };
         let name = md_str(&ct, "general.name").unwrap_or_else(|| path.display().to_string());
         let device = Device::Cpu;
         let net = match architecture.as_str() {
-            "llama" => Net::Llama(super::llama::Llama::from_gguf(
+            a if own => Net::Decoder(super::decoder::Decoder::from_gguf(
                 &ct,
                 &mut file,
+                a,
                 context_length,
             )?),
             "qwen2" => Net::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
@@ -297,9 +299,6 @@ impl LocalModel {
             )?),
             "phi3" => Net::Phi3(quantized_phi3::ModelWeights::from_gguf(
                 false, ct, &mut file, &device,
-            )?),
-            "gemma3" => Net::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
-                ct, &mut file, &device,
             )?),
             _ => unreachable!("checked above"),
         };

@@ -34,7 +34,8 @@ pub struct ChatTemplate {
 
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 const LLAMA3: &str = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
-const GEMMA: &str = "{{ bos_token }}{% for m in messages %}{% if m.role == 'assistant' %}<start_of_turn>model\n{% else %}<start_of_turn>user\n{% endif %}{{ m.content }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+/// Gemma has no system role: a system message opens the first user turn.
+const GEMMA: &str = "{{ bos_token }}{% if messages and messages[0].role == 'system' %}{% set prefix = messages[0].content + '\n\n' %}{% set rest = messages[1:] %}{% else %}{% set prefix = '' %}{% set rest = messages %}{% endif %}{% for m in rest %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}\n{{ prefix if loop.first else '' }}{{ m.content }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
 const PHI3: &str = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
 
 impl ChatTemplate {
@@ -100,6 +101,24 @@ mod tests {
         let t = ChatTemplate::new(None, "qwen2", "", "<|im_end|>").unwrap();
         let s = t.render(&[ChatMessage::new("user", "hi")]).unwrap();
         assert_eq!(s, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn gemma_fallback_folds_system_into_first_user_turn() {
+        let t = ChatTemplate::new(None, "gemma3", "<bos>", "<eos>").unwrap();
+        let s = t
+            .render(&[
+                ChatMessage::new("system", "S"),
+                ChatMessage::new("user", "Q1"),
+                ChatMessage::new("assistant", "A1"),
+                ChatMessage::new("user", "Q2"),
+            ])
+            .unwrap();
+        assert_eq!(
+            s,
+            "<bos><start_of_turn>user\nS\n\nQ1<end_of_turn>\n<start_of_turn>model\nA1<end_of_turn>\n\
+             <start_of_turn>user\nQ2<end_of_turn>\n<start_of_turn>model\n"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! ...) adds a space before the text, which llama.cpp and the models' own
 //! tokenizers do not. This module picks the pre-tokenizer from
 //! `tokenizer.ggml.pre` and `tokenizer.ggml.add_space_prefix` instead.
+//! SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`) are built by
+//! [`super::spm`].
 
 use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
@@ -29,14 +31,26 @@ pub fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
         .and_then(|v| v.to_string().ok())
         .cloned()
         .unwrap_or_default();
-    if kind != "gpt2" {
-        return Err(Error::ModelLoad {
-            id: "tokenizer".into(),
-            reason: format!(
-                "tokenizer model '{kind}' (SentencePiece-style) is not supported yet; \
-                 byte-level BPE ('gpt2') models work"
-            ),
-        });
+    match kind.as_str() {
+        "gpt2" => {}
+        "llama" => {
+            let arch = ct
+                .metadata
+                .get("general.architecture")
+                .and_then(|v| v.to_string().ok())
+                .cloned()
+                .unwrap_or_default();
+            return super::spm::spm_tokenizer(ct, &arch);
+        }
+        _ => {
+            return Err(Error::ModelLoad {
+                id: "tokenizer".into(),
+                reason: format!(
+                    "tokenizer model '{kind}' is not supported; byte-level BPE ('gpt2') \
+                     and SentencePiece ('llama') vocabularies are"
+                ),
+            });
+        }
     }
     let mut tokenizer = Tokenizer::from_gguf(ct).map_err(|e| Error::ModelLoad {
         id: "tokenizer".into(),

@@ -1,0 +1,386 @@
+//! Quarry's own forward pass for GGUF decoder models of the llama family —
+//! `llama` (SmolLM2, Llama 3.x) and `gemma3` — built for the two phases of a
+//! RAG answer:
+//!
+//! - prompt processing (many tokens): dense f32 matrix products when the model
+//!   is small enough to keep a dequantized copy (gemm, both cores), else the
+//!   quantized kernels;
+//! - decoding (one token): quantized dot products (memory-bound, 4× less data);
+//! - a preallocated KV cache written in place (no copy of the whole cache per
+//!   token) and grouped-query attention without repeating K/V.
+//!
+//! Gemma 3 differs from llama in ways captured by [`Variant`]: embeddings
+//! scaled by √width, RMS norms on queries and keys, norms after attention and
+//! after the MLP, a tanh-approximated GELU, half-split (NeoX) rotary
+//! embeddings, and sliding-window attention on five layers of six (with their
+//! own rotary base). candle 0.11's `quantized_gemma3` uses SiLU, masks out the
+//! cache for prompts that continue one, never applies the window while
+//! decoding and precomputes 128k-position rotary tables per layer (2.4 GB);
+//! this module is checked against llama.cpp on the same file instead.
+
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Models up to this many bytes of f32 block weights keep a dense copy for prompts.
+const DENSE_BUDGET_BYTES: usize = 1 << 30;
+
+struct Linear {
+    q: QMatMul,
+    dense: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(t: QTensor, dense: bool) -> Result<Self> {
+        let d = if dense {
+            Some(t.dequantize(&Device::Cpu)?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            q: QMatMul::from_qtensor(t)?,
+            dense: d,
+        })
+    }
+
+    /// `x`: (tokens, in) → (tokens, out).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.dense {
+            Some(w) if x.dim(0)? > 1 => Ok(x.matmul(&w.t()?)?),
+            _ => Ok(self.q.forward(x)?),
+        }
+    }
+}
+
+struct Block {
+    attn_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    /// Gemma: per-head RMS norms of queries and keys.
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    /// Gemma: norms of the attention and MLP outputs before the residual.
+    post_attn_norm: Option<Tensor>,
+    post_ffn_norm: Option<Tensor>,
+    /// Sliding-window size of this layer (Gemma's local layers).
+    window: Option<usize>,
+    /// Which rotary table: 0 global, 1 local.
+    rope: usize,
+    k_cache: Tensor,
+    v_cache: Tensor,
+}
+
+/// How an architecture departs from plain llama.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Llama,
+    Gemma3,
+}
+
+/// A llama-family decoder.
+pub struct Decoder {
+    variant: Variant,
+    /// Token embeddings, f32 (f16 moved SmolLM2's logits by ~0.9: too lossy).
+    embeddings: Tensor,
+    embed_scale: f64,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    output: Linear,
+    /// Rotary tables (cos, sin): global, and local for sliding-window layers.
+    ropes: Vec<(Tensor, Tensor)>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    eps: f32,
+    max_len: usize,
+}
+
+fn md_f32(ct: &gguf_file::Content, key: &str) -> Option<f32> {
+    ct.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+fn md_usize(ct: &gguf_file::Content, key: &str) -> Result<usize> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| {
+            v.to_u32()
+                .ok()
+                .map(|x| x as usize)
+                .or_else(|| v.to_u64().ok().map(|x| x as usize))
+        })
+        .ok_or_else(|| Error::ModelLoad {
+            id: "gguf".into(),
+            reason: format!("missing {key}"),
+        })
+}
+
+fn rope_table(dim: usize, base: f32, max_len: usize) -> Result<(Tensor, Tensor)> {
+    let dev = Device::Cpu;
+    let theta: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
+        .collect();
+    let theta = Tensor::new(theta.as_slice(), &dev)?.reshape((1, dim / 2))?;
+    let pos = Tensor::arange(0, max_len as u32, &dev)?
+        .to_dtype(DType::F32)?
+        .reshape((max_len, 1))?;
+    let angles = pos.matmul(&theta)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// Gemma 3's layer pattern: every sixth layer is global, the rest slide.
+const GEMMA3_GLOBAL_EVERY: usize = 6;
+
+impl Decoder {
+    /// Load a `llama` or `gemma3` GGUF; `max_len` bounds the KV cache (and the context).
+    pub fn from_gguf<R: std::io::Read + std::io::Seek>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        architecture: &str,
+        max_len: usize,
+    ) -> Result<Self> {
+        let variant = match architecture {
+            "llama" => Variant::Llama,
+            "gemma3" => Variant::Gemma3,
+            other => {
+                return Err(Error::ModelLoad {
+                    id: "gguf".into(),
+                    reason: format!("no decoder for architecture '{other}'"),
+                })
+            }
+        };
+        let a = architecture;
+        let dev = Device::Cpu;
+        let heads = md_usize(ct, &format!("{a}.attention.head_count"))?;
+        let kv_heads = md_usize(ct, &format!("{a}.attention.head_count_kv")).unwrap_or(heads);
+        let layers = md_usize(ct, &format!("{a}.block_count"))?;
+        let width = md_usize(ct, &format!("{a}.embedding_length"))?;
+        let head_dim = md_usize(ct, &format!("{a}.attention.key_length")).unwrap_or(width / heads);
+        let rope_dim = md_usize(ct, &format!("{a}.rope.dimension_count")).unwrap_or(head_dim);
+        let eps = md_f32(ct, &format!("{a}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5);
+        let base = md_f32(ct, &format!("{a}.rope.freq_base")).unwrap_or(match variant {
+            Variant::Llama => 10_000.0,
+            Variant::Gemma3 => 1_000_000.0,
+        });
+        if md_usize(ct, &format!("{a}.expert_count")).unwrap_or(0) > 1 {
+            return Err(Error::ModelLoad {
+                id: "gguf".into(),
+                reason: "mixture-of-experts models are not supported".into(),
+            });
+        }
+        // Dense copies pay off for the block weights that prompts multiply;
+        // the embedding and output matrices see one row per prompt.
+        let block_params: usize = ct
+            .tensor_infos
+            .iter()
+            .filter(|(name, _)| name.starts_with("blk."))
+            .map(|(_, t)| t.shape.elem_count())
+            .sum();
+        let dense = block_params * 4 <= DENSE_BUDGET_BYTES;
+        let mut get = |name: &str| -> Result<QTensor> { Ok(ct.tensor(reader, name, &dev)?) };
+        let emb_q = get("token_embd.weight")?;
+        let embeddings = emb_q.dequantize(&dev)?;
+        let norm = get("output_norm.weight")?.dequantize(&dev)?;
+        let output = match get("output.weight") {
+            Ok(t) => Linear::new(t, false)?,
+            Err(_) => Linear::new(emb_q, false)?,
+        };
+        let window = match variant {
+            Variant::Gemma3 => Some(md_usize(ct, &format!("{a}.attention.sliding_window"))?),
+            Variant::Llama => None,
+        };
+        let mut blocks = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let p = |n: &str| format!("blk.{i}.{n}.weight");
+            let mut opt = |n: &str| -> Result<Option<Tensor>> {
+                match variant {
+                    Variant::Gemma3 => Ok(Some(get(&p(n))?.dequantize(&dev)?)),
+                    Variant::Llama => Ok(None),
+                }
+            };
+            let (q_norm, k_norm) = (opt("attn_q_norm")?, opt("attn_k_norm")?);
+            let (post_attn_norm, post_ffn_norm) =
+                (opt("post_attention_norm")?, opt("post_ffw_norm")?);
+            let sliding = window.is_some() && (i + 1) % GEMMA3_GLOBAL_EVERY != 0;
+            blocks.push(Block {
+                attn_norm: get(&p("attn_norm"))?.dequantize(&dev)?,
+                q: Linear::new(get(&p("attn_q"))?, dense)?,
+                k: Linear::new(get(&p("attn_k"))?, dense)?,
+                v: Linear::new(get(&p("attn_v"))?, dense)?,
+                o: Linear::new(get(&p("attn_output"))?, dense)?,
+                ffn_norm: get(&p("ffn_norm"))?.dequantize(&dev)?,
+                gate: Linear::new(get(&p("ffn_gate"))?, dense)?,
+                up: Linear::new(get(&p("ffn_up"))?, dense)?,
+                down: Linear::new(get(&p("ffn_down"))?, dense)?,
+                q_norm,
+                k_norm,
+                post_attn_norm,
+                post_ffn_norm,
+                window: if sliding { window } else { None },
+                rope: usize::from(sliding),
+                k_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
+                v_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
+            });
+        }
+        let mut ropes = vec![rope_table(rope_dim, base, max_len)?];
+        if variant == Variant::Gemma3 {
+            let local = md_f32(ct, &format!("{a}.rope.local_freq_base")).unwrap_or(10_000.0);
+            ropes.push(rope_table(rope_dim, local, max_len)?);
+        }
+        Ok(Decoder {
+            variant,
+            embeddings,
+            embed_scale: match variant {
+                Variant::Gemma3 => (width as f64).sqrt(),
+                Variant::Llama => 1.0,
+            },
+            blocks,
+            norm,
+            output,
+            ropes,
+            heads,
+            kv_heads,
+            head_dim,
+            eps,
+            max_len,
+        })
+    }
+
+    /// Logits of the last token of `ids`, which sit at positions `pos..`.
+    pub fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {
+        let seq = ids.len();
+        if pos + seq > self.max_len {
+            return Err(Error::InvalidInput(format!(
+                "{} tokens exceed the {}-token context",
+                pos + seq,
+                self.max_len
+            )));
+        }
+        let dev = Device::Cpu;
+        let (h, hk, dh) = (self.heads, self.kv_heads, self.head_dim);
+        let groups = h / hk;
+        let gemma = self.variant == Variant::Gemma3;
+        let ids_t = Tensor::new(ids, &dev)?;
+        let mut x = self.embeddings.index_select(&ids_t, 0)?; // (seq, width)
+        if self.embed_scale != 1.0 {
+            x = (x * self.embed_scale)?;
+        }
+        let ropes: Vec<(Tensor, Tensor)> = self
+            .ropes
+            .iter()
+            .map(|(c, s)| Ok((c.narrow(0, pos, seq)?, s.narrow(0, pos, seq)?)))
+            .collect::<Result<_>>()?;
+        let kv_len = pos + seq;
+        // Masks for the new rows against the visible keys, repeated per group:
+        // causal, and for sliding layers also no further back than the window.
+        let mut masks: Vec<(Option<usize>, Option<Tensor>, usize)> = Vec::new();
+        let mut mask_for = |window: Option<usize>| -> Result<(Option<Tensor>, usize)> {
+            if let Some((_, m, start)) = masks.iter().find(|(w, _, _)| *w == window) {
+                return Ok((m.clone(), *start));
+            }
+            // Keys before `start` are outside every new row's window.
+            let start = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let visible = kv_len - start;
+            let needs = seq > 1 || window.is_some_and(|w| kv_len - start > w);
+            let m = if needs {
+                let m: Vec<f32> = (0..seq)
+                    .flat_map(|i| {
+                        let q = pos + i;
+                        (start..kv_len).map(move |j| {
+                            let outside = window.is_some_and(|w| q >= j + w);
+                            if j > q || outside {
+                                f32::NEG_INFINITY
+                            } else {
+                                0.0
+                            }
+                        })
+                    })
+                    .collect();
+                let m = Tensor::from_vec(m, (1, seq, visible), &dev)?;
+                Some(
+                    m.broadcast_as((groups, seq, visible))?
+                        .reshape((1, groups * seq, visible))?,
+                )
+            } else {
+                None
+            };
+            masks.push((window, m.clone(), start));
+            Ok((m, start))
+        };
+        let scale = 1.0 / (dh as f64).sqrt();
+        for b in &mut self.blocks {
+            let n = candle_nn::ops::rms_norm(&x, &b.attn_norm, self.eps)?;
+            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+                Ok(t.reshape((seq, n, dh))?.transpose(0, 1)?.contiguous()?)
+            };
+            let mut q = heads(b.q.forward(&n)?, h)?;
+            let mut k = heads(b.k.forward(&n)?, hk)?;
+            let v = heads(b.v.forward(&n)?, hk)?;
+            if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+                q = candle_nn::ops::rms_norm(&q, qn, self.eps)?;
+                k = candle_nn::ops::rms_norm(&k, kn, self.eps)?;
+            }
+            let (cos, sin) = &ropes[b.rope];
+            let (q, k) = if gemma {
+                (
+                    candle_nn::rotary_emb::rope(&q.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
+                    candle_nn::rotary_emb::rope(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
+                )
+            } else {
+                (
+                    candle_nn::rotary_emb::rope_i(&q.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
+                    candle_nn::rotary_emb::rope_i(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
+                )
+            };
+            b.k_cache.slice_set(&k, 1, pos)?;
+            b.v_cache.slice_set(&v, 1, pos)?;
+            let (mask, start) = mask_for(b.window)?;
+            let keys = b.k_cache.narrow(1, start, kv_len - start)?; // (hk, kv, dh)
+            let values = b.v_cache.narrow(1, start, kv_len - start)?;
+            // Query heads of one KV head are consecutive: (hk, groups·seq, dh).
+            let q = (q.reshape((hk, groups * seq, dh))? * scale)?;
+            let mut scores = q.matmul(&keys.t()?)?; // (hk, groups·seq, kv)
+            if let Some(m) = &mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs.matmul(&values.contiguous()?)?; // (hk, groups·seq, dh)
+            let ctx = ctx
+                .reshape((h, seq, dh))?
+                .transpose(0, 1)?
+                .reshape((seq, h * dh))?;
+            let mut attn = b.o.forward(&ctx)?;
+            if let Some(pn) = &b.post_attn_norm {
+                attn = candle_nn::ops::rms_norm(&attn, pn, self.eps)?;
+            }
+            x = (attn + &x)?;
+            let n = candle_nn::ops::rms_norm(&x, &b.ffn_norm, self.eps)?;
+            let gate = b.gate.forward(&n)?;
+            let gate = if gemma {
+                gate.gelu()?
+            } else {
+                candle_nn::ops::silu(&gate)?
+            };
+            let mut mlp = b.down.forward(&(gate * b.up.forward(&n)?)?)?;
+            if let Some(pn) = &b.post_ffn_norm {
+                mlp = candle_nn::ops::rms_norm(&mlp, pn, self.eps)?;
+            }
+            x = (mlp + &x)?;
+        }
+        let last = x.narrow(0, seq - 1, 1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
+        Ok(self
+            .output
+            .forward(&last)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?
+            .unsqueeze(0)?)
+    }
+}
