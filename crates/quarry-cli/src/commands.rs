@@ -182,6 +182,9 @@ pub struct IndexArgs {
     /// List every skipped file, not just the first few per reason.
     #[arg(long, short)]
     verbose: bool,
+    /// Chunks per write batch (smaller: progress is saved more often).
+    #[arg(long, default_value_t = IndexOptions::default().flush_chunks, hide = true)]
+    flush_chunks: usize,
 }
 
 pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
@@ -204,6 +207,7 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     let mut opts = IndexOptions::default();
     opts.walk.max_file_bytes = args.max_file_mb << 20;
     opts.walk.include_hidden = args.hidden;
+    opts.flush_chunks = args.flush_chunks.max(1);
 
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -259,6 +263,38 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         render::status(&status);
+    }
+    Ok(())
+}
+
+/// `quarry check`: do the indexes and document rows agree?
+pub async fn check(ctx: &Context, library: Option<PathBuf>, json: bool) -> Result<()> {
+    let dir = ctx.library_dir(library);
+    let lib = Library::open(&dir).await?;
+    let c = lib.check().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        println!(
+            "{}: {} documents, {} chunks (keywords {}), {} orphan chunks, {} mismatched documents{}",
+            if c.consistent { "consistent" } else { "INCONSISTENT" },
+            c.documents,
+            c.chunks,
+            c.keyword_chunks,
+            c.orphan_chunks,
+            c.mismatched_documents.len(),
+            if c.in_flight > 0 {
+                format!(", {} documents being written by a running indexer", c.in_flight)
+            } else {
+                String::new()
+            }
+        );
+        for m in &c.mismatched_documents {
+            println!("  {m}");
+        }
+    }
+    if !c.consistent {
+        anyhow::bail!("the library's indexes disagree; re-index the listed files");
     }
     Ok(())
 }

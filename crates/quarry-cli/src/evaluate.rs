@@ -18,8 +18,8 @@ pub struct EvalArgs {
     /// Comma-separated modes.
     #[arg(long, default_value = "keyword,vector,hybrid", value_delimiter = ',')]
     modes: Vec<SearchMode>,
-    /// Evaluate only the first N queries (all by default).
-    #[arg(long)]
+    /// Evaluate N queries spread evenly over the dataset (all by default).
+    #[arg(long, visible_alias = "limit")]
     queries: Option<usize>,
     /// Working folder for the corpus files and the library (kept, so re-runs are incremental).
     #[arg(long)]
@@ -31,6 +31,15 @@ pub struct EvalArgs {
     /// paragraph is there with those whose article is absent.
     #[arg(long)]
     abstention: bool,
+    /// Evaluate generated answers instead of retrieval: exact match and token
+    /// F1 against the queries' gold `answers`, the share of answers citing a
+    /// valid source, and the abstention rate (use --limit: each answer runs
+    /// the local model).
+    #[arg(long)]
+    answers: bool,
+    /// Generator for --answers: a registry id or a .gguf path.
+    #[arg(long)]
+    model: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -61,14 +70,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let embedder = ctx.load_embedder(&embedder_id)?;
     let mut library =
         Library::open_or_create(&work.join("library"), &embedder_id, embedder.dim()).await?;
-    let report = library
-        .index(
-            &[corpus_dir],
-            &embedder,
-            &IndexOptions::default(),
-            &mut |_| {},
-        )
-        .await?;
+    let report = index_quietly(&mut library, &corpus_dir, &embedder).await?;
     if !args.json {
         eprintln!(
             "corpus: {} documents ({} indexed now in {:.1}s, {} chunks); {} queries",
@@ -97,7 +99,53 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let fusion = args.fusion.config()?;
     let search = HybridSearch::new(&library, Some(&embedder))?;
     let mut out = serde_json::Map::new();
-    for mode in &args.modes {
+    if args.answers {
+        let mut model = crate::ask::load_generator(ctx, args.model.as_deref())?;
+        let opts = quarry_core::answer::AnswerOptions::default();
+        let quiet = args.json;
+        let mut n = 0;
+        let scores = quarry_core::answer_eval::evaluate_answers(
+            &library,
+            &embedder,
+            &mut model,
+            queries,
+            &opts,
+            &mut |q, a| {
+                n += 1;
+                if !quiet {
+                    eprintln!(
+                        "[{n}/{}] {} → {} (gold: {})",
+                        queries.len(),
+                        q.text,
+                        a.replace('\n', " "),
+                        q.answers.join(" | ")
+                    );
+                }
+            },
+        )
+        .await?;
+        if !args.json {
+            println!(
+                "answers ({} questions, {}): exact match {:.3}  F1 {:.3}  contains gold {:.3}  \
+                 cited {:.1}%  abstained {:.1}% ({:.1}% before the model)  first token p50 {:.0} ms  total p50 {:.0} ms",
+                scores.questions,
+                model.name(),
+                scores.exact_match,
+                scores.f1,
+                scores.contains_answer,
+                scores.cited * 100.0,
+                scores.abstained * 100.0,
+                scores.abstained_before_model * 100.0,
+                scores.first_token_ms_p50,
+                scores.total_ms_p50
+            );
+        }
+        let mut v = serde_json::to_value(&scores)?;
+        v["model"] = model.name().into();
+        out.insert("answers".into(), v);
+    }
+    let modes: &[SearchMode] = if args.answers { &[] } else { &args.modes };
+    for mode in modes {
         let opts = SearchOptions {
             mode: *mode,
             fusion,
@@ -161,6 +209,28 @@ pub struct BenchArgs {
     /// many tokens (0 skips) and decode 64 tokens with the default generator.
     #[arg(long, default_value_t = 1500)]
     prompt_tokens: usize,
+    /// Generator to measure: a registry id or a .gguf path (default: the registry's default).
+    #[arg(long)]
+    generator: Option<String>,
+    /// Skip the embedding runs.
+    #[arg(long)]
+    no_embed: bool,
+    /// Also index the dataset's corpus (written out as files) into a fresh
+    /// library: MB/s, chunks/s, peak RSS; then re-index it unchanged.
+    #[arg(long)]
+    index: bool,
+    /// Also build synthetic libraries of these sizes (chunks, comma-separated,
+    /// e.g. 100000,1000000) from the dataset's real chunks and time search on
+    /// them: exact vs IVF-PQ vector search (with recall), BM25, hybrid.
+    #[arg(long, value_delimiter = ',')]
+    synthetic: Vec<usize>,
+    /// Queries timed per synthetic library.
+    #[arg(long, default_value_t = 200)]
+    synthetic_queries: usize,
+    /// Write the exact templated prompt used for generation to this file, so
+    /// peers (bench/llamacpp_gen.py) can run the same prompt.
+    #[arg(long)]
+    dump_prompt: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -181,68 +251,75 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         .take(args.texts)
         .map(|d| format!("{}\n\n{}", d.title, d.text))
         .collect();
-    let embedder_id = ctx.default_embedder()?;
-    let mut embedder = ctx.load_embedder(&embedder_id)?;
-    let tokenizer = embedder.counting_tokenizer();
-    let tokens: usize = texts
-        .iter()
-        .map(|t| {
-            tokenizer
-                .encode(t.as_str(), true)
-                .map(|e| e.len().min(embedder.max_tokens()))
-                .unwrap_or(0)
-        })
-        .sum();
     let mut results = serde_json::Map::new();
-    embedder.embed_documents(&texts[..texts.len().min(8)])?; // warm up
-    for batch in [1usize, 32] {
-        embedder.set_batch_size(batch);
-        // Batch 32 here means 32 texts regardless of length, as peers count it.
-        embedder.set_max_batch_tokens(if batch == 1 { usize::MAX } else { 32 * 512 });
-        let t = Instant::now();
-        for part in texts.chunks(batch.max(32)) {
-            embedder.embed_documents(part)?;
+    if args.index {
+        reset_peak_rss();
+        let row = bench_index(ctx, &data, &dataset, args.json).await?;
+        results.insert("index".into(), row);
+    }
+    if !args.no_embed {
+        let embedder_id = ctx.default_embedder()?;
+        let mut embedder = ctx.load_embedder(&embedder_id)?;
+        let tokenizer = embedder.counting_tokenizer();
+        let tokens: usize = texts
+            .iter()
+            .map(|t| {
+                tokenizer
+                    .encode(t.as_str(), true)
+                    .map(|e| e.len().min(embedder.max_tokens()))
+                    .unwrap_or(0)
+            })
+            .sum();
+        embedder.embed_documents(&texts[..texts.len().min(8)])?; // warm up
+        for batch in [1usize, 32] {
+            embedder.set_batch_size(batch);
+            // Batch 32 here means 32 texts regardless of length, as peers count it.
+            embedder.set_max_batch_tokens(if batch == 1 { usize::MAX } else { 32 * 512 });
+            let t = Instant::now();
+            for part in texts.chunks(batch.max(32)) {
+                embedder.embed_documents(part)?;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let row = serde_json::json!({
+                "texts": texts.len(),
+                "tokens": tokens,
+                "seconds": secs,
+                "texts_per_s": texts.len() as f64 / secs,
+                "tokens_per_s": tokens as f64 / secs,
+            });
+            if !args.json {
+                println!(
+                    "embed {embedder_id} batch {batch:>2}: {:.1} texts/s, {:.0} tokens/s ({} texts, {:.1} tokens avg, {:.1}s)",
+                    texts.len() as f64 / secs,
+                    tokens as f64 / secs,
+                    texts.len(),
+                    tokens as f64 / texts.len().max(1) as f64,
+                    secs
+                );
+            }
+            results.insert(format!("embed_batch_{batch}"), row);
         }
+        // Quarry's default: length-grouped batches capped at 1,024 padded tokens.
+        embedder.set_batch_size(32);
+        embedder.set_max_batch_tokens(1024);
+        let t = Instant::now();
+        embedder.embed_documents(&texts)?;
         let secs = t.elapsed().as_secs_f64();
-        let row = serde_json::json!({
-            "texts": texts.len(),
-            "tokens": tokens,
-            "seconds": secs,
-            "texts_per_s": texts.len() as f64 / secs,
-            "tokens_per_s": tokens as f64 / secs,
-        });
         if !args.json {
             println!(
-                "embed {embedder_id} batch {batch:>2}: {:.1} texts/s, {:.0} tokens/s ({} texts, {:.1} tokens avg, {:.1}s)",
+                "embed {embedder_id} default batching: {:.1} texts/s, {:.0} tokens/s",
                 texts.len() as f64 / secs,
-                tokens as f64 / secs,
-                texts.len(),
-                tokens as f64 / texts.len().max(1) as f64,
-                secs
+                tokens as f64 / secs
             );
         }
-        results.insert(format!("embed_batch_{batch}"), row);
-    }
-    // Quarry's default: length-grouped batches capped at 1,024 padded tokens.
-    embedder.set_batch_size(32);
-    embedder.set_max_batch_tokens(1024);
-    let t = Instant::now();
-    embedder.embed_documents(&texts)?;
-    let secs = t.elapsed().as_secs_f64();
-    if !args.json {
-        println!(
-            "embed {embedder_id} default batching: {:.1} texts/s, {:.0} tokens/s",
-            texts.len() as f64 / secs,
-            tokens as f64 / secs
+        results.insert(
+            "embed_default".into(),
+            serde_json::json!({"texts": texts.len(), "tokens": tokens, "seconds": secs,
+                "texts_per_s": texts.len() as f64 / secs, "tokens_per_s": tokens as f64 / secs}),
         );
     }
-    results.insert(
-        "embed_default".into(),
-        serde_json::json!({"texts": texts.len(), "tokens": tokens, "seconds": secs,
-            "texts_per_s": texts.len() as f64 / secs, "tokens_per_s": tokens as f64 / secs}),
-    );
     if args.prompt_tokens > 0 {
-        let mut model = crate::ask::load_generator(ctx, None)?;
+        let mut model = crate::ask::load_generator(ctx, args.generator.as_deref())?;
         let mut body = String::new();
         for d in &data.corpus {
             if model.count_tokens(&body) >= args.prompt_tokens {
@@ -255,6 +332,9 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
             "user",
             format!("{body}\nSummarise the passages above."),
         )])?;
+        if let Some(path) = &args.dump_prompt {
+            std::fs::write(path, &prompt).with_context(|| format!("writing {}", path.display()))?;
+        }
         let opts = quarry_core::generate::GenerateOptions {
             max_tokens: 64,
             stop: Vec::new(),
@@ -287,6 +367,12 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
             }),
         );
     }
+    for &n in &args.synthetic {
+        reset_peak_rss();
+        let row =
+            bench_synthetic(ctx, &data, &dataset, n, args.synthetic_queries, args.json).await?;
+        results.insert(format!("synthetic_{n}"), row);
+    }
     results.insert(
         "machine".into(),
         serde_json::json!({
@@ -302,4 +388,154 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Reset the kernel's peak-RSS mark of this process (Linux; a no-op elsewhere).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, in MB (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Index the corpus into a fresh library, then again unchanged.
+async fn bench_index(
+    ctx: &Context,
+    data: &Dataset,
+    dataset: &std::path::Path,
+    json: bool,
+) -> Result<serde_json::Value> {
+    let work = work_dir(ctx, dataset, None).join("bench-index");
+    let corpus_dir = data.write_corpus(&work.join("corpus"))?;
+    let lib_dir = work.join("library");
+    if lib_dir.exists() {
+        std::fs::remove_dir_all(&lib_dir)
+            .with_context(|| format!("removing {}", lib_dir.display()))?;
+    }
+    let embedder_id = ctx.default_embedder()?;
+    let embedder = ctx.load_embedder(&embedder_id)?;
+    let mut library = Library::open_or_create(&lib_dir, &embedder_id, embedder.dim()).await?;
+    let first = index_quietly(&mut library, &corpus_dir, &embedder).await?;
+    let peak = peak_rss_mb();
+    let again = index_quietly(&mut library, &corpus_dir, &embedder).await?;
+    let secs = first.elapsed.as_secs_f64().max(1e-9);
+    let mb = first.bytes as f64 / 1e6;
+    if !json {
+        println!(
+            "index {} files ({:.1} MB) → {} chunks in {:.1}s: {:.3} MB/s, {:.1} chunks/s, peak RSS {:.0} MB; \
+             unchanged re-index {:.2}s",
+            first.indexed.len(),
+            mb,
+            first.chunks,
+            secs,
+            mb / secs,
+            first.chunks as f64 / secs,
+            peak.unwrap_or(0.0),
+            again.elapsed.as_secs_f64()
+        );
+    }
+    Ok(serde_json::json!({
+        "files": first.indexed.len(),
+        "mb": mb,
+        "chunks": first.chunks,
+        "seconds": secs,
+        "mb_per_s": mb / secs,
+        "chunks_per_s": first.chunks as f64 / secs,
+        "peak_rss_mb": peak,
+        "reindex_unchanged_s": again.elapsed.as_secs_f64(),
+        "reindex_changed_files": again.indexed.len(),
+    }))
+}
+
+/// Build (or reuse) a synthetic library of `n` chunks and time search on it.
+async fn bench_synthetic(
+    ctx: &Context,
+    data: &Dataset,
+    dataset: &std::path::Path,
+    n: usize,
+    queries: usize,
+    json: bool,
+) -> Result<serde_json::Value> {
+    let work = work_dir(ctx, dataset, None);
+    let embedder_id = ctx.default_embedder()?;
+    let embedder = ctx.load_embedder(&embedder_id)?;
+    // The real library of the dataset (what `quarry eval` builds) is the source.
+    let corpus_dir = data.write_corpus(&work.join("corpus"))?;
+    let mut real =
+        Library::open_or_create(&work.join("library"), &embedder_id, embedder.dim()).await?;
+    index_quietly(&mut real, &corpus_dir, &embedder).await?;
+    let source = real.chunk_records().await?;
+    let dir = work.join(format!("synthetic-{n}"));
+    let t = Instant::now();
+    let bar = indicatif::ProgressBar::new(n as u64);
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let library = quarry_core::scale::build_synthetic(
+        &dir,
+        &source,
+        n,
+        &embedder_id,
+        embedder.dim(),
+        &mut |done| bar.set_position(done as u64),
+    )
+    .await?;
+    bar.finish_and_clear();
+    let build_s = t.elapsed().as_secs_f64();
+    let stride = (data.queries.len() / queries.max(1)).max(1);
+    let texts: Vec<String> = data
+        .queries
+        .iter()
+        .step_by(stride)
+        .take(queries)
+        .map(|q| q.text.clone())
+        .collect();
+    let report = quarry_core::scale::measure(&library, &embedder, &texts).await?;
+    let peak = peak_rss_mb();
+    if !json {
+        println!(
+            "synthetic {} chunks ({:.0} MB on disk, written in {:.0}s): vector exact p50 {:.1} / p95 {:.1} ms; \
+             IVF-PQ (built in {:.0}s) p50 {:.1} / p95 {:.1} ms, recall@10 vs exact {:.3}; \
+             keyword p50 {:.1} / p95 {:.1} ms; hybrid p50 {:.1} / p95 {:.1} ms; peak RSS {:.0} MB",
+            report.chunks,
+            report.disk_mb,
+            build_s,
+            report.vector_exact.p50_ms,
+            report.vector_exact.p95_ms,
+            report.index_build_s,
+            report.vector_ann.p50_ms,
+            report.vector_ann.p95_ms,
+            report.ann_recall_at_10,
+            report.keyword.p50_ms,
+            report.keyword.p95_ms,
+            report.hybrid.p50_ms,
+            report.hybrid.p95_ms,
+            peak.unwrap_or(0.0)
+        );
+    }
+    let mut v = serde_json::to_value(&report)?;
+    v["build_s"] = build_s.into();
+    v["peak_rss_mb"] = peak.into();
+    Ok(v)
+}
+
+/// Index a dataset's corpus folder without progress output.
+async fn index_quietly(
+    library: &mut Library,
+    corpus_dir: &std::path::Path,
+    embedder: &quarry_core::Embedder,
+) -> Result<quarry_core::IndexReport> {
+    Ok(library
+        .index(
+            &[corpus_dir.to_path_buf()],
+            embedder,
+            &IndexOptions::default(),
+            &mut |_| {},
+        )
+        .await?)
 }

@@ -42,6 +42,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that a library's indexes and document rows agree.
+    Check {
+        #[command(flatten)]
+        lib: LibraryArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Search a library.
     Search(commands::SearchArgs),
     /// Answer a question from the library with a local model, citing sources.
@@ -111,6 +119,7 @@ fn main() {
             },
             Command::Index(args) => commands::index(&ctx, args).await,
             Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
+            Command::Check { lib, json } => commands::check(&ctx, lib.library, json).await,
             Command::Search(args) => commands::search(&ctx, args).await,
             Command::Ask(args) => ask::ask(&ctx, args).await,
             Command::Chat(args) => ask::chat(&ctx, args).await,

@@ -97,6 +97,9 @@ pub struct IndexReport {
     pub chunks: usize,
     /// Bytes of files read.
     pub bytes: u64,
+    /// Whether this run built the approximate vector index (the library
+    /// crossed `store::ANN_MIN_ROWS` chunks).
+    pub vector_index_built: bool,
     /// Wall time.
     #[serde(serialize_with = "ser_secs")]
     pub elapsed: Duration,
@@ -153,6 +156,9 @@ impl Library {
     ) -> Result<IndexReport> {
         let started = Instant::now();
         let _lock = self.lock_for_writing()?;
+        // A batch a crashed run left half-written is rolled back first; its
+        // files are then re-indexed like new ones.
+        self.recover().await?;
         if embedder.id() != self.meta().embedder {
             return Err(Error::EmbedderMismatch {
                 library: self.meta().embedder.clone(),
@@ -218,6 +224,7 @@ impl Library {
 
         if !removed.is_empty() {
             let ids: Vec<String> = removed.iter().map(|d| d.doc_id.clone()).collect();
+            crate::journal::begin(self.dir(), &ids)?;
             self.vectors.delete_chunks_of(&ids).await?;
             let mut writer = self.keywords.writer()?;
             for id in &ids {
@@ -225,6 +232,7 @@ impl Library {
             }
             writer.commit()?;
             self.vectors.delete_documents(&ids).await?;
+            crate::journal::end(self.dir())?;
             report.removed = removed.iter().map(|d| PathBuf::from(&d.path)).collect();
         }
 
@@ -375,6 +383,7 @@ impl Library {
         if writes > 8 || !report.removed.is_empty() {
             self.vectors.optimize().await?;
         }
+        report.vector_index_built = self.vectors.ensure_vector_index().await?;
         self.keywords.reload()?;
         report.elapsed = started.elapsed();
         Ok(report)
@@ -397,10 +406,17 @@ impl Library {
             on_event(IndexEvent::Embedded { chunks: part.len() });
         }
         let replace = std::mem::take(&mut pending.replace);
+        let docs = std::mem::take(&mut pending.docs);
+        let mut touched: Vec<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
+        touched.extend(replace.iter().cloned());
+        touched.sort();
+        touched.dedup();
+        crate::journal::begin(self.dir(), &touched)?;
         if !replace.is_empty() {
             self.vectors.delete_chunks_of(&replace).await?;
         }
         self.vectors.add_chunks(&chunks).await?;
+        crate::failpoint::hit("index.after-vectors");
         let mut writer = self.keywords.writer()?;
         for id in &replace {
             self.keywords.delete_document(&writer, id);
@@ -408,8 +424,9 @@ impl Library {
         self.keywords.add(&writer, &chunks)?;
         writer.commit()?;
         drop(writer);
-        let docs = std::mem::take(&mut pending.docs);
+        crate::failpoint::hit("index.after-keywords");
         self.vectors.upsert_documents(&docs).await?;
+        crate::journal::end(self.dir())?;
         Ok(chunks.len())
     }
 }

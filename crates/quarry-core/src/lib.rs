@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod answer_eval;
 pub mod bert;
 pub mod chunk;
 pub mod citations;
@@ -20,11 +21,14 @@ pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod extract;
+mod failpoint;
 pub mod fusion;
 pub mod generate;
 pub mod index;
+pub mod journal;
 pub mod library;
 pub mod models;
+pub mod scale;
 pub mod search;
 pub mod store;
 pub mod walk;

@@ -24,6 +24,25 @@ pub struct LibraryMeta {
     pub folders: Vec<PathBuf>,
 }
 
+/// What [`Library::check`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Consistency {
+    /// Whether everything agrees.
+    pub consistent: bool,
+    /// Document rows.
+    pub documents: usize,
+    /// Chunks in the vector table.
+    pub chunks: usize,
+    /// Chunks in the keyword index.
+    pub keyword_chunks: u64,
+    /// Chunks whose document is missing or not marked indexed.
+    pub orphan_chunks: usize,
+    /// Documents whose chunk counts disagree, described.
+    pub mismatched_documents: Vec<String>,
+    /// Documents of an unfinished batch (a live writer's, or a crash's not yet rolled back).
+    pub in_flight: usize,
+}
+
 /// An open library.
 pub struct Library {
     dir: PathBuf,
@@ -117,12 +136,102 @@ impl Library {
         })?;
         let vectors = VectorStore::open_dir(&dir.join("lance"), meta.dim).await?;
         let keywords = KeywordIndex::open(&dir.join("tantivy"))?;
-        Ok(Library {
+        let lib = Library {
             dir,
             meta,
             vectors,
             keywords,
-        })
+        };
+        // A batch left unfinished by a crash is rolled back as soon as no live
+        // writer holds the library (a live one finishes or rolls back itself).
+        if crate::journal::in_flight(&lib.dir)?.is_some() {
+            if let Ok(_lock) = lib.lock_for_writing() {
+                lib.recover().await?;
+            }
+        }
+        Ok(lib)
+    }
+
+    /// Roll back the batch named by the in-flight journal, if any: delete its
+    /// documents' chunks from both indexes and their rows, so the next indexing
+    /// run re-indexes those files. The caller holds the write lock. Returns
+    /// the number of documents rolled back.
+    pub(crate) async fn recover(&self) -> Result<usize> {
+        let Some(ids) = crate::journal::in_flight(&self.dir)? else {
+            return Ok(0);
+        };
+        let ids: Vec<String> = ids.into_iter().collect();
+        self.vectors.delete_chunks_of(&ids).await?;
+        let mut writer = self.keywords.writer()?;
+        for id in &ids {
+            self.keywords.delete_document(&writer, id);
+        }
+        writer.commit()?;
+        drop(writer);
+        self.vectors.delete_documents(&ids).await?;
+        self.keywords.reload()?;
+        crate::journal::end(&self.dir)?;
+        tracing::warn!(
+            documents = ids.len(),
+            "rolled back an indexing batch left unfinished by a crash"
+        );
+        Ok(ids.len())
+    }
+
+    /// Check that the two indexes and the document rows agree: every chunk
+    /// belongs to an indexed document, every indexed document has exactly its
+    /// recorded number of chunks in both indexes. Documents of a batch a
+    /// running indexer is writing are left out (and counted in `in_flight`).
+    pub async fn check(&self) -> Result<Consistency> {
+        let busy = crate::journal::in_flight(&self.dir)?.unwrap_or_default();
+        let docs = self.vectors.documents().await?;
+        let per_doc = self.vectors.chunk_counts().await?;
+        let ids: Vec<&str> = docs.iter().map(|d| d.doc_id.as_str()).collect();
+        let (keyword_total, keyword_counts) = self.keywords.counts_of(&ids)?;
+        let busy_ids: Vec<&str> = busy.iter().map(String::as_str).collect();
+        let (_, busy_counts) = self.keywords.counts_of(&busy_ids)?;
+        let mut c = Consistency {
+            documents: docs.len(),
+            chunks: per_doc.values().sum(),
+            keyword_chunks: keyword_total as u64,
+            in_flight: busy.len(),
+            ..Default::default()
+        };
+        let known: std::collections::HashMap<&str, &crate::store::DocumentRecord> =
+            docs.iter().map(|d| (d.doc_id.as_str(), d)).collect();
+        for (doc, n) in &per_doc {
+            if busy.contains(doc) {
+                continue;
+            }
+            match known.get(doc.as_str()) {
+                Some(d) if d.state == crate::store::DocState::Indexed => {}
+                _ => c.orphan_chunks += n,
+            }
+        }
+        let mut keyword_accounted = 0usize;
+        for (d, keyword) in docs.iter().zip(&keyword_counts) {
+            if busy.contains(&d.doc_id) {
+                continue;
+            }
+            keyword_accounted += keyword;
+            let want = if d.state == crate::store::DocState::Indexed {
+                d.chunks as usize
+            } else {
+                0
+            };
+            let have = per_doc.get(&d.doc_id).copied().unwrap_or(0);
+            if have != want || *keyword != want {
+                c.mismatched_documents.push(format!(
+                    "{}: row says {want} chunks, vectors {have}, keywords {keyword}",
+                    d.path
+                ));
+            }
+        }
+        // Keyword chunks of documents that have no row at all.
+        let busy_keyword: usize = busy_counts.iter().sum();
+        c.orphan_chunks += keyword_total.saturating_sub(keyword_accounted + busy_keyword);
+        c.consistent = c.orphan_chunks == 0 && c.mismatched_documents.is_empty();
+        Ok(c)
     }
 
     /// Write `library.json` atomically.
@@ -148,6 +257,11 @@ impl Library {
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(self.dir.clone())),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(e)),
         }
+    }
+
+    /// Every chunk with its vector (benchmarks, re-embedding).
+    pub async fn chunk_records(&self) -> Result<Vec<crate::store::ChunkRecord>> {
+        self.vectors.chunk_records(None).await
     }
 
     /// The library folder (absolute).

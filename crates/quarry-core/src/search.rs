@@ -85,10 +85,24 @@ pub struct SearchResults {
     pub best_similarity: Option<f32>,
 }
 
+/// A second retrieval stage that re-scores the fused candidates against the
+/// query, e.g. a cross-encoder. Quarry ships none yet (no cross-encoder
+/// weights are obtainable from the registries this project can reach); the
+/// stage is here so one plugs in without touching retrieval.
+pub trait Reranker: Send + Sync {
+    /// One relevance score per passage, higher is better.
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>>;
+    /// How many fused candidates to re-score (the rest keep their order below them).
+    fn depth(&self) -> usize {
+        30
+    }
+}
+
 /// Searches one library with one embedder.
 pub struct HybridSearch<'a> {
     library: &'a Library,
     embedder: Option<&'a Embedder>,
+    reranker: Option<&'a dyn Reranker>,
 }
 
 impl<'a> HybridSearch<'a> {
@@ -102,7 +116,17 @@ impl<'a> HybridSearch<'a> {
                 });
             }
         }
-        Ok(HybridSearch { library, embedder })
+        Ok(HybridSearch {
+            library,
+            embedder,
+            reranker: None,
+        })
+    }
+
+    /// Re-score the candidates of every mode with `reranker` before truncating to `k`.
+    pub fn with_reranker(mut self, reranker: &'a dyn Reranker) -> Self {
+        self.reranker = Some(reranker);
+        self
     }
 
     /// Run a search.
@@ -113,10 +137,12 @@ impl<'a> HybridSearch<'a> {
             return Err(Error::InvalidInput("empty query".into()));
         }
         let mut timings = SearchTimings::default();
+        let rerank_depth = self.reranker.map_or(0, |r| r.depth());
         let depth = match opts.mode {
             SearchMode::Hybrid => opts.fusion.depth.max(opts.k),
             _ => opts.k,
-        };
+        }
+        .max(rerank_depth);
         let mut vector_hits = Vec::new();
         let mut best_similarity = None;
         if opts.mode != SearchMode::Keyword {
@@ -142,6 +168,14 @@ impl<'a> HybridSearch<'a> {
             SearchMode::Keyword => keyword_hits,
             SearchMode::Hybrid => reciprocal_rank_fusion(&vector_hits, &keyword_hits, &opts.fusion),
         };
+        // Documents an indexing batch is rewriting right now may be half in
+        // one index and not the other: leave them out until it finishes.
+        if let Some(busy) = crate::journal::in_flight(self.library.dir())? {
+            hits.retain(|h| !busy.contains(&crate::index::doc_id(&h.path)));
+        }
+        if let Some(r) = self.reranker {
+            rerank(r, query, &mut hits)?;
+        }
         hits.truncate(opts.k);
         for h in &mut hits {
             if h.snippet.as_ref().is_none_or(|(s, _)| s.is_empty()) {
@@ -162,6 +196,28 @@ impl<'a> HybridSearch<'a> {
     }
 }
 
+/// Re-order the first `reranker.depth()` hits by the reranker's scores (stable
+/// for ties); the scores replace the hits' fused scores.
+fn rerank(reranker: &dyn Reranker, query: &str, hits: &mut [Hit]) -> Result<()> {
+    let n = reranker.depth().min(hits.len());
+    if n == 0 {
+        return Ok(());
+    }
+    let passages: Vec<&str> = hits[..n].iter().map(|h| h.text.as_str()).collect();
+    let scores = reranker.score(query, &passages)?;
+    if scores.len() != n {
+        return Err(Error::Internal(format!(
+            "the reranker scored {} of {n} passages",
+            scores.len()
+        )));
+    }
+    for (h, s) in hits[..n].iter_mut().zip(scores) {
+        h.score = s;
+    }
+    hits[..n].sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(())
+}
+
 /// The first `max` bytes of `text` at a char boundary, whitespace collapsed.
 fn lead(text: &str, max: usize) -> String {
     let mut end = max.min(text.len());
@@ -169,4 +225,66 @@ fn lead(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scores a passage by how often it mentions the query's last word.
+    struct MentionCounter;
+
+    impl Reranker for MentionCounter {
+        fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+            let word = query.split_whitespace().last().unwrap_or("");
+            Ok(passages
+                .iter()
+                .map(|p| p.matches(word).count() as f32)
+                .collect())
+        }
+        fn depth(&self) -> usize {
+            3
+        }
+    }
+
+    fn hit(id: &str, text: &str, score: f32) -> Hit {
+        Hit {
+            chunk_id: id.into(),
+            path: format!("/{id}.txt"),
+            page: None,
+            heading: None,
+            char_start: 0,
+            char_end: text.len() as u64,
+            text: text.into(),
+            snippet: None,
+            score,
+        }
+    }
+
+    #[test]
+    fn reranker_reorders_only_its_depth() {
+        let mut hits = vec![
+            hit("a", "lease", 0.9),
+            hit("b", "lease lease lease", 0.8),
+            hit("c", "nothing", 0.7),
+            hit("d", "lease lease lease lease", 0.6),
+        ];
+        rerank(&MentionCounter, "notice lease", &mut hits).unwrap();
+        let order: Vec<&str> = hits.iter().map(|h| h.chunk_id.as_str()).collect();
+        // d is beyond depth 3 and stays last despite its score.
+        assert_eq!(order, vec!["b", "a", "c", "d"]);
+        assert_eq!(hits[0].score, 3.0);
+    }
+
+    #[test]
+    fn a_reranker_that_drops_scores_is_an_error() {
+        struct Short;
+        impl Reranker for Short {
+            fn score(&self, _: &str, _: &[&str]) -> Result<Vec<f32>> {
+                Ok(vec![1.0])
+            }
+        }
+        let mut hits = vec![hit("a", "x", 0.5), hit("b", "y", 0.4)];
+        assert!(rerank(&Short, "q", &mut hits).is_err());
+    }
 }

@@ -129,6 +129,21 @@ impl KeywordIndex {
         self.reader.searcher().num_docs()
     }
 
+    /// Chunks searchable now in total, and per document of `doc_ids` (one
+    /// snapshot for all counts).
+    pub fn counts_of(&self, doc_ids: &[&str]) -> Result<(usize, Vec<usize>)> {
+        let searcher = self.reader.searcher();
+        let mut counts = Vec::with_capacity(doc_ids.len());
+        for id in doc_ids {
+            let q = tantivy::query::TermQuery::new(
+                Term::from_field_text(self.fields.doc_id, id),
+                tantivy::schema::IndexRecordOption::Basic,
+            );
+            counts.push(searcher.search(&q, &tantivy::collector::Count)?);
+        }
+        Ok((searcher.num_docs() as usize, counts))
+    }
+
     fn parsed_query(&self, query: &str) -> Box<dyn Query> {
         let f = &self.fields;
         let mut parser = QueryParser::for_index(&self.index, vec![f.text, f.heading, f.title]);

@@ -18,6 +18,14 @@ use super::{ChunkRecord, DocState, DocumentRecord, Filter, Hit};
 use crate::error::{Error, Result};
 
 const CHUNKS: &str = "chunks";
+
+/// Chunks from which the vector column gets an approximate (IVF-PQ) index;
+/// below this an exact scan answers in tens of milliseconds.
+pub const ANN_MIN_ROWS: usize = 50_000;
+/// IVF partitions probed per query.
+const ANN_NPROBES: usize = 32;
+/// Candidates re-ranked with exact distances, as a multiple of the limit.
+const ANN_REFINE: u32 = 10;
 const DOCUMENTS: &str = "documents";
 
 fn chunk_schema(dim: usize) -> SchemaRef {
@@ -292,24 +300,151 @@ impl VectorStore {
         Ok(())
     }
 
-    /// Nearest chunks to `vector` by cosine similarity.
+    /// Whether the vector column has an approximate index.
+    pub async fn has_vector_index(&self) -> Result<bool> {
+        Ok(self
+            .chunks
+            .list_indices()
+            .await?
+            .iter()
+            .any(|i| i.columns.iter().any(|c| c == "vector")))
+    }
+
+    /// Build the approximate vector index once the table holds
+    /// [`ANN_MIN_ROWS`] chunks (IVF-PQ: √n partitions, 8-dimension
+    /// sub-vectors, cosine). Later additions are folded in by [`Self::optimize`]
+    /// and searched exactly until then. Returns whether an index was built.
+    pub async fn ensure_vector_index(&self) -> Result<bool> {
+        let rows = self.count_chunks().await?;
+        if rows < ANN_MIN_ROWS || self.has_vector_index().await? {
+            return Ok(false);
+        }
+        let partitions = ((rows as f64).sqrt() as u32).clamp(64, 4096);
+        let sub_vectors = [8usize, 4, 2, 1]
+            .iter()
+            .map(|w| self.dim / w)
+            .find(|s| *s > 0 && self.dim.is_multiple_of(*s))
+            .unwrap_or(1) as u32;
+        self.chunks
+            .create_index(
+                &["vector"],
+                lancedb::index::Index::IvfPq(
+                    lancedb::index::vector::IvfPqIndexBuilder::default()
+                        .distance_type(DistanceType::Cosine)
+                        .num_partitions(partitions)
+                        .num_sub_vectors(sub_vectors),
+                ),
+            )
+            .execute()
+            .await?;
+        Ok(true)
+    }
+
+    /// Chunks per document id.
+    pub async fn chunk_counts(&self) -> Result<std::collections::HashMap<String, usize>> {
+        let batches: Vec<RecordBatch> = self
+            .chunks
+            .query()
+            .select(Select::columns(&["doc_id"]))
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
+        let mut counts = std::collections::HashMap::new();
+        for b in &batches {
+            let ids = string_col(b, "doc_id")?;
+            for i in 0..b.num_rows() {
+                *counts.entry(ids.value(i).to_string()).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Every chunk with its vector (for benchmarks and re-embedding).
+    pub async fn chunk_records(&self, limit: Option<usize>) -> Result<Vec<ChunkRecord>> {
+        let mut q = self.chunks.query();
+        if let Some(l) = limit {
+            q = q.limit(l);
+        }
+        let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let s = |n: &str| string_col(b, n);
+            let (id, doc_id, path, ext, title, heading, text) = (
+                s("id")?,
+                s("doc_id")?,
+                s("path")?,
+                s("ext")?,
+                s("title")?,
+                s("heading")?,
+                s("text")?,
+            );
+            let idx = col::<UInt32Array>(b, "idx")?;
+            let page = col::<UInt32Array>(b, "page")?;
+            let cs = col::<UInt64Array>(b, "char_start")?;
+            let ce = col::<UInt64Array>(b, "char_end")?;
+            let vectors = col::<FixedSizeListArray>(b, "vector")?;
+            let values = vectors
+                .values()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .ok_or_else(|| Error::Internal("vector values are not f32".into()))?;
+            for i in 0..b.num_rows() {
+                let at = vectors.value_offset(i) as usize;
+                out.push(ChunkRecord {
+                    id: id.value(i).to_string(),
+                    doc_id: doc_id.value(i).to_string(),
+                    path: path.value(i).to_string(),
+                    ext: ext.value(i).to_string(),
+                    index: idx.value(i),
+                    title: (!title.is_null(i)).then(|| title.value(i).to_string()),
+                    heading: (!heading.is_null(i)).then(|| heading.value(i).to_string()),
+                    page: (!page.is_null(i)).then(|| page.value(i)),
+                    char_start: cs.value(i),
+                    char_end: ce.value(i),
+                    text: text.value(i).to_string(),
+                    vector: values.values()[at..at + self.dim].to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Nearest chunks to `vector` by cosine similarity (approximate when the
+    /// table has a vector index, with exact re-ranking of the candidates).
     pub async fn search(&self, vector: &[f32], limit: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        self.search_with(vector, limit, filter, false).await
+    }
+
+    /// [`Self::search`], or an exact scan that ignores any index when `exact`.
+    pub async fn search_with(
+        &self,
+        vector: &[f32],
+        limit: usize,
+        filter: &Filter,
+        exact: bool,
+    ) -> Result<Vec<Hit>> {
         let mut q = self
             .chunks
             .vector_search(vector.to_vec())?
             .column("vector")
             .distance_type(DistanceType::Cosine)
             .limit(limit.max(1))
-            .select(Select::columns(&[
-                "id",
-                "path",
-                "page",
-                "heading",
-                "char_start",
-                "char_end",
-                "text",
-                "_distance",
-            ]));
+            .nprobes(ANN_NPROBES)?
+            .refine_factor(ANN_REFINE);
+        if exact {
+            q = q.bypass_vector_index();
+        }
+        let mut q = q.select(Select::columns(&[
+            "id",
+            "path",
+            "page",
+            "heading",
+            "char_start",
+            "char_end",
+            "text",
+            "_distance",
+        ]));
         let mut conds = Vec::new();
         if let Some(p) = &filter.path_prefix {
             conds.push(format!("starts_with(path, {})", sql_str(p)));
