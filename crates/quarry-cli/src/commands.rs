@@ -176,12 +176,18 @@ pub struct IndexArgs {
     /// Index hidden files and folders too.
     #[arg(long)]
     hidden: bool,
+    /// Follow symbolic links (loops are detected and reported).
+    #[arg(long)]
+    follow_links: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
     /// List every skipped file, not just the first few per reason.
     #[arg(long, short)]
     verbose: bool,
+    /// Index at most this many MiB of text per file (the rest is reported).
+    #[arg(long, default_value_t = 64.0)]
+    max_text_mb: f64,
     /// Chunks per write batch (smaller: progress is saved more often).
     #[arg(long, default_value_t = IndexOptions::default().flush_chunks, hide = true)]
     flush_chunks: usize,
@@ -207,7 +213,9 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     let mut opts = IndexOptions::default();
     opts.walk.max_file_bytes = args.max_file_mb << 20;
     opts.walk.include_hidden = args.hidden;
+    opts.walk.follow_links = args.follow_links;
     opts.flush_chunks = args.flush_chunks.max(1);
+    opts.limits.max_text_bytes = (args.max_text_mb.max(0.001) * (1u64 << 20) as f64) as usize;
 
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -55,6 +55,12 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
             println!("  {}: {}", f.path.display(), f.reason);
         }
     }
+    if !r.truncated.is_empty() {
+        println!("\nIndexed in part:");
+        for f in &r.truncated {
+            println!("  {}: {}", f.path.display(), f.reason);
+        }
+    }
     if !r.skipped.is_empty() {
         println!("\nSkipped:");
         let mut by_reason: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();

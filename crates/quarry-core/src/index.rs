@@ -91,6 +91,8 @@ pub struct IndexReport {
     pub skipped: Vec<Skipped>,
     /// Files that could not be extracted, with reasons.
     pub failed: Vec<Skipped>,
+    /// Files indexed only in part (their text passed the size limit), with reasons.
+    pub truncated: Vec<Skipped>,
     /// Files removed from the library because they are gone.
     pub removed: Vec<PathBuf>,
     /// Chunks written.
@@ -116,6 +118,17 @@ fn short_hash(parts: &[&[u8]]) -> String {
         h.update(p);
     }
     hex::encode(&h.finalize()[..16])
+}
+
+/// "64 MiB", "512 KiB", "100 bytes".
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 {
+        format!("{:.0} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// Id of the document at `path`.
@@ -298,6 +311,15 @@ impl Library {
             }
             match extract_bytes(&cand.path, &bytes, &opts.limits) {
                 Ok(extracted) => {
+                    if extracted.truncated {
+                        report.truncated.push(Skipped {
+                            path: cand.path.clone(),
+                            reason: format!(
+                                "only the first {} of its text is indexed (--max-text-mb)",
+                                human_bytes(opts.limits.max_text_bytes as u64)
+                            ),
+                        });
+                    }
                     let (_, chunks) = chunker.chunk(&extracted.blocks);
                     let ext = cand
                         .path

@@ -12,7 +12,11 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             reason: e.to_string(),
         })?;
     let blocks = blocks_from_markdown(&text, None);
-    Ok(Extracted { blocks, title })
+    Ok(Extracted {
+        blocks,
+        title,
+        truncated: false,
+    })
 }
 
 fn find_title(html: &str) -> Option<String> {

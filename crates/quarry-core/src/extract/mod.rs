@@ -34,6 +34,8 @@ pub struct Extracted {
     pub blocks: Vec<Block>,
     /// Document title when the format has one.
     pub title: Option<String>,
+    /// The text was cut at [`ExtractLimits::max_text_bytes`].
+    pub truncated: bool,
 }
 
 impl Extracted {
@@ -254,7 +256,7 @@ pub fn extract_bytes(
         };
         return Err(ExtractError::Empty(hint.to_string()));
     }
-    truncate_blocks(&mut extracted.blocks, limits.max_text_bytes);
+    extracted.truncated = truncate_blocks(&mut extracted.blocks, limits.max_text_bytes);
     Ok(extracted)
 }
 
@@ -275,7 +277,8 @@ fn format_name(f: Format) -> &'static str {
     }
 }
 
-fn truncate_blocks(blocks: &mut Vec<Block>, max: usize) {
+/// Keep at most `max` bytes of text; true when something was cut.
+fn truncate_blocks(blocks: &mut Vec<Block>, max: usize) -> bool {
     let mut total = 0usize;
     for i in 0..blocks.len() {
         let len = blocks[i].text.len();
@@ -288,10 +291,11 @@ fn truncate_blocks(blocks: &mut Vec<Block>, max: usize) {
             blocks[i].text.truncate(cut);
             blocks.truncate(i + 1);
             blocks.retain(|b| !b.text.trim().is_empty());
-            return;
+            return true;
         }
         total += len;
     }
+    false
 }
 
 /// Split Markdown-like text into blocks at `#` headings; paragraphs stay inside a

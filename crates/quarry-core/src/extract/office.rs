@@ -217,7 +217,11 @@ pub(super) fn docx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ex
     let title = paras.iter().find(|(_, h)| *h).map(|(t, _)| t.clone());
     let mut blocks = Vec::new();
     blocks_from_paragraphs(paras, None, &mut blocks);
-    Ok(Extracted { blocks, title })
+    Ok(Extracted {
+        blocks,
+        title,
+        truncated: false,
+    })
 }
 
 pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
@@ -247,6 +251,7 @@ pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ex
         }
     }
     Ok(Extracted {
+        truncated: false,
         blocks,
         title: None,
     })
@@ -264,7 +269,11 @@ pub(super) fn odt(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ext
     let title = paras.iter().find(|(_, h)| *h).map(|(t, _)| t.clone());
     let mut blocks = Vec::new();
     blocks_from_paragraphs(paras, None, &mut blocks);
-    Ok(Extracted { blocks, title })
+    Ok(Extracted {
+        blocks,
+        title,
+        truncated: false,
+    })
 }
 
 /// Spreadsheets: each sheet is a page whose heading is the sheet's name; rows
@@ -318,6 +327,7 @@ pub(super) fn sheet(bytes: &[u8], _path: &Path) -> Result<Extracted, ExtractErro
         });
     }
     Ok(Extracted {
+        truncated: false,
         blocks,
         title: None,
     })

@@ -34,6 +34,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         })
         .collect();
     Ok(Extracted {
+        truncated: false,
         blocks,
         title: None,
     })

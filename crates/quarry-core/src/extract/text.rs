@@ -69,6 +69,7 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, ExtractError> {
 pub(super) fn plain(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let text = decode_text(bytes)?;
     Ok(Extracted {
+        truncated: false,
         blocks: vec![Block {
             text,
             page: None,
@@ -82,7 +83,11 @@ pub(super) fn markdown(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let text = decode_text(bytes)?;
     let blocks = blocks_from_markdown(&text, None);
     let title = blocks.iter().find_map(|b| b.heading.clone());
-    Ok(Extracted { blocks, title })
+    Ok(Extracted {
+        blocks,
+        title,
+        truncated: false,
+    })
 }
 
 /// CSV/TSV: one line per record, `header: value` pairs so each row is
@@ -118,6 +123,7 @@ pub(super) fn csv(bytes: &[u8], path: &Path) -> Result<Extracted, ExtractError> 
         out.push('\n');
     }
     Ok(Extracted {
+        truncated: false,
         blocks: vec![Block {
             text: out,
             page: None,
@@ -158,6 +164,7 @@ pub(super) fn json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         Err(_) => text,
     };
     Ok(Extracted {
+        truncated: false,
         blocks: vec![Block {
             text,
             page: None,
@@ -182,6 +189,7 @@ pub(super) fn rtf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             reason: e.to_string(),
         })?;
     Ok(Extracted {
+        truncated: false,
         blocks: vec![Block {
             text: doc.get_text(),
             page: None,
