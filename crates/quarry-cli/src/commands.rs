@@ -275,6 +275,89 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
     Ok(())
 }
 
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    lib: crate::LibraryArg,
+    /// Wait this long after the last change before indexing a burst.
+    #[arg(long, default_value_t = 1000)]
+    debounce_ms: u64,
+    /// Print one JSON object per synced burst.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `quarry watch`: catch up, then index each burst of changes until Ctrl-C.
+pub async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
+    let dir = ctx.library_dir(args.lib.library);
+    let mut library = Library::open(&dir).await?;
+    let embedder = ctx.load_embedder(&library.meta().embedder.clone())?;
+    let opts = IndexOptions::default();
+    let folders = library.meta().folders.clone();
+    // Catch up with what changed while nobody watched.
+    let report = library
+        .index(&folders, &embedder, &opts, &mut |_| {})
+        .await?;
+    let json = args.json;
+    let print = |changed: usize, r: &quarry_core::IndexReport| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "changed_paths": changed,
+                    "indexed": r.indexed.len(),
+                    "removed": r.removed.len(),
+                    "failed": r.failed.len(),
+                    "chunks": r.chunks,
+                    "seconds": r.elapsed.as_secs_f64(),
+                })
+            );
+        } else if !r.indexed.is_empty() || !r.removed.is_empty() || !r.failed.is_empty() {
+            println!(
+                "{} indexed, {} removed, {} failed ({} chunks) in {:.1}s",
+                r.indexed.len(),
+                r.removed.len(),
+                r.failed.len(),
+                r.chunks,
+                r.elapsed.as_secs_f64()
+            );
+        }
+    };
+    print(0, &report);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    quarry_core::watch::watch(
+        &mut library,
+        &embedder,
+        &opts,
+        Duration::from_millis(args.debounce_ms),
+        stop,
+        &mut |e| match e {
+            quarry_core::watch::WatchEvent::Started { folders } => {
+                if !json {
+                    eprintln!(
+                        "Watching {} (Ctrl-C to stop)",
+                        folders
+                            .iter()
+                            .map(|f| f.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+            quarry_core::watch::WatchEvent::Synced { changed, report } => {
+                print(changed.len(), &report)
+            }
+            quarry_core::watch::WatchEvent::Failed { error } => {
+                eprintln!("could not index the changes (will retry): {error}")
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// `quarry check`: do the indexes and document rows agree?
 pub async fn check(ctx: &Context, library: Option<PathBuf>, json: bool) -> Result<()> {
     let dir = ctx.library_dir(library);

@@ -34,6 +34,8 @@ enum Command {
     },
     /// Index folders or files (new and changed files only).
     Index(commands::IndexArgs),
+    /// Keep a library in sync with its folders (changes, new files, renames, deletions).
+    Watch(commands::WatchArgs),
     /// Show what a library holds.
     Status {
         #[command(flatten)]
@@ -118,6 +120,7 @@ fn main() {
                 }
             },
             Command::Index(args) => commands::index(&ctx, args).await,
+            Command::Watch(args) => commands::watch(&ctx, args).await,
             Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
             Command::Check { lib, json } => commands::check(&ctx, lib.library, json).await,
             Command::Search(args) => commands::search(&ctx, args).await,

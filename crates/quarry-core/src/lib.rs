@@ -32,6 +32,7 @@ pub mod scale;
 pub mod search;
 pub mod store;
 pub mod walk;
+pub mod watch;
 
 pub use embed::Embedder;
 pub use error::{Error, Result};
