@@ -227,6 +227,12 @@ pub struct BenchArgs {
     /// Queries timed per synthetic library.
     #[arg(long, default_value_t = 200)]
     synthetic_queries: usize,
+    /// IVF partitions probed per vector query (recall against speed).
+    #[arg(long, default_value_t = 64)]
+    ann_nprobes: usize,
+    /// Exact re-ranking of this many times the requested candidates.
+    #[arg(long, default_value_t = 20)]
+    ann_refine: u32,
     /// Write the exact templated prompt used for generation to this file, so
     /// peers (bench/llamacpp_gen.py) can run the same prompt.
     #[arg(long)]
@@ -367,6 +373,7 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
             }),
         );
     }
+    quarry_core::store::set_ann_search(args.ann_nprobes, args.ann_refine);
     for &n in &args.synthetic {
         reset_peak_rss();
         let row =

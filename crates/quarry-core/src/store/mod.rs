@@ -7,7 +7,7 @@ mod vectors;
 
 pub use keywords::KeywordIndex;
 pub use tokenize::WordTokenizer;
-pub use vectors::VectorStore;
+pub use vectors::{set_ann_search, VectorStore, ANN_MIN_ROWS};
 
 use serde::{Deserialize, Serialize};
 
