@@ -170,7 +170,8 @@ impl<'a> HybridSearch<'a> {
         };
         // Documents an indexing batch is rewriting right now may be half in
         // one index and not the other: leave them out until it finishes.
-        if let Some(busy) = crate::journal::in_flight(self.library.dir())? {
+        // (An unreadable journal is reported by `quarry check`, not by search.)
+        if let Ok(Some(busy)) = crate::journal::in_flight(self.library.dir()) {
             hits.retain(|h| !busy.contains(&crate::index::doc_id(&h.path)));
         }
         if let Some(r) = self.reranker {
