@@ -65,12 +65,8 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let data = Dataset::load(&args.dataset)
         .with_context(|| format!("reading {}", args.dataset.display()))?;
     let work = work_dir(ctx, &args.dataset, args.work);
-    let corpus_dir = data.write_corpus(&work.join("corpus"))?;
-    let embedder_id = ctx.default_embedder()?;
-    let embedder = ctx.load_embedder(&embedder_id)?;
-    let mut library =
-        Library::open_or_create(&work.join("library"), &embedder_id, embedder.dim()).await?;
-    let report = index_quietly(&mut library, &corpus_dir, &embedder).await?;
+    let embedder = ctx.load_embedder(&ctx.default_embedder()?)?;
+    let (library, report) = dataset_library(&data, &work, &embedder).await?;
     if !args.json {
         eprintln!(
             "corpus: {} documents ({} indexed now in {:.1}s, {} chunks); {} queries",
@@ -258,14 +254,18 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         .map(|d| format!("{}\n\n{}", d.title, d.text))
         .collect();
     let mut results = serde_json::Map::new();
-    if args.index {
+    let embedder_id = ctx.default_embedder()?;
+    let mut embedder = if args.index || !args.no_embed || !args.synthetic.is_empty() {
+        Some(ctx.load_embedder(&embedder_id)?)
+    } else {
+        None
+    };
+    if let (true, Some(embedder)) = (args.index, &embedder) {
         reset_peak_rss();
-        let row = bench_index(ctx, &data, &dataset, args.json).await?;
+        let row = bench_index(ctx, &data, &dataset, embedder, args.json).await?;
         results.insert("index".into(), row);
     }
-    if !args.no_embed {
-        let embedder_id = ctx.default_embedder()?;
-        let mut embedder = ctx.load_embedder(&embedder_id)?;
+    if let (false, Some(embedder)) = (args.no_embed, &mut embedder) {
         let tokenizer = embedder.counting_tokenizer();
         let tokens: usize = texts
             .iter()
@@ -374,11 +374,25 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         );
     }
     quarry_core::store::set_ann_search(args.ann_nprobes, args.ann_refine);
-    for &n in &args.synthetic {
-        reset_peak_rss();
-        let row =
-            bench_synthetic(ctx, &data, &dataset, n, args.synthetic_queries, args.json).await?;
-        results.insert(format!("synthetic_{n}"), row);
+    if let (false, Some(embedder)) = (args.synthetic.is_empty(), &embedder) {
+        // The real library of the dataset (what `quarry eval` builds) is the source.
+        let work = work_dir(ctx, &dataset, None);
+        let (real, _) = dataset_library(&data, &work, embedder).await?;
+        let source = real.chunk_records().await?;
+        for &n in &args.synthetic {
+            reset_peak_rss();
+            let row = bench_synthetic(
+                &data,
+                &work,
+                &source,
+                embedder,
+                n,
+                args.synthetic_queries,
+                args.json,
+            )
+            .await?;
+            results.insert(format!("synthetic_{n}"), row);
+        }
     }
     results.insert(
         "machine".into(),
@@ -415,6 +429,7 @@ async fn bench_index(
     ctx: &Context,
     data: &Dataset,
     dataset: &std::path::Path,
+    embedder: &quarry_core::Embedder,
     json: bool,
 ) -> Result<serde_json::Value> {
     let work = work_dir(ctx, dataset, None).join("bench-index");
@@ -424,12 +439,10 @@ async fn bench_index(
         std::fs::remove_dir_all(&lib_dir)
             .with_context(|| format!("removing {}", lib_dir.display()))?;
     }
-    let embedder_id = ctx.default_embedder()?;
-    let embedder = ctx.load_embedder(&embedder_id)?;
-    let mut library = Library::open_or_create(&lib_dir, &embedder_id, embedder.dim()).await?;
-    let first = index_quietly(&mut library, &corpus_dir, &embedder).await?;
+    let mut library = Library::open_or_create(&lib_dir, embedder.id(), embedder.dim()).await?;
+    let first = index_quietly(&mut library, &corpus_dir, embedder).await?;
     let peak = peak_rss_mb();
-    let again = index_quietly(&mut library, &corpus_dir, &embedder).await?;
+    let again = index_quietly(&mut library, &corpus_dir, embedder).await?;
     let secs = first.elapsed.as_secs_f64().max(1e-9);
     let mb = first.bytes as f64 / 1e6;
     if !json {
@@ -461,22 +474,14 @@ async fn bench_index(
 
 /// Build (or reuse) a synthetic library of `n` chunks and time search on it.
 async fn bench_synthetic(
-    ctx: &Context,
     data: &Dataset,
-    dataset: &std::path::Path,
+    work: &std::path::Path,
+    source: &[quarry_core::store::ChunkRecord],
+    embedder: &quarry_core::Embedder,
     n: usize,
     queries: usize,
     json: bool,
 ) -> Result<serde_json::Value> {
-    let work = work_dir(ctx, dataset, None);
-    let embedder_id = ctx.default_embedder()?;
-    let embedder = ctx.load_embedder(&embedder_id)?;
-    // The real library of the dataset (what `quarry eval` builds) is the source.
-    let corpus_dir = data.write_corpus(&work.join("corpus"))?;
-    let mut real =
-        Library::open_or_create(&work.join("library"), &embedder_id, embedder.dim()).await?;
-    index_quietly(&mut real, &corpus_dir, &embedder).await?;
-    let source = real.chunk_records().await?;
     let dir = work.join(format!("synthetic-{n}"));
     let t = Instant::now();
     let bar = indicatif::ProgressBar::new(n as u64);
@@ -485,9 +490,9 @@ async fn bench_synthetic(
     }
     let library = quarry_core::scale::build_synthetic(
         &dir,
-        &source,
+        source,
         n,
-        &embedder_id,
+        embedder.id(),
         embedder.dim(),
         &mut |done| bar.set_position(done as u64),
     )
@@ -502,7 +507,7 @@ async fn bench_synthetic(
         .take(queries)
         .map(|q| q.text.clone())
         .collect();
-    let report = quarry_core::scale::measure(&library, &embedder, &texts).await?;
+    let report = quarry_core::scale::measure(&library, embedder, &texts).await?;
     let peak = peak_rss_mb();
     if !json {
         println!(
@@ -529,6 +534,20 @@ async fn bench_synthetic(
     v["build_s"] = build_s.into();
     v["peak_rss_mb"] = peak.into();
     Ok(v)
+}
+
+/// The library of a dataset's corpus under `work` (written out as files and
+/// indexed incrementally, so re-runs are quick), with the index report.
+async fn dataset_library(
+    data: &Dataset,
+    work: &std::path::Path,
+    embedder: &quarry_core::Embedder,
+) -> Result<(Library, quarry_core::IndexReport)> {
+    let corpus_dir = data.write_corpus(&work.join("corpus"))?;
+    let mut library =
+        Library::open_or_create(&work.join("library"), embedder.id(), embedder.dim()).await?;
+    let report = index_quietly(&mut library, &corpus_dir, embedder).await?;
+    Ok((library, report))
 }
 
 /// Index a dataset's corpus folder without progress output.

@@ -306,7 +306,8 @@ impl Library {
     }
 }
 
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes of the files under `dir`.
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -153,20 +153,6 @@ pub struct ScaleReport {
     pub hybrid: Latency,
 }
 
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Time every query kind on `library` and measure the approximate index's
 /// recall against an exact scan (building the index if it is missing).
 pub async fn measure(
@@ -224,7 +210,7 @@ pub async fn measure(
     Ok(ScaleReport {
         chunks: library.vectors.count_chunks().await?,
         queries: queries.len(),
-        disk_mb: dir_bytes(library.dir()) as f64 / 1e6,
+        disk_mb: crate::library::dir_size(library.dir()) as f64 / 1e6,
         vector_exact: latency(&mut exact_t),
         index_build_s,
         vector_ann: latency(&mut ann_t),

@@ -3,27 +3,13 @@
 //! independent implementations (llama.cpp via llama-cpp-python 0.3.36, and
 //! transformers 5.24's GGUF conversion), which agree with each other.
 
-use std::path::PathBuf;
+mod common;
 
-use quarry_core::generate::{ChatMessage, GenerateOptions, LoadOptions, LocalModel};
-use quarry_core::models::{ModelStore, Registry};
+use common::top;
+use quarry_core::generate::{ChatMessage, GenerateOptions, LocalModel};
 
 fn load() -> LocalModel {
-    let models = std::env::var_os("QUARRY_MODELS_DIR")
-        .map(PathBuf::from)
-        .expect("set QUARRY_MODELS_DIR (`quarry models fetch` fills it)");
-    let store = ModelStore::new(models, Registry::builtin());
-    let dir = store
-        .require("gemma3-270m-q4_k_m")
-        .expect("gemma installed: run `quarry models fetch gemma3-270m-q4_k_m`");
-    LocalModel::load(
-        &dir.join("gemma-3-270m-q4_k_m.gguf"),
-        &LoadOptions {
-            requantize_slow: true,
-            cache_dir: Some(store.root().join(".converted")),
-        },
-    )
-    .unwrap()
+    common::load_installed("gemma3-270m-q4_k_m", "gemma-3-270m-q4_k_m.gguf", true)
 }
 
 /// (text, ids without BOS) from llama.cpp's and transformers' tokenizers.
@@ -67,13 +53,6 @@ const REFERENCE: &[(&str, &[u32])] = &[
         ],
     ),
 ];
-
-fn top(logits: &[f32], n: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
-    idx.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
-    idx.truncate(n);
-    idx
-}
 
 #[test]
 fn gemma_tokenizer_matches_references_and_round_trips() {

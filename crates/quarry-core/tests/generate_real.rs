@@ -1,36 +1,17 @@
 //! The real SmolLM2-135M-Instruct Q4_1 GGUF: tokenizer from GGUF metadata
 //! round-trips, the chat template renders, greedy output is deterministic.
 
-use std::path::PathBuf;
+mod common;
 
-use quarry_core::generate::{ChatMessage, GenerateOptions, LoadOptions, LocalModel};
-use quarry_core::models::{ModelStore, Registry};
-
-fn smollm2() -> (PathBuf, PathBuf) {
-    let models = std::env::var_os("QUARRY_MODELS_DIR")
-        .map(PathBuf::from)
-        .expect("set QUARRY_MODELS_DIR (`quarry models fetch` fills it)");
-    let store = ModelStore::new(models, Registry::builtin());
-    let dir = store
-        .require("smollm2-135m-instruct-q4_1")
-        .expect("smollm2 installed: run `quarry models fetch`");
-    // The same cache the CLI uses, so the Q8_0 conversion is made once.
-    (
-        dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        store.root().join(".converted"),
-    )
-}
+use common::top;
+use quarry_core::generate::{ChatMessage, GenerateOptions, LocalModel};
 
 fn load(requantize: bool) -> LocalModel {
-    let (path, cache) = smollm2();
-    LocalModel::load(
-        &path,
-        &LoadOptions {
-            requantize_slow: requantize,
-            cache_dir: Some(cache),
-        },
+    common::load_installed(
+        "smollm2-135m-instruct-q4_1",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        requantize,
     )
-    .unwrap()
 }
 
 #[test]
@@ -83,13 +64,6 @@ fn tokenizer_round_trips_and_template_uses_special_tokens() {
         ids.iter().filter(|&&i| i == im_start).count(),
         prompt.matches("<|im_start|>").count()
     );
-}
-
-fn top(logits: &[f32], n: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
-    idx.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
-    idx.truncate(n);
-    idx
 }
 
 #[test]
