@@ -6,9 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use quarry_core::answer::{answer, AnswerEvent, AnswerOptions, Source};
+use quarry_core::answer::{AnswerEvent, AnswerOptions, Source};
+use quarry_core::answer_cache::AnswerCache;
+use quarry_core::ask::{AskOptions, Asker};
+use quarry_core::cloud::{Egress, Policy, Preview, PrivacyMode};
 use quarry_core::generate::{LoadOptions, LocalModel};
 use quarry_core::models::ModelRole;
+use quarry_core::router::{RouteOverride, TaskClassifier};
 use quarry_core::store::Filter;
 use quarry_core::Library;
 
@@ -50,6 +54,47 @@ pub struct AskArgs {
     /// Print one JSON object at the end instead of streaming.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    routing: RoutingArgs,
+}
+
+/// Where answers may come from.
+#[derive(clap::Args, Clone)]
+pub struct RoutingArgs {
+    /// Privacy mode for this command: local-only, ask or auto (default: the library's, else the global setting).
+    #[arg(long)]
+    privacy: Option<PrivacyMode>,
+    /// Route: local, cloud or auto (the router decides).
+    #[arg(long, default_value = "auto")]
+    route: RouteOverride,
+    /// Provider to send to (default: the configured default).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Do not use or fill the answer cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// In ask mode, send without asking (you have seen what is sent).
+    #[arg(long)]
+    yes: bool,
+}
+
+/// The name the generator goes by: its registry id, or a .gguf file's stem.
+pub fn generator_name(ctx: &Context, model: Option<&str>) -> Result<String> {
+    Ok(match model {
+        Some(m) if m.ends_with(".gguf") || std::path::Path::new(m).is_file() => {
+            std::path::Path::new(m)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| m.to_string())
+        }
+        Some(id) => id.to_string(),
+        None => ctx
+            .store
+            .registry()
+            .default_for(ModelRole::Generator)
+            .map(|m| m.id.clone())
+            .context("the registry has no default generator")?,
+    })
 }
 
 /// Load the generator named by `model` (id or .gguf path) or the default one.
@@ -91,15 +136,100 @@ fn cancel_on_ctrl_c() -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     (cancelled, watcher)
 }
 
-/// Print streamed answer text (unless `quiet`); `false` once cancelled.
+/// Print streamed answer text (unless `quiet`) and the route; `false` once cancelled.
 fn stream_to_stdout(e: &AnswerEvent, quiet: bool, cancelled: &AtomicBool) -> bool {
     if !quiet {
-        if let AnswerEvent::Token(t) = e {
-            print!("{t}");
-            let _ = std::io::stdout().flush();
+        match e {
+            AnswerEvent::Token(t) => {
+                print!("{t}");
+                let _ = std::io::stdout().flush();
+            }
+            AnswerEvent::Route(r) => {
+                eprintln!("[{}: {}]", r.target, r.reason);
+            }
+            AnswerEvent::Sent(p) => {
+                eprintln!(
+                    "\n[sent {} bytes to '{}' ({}); `quarry audit` lists it]",
+                    p.bytes, p.provider, p.host
+                );
+            }
+            AnswerEvent::Sources(_) => {}
         }
     }
     !cancelled.load(Ordering::SeqCst)
+}
+
+/// Show exactly what would be sent and ask the user (ask mode).
+fn confirm_on_terminal(p: &Preview, yes: bool) -> bool {
+    use std::io::{BufRead, IsTerminal};
+    eprintln!(
+        "\nThis would be sent to provider '{}' ({}, model {}), {} bytes{}:",
+        p.provider,
+        p.host,
+        p.model,
+        p.bytes,
+        if p.redactions.counts.is_empty() {
+            String::new()
+        } else {
+            format!(", personal data redacted: {:?}", p.redactions.counts)
+        }
+    );
+    for m in &p.messages {
+        eprintln!("----- {} -----\n{}", m.role, m.content);
+    }
+    eprintln!("-----");
+    if yes {
+        eprintln!("Sending (--yes).");
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("Not sent: no terminal to confirm on (pass --yes to send).");
+        return false;
+    }
+    eprint!("Send it? [y/N] ");
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// The policy, egress, classifier and cache for asking `library`.
+pub struct Routing {
+    pub policy: Policy,
+    pub egress: Option<Egress>,
+    pub classifier: Option<TaskClassifier>,
+    pub cache: AnswerCache,
+}
+
+pub fn routing_for(
+    ctx: &Context,
+    library: &Library,
+    embedder: &quarry_core::Embedder,
+    args: &RoutingArgs,
+) -> Result<Routing> {
+    let env = |k: &str| std::env::var(k).ok();
+    let (policy, egress) = quarry_core::cloud::setup(
+        &ctx.dirs.config,
+        library,
+        args.privacy,
+        args.provider.as_deref(),
+        &env,
+        true,
+    )?;
+    // The classifier only matters when something could be routed away.
+    let classifier = if egress.is_some() && policy.allows_egress() {
+        Some(TaskClassifier::builtin(
+            embedder,
+            &ctx.store.root().join(".router"),
+        )?)
+    } else {
+        None
+    };
+    Ok(Routing {
+        policy,
+        egress,
+        classifier,
+        cache: AnswerCache::open(library.dir()),
+    })
 }
 
 /// The library, its embedder and the generator: what `ask` and `chat` need.
@@ -156,17 +286,28 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     // Ctrl-C stops generation cleanly: the answer so far and its sources are kept.
     let (cancelled, watcher) = cancel_on_ctrl_c();
     let json = args.json;
+    let mut routing = routing_for(ctx, &library, &embedder, &args.routing)?;
     let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, json, &cancelled);
-    let result = answer(
-        &library,
-        &embedder,
-        &mut model,
-        &args.question,
-        &[],
-        &opts,
-        &mut on_event,
-    )
-    .await;
+    let yes = args.routing.yes;
+    let mut confirm = |p: &Preview| confirm_on_terminal(p, yes);
+    let mut asker = Asker {
+        library: &library,
+        embedder: &embedder,
+        model: &mut model,
+        policy: &routing.policy,
+        classifier: routing.classifier.as_ref(),
+        egress: routing.egress.as_ref(),
+        cache: (!args.routing.no_cache).then_some(&mut routing.cache),
+    };
+    let ask_opts = AskOptions {
+        answer: opts,
+        route: args.routing.route,
+        use_cache: !args.routing.no_cache,
+        now: chrono::Utc::now(),
+    };
+    let result = asker
+        .ask(&args.question, &[], &ask_opts, &mut confirm, &mut on_event)
+        .await;
     watcher.abort();
     let result = result?;
     if json {
@@ -174,16 +315,19 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     } else {
         println!();
         print_sources(&result.sources, &result.cited);
-        eprintln!(
-            "\n[{}: first token {:.0} ms, total {:.0} ms, prompt {} tokens at {:.0} tok/s, {} tokens at {:.1} tok/s]",
-            result.route.target,
-            result.timings.first_token_ms,
-            result.timings.total_ms,
-            result.timings.prompt_tokens,
-            result.timings.prefill_tokens_per_s,
-            result.timings.generated_tokens,
-            result.timings.decode_tokens_per_s
-        );
+        let t = &result.timings;
+        if result.route.target == "local" {
+            eprintln!(
+                "\n[local: route {:.0} ms, first token {:.0} ms, total {:.0} ms, prompt {} tokens at {:.0} tok/s, {} tokens at {:.1} tok/s]",
+                t.route_ms, t.first_token_ms, t.total_ms, t.prompt_tokens,
+                t.prefill_tokens_per_s, t.generated_tokens, t.decode_tokens_per_s
+            );
+        } else {
+            eprintln!(
+                "\n[{}: route {:.0} ms, first token {:.0} ms, total {:.0} ms]",
+                result.route.target, t.route_ms, t.first_token_ms, t.total_ms
+            );
+        }
     }
     Ok(())
 }
@@ -204,6 +348,8 @@ pub struct ChatArgs {
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
+    #[command(flatten)]
+    routing: RoutingArgs,
 }
 
 /// `quarry chat`: several questions in a row; follow-ups see the conversation.
@@ -217,6 +363,7 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     };
     opts.generate.max_tokens = args.max_tokens;
     opts.generate.temperature = args.temperature;
+    let mut routing = routing_for(ctx, &library, &embedder, &args.routing)?;
     let (cancelled, watcher) = cancel_on_ctrl_c();
     eprintln!(
         "Ask about {} (Ctrl-C stops an answer; Ctrl-D or /quit leaves).",
@@ -240,16 +387,32 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
         cancelled.store(false, Ordering::SeqCst);
         let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, false, &cancelled);
         let keep = history.len().saturating_sub(4);
-        let result = answer(
-            &library,
-            &embedder,
-            &mut model,
-            question,
-            &history[keep..],
-            &opts,
-            &mut on_event,
-        )
-        .await;
+        let yes = args.routing.yes;
+        let mut confirm = |p: &Preview| confirm_on_terminal(p, yes);
+        let mut asker = Asker {
+            library: &library,
+            embedder: &embedder,
+            model: &mut model,
+            policy: &routing.policy,
+            classifier: routing.classifier.as_ref(),
+            egress: routing.egress.as_ref(),
+            cache: (!args.routing.no_cache).then_some(&mut routing.cache),
+        };
+        let ask_opts = AskOptions {
+            answer: opts.clone(),
+            route: args.routing.route,
+            use_cache: !args.routing.no_cache,
+            now: chrono::Utc::now(),
+        };
+        let result = asker
+            .ask(
+                question,
+                &history[keep..],
+                &ask_opts,
+                &mut confirm,
+                &mut on_event,
+            )
+            .await;
         match result {
             Ok(a) => {
                 println!();

@@ -1,9 +1,11 @@
 //! `quarry`: the command line over quarry-core.
 
 mod ask;
+mod cloud;
 mod commands;
 mod evaluate;
 mod render;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -58,6 +60,23 @@ enum Command {
     Ask(ask::AskArgs),
     /// Ask several questions in a row; follow-ups see the conversation.
     Chat(ask::ChatArgs),
+    /// Configure remote providers (OpenAI-compatible chat APIs) and their keys.
+    Provider {
+        #[command(subcommand)]
+        action: cloud::ProviderAction,
+    },
+    /// Show or set the privacy mode (globally, or for one library).
+    Privacy(cloud::PrivacyArgs),
+    /// List every request that sent text off this machine.
+    Audit {
+        #[command(flatten)]
+        lib: LibraryArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the library over HTTP on loopback (JSON, SSE, OpenAI-compatible).
+    Serve(serve::ServeArgs),
     /// Measure retrieval quality on a BEIR-layout dataset.
     Eval(evaluate::EvalArgs),
     /// Measure speed (embedding throughput).
@@ -126,6 +145,10 @@ fn main() {
             Command::Search(args) => commands::search(&ctx, args).await,
             Command::Ask(args) => ask::ask(&ctx, args).await,
             Command::Chat(args) => ask::chat(&ctx, args).await,
+            Command::Provider { action } => cloud::provider(&ctx, action),
+            Command::Privacy(args) => cloud::privacy(&ctx, args).await,
+            Command::Audit { lib, json } => cloud::audit(&ctx, lib.library, json).await,
+            Command::Serve(args) => serve::serve(&ctx, args).await,
             Command::Eval(args) => evaluate::eval(&ctx, args).await,
             Command::Bench(args) => evaluate::bench(&ctx, args).await,
         }

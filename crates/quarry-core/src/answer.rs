@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::citations::{attribute, CitationFilter};
 use crate::embed::Embedder;
@@ -55,7 +55,7 @@ impl Default for AnswerOptions {
 pub const DEFAULT_MIN_SIMILARITY: f32 = 0.39;
 
 /// A numbered source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
     /// Its number in the answer, from 1.
     pub n: usize,
@@ -76,18 +76,24 @@ pub struct Source {
 }
 
 /// Where the answer came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Route {
-    /// `local`, or `none` when no model was called.
+    /// `local`, `cloud`, `cache`, or `none` when no model was called.
     pub target: String,
     /// Why.
     pub reason: String,
     /// Model name.
     pub model: Option<String>,
+    /// The task classifier's verdict, when the router ran.
+    #[serde(default)]
+    pub task: Option<crate::router::TaskVerdict>,
+    /// The provider, for cloud answers.
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 /// Timings of an answer, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AnswerTimings {
     /// Retrieval.
     pub retrieval_ms: f64,
@@ -103,6 +109,9 @@ pub struct AnswerTimings {
     pub prefill_tokens_per_s: f64,
     /// Generation speed.
     pub decode_tokens_per_s: f64,
+    /// Deciding the route (task classification included).
+    #[serde(default)]
+    pub route_ms: f64,
 }
 
 /// Events of an answer, in order.
@@ -114,10 +123,12 @@ pub enum AnswerEvent {
     Route(Route),
     /// Answer text.
     Token(String),
+    /// Text was sent to a provider: exactly this.
+    Sent(crate::cloud::Preview),
 }
 
 /// A finished answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
     /// The query retrieval used (the question, or a follow-up joined with the previous question).
     pub query: String,
@@ -131,6 +142,9 @@ pub struct Answer {
     pub route: Route,
     /// Timings.
     pub timings: AnswerTimings,
+    /// What left the machine, for cloud answers.
+    #[serde(default)]
+    pub sent: Option<crate::cloud::Preview>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -156,6 +170,30 @@ fn source_header(s: &Source) -> String {
     h
 }
 
+fn frame_messages(history: &[ChatMessage], question: &str, body: &str) -> Vec<ChatMessage> {
+    let mut m = vec![ChatMessage::new("system", SYSTEM)];
+    m.extend(history.iter().cloned());
+    m.push(ChatMessage::new(
+        "user",
+        format!("Sources:\n\n{body}\nQuestion: {question}"),
+    ));
+    m
+}
+
+/// The chat messages for a frontier model: the same instructions and
+/// numbered sources as the local prompt, all of `sources` (its window is large).
+pub fn cloud_messages(
+    history: &[ChatMessage],
+    question: &str,
+    sources: &[Source],
+) -> Vec<ChatMessage> {
+    let body: String = sources
+        .iter()
+        .map(|s| format!("{}\n{}\n\n", source_header(s), s.text.trim()))
+        .collect();
+    frame_messages(history, question, &body)
+}
+
 /// Build the chat messages for `question` with as many sources as fit in
 /// `budget` tokens; returns the messages and the sources actually used.
 pub fn build_prompt(
@@ -165,15 +203,7 @@ pub fn build_prompt(
     sources: &[Source],
     budget: usize,
 ) -> Result<(Vec<ChatMessage>, Vec<Source>)> {
-    let frame = |body: &str| -> Vec<ChatMessage> {
-        let mut m = vec![ChatMessage::new("system", SYSTEM)];
-        m.extend(history.iter().cloned());
-        m.push(ChatMessage::new(
-            "user",
-            format!("Sources:\n\n{body}\nQuestion: {question}"),
-        ));
-        m
-    };
+    let frame = |body: &str| frame_messages(history, question, body);
     let base = model.count_tokens(&model.render_chat(&frame(""))?);
     let mut remaining = budget.saturating_sub(base);
     let mut body = String::new();
@@ -235,16 +265,30 @@ pub fn retrieval_query(history: &[ChatMessage], question: &str) -> String {
     }
 }
 
-/// Answer `question` from `library` with `model`.
-pub async fn answer(
+/// Retrieved sources for a question, before any model is called.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    /// The query retrieval used.
+    pub query: String,
+    /// Numbered candidate sources, best first.
+    pub candidates: Vec<Source>,
+    /// Best vector similarity (0 when there was no vector hit).
+    pub best_similarity: f32,
+    /// Whether the best passage clears the relevance floor.
+    pub relevant: bool,
+    /// How long retrieval took.
+    pub elapsed: Duration,
+}
+
+/// Retrieve numbered sources for `question` (a follow-up is joined with the
+/// previous question, see [`retrieval_query`]).
+pub async fn retrieve(
     library: &Library,
     embedder: &Embedder,
-    model: &mut LocalModel,
     question: &str,
     history: &[ChatMessage],
     opts: &AnswerOptions,
-    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
-) -> Result<Answer> {
+) -> Result<Retrieved> {
     let started = Instant::now();
     let search = HybridSearch::new(library, Some(embedder))?;
     let query = retrieval_query(history, question);
@@ -259,8 +303,7 @@ pub async fn answer(
             },
         )
         .await?;
-    let retrieval = started.elapsed();
-    let relevant = results.best_similarity.unwrap_or(0.0) >= opts.min_similarity;
+    let best_similarity = results.best_similarity.unwrap_or(0.0);
     let candidates: Vec<Source> = results
         .hits
         .iter()
@@ -276,48 +319,94 @@ pub async fn answer(
             score: h.score,
         })
         .collect();
-    let mut timings = AnswerTimings {
-        retrieval_ms: ms(retrieval),
-        ..Default::default()
+    Ok(Retrieved {
+        query,
+        relevant: best_similarity >= opts.min_similarity && !candidates.is_empty(),
+        candidates,
+        best_similarity,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The answer given when nothing relevant was retrieved: the model is not called.
+pub fn not_found(
+    retrieved: &Retrieved,
+    opts: &AnswerOptions,
+    started: Instant,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Answer {
+    on_event(AnswerEvent::Sources(Vec::new()));
+    let route = Route {
+        target: "none".into(),
+        reason: format!(
+            "no passage is relevant enough (best similarity {:.2} < {:.2}); no model was called",
+            retrieved.best_similarity, opts.min_similarity
+        ),
+        model: None,
+        task: None,
+        provider: None,
     };
-    if !relevant || candidates.is_empty() {
-        on_event(AnswerEvent::Sources(Vec::new()));
-        let route = Route {
-            target: "none".into(),
-            reason: format!(
-                "no passage is relevant enough (best similarity {:.2} < {:.2}); the model was not called",
-                results.best_similarity.unwrap_or(0.0),
-                opts.min_similarity
-            ),
-            model: None,
-        };
-        on_event(AnswerEvent::Route(route.clone()));
-        on_event(AnswerEvent::Token(NOT_FOUND.to_string()));
-        timings.total_ms = ms(started.elapsed());
-        timings.first_token_ms = timings.total_ms;
-        return Ok(Answer {
-            query,
-            answer: NOT_FOUND.to_string(),
-            sources: Vec::new(),
-            cited: Vec::new(),
-            route,
-            timings,
-        });
+    on_event(AnswerEvent::Route(route.clone()));
+    on_event(AnswerEvent::Token(NOT_FOUND.to_string()));
+    let total = ms(started.elapsed());
+    Answer {
+        query: retrieved.query.clone(),
+        answer: NOT_FOUND.to_string(),
+        sources: Vec::new(),
+        cited: Vec::new(),
+        route,
+        timings: AnswerTimings {
+            retrieval_ms: ms(retrieved.elapsed),
+            first_token_ms: total,
+            total_ms: total,
+            ..Default::default()
+        },
+        sent: None,
     }
-    let budget = opts.max_prompt_tokens.min(
+}
+
+/// The local model's prompt budget under `opts`.
+pub fn local_budget(model: &LocalModel, opts: &AnswerOptions) -> usize {
+    opts.max_prompt_tokens.min(
         model
             .context_length()
             .saturating_sub(opts.generate.max_tokens + 8),
-    );
-    let (messages, sources) = build_prompt(model, history, question, &candidates, budget)?;
-    on_event(AnswerEvent::Sources(sources.clone()));
-    let route = Route {
-        target: "local".into(),
-        reason: "local-only: answered on this machine".into(),
-        model: Some(model.name().to_string()),
-    };
-    on_event(AnswerEvent::Route(route.clone()));
-    let prompt = model.render_chat(&messages)?;
+    )
+}
+
+/// Keep only valid citations of `text`; when it cites nothing, attribute its
+/// sentences to the sources they repeat.
+pub(crate) fn finish_citations(
+    mut text: String,
+    filter: &CitationFilter,
+    sources: &[Source],
+) -> (String, Vec<usize>) {
+    let mut cited = filter.cited().to_vec();
+    if cited.is_empty() && !text.is_empty() {
+        // The model cited nothing: attribute sentences to the sources they
+        // repeat, so every claim that comes from a source still points at it.
+        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
+        let (annotated, found) = attribute(&text, &texts, 0.6);
+        text = annotated;
+        cited = found;
+    }
+    (text, cited)
+}
+
+/// Generate the answer with the local model from already-fitted messages.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_local(
+    model: &mut LocalModel,
+    retrieved: &Retrieved,
+    messages: &[ChatMessage],
+    sources: Vec<Source>,
+    route: Route,
+    opts: &AnswerOptions,
+    started: Instant,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Result<Answer> {
+    let prompt = model.render_chat(messages)?;
+    let generation_started = started.elapsed();
     let mut filter = CitationFilter::new(sources.len());
     let mut shown = String::new();
     let (_, stats): (String, GenerationStats) =
@@ -334,7 +423,11 @@ pub async fn answer(
         shown.push_str(&rest);
         on_event(AnswerEvent::Token(rest));
     }
-    timings.first_token_ms = ms(retrieval + stats.first_token);
+    let mut timings = AnswerTimings {
+        retrieval_ms: ms(retrieved.elapsed),
+        ..Default::default()
+    };
+    timings.first_token_ms = ms(generation_started + stats.first_token);
     timings.total_ms = ms(started.elapsed());
     timings.prompt_tokens = stats.prompt_tokens;
     timings.generated_tokens = stats.generated_tokens;
@@ -342,24 +435,49 @@ pub async fn answer(
         stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
     timings.decode_tokens_per_s =
         stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
-    let mut text = shown.trim().to_string();
-    let mut cited = filter.cited().to_vec();
-    if cited.is_empty() && !text.is_empty() {
-        // The model cited nothing: attribute sentences to the sources they
-        // repeat, so every claim that comes from a source still points at it.
-        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
-        let (annotated, found) = attribute(&text, &texts, 0.6);
-        text = annotated;
-        cited = found;
-    }
+    let (text, cited) = finish_citations(shown.trim().to_string(), &filter, &sources);
     Ok(Answer {
-        query,
+        query: retrieved.query.clone(),
         answer: text,
         sources,
         cited,
         route,
         timings,
+        sent: None,
     })
+}
+
+/// Answer `question` from `library` with the local `model` (no routing, no
+/// cache: the pipeline `quarry eval --answers` measures).
+pub async fn answer(
+    library: &Library,
+    embedder: &Embedder,
+    model: &mut LocalModel,
+    question: &str,
+    history: &[ChatMessage],
+    opts: &AnswerOptions,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Result<Answer> {
+    let started = Instant::now();
+    let retrieved = retrieve(library, embedder, question, history, opts).await?;
+    if !retrieved.relevant {
+        return Ok(not_found(&retrieved, opts, started, on_event));
+    }
+    let budget = local_budget(model, opts);
+    let (messages, sources) =
+        build_prompt(model, history, question, &retrieved.candidates, budget)?;
+    on_event(AnswerEvent::Sources(sources.clone()));
+    let route = Route {
+        target: "local".into(),
+        reason: "answered on this machine".into(),
+        model: Some(model.name().to_string()),
+        task: None,
+        provider: None,
+    };
+    on_event(AnswerEvent::Route(route.clone()));
+    generate_local(
+        model, &retrieved, &messages, sources, route, opts, started, on_event,
+    )
 }
 
 #[cfg(test)]

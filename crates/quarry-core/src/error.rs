@@ -104,6 +104,23 @@ pub enum Error {
     /// JSON (de)serialisation failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The privacy policy keeps this text on the machine.
+    #[error("privacy: nothing may leave this machine ({0})")]
+    PrivacyBlocked(String),
+    /// The user declined to send text to a provider.
+    #[error("sending to the provider was declined")]
+    SendDeclined,
+    /// A remote provider failed or timed out.
+    #[error("provider '{provider}': {reason}")]
+    Provider {
+        /// Provider name.
+        provider: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The OS keychain could not be used.
+    #[error("keychain: {0}")]
+    Keychain(String),
     /// An internal invariant was broken; a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -132,6 +149,10 @@ impl Error {
             Error::Tensor(_) => "tensor",
             Error::Tokenizer(_) => "tokenizer",
             Error::Json(_) => "json",
+            Error::PrivacyBlocked(_) => "privacy_blocked",
+            Error::SendDeclined => "send_declined",
+            Error::Provider { .. } => "provider_failed",
+            Error::Keychain(_) => "keychain",
             Error::Internal(_) => "internal",
         }
     }
@@ -148,6 +169,9 @@ impl Error {
                 | Error::BadPath { .. }
                 | Error::InvalidInput(_)
                 | Error::KeywordQuery(_)
+                | Error::PrivacyBlocked(_)
+                | Error::SendDeclined
+                | Error::Keychain(_)
         )
     }
 }

@@ -12,10 +12,13 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod answer_cache;
 pub mod answer_eval;
+pub mod ask;
 pub mod bert;
 pub mod chunk;
 pub mod citations;
+pub mod cloud;
 pub mod dirs;
 pub mod embed;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod index;
 pub mod journal;
 pub mod library;
 pub mod models;
+pub mod router;
 pub mod scale;
 pub mod search;
 pub mod store;

@@ -22,6 +22,9 @@ pub struct LibraryMeta {
     pub dim: usize,
     /// Folders (or files) the user added, absolute.
     pub folders: Vec<PathBuf>,
+    /// The library's privacy settings.
+    #[serde(default)]
+    pub privacy: crate::cloud::LibraryPrivacy,
 }
 
 /// What [`Library::check`] found.
@@ -123,6 +126,7 @@ impl Library {
             embedder: embedder.to_string(),
             dim,
             folders: Vec::new(),
+            privacy: Default::default(),
         };
         let lib = Self::open_with(dir, meta).await?;
         lib.save_meta()?;
@@ -264,6 +268,16 @@ impl Library {
         self.vectors.chunk_records(None).await
     }
 
+    /// A fingerprint of the library's content: it changes whenever a document
+    /// is indexed, changed or removed (the answer cache is valid for one).
+    pub async fn content_version(&self) -> Result<String> {
+        let (chunks, documents) = self.vectors.versions().await?;
+        Ok(format!(
+            "{chunks}.{documents}.{}",
+            self.keywords.num_chunks()
+        ))
+    }
+
     /// The library folder (absolute).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -272,6 +286,14 @@ impl Library {
     /// Its metadata.
     pub fn meta(&self) -> &LibraryMeta {
         &self.meta
+    }
+
+    /// Change the library's privacy settings (saved at once). Takes the
+    /// write lock, so it fails with [`Error::Locked`] while another process indexes.
+    pub fn set_privacy(&mut self, privacy: crate::cloud::LibraryPrivacy) -> Result<()> {
+        let _lock = self.lock_for_writing()?;
+        self.meta.privacy = privacy;
+        self.save_meta()
     }
 
     pub(crate) fn add_folder(&mut self, folder: &Path) -> Result<()> {

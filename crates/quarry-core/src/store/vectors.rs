@@ -298,6 +298,15 @@ impl VectorStore {
         Ok(self.chunks.count_rows(None).await?)
     }
 
+    /// The tables' versions: they change with every write, so together they
+    /// identify the library's content (the answer cache keys on them).
+    pub async fn versions(&self) -> Result<(u64, u64)> {
+        Ok((
+            self.chunks.version().await?,
+            self.documents.version().await?,
+        ))
+    }
+
     /// Compact small fragments left by many small writes and drop old versions.
     pub async fn optimize(&self) -> Result<()> {
         self.chunks

@@ -1,0 +1,74 @@
+//! `quarry serve`: the library over HTTP on loopback.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context as _, Result};
+use quarry_core::index::IndexOptions;
+use quarry_core::Library;
+use quarry_server::{Engine, EngineParts, ServeOptions};
+
+use crate::commands::Context;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    lib: crate::LibraryArg,
+    /// Address to listen on (loopback by default; anything else needs --token).
+    #[arg(long, default_value = "127.0.0.1:7311")]
+    addr: SocketAddr,
+    /// Bearer token clients must send (required off loopback).
+    #[arg(long, env = "QUARRY_SERVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Generator: a registry id or a path to a .gguf file.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
+    let dir = ctx.library_dir(args.lib.library.clone());
+    let embedder_id = match Library::open(&dir).await {
+        Ok(lib) => lib.meta().embedder.clone(),
+        Err(quarry_core::Error::NoLibrary(_)) => ctx.default_embedder()?,
+        Err(e) => return Err(e.into()),
+    };
+    let embedder = ctx.load_embedder(&embedder_id)?;
+    let library = Library::open_or_create(&dir, embedder.id(), embedder.dim()).await?;
+    let model_name = crate::ask::generator_name(ctx, args.model.as_deref())?;
+    let loader_model = args.model.clone();
+    let loader_ctx = Context::from_env();
+    let engine = Engine::new(EngineParts {
+        library,
+        embedder,
+        load_model: Box::new(move || {
+            crate::ask::load_generator(&loader_ctx, loader_model.as_deref()).map_err(|e| {
+                quarry_core::Error::ModelLoad {
+                    id: "generator".into(),
+                    reason: crate::render::error_chain(&e),
+                }
+            })
+        }),
+        model_name,
+        config_dir: ctx.dirs.config.clone(),
+        cache_dir: ctx.store.root().join(".router"),
+        index: IndexOptions::default(),
+    });
+    let options = ServeOptions {
+        addr: args.addr,
+        token: args.token.clone(),
+    };
+    let library_dir = dir.display().to_string();
+    quarry_server::serve(
+        engine,
+        options,
+        move |addr| {
+            // The first line on stdout is the address (tests and scripts read it).
+            println!("Quarry is serving {library_dir} at http://{addr}");
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
+    .await
+    .context("serving")?;
+    Ok(())
+}

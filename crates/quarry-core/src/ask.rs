@@ -1,0 +1,271 @@
+//! The whole question pipeline behind `quarry ask`, the server and the app:
+//! cached answer → retrieval → router → local model or (through the single
+//! egress point) a frontier provider, with a fallback to the local model when
+//! the provider fails, times out or the user declines to send.
+
+use std::time::Instant;
+
+use crate::answer::{
+    build_prompt, cloud_messages, finish_citations, generate_local, local_budget, not_found,
+    retrieve, Answer, AnswerEvent, AnswerOptions, AnswerTimings, Route,
+};
+use crate::answer_cache::AnswerCache;
+use crate::citations::CitationFilter;
+use crate::cloud::{Egress, Outbound, Policy, Preview};
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::generate::{ChatMessage, LocalModel};
+use crate::library::Library;
+use crate::router::{decide, RouteInputs, RouteOverride, Target, TaskClassifier};
+
+/// What answering needs; everything but the library, embedder and model is optional.
+pub struct Asker<'a> {
+    /// The library.
+    pub library: &'a Library,
+    /// Its embedder.
+    pub embedder: &'a Embedder,
+    /// The local model.
+    pub model: &'a mut LocalModel,
+    /// The privacy policy in force.
+    pub policy: &'a Policy,
+    /// The task classifier (without one, only `--route cloud` or a too-large
+    /// context sends a question to the provider).
+    pub classifier: Option<&'a TaskClassifier>,
+    /// The provider's egress, when one is configured.
+    pub egress: Option<&'a Egress>,
+    /// The library's answer cache.
+    pub cache: Option<&'a mut AnswerCache>,
+}
+
+/// Options of one question.
+#[derive(Debug, Clone)]
+pub struct AskOptions {
+    /// Retrieval and generation settings.
+    pub answer: AnswerOptions,
+    /// The per-question route override.
+    pub route: RouteOverride,
+    /// Use and fill the answer cache.
+    pub use_cache: bool,
+    /// The time (for the audit log).
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Asker<'_> {
+    /// Answer `question`. `confirm` is shown exactly what would be sent when
+    /// the privacy mode is `ask` (true sends); `on_event` receives the answer's
+    /// events (false stops generation). A second [`AnswerEvent::Route`] means
+    /// the provider failed and the local model answers instead.
+    pub async fn ask(
+        &mut self,
+        question: &str,
+        history: &[ChatMessage],
+        opts: &AskOptions,
+        confirm: &mut dyn FnMut(&Preview) -> bool,
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> Result<Answer> {
+        let started = Instant::now();
+        let needs_vector = self.classifier.is_some() || (opts.use_cache && self.cache.is_some());
+        let vector = if needs_vector {
+            Some(self.embedder.embed_raw(&[question.to_string()])?.remove(0))
+        } else {
+            None
+        };
+        // The question's embedding serves both the cache and the classifier.
+        let embed_ms = ms(started.elapsed());
+        let scope = format!("{:?}", opts.answer.filter);
+        let content_version = self.library.content_version().await?;
+        let cacheable = opts.use_cache && history.is_empty() && opts.route == RouteOverride::Auto;
+        if let (true, Some(cache), Some(v)) = (cacheable, self.cache.as_deref(), &vector) {
+            if let Some(mut hit) = cache.lookup(question, v, &content_version, &scope) {
+                on_event(AnswerEvent::Sources(hit.sources.clone()));
+                hit.route.reason = format!(
+                    "the same question was answered before ({}) and the library has not changed since",
+                    hit.route.target
+                );
+                hit.route.target = "cache".into();
+                on_event(AnswerEvent::Route(hit.route.clone()));
+                on_event(AnswerEvent::Token(hit.answer.clone()));
+                let total = ms(started.elapsed());
+                hit.timings = AnswerTimings {
+                    first_token_ms: total,
+                    total_ms: total,
+                    ..Default::default()
+                };
+                return Ok(hit);
+            }
+        }
+        let retrieved =
+            retrieve(self.library, self.embedder, question, history, &opts.answer).await?;
+        if !retrieved.relevant {
+            return Ok(not_found(&retrieved, &opts.answer, started, on_event));
+        }
+        let budget = local_budget(self.model, &opts.answer);
+        let (messages, fitted) =
+            build_prompt(self.model, history, question, &retrieved.candidates, budget)?;
+        let route_started = Instant::now();
+        let verdict = match (self.classifier, &vector) {
+            (Some(c), Some(v)) => Some(c.classify_vector(question, v)),
+            _ => None,
+        };
+        let egress_ok = if self.policy.allows_egress() {
+            Ok(())
+        } else {
+            Err(format!("privacy mode is local-only ({})", self.policy.why))
+        };
+        let (target, reason) = decide(&RouteInputs {
+            requested: opts.route,
+            verdict: verdict.as_ref(),
+            best_similarity: retrieved.best_similarity,
+            sources_left_out: retrieved.candidates.len() - fitted.len(),
+            egress: egress_ok,
+            provider: self.egress.map(|e| e.provider().name.as_str()),
+        });
+        let route_ms = ms(route_started.elapsed()) + if verdict.is_some() { embed_ms } else { 0.0 };
+        let mut answer = None;
+        if target == Target::Cloud {
+            let egress = self
+                .egress
+                .expect("decide() picks cloud only with a provider");
+            let route = Route {
+                target: "cloud".into(),
+                reason: reason.clone(),
+                model: Some(egress.provider().model.clone()),
+                task: verdict.clone(),
+                provider: Some(egress.provider().name.clone()),
+            };
+            match self
+                .cloud(
+                    egress, &retrieved, history, question, route, opts, started, confirm, on_event,
+                )
+                .await
+            {
+                Ok(a) => answer = Some(a),
+                Err(
+                    e @ (Error::Provider { .. } | Error::SendDeclined | Error::PrivacyBlocked(_)),
+                ) => {
+                    let why = match &e {
+                        Error::SendDeclined => "sending was declined".to_string(),
+                        other => other.to_string(),
+                    };
+                    let route = Route {
+                        target: "local".into(),
+                        reason: format!("{why}; answered on this machine instead"),
+                        model: Some(self.model.name().to_string()),
+                        task: verdict.clone(),
+                        provider: None,
+                    };
+                    on_event(AnswerEvent::Sources(fitted.clone()));
+                    on_event(AnswerEvent::Route(route.clone()));
+                    answer = Some(generate_local(
+                        self.model,
+                        &retrieved,
+                        &messages,
+                        fitted.clone(),
+                        route,
+                        &opts.answer,
+                        started,
+                        on_event,
+                    )?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut answer = match answer {
+            Some(a) => a,
+            None => {
+                let route = Route {
+                    target: "local".into(),
+                    reason,
+                    model: Some(self.model.name().to_string()),
+                    task: verdict.clone(),
+                    provider: None,
+                };
+                on_event(AnswerEvent::Sources(fitted.clone()));
+                on_event(AnswerEvent::Route(route.clone()));
+                generate_local(
+                    self.model,
+                    &retrieved,
+                    &messages,
+                    fitted,
+                    route,
+                    &opts.answer,
+                    started,
+                    on_event,
+                )?
+            }
+        };
+        answer.timings.route_ms = route_ms;
+        if cacheable && !answer.answer.is_empty() {
+            if let (Some(cache), Some(v)) = (self.cache.as_deref_mut(), vector) {
+                // A cache that cannot be written costs only a recomputation.
+                if let Err(e) = cache.insert(question, v, &content_version, &scope, &answer) {
+                    tracing::warn!("answer cache: {e}");
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn cloud(
+        &mut self,
+        egress: &Egress,
+        retrieved: &crate::answer::Retrieved,
+        history: &[ChatMessage],
+        question: &str,
+        route: Route,
+        opts: &AskOptions,
+        started: Instant,
+        confirm: &mut dyn FnMut(&Preview) -> bool,
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> Result<Answer> {
+        let sources = retrieved.candidates.clone();
+        let mut documents: Vec<String> = sources.iter().map(|s| s.path.clone()).collect();
+        documents.dedup();
+        let outbound = Outbound {
+            messages: cloud_messages(history, question, &sources),
+            documents,
+            max_tokens: opts.answer.generate.max_tokens,
+            temperature: opts.answer.generate.temperature,
+        };
+        on_event(AnswerEvent::Sources(sources.clone()));
+        on_event(AnswerEvent::Route(route.clone()));
+        let mut filter = CitationFilter::new(sources.len());
+        let mut shown = String::new();
+        let reply = egress
+            .send(&outbound, opts.now, confirm, &mut |piece| {
+                let visible = filter.push(piece);
+                if visible.is_empty() {
+                    return true;
+                }
+                shown.push_str(&visible);
+                on_event(AnswerEvent::Token(visible))
+            })
+            .await?;
+        let rest = filter.finish();
+        if !rest.is_empty() {
+            shown.push_str(&rest);
+            on_event(AnswerEvent::Token(rest));
+        }
+        on_event(AnswerEvent::Sent(reply.sent.clone()));
+        let (text, cited) = finish_citations(shown.trim().to_string(), &filter, &sources);
+        Ok(Answer {
+            query: retrieved.query.clone(),
+            answer: text,
+            sources,
+            cited,
+            route,
+            timings: AnswerTimings {
+                retrieval_ms: ms(retrieved.elapsed),
+                first_token_ms: ms(started.elapsed() - reply.elapsed + reply.first_token),
+                total_ms: ms(started.elapsed()),
+                ..Default::default()
+            },
+            sent: Some(reply.sent),
+        })
+    }
+}

@@ -1,0 +1,311 @@
+//! Quarry's own JSON/SSE endpoints under `/api`.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures::Stream;
+use quarry_core::answer::{AnswerEvent, AnswerOptions};
+use quarry_core::ask::{AskOptions, Asker};
+use quarry_core::cloud::PrivacyMode;
+use quarry_core::generate::ChatMessage;
+use quarry_core::router::RouteOverride;
+use quarry_core::store::{Filter, Hit};
+use quarry_core::{HybridSearch, SearchMode, SearchOptions};
+use serde::Deserialize;
+use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
+use tokio_stream::StreamExt;
+
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+type Shared = State<Arc<Engine>>;
+
+/// `GET /api/status`: the library's counts, failures and indexing progress.
+pub async fn status(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let lib = engine.library();
+    let status = lib.status().await?;
+    Ok(Json(serde_json::json!({
+        "library": status,
+        "privacy": lib.meta().privacy,
+        "indexing": engine.progress(),
+        "model": engine.model_name,
+    })))
+}
+
+/// `GET /api/status/stream`: SSE of indexing progress (`progress` events;
+/// the current state first).
+pub async fn status_stream(
+    State(engine): Shared,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let first = engine.progress();
+    let updates = BroadcastStream::new(engine.subscribe()).filter_map(|u| u.ok());
+    let stream = tokio_stream::once(first).chain(updates).map(|p| {
+        Ok(Event::default()
+            .event("progress")
+            .json_data(p)
+            .expect("json"))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Body of `POST /api/index`.
+#[derive(Deserialize)]
+pub struct IndexRequest {
+    /// Folders or files to add and index.
+    pub paths: Vec<PathBuf>,
+}
+
+/// `POST /api/index`: add folders and index them in the background.
+pub async fn index(
+    State(engine): Shared,
+    Json(req): Json<IndexRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    if req.paths.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "give at least one folder to index",
+        ));
+    }
+    engine.start_indexing(req.paths)?;
+    Ok((StatusCode::ACCEPTED, Json(engine.progress())))
+}
+
+/// Query of `GET /api/search`.
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    /// The query.
+    pub q: String,
+    /// `hybrid` (default), `vector` or `keyword`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Results wanted (default 10).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Only paths starting with this.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Only these extensions, comma-separated.
+    #[serde(default)]
+    pub ext: Option<String>,
+}
+
+fn hit_json(h: &Hit) -> serde_json::Value {
+    let (snippet, highlights) = match &h.snippet {
+        Some((s, ranges)) => (
+            s.clone(),
+            ranges.iter().map(|r| [r.start, r.end]).collect::<Vec<_>>(),
+        ),
+        None => (h.text.chars().take(300).collect(), Vec::new()),
+    };
+    serde_json::json!({
+        "chunk_id": h.chunk_id,
+        "path": h.path,
+        "page": h.page,
+        "heading": h.heading,
+        "char_start": h.char_start,
+        "char_end": h.char_end,
+        "score": h.score,
+        "text": h.text,
+        "snippet": snippet,
+        "highlights": highlights,
+    })
+}
+
+fn filter_of(path_prefix: Option<String>, ext: Option<&str>) -> Filter {
+    Filter {
+        path_prefix,
+        extensions: ext
+            .map(|e| {
+                e.split(',')
+                    .map(|x| x.trim().trim_start_matches('.').to_ascii_lowercase())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// `GET /api/search?q=…`: hybrid (or vector / keyword) search with snippets.
+pub async fn search(
+    State(engine): Shared,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mode: SearchMode = q.mode.as_deref().unwrap_or("hybrid").parse()?;
+    let lib = engine.library();
+    let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
+    let results = search
+        .search(
+            &q.q,
+            &SearchOptions {
+                mode,
+                k: q.k.unwrap_or(10).clamp(1, 100),
+                filter: filter_of(q.path_prefix, q.ext.as_deref()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Json(serde_json::json!({
+        "query": q.q,
+        "mode": mode,
+        "hits": results.hits.iter().map(hit_json).collect::<Vec<_>>(),
+        "best_similarity": results.best_similarity,
+        "took_ms": results.timings.total.as_secs_f64() * 1000.0,
+    })))
+}
+
+/// Body of `POST /api/ask`.
+#[derive(Deserialize)]
+pub struct AskRequest {
+    /// The question.
+    pub question: String,
+    /// Earlier turns (`role`, `content`), oldest first.
+    #[serde(default)]
+    pub history: Vec<ChatMessage>,
+    /// `local`, `cloud` or `auto` (default).
+    #[serde(default)]
+    pub route: RouteOverride,
+    /// Privacy mode for this question (a never-leaves-device library stays local whatever this says).
+    #[serde(default)]
+    pub privacy: Option<PrivacyMode>,
+    /// Provider to use (default: the configured default).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// In `ask` mode: the user saw the `consent` preview and agreed to send.
+    #[serde(default)]
+    pub confirm_send: bool,
+    /// Most answer tokens.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Sources to retrieve.
+    #[serde(default)]
+    pub sources: Option<usize>,
+    /// Only paths starting with this.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Use the answer cache (default true).
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+fn event(name: &str, data: impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
+}
+
+/// `POST /api/ask`: an SSE stream of the answer's events: `sources`, `route`
+/// (again if the provider fails and the local model takes over), `token`,
+/// `consent` (ask mode: what would be sent, not sent), `sent` (what left the
+/// machine), then `done` with the whole answer, or `error`.
+pub async fn ask(
+    State(engine): Shared,
+    Json(req): Json<AskRequest>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let result = answer_blocking(&engine, &handle, &req, &tx);
+        if let Err(e) = result {
+            let _ = tx.send(event("error", e.body()["error"].clone()));
+        }
+    });
+    Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
+/// Answer on a blocking thread (the model is held while generating),
+/// sending events to `tx`.
+fn answer_blocking(
+    engine: &Engine,
+    handle: &tokio::runtime::Handle,
+    req: &AskRequest,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) -> Result<(), ApiError> {
+    let lib = engine.library();
+    let env = |k: &str| std::env::var(k).ok();
+    let (policy, egress) = quarry_core::cloud::setup(
+        &engine.config_dir,
+        &lib,
+        req.privacy,
+        req.provider.as_deref(),
+        &env,
+        true,
+    )?;
+    let classifier = if egress.is_some() && policy.allows_egress() {
+        engine.classifier()
+    } else {
+        None
+    };
+    let mut opts = AnswerOptions {
+        filter: filter_of(req.path_prefix.clone(), None),
+        ..Default::default()
+    };
+    if let Some(n) = req.sources {
+        opts.sources = n.clamp(1, 20);
+    }
+    if let Some(n) = req.max_tokens {
+        opts.generate.max_tokens = n.clamp(1, 4096);
+    }
+    let ask_opts = AskOptions {
+        answer: opts,
+        route: req.route,
+        use_cache: !req.no_cache,
+        now: chrono_now(),
+    };
+    let mut on_event = |e: AnswerEvent| {
+        let ev = match e {
+            AnswerEvent::Sources(s) => event("sources", s),
+            AnswerEvent::Route(r) => event("route", r),
+            AnswerEvent::Token(t) => event("token", serde_json::json!({ "text": t })),
+            AnswerEvent::Sent(p) => event("sent", p),
+        };
+        // A closed stream (the client left) stops generation.
+        tx.send(ev).is_ok()
+    };
+    let confirmed = req.confirm_send;
+    let mut confirm = |p: &quarry_core::cloud::Preview| {
+        if !confirmed {
+            let _ = tx.send(event("consent", p));
+        }
+        confirmed
+    };
+    let mut model = engine.lock_model()?;
+    let model = model.as_mut().expect("loaded by lock_model");
+    let mut cache = engine.cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut asker = Asker {
+        library: &lib,
+        embedder: &engine.embedder,
+        model,
+        policy: &policy,
+        classifier,
+        egress: egress.as_ref(),
+        cache: Some(&mut cache),
+    };
+    let answer = handle.block_on(asker.ask(
+        &req.question,
+        &req.history,
+        &ask_opts,
+        &mut confirm,
+        &mut on_event,
+    ))?;
+    let _ = tx.send(event("done", &answer));
+    Ok(())
+}
+
+/// The current time (read here, at the edge, and passed into the engine).
+pub(crate) fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// `GET /api/audit`: every outbound request recorded for this library.
+pub async fn audit(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let entries = quarry_core::cloud::audit::read(&engine.library_dir)?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}

@@ -1,0 +1,268 @@
+//! The server's state: one library, its embedder, the local model (loaded on
+//! first use), the router and answer cache, and background indexing jobs
+//! whose progress is broadcast to `/api/status/stream`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Instant;
+
+use quarry_core::answer_cache::AnswerCache;
+use quarry_core::generate::LocalModel;
+use quarry_core::index::{IndexEvent, IndexOptions};
+use quarry_core::router::TaskClassifier;
+use quarry_core::{Embedder, Library, Result};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Loads the local model when it is first needed.
+pub type ModelLoader = Box<dyn Fn() -> Result<LocalModel> + Send + Sync>;
+
+/// What the server needs to run.
+pub struct EngineParts {
+    /// The open library.
+    pub library: Library,
+    /// Its embedder.
+    pub embedder: Embedder,
+    /// Loads the generator (called once, on the first question).
+    pub load_model: ModelLoader,
+    /// Name of the generator (for `/v1/models` before it is loaded).
+    pub model_name: String,
+    /// The configuration folder (settings, providers).
+    pub config_dir: PathBuf,
+    /// Where the router caches its example vectors.
+    pub cache_dir: PathBuf,
+    /// Indexing options for folders added through the API.
+    pub index: IndexOptions,
+}
+
+/// Progress of the current (or last) indexing job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexProgress {
+    /// Whether a job is running.
+    pub running: bool,
+    /// The folders being indexed.
+    pub paths: Vec<String>,
+    /// `walking`, `indexing`, `done` or `failed`.
+    pub phase: String,
+    /// Files found by the walk.
+    pub files_found: usize,
+    /// Files that need work.
+    pub files_total: usize,
+    /// Files processed.
+    pub files_done: usize,
+    /// Bytes of the files that need work.
+    pub bytes_total: u64,
+    /// Bytes processed.
+    pub bytes_done: u64,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Files per second so far.
+    pub files_per_s: f64,
+    /// Estimated seconds left.
+    pub eta_s: Option<f64>,
+    /// Seconds since the job started.
+    pub elapsed_s: f64,
+    /// The last finished job's summary (indexed, unchanged, skipped, failed with reasons).
+    pub report: Option<serde_json::Value>,
+    /// Why the job failed.
+    pub error: Option<serde_json::Value>,
+}
+
+/// Shared state of a running server.
+pub struct Engine {
+    library: RwLock<Arc<Library>>,
+    /// The library folder.
+    pub library_dir: PathBuf,
+    /// The embedder.
+    pub embedder: Arc<Embedder>,
+    model: Mutex<Option<LocalModel>>,
+    load_model: ModelLoader,
+    /// The generator's name.
+    pub model_name: String,
+    /// The configuration folder.
+    pub config_dir: PathBuf,
+    cache_dir: PathBuf,
+    classifier: OnceLock<Option<TaskClassifier>>,
+    /// The answer cache.
+    pub cache: Mutex<AnswerCache>,
+    index_opts: IndexOptions,
+    progress: Mutex<IndexProgress>,
+    updates: broadcast::Sender<IndexProgress>,
+}
+
+impl Engine {
+    /// Build the engine.
+    pub fn new(parts: EngineParts) -> Arc<Self> {
+        let (updates, _) = broadcast::channel(256);
+        let library_dir = parts.library.dir().to_path_buf();
+        Arc::new(Engine {
+            cache: Mutex::new(AnswerCache::open(&library_dir)),
+            library: RwLock::new(Arc::new(parts.library)),
+            library_dir,
+            embedder: Arc::new(parts.embedder),
+            model: Mutex::new(None),
+            load_model: parts.load_model,
+            model_name: parts.model_name,
+            config_dir: parts.config_dir,
+            cache_dir: parts.cache_dir,
+            classifier: OnceLock::new(),
+            index_opts: parts.index,
+            progress: Mutex::new(IndexProgress {
+                phase: "idle".into(),
+                ..Default::default()
+            }),
+            updates,
+        })
+    }
+
+    /// The library as of now (a snapshot: indexing swaps in a fresh one).
+    pub fn library(&self) -> Arc<Library> {
+        self.library.read().expect("library lock").clone()
+    }
+
+    /// The task classifier (built on first use; `None` if it cannot be built).
+    pub fn classifier(&self) -> Option<&TaskClassifier> {
+        self.classifier
+            .get_or_init(
+                || match TaskClassifier::builtin(&self.embedder, &self.cache_dir) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("router classifier unavailable: {e}");
+                        None
+                    }
+                },
+            )
+            .as_ref()
+    }
+
+    /// The local model, loaded first if needed; held by one question at a
+    /// time. Blocking: call it from a blocking thread.
+    pub fn lock_model(&self) -> Result<std::sync::MutexGuard<'_, Option<LocalModel>>> {
+        let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some((self.load_model)()?);
+        }
+        Ok(guard)
+    }
+
+    /// Progress of the current or last indexing job.
+    pub fn progress(&self) -> IndexProgress {
+        self.progress.lock().expect("progress lock").clone()
+    }
+
+    /// Subscribe to progress updates.
+    pub fn subscribe(&self) -> broadcast::Receiver<IndexProgress> {
+        self.updates.subscribe()
+    }
+
+    fn publish(&self, update: impl FnOnce(&mut IndexProgress)) {
+        let snapshot = {
+            let mut p = self.progress.lock().expect("progress lock");
+            update(&mut p);
+            p.clone()
+        };
+        let _ = self.updates.send(snapshot);
+    }
+
+    /// Re-open the library so searches see what indexing wrote (searches
+    /// during a job see the library as it was before it: consistent, not yet new).
+    async fn refresh(&self) {
+        match Library::open(&self.library_dir).await {
+            Ok(lib) => *self.library.write().expect("library lock") = Arc::new(lib),
+            Err(e) => tracing::warn!("could not refresh the library: {e}"),
+        }
+    }
+
+    /// Start indexing `paths` in the background. Fails at once if a job is
+    /// running or a path does not exist.
+    pub fn start_indexing(self: &Arc<Self>, paths: Vec<PathBuf>) -> Result<()> {
+        for p in &paths {
+            if !p.exists() {
+                return Err(quarry_core::Error::BadPath {
+                    path: p.clone(),
+                    reason: "no such file or folder".into(),
+                });
+            }
+        }
+        {
+            let mut p = self.progress.lock().expect("progress lock");
+            if p.running {
+                return Err(quarry_core::Error::Locked(self.library_dir.clone()));
+            }
+            *p = IndexProgress {
+                running: true,
+                paths: paths.iter().map(|p| p.display().to_string()).collect(),
+                phase: "walking".into(),
+                ..Default::default()
+            };
+        }
+        let engine = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            handle.block_on(engine.run_indexing(paths));
+        });
+        Ok(())
+    }
+
+    async fn run_indexing(self: Arc<Self>, paths: Vec<PathBuf>) {
+        let started = Instant::now();
+        let result = async {
+            let mut lib = Library::open(&self.library_dir).await?;
+            let engine = self.clone();
+            let mut on_event = |e: IndexEvent| {
+                let elapsed = started.elapsed().as_secs_f64();
+                engine.publish(|p| {
+                    p.elapsed_s = elapsed;
+                    match e {
+                        IndexEvent::Planned {
+                            found,
+                            to_process,
+                            bytes,
+                            ..
+                        } => {
+                            p.phase = "indexing".into();
+                            p.files_found = found;
+                            p.files_total = to_process;
+                            p.bytes_total = bytes;
+                        }
+                        IndexEvent::FileDone { bytes, .. } => {
+                            p.files_done += 1;
+                            p.bytes_done += bytes;
+                        }
+                        IndexEvent::Embedded { .. } => {}
+                        IndexEvent::Flushed { chunks_total } => {
+                            p.chunks = chunks_total;
+                        }
+                    }
+                    p.files_per_s = p.files_done as f64 / elapsed.max(1e-3);
+                    p.eta_s = (p.bytes_done > 0 && p.bytes_total >= p.bytes_done).then(|| {
+                        elapsed * (p.bytes_total - p.bytes_done) as f64 / p.bytes_done as f64
+                    });
+                });
+            };
+            let report = lib
+                .index(&paths, &self.embedder, &self.index_opts, &mut on_event)
+                .await?;
+            Ok::<_, quarry_core::Error>(report)
+        }
+        .await;
+        self.refresh().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        match result {
+            Ok(report) => self.publish(|p| {
+                p.running = false;
+                p.phase = "done".into();
+                p.elapsed_s = elapsed;
+                p.eta_s = Some(0.0);
+                p.chunks = report.chunks;
+                p.report = serde_json::to_value(&report).ok();
+            }),
+            Err(e) => self.publish(|p| {
+                p.running = false;
+                p.phase = "failed".into();
+                p.elapsed_s = elapsed;
+                p.error = Some(serde_json::json!({"code": e.code(), "message": e.to_string()}));
+            }),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Quarry as a local HTTP server: the same engine as the CLI, over JSON and
+//! server-sent events, plus an OpenAI-compatible endpoint.
+//!
+//! | Method | Path | What |
+//! |---|---|---|
+//! | GET | `/api/status` | library counts, failures, privacy, indexing progress |
+//! | GET | `/api/status/stream` | SSE `progress` events while indexing |
+//! | POST | `/api/index` | `{"paths": [...]}`: add folders, index in the background |
+//! | GET | `/api/search?q=&mode=&k=&path_prefix=&ext=` | hybrid search with snippets |
+//! | POST | `/api/ask` | SSE: `sources`, `route`, `token`, `consent`, `sent`, `done`, `error` |
+//! | GET | `/api/audit` | what left the machine |
+//! | GET | `/v1/models` | OpenAI-compatible model list |
+//! | POST | `/v1/chat/completions` | OpenAI-compatible chat, streaming or not |
+//!
+//! It binds to loopback by default. Binding to any other address requires a
+//! bearer token, which every request must then carry. On loopback without a
+//! token, requests must name a loopback host (`Host:` header), so a web page
+//! cannot reach the server through DNS rebinding.
+
+#![warn(missing_docs)]
+
+mod api;
+pub mod engine;
+pub mod error;
+mod openai;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use engine::{Engine, EngineParts, IndexProgress};
+pub use error::ApiError;
+
+/// How the server listens.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Bearer token every request must carry (required off loopback).
+    pub token: Option<String>,
+}
+
+struct Guard {
+    token: Option<String>,
+    loopback_only: bool,
+}
+
+fn host_is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
+}
+
+async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &g.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Constant-time comparison of the token.
+        let ok = given.is_some_and(|t| {
+            t.len() == token.len()
+                && t.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if !ok {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this server needs `Authorization: Bearer <token>`",
+            )
+            .into_response();
+        }
+    } else if g.loopback_only {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !host_is_loopback(host) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_host",
+                format!("requests must be addressed to localhost, not '{host}'"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The HTTP routes over `engine`.
+pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
+    let g = Arc::new(Guard {
+        token: options.token.clone(),
+        loopback_only: options.addr.ip().is_loopback(),
+    });
+    Router::new()
+        .route("/api/status", get(api::status))
+        .route("/api/status/stream", get(api::status_stream))
+        .route("/api/index", post(api::index))
+        .route("/api/search", get(api::search))
+        .route("/api/ask", post(api::ask))
+        .route("/api/audit", get(api::audit))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .layer(middleware::from_fn_with_state(g, guard))
+        .with_state(engine)
+}
+
+/// Check the options: off loopback, a token is required.
+pub fn check_options(options: &ServeOptions) -> Result<(), ApiError> {
+    if !options.addr.ip().is_loopback() && options.token.as_deref().unwrap_or("").is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "token_required",
+            format!(
+                "binding to {} exposes your library to the network: pass --token (or set QUARRY_SERVER_TOKEN)",
+                options.addr
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bind and serve until `shutdown` resolves; `on_bound` gets the actual
+/// address (useful with port 0).
+pub async fn serve(
+    engine: Arc<Engine>,
+    options: ServeOptions,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    check_options(&options).map_err(|e| std::io::Error::other(e.message))?;
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    on_bound(listener.local_addr()?);
+    let app = router(engine, &options);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in ["localhost:8080", "127.0.0.1:1", "[::1]:9", "localhost"] {
+            assert!(host_is_loopback(h), "{h}");
+        }
+        for h in [
+            "evil.example:8080",
+            "192.168.1.2:80",
+            "localhost.evil.com:1",
+            "",
+        ] {
+            assert!(!host_is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn binding_off_loopback_needs_a_token() {
+        let off = ServeOptions {
+            addr: "0.0.0.0:0".parse().unwrap(),
+            token: None,
+        };
+        assert!(check_options(&off).is_err());
+        let with = ServeOptions {
+            token: Some("t".into()),
+            ..off
+        };
+        assert!(check_options(&with).is_ok());
+        let local = ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+        };
+        assert!(check_options(&local).is_ok());
+    }
+}
