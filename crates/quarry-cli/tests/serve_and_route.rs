@@ -1,0 +1,623 @@
+//! End to end over real HTTP: `quarry serve` on loopback with the real models
+//! and a real library; the cloud route through a second Quarry acting as the
+//! provider; local-only proven to open no connection with a provider
+//! configured; redaction and the audit log; keys absent from every file and
+//! every line Quarry writes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const SECRET: &str = "sk-quarry-test-secret-8c1f";
+const GENERATOR: &str = "smollm2-135m-instruct-q4_1";
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("QUARRY_MODELS_DIR")
+        .map(PathBuf::from)
+        .expect("set QUARRY_MODELS_DIR (`quarry models fetch` fills it)")
+}
+
+struct Env {
+    tmp: tempfile::TempDir,
+    docs: PathBuf,
+    library: PathBuf,
+    config: PathBuf,
+}
+
+fn setup(extra: &[(&str, &str)]) -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/corpus");
+    for e in std::fs::read_dir(corpus).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), docs.join(e.file_name())).unwrap();
+    }
+    for (name, text) in extra {
+        std::fs::write(docs.join(name), text).unwrap();
+    }
+    let env = Env {
+        docs: docs.canonicalize().unwrap(),
+        library: tmp.path().join("library"),
+        config: tmp.path().join("config"),
+        tmp,
+    };
+    let (ok, _, err) = quarry(&env, &["index", env.docs.to_str().unwrap()], &[]);
+    assert!(ok, "index failed: {err}");
+    env
+}
+
+fn command(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    c.args(args)
+        .env("QUARRY_MODELS_DIR", models_dir())
+        .env("QUARRY_CONFIG_DIR", &env.config)
+        .env("QUARRY_LIBRARY_DIR", &env.library)
+        .env_remove("QUARRY_API_KEY")
+        .env_remove("OPENAI_API_KEY");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c
+}
+
+fn quarry(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> (bool, String, String) {
+    let out = command(env, args, vars)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run quarry");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `quarry serve`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &Env) -> Server {
+    serve_with(env, &[])
+}
+
+fn serve_with(env: &Env, extra: &[&str]) -> Server {
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = command(env, &args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start quarry serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server { child, base }
+}
+
+fn get(url: &str) -> Value {
+    ureq::get(url).call().unwrap().into_json().unwrap()
+}
+
+fn error_of(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    match r {
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_json().unwrap()),
+        Ok(resp) => panic!("expected an error, got {}", resp.status()),
+        Err(e) => panic!("transport error {e}"),
+    }
+}
+
+/// Server-sent events of a response: (event name, data).
+fn sse(body: &str) -> Vec<(String, String)> {
+    let mut events = Vec::new();
+    for block in body.split("\n\n") {
+        let mut name = String::from("message");
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            }
+        }
+        if !data.is_empty() {
+            events.push((name, data));
+        }
+    }
+    events
+}
+
+fn ask_sse(base: &str, body: Value) -> Vec<(String, Value)> {
+    let text = ureq::post(&format!("{base}/api/ask"))
+        .send_json(body)
+        .unwrap()
+        .into_string()
+        .unwrap();
+    sse(&text)
+        .into_iter()
+        .map(|(n, d)| (n, serde_json::from_str(&d).unwrap()))
+        .collect()
+}
+
+#[test]
+fn server_status_search_ask_index_and_openai_endpoints() {
+    let env = setup(&[]);
+    let server = serve(&env);
+    let base = &server.base;
+
+    let status = get(&format!("{base}/api/status"));
+    assert!(
+        status["library"]["documents"].as_u64().unwrap() >= 10,
+        "{status}"
+    );
+    assert!(status["library"]["failures"]
+        .to_string()
+        .contains("broken.pdf"));
+    assert_eq!(status["indexing"]["running"], false);
+
+    let found = get(&format!("{base}/api/search?q=Morteratsch%20glacier&k=3"));
+    let hits = found["hits"].as_array().unwrap();
+    assert!(
+        hits[0]["path"].as_str().unwrap().ends_with("glaciers.pdf"),
+        "{found}"
+    );
+    assert!(!hits[0]["highlights"].as_array().unwrap().is_empty());
+    let docx = get(&format!("{base}/api/search?q=termination&ext=docx"));
+    for h in docx["hits"].as_array().unwrap() {
+        assert!(h["path"].as_str().unwrap().ends_with(".docx"), "{h}");
+    }
+    let (code, body) = error_of(ureq::get(&format!("{base}/api/search?q=x&mode=psychic")).call());
+    assert_eq!(code, 400, "{body}");
+
+    // Ask: the events arrive in order and the answer cites the glacier report.
+    let question =
+        json!({"question": "How much length did the Morteratsch glacier lose?", "max_tokens": 40});
+    let events = ask_sse(base, question.clone());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[0], "sources", "{names:?}");
+    assert_eq!(names[1], "route");
+    assert!(names.contains(&"token"));
+    assert_eq!(*names.last().unwrap(), "done", "{events:?}");
+    assert_eq!(events[1].1["target"], "local");
+    let done = &events.last().unwrap().1;
+    assert!(!done["answer"].as_str().unwrap().is_empty());
+    assert!(done["sources"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("glaciers.pdf"));
+    // The same question again, the library unchanged: the cached answer.
+    let again = ask_sse(base, question);
+    let route = &again.iter().find(|(n, _)| n == "route").unwrap().1;
+    assert_eq!(route["target"], "cache", "{route}");
+    assert_eq!(again.last().unwrap().1["answer"], done["answer"]);
+
+    // OpenAI-compatible endpoints.
+    let models = get(&format!("{base}/v1/models"));
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"quarry-rag") && ids.contains(&GENERATOR),
+        "{ids:?}"
+    );
+    let reply: Value = ureq::post(&format!("{base}/v1/chat/completions"))
+        .send_json(json!({"model": "quarry-rag", "max_tokens": 30,
+            "messages": [{"role": "user", "content": "How much length did the Morteratsch glacier lose?"}]}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(reply["object"], "chat.completion");
+    assert!(!reply["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(reply["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    let streamed = ureq::post(&format!("{base}/v1/chat/completions"))
+        .send_json(json!({"model": GENERATOR, "stream": true, "max_tokens": 8,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}]}))
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let chunks = sse(&streamed);
+    assert_eq!(chunks.last().unwrap().1, "[DONE]");
+    let first: Value = serde_json::from_str(&chunks[0].1).unwrap();
+    assert_eq!(first["object"], "chat.completion.chunk");
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    let (code, body) = error_of(
+        ureq::post(&format!("{base}/v1/chat/completions"))
+            .send_json(json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]})),
+    );
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
+
+    // A page on another origin cannot reach the server through DNS rebinding.
+    let (code, _) = error_of(
+        ureq::get(&format!("{base}/api/status"))
+            .set("Host", "evil.example:80")
+            .call(),
+    );
+    assert_eq!(code, 403);
+
+    // Adding a folder: a bad path is a clear error; a good one is indexed in
+    // the background, its progress streams, and its text becomes searchable.
+    let (code, body) = error_of(
+        ureq::post(&format!("{base}/api/index")).send_json(json!({"paths": ["/no/such/folder"]})),
+    );
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("bad_path")),
+        "{body}"
+    );
+    let more = env.tmp.path().join("more");
+    std::fs::create_dir(&more).unwrap();
+    std::fs::write(
+        more.join("orchids.txt"),
+        "Greenhouse log. The vanilla orchids flowered in the third week of March after the misting schedule changed.",
+    )
+    .unwrap();
+    let accepted = ureq::post(&format!("{base}/api/index"))
+        .send_json(json!({"paths": [more]}))
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let stream = ureq::get(&format!("{base}/api/status/stream"))
+        .call()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = Value::Null;
+    for line in BufReader::new(stream.into_reader()).lines() {
+        let line = line.unwrap();
+        if let Some(d) = line.strip_prefix("data: ") {
+            last = serde_json::from_str(d).unwrap();
+            if last["phase"] == "done" || last["phase"] == "failed" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "indexing did not finish: {last}");
+    }
+    assert_eq!(last["phase"], "done", "{last}");
+    assert_eq!(last["files_done"], 1, "{last}");
+    let found = get(&format!(
+        "{base}/api/search?q=vanilla%20orchids%20misting&k=1"
+    ));
+    assert!(
+        found["hits"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("orchids.txt"),
+        "{found}"
+    );
+    let status = get(&format!("{base}/api/status"));
+    assert_eq!(
+        status["library"]["folders"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+}
+
+/// Everything Quarry wrote (config, library) as one string.
+fn all_files_text(dirs: &[&Path]) -> String {
+    let mut text = String::new();
+    let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(mut f) = std::fs::File::open(&p) {
+                let mut bytes = Vec::new();
+                let _ = f.read_to_end(&mut bytes);
+                text.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn cloud_route_through_a_second_quarry_with_redaction_audit_and_no_key_leaks() {
+    let env = setup(&[(
+        "permit.txt",
+        "Dredging permit. For the Quaysworth dredging permit contact the harbour auditor Jane Roe at jane.roe@harbour.example or +1 (555) 201-3344.",
+    )]);
+    // The provider: another Quarry serving its OpenAI-compatible endpoint.
+    let provider = serve(&env);
+    let url = format!("{}/v1", provider.base);
+    let (ok, out, err) = quarry(
+        &env,
+        &[
+            "provider",
+            "add",
+            "peer",
+            "--base-url",
+            &url,
+            "--model",
+            GENERATOR,
+            "--redact",
+            "--timeout-s",
+            "120",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("local-only"),
+        "adding a provider says nothing is sent yet: {out}"
+    );
+    let vars = [("QUARRY_API_KEY", SECRET), ("QUARRY_LOG", "debug")];
+    let (ok, out, err) = quarry(
+        &env,
+        &[
+            "ask",
+            "Who do I contact about the Quaysworth dredging permit?",
+            "--privacy",
+            "auto",
+            "--route",
+            "cloud",
+            "--max-tokens",
+            "40",
+            "--sources",
+            "2",
+            "--json",
+        ],
+        &vars,
+    );
+    assert!(ok, "{err}");
+    let a: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["route"]["target"], "cloud", "{a}");
+    assert_eq!(a["route"]["provider"], "peer");
+    assert!(!a["answer"].as_str().unwrap().trim().is_empty(), "{a}");
+    let sent = a["sent"].to_string();
+    assert!(
+        sent.contains("[EMAIL_1]") && sent.contains("[PHONE_1]"),
+        "{sent}"
+    );
+    assert!(
+        !sent.contains("jane.roe@harbour.example") && !sent.contains("201-3344"),
+        "{sent}"
+    );
+    assert_eq!(a["sent"]["redactions"]["counts"]["EMAIL"], 1);
+    // The audit log names the provider, the bytes and the documents.
+    let (ok, out, err) = quarry(&env, &["audit", "--json"], &[]);
+    assert!(ok, "{err}");
+    let log: Value = serde_json::from_str(&out).unwrap();
+    let entries = log.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(entries[0]["provider"], "peer");
+    assert_eq!(entries[0]["outcome"], "ok");
+    assert!(entries[0]["bytes_sent"].as_u64().unwrap() > 100);
+    assert!(
+        entries[0]["documents"].to_string().contains("permit.txt"),
+        "{log}"
+    );
+    assert_eq!(entries[0]["redactions"]["counts"]["PHONE"], 1);
+    // The key is in no file and no output line (debug logging on).
+    let (_, list_out, list_err) = quarry(&env, &["provider", "list", "--json"], &vars);
+    assert!(
+        list_out.contains("$QUARRY_API_KEY"),
+        "the key's source is shown: {list_out}"
+    );
+    for text in [
+        &out,
+        &err,
+        &list_out,
+        &list_err,
+        &all_files_text(&[&env.config, &env.library]),
+    ] {
+        assert!(!text.contains(SECRET), "the key leaked");
+    }
+    // A provider that fails falls back to the local model, and says so.
+    drop(provider);
+    let (ok, out, err) = quarry(
+        &env,
+        &[
+            "ask",
+            "Who do I contact about the Quaysworth dredging permit?",
+            "--privacy",
+            "auto",
+            "--route",
+            "cloud",
+            "--max-tokens",
+            "20",
+            "--no-cache",
+            "--json",
+        ],
+        &vars,
+    );
+    assert!(ok, "{err}");
+    let a: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["route"]["target"], "local", "{a}");
+    assert!(
+        a["route"]["reason"].as_str().unwrap().contains("peer"),
+        "{a}"
+    );
+    assert!(!err.contains(SECRET) && !out.contains(SECRET));
+}
+
+/// Counts connections to a loopback port.
+struct Trap {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Trap {
+    fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Trap { port, hits, stop }
+    }
+    fn hits(&self) -> usize {
+        // Let a late connection land before counting.
+        std::thread::sleep(Duration::from_millis(100));
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Trap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn local_only_and_never_leaves_device_open_no_connection() {
+    let env = setup(&[]);
+    let trap = Trap::new();
+    let url = format!("http://127.0.0.1:{}/v1", trap.port);
+    let (ok, _, err) = quarry(
+        &env,
+        &[
+            "provider",
+            "add",
+            "trap",
+            "--base-url",
+            &url,
+            "--model",
+            "m",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let vars = [("QUARRY_API_KEY", SECRET)];
+    let ask = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "ask",
+            "Compare the glacier report with the harbour board minutes.",
+            "--max-tokens",
+            "8",
+            "--no-cache",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = quarry(&env, &args, &vars);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    // Default (local-only), even when cloud is requested.
+    let a = ask(&["--route", "cloud"]);
+    assert_eq!(a["route"]["target"], "local");
+    assert!(
+        a["route"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("local-only"),
+        "{a}"
+    );
+    assert_eq!(trap.hits(), 0);
+    // A never-leaves-device library beats the global setting and the flag.
+    let lib = env.library.to_str().unwrap();
+    assert!(quarry(&env, &["privacy", "auto"], &[]).0);
+    assert!(
+        quarry(
+            &env,
+            &["privacy", "--library", lib, "--never-leaves-device", "on"],
+            &[]
+        )
+        .0
+    );
+    let a = ask(&["--privacy", "auto", "--route", "cloud"]);
+    assert_eq!(a["route"]["target"], "local");
+    assert!(
+        a["route"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("never-leaves-device"),
+        "{a}"
+    );
+    assert_eq!(trap.hits(), 0);
+    // Ask mode with no terminal to confirm on: nothing is sent.
+    assert!(
+        quarry(
+            &env,
+            &["privacy", "--library", lib, "--never-leaves-device", "off"],
+            &[]
+        )
+        .0
+    );
+    let a = ask(&["--privacy", "ask", "--route", "cloud"]);
+    assert_eq!(a["route"]["target"], "local");
+    assert!(
+        a["route"]["reason"].as_str().unwrap().contains("declined"),
+        "{a}"
+    );
+    assert_eq!(trap.hits(), 0);
+    assert!(quarry(&env, &["audit", "--json"], &[]).1.trim() == "[]");
+    // The control: when egress is allowed the trap does see the connection
+    // (so the zeros above mean something), and the failure falls back locally.
+    let a = ask(&["--route", "cloud"]);
+    assert!(trap.hits() >= 1, "the allowed request reached the listener");
+    assert_eq!(a["route"]["target"], "local", "{a}");
+    assert!(
+        a["route"]["reason"].as_str().unwrap().contains("trap"),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_server_with_a_token_refuses_requests_without_it_and_off_loopback_needs_one() {
+    let env = setup(&[]);
+    let server = serve_with(&env, &["--token", SECRET]);
+    let url = format!("{}/api/status", server.base);
+    let (code, body) = error_of(ureq::get(&url).call());
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (code, _) = error_of(ureq::get(&url).set("Authorization", "Bearer wrong").call());
+    assert_eq!(code, 401);
+    let ok = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {SECRET}"))
+        .call()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // Binding beyond loopback without a token is refused before listening.
+    let (ok, _, err) = quarry(&env, &["serve", "--addr", "0.0.0.0:0"], &[]);
+    assert!(!ok);
+    assert!(err.contains("--token"), "{err}");
+}
