@@ -107,10 +107,13 @@ impl Asker<'_> {
         let (messages, fitted) =
             build_prompt(self.model, history, question, &retrieved.candidates, budget)?;
         let route_started = Instant::now();
-        let verdict = match (self.classifier, &vector) {
+        let mut verdict = match (self.classifier, &vector) {
             (Some(c), Some(v)) => Some(c.classify_vector(question, v)),
             _ => None,
         };
+        if let Some(v) = verdict.as_mut() {
+            v.ms = embed_ms + ms(route_started.elapsed());
+        }
         let egress_ok = if self.policy.allows_egress() {
             Ok(())
         } else {
