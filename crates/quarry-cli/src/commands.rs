@@ -493,3 +493,49 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `quarry reembed ID`: switch the library's embedder.
+pub async fn reembed(
+    ctx: &Context,
+    id: &str,
+    library: Option<PathBuf>,
+    json: bool,
+    batch: usize,
+) -> Result<()> {
+    let dir = ctx.library_dir(library);
+    let mut lib = Library::open(&dir).await?;
+    let embedder = ctx.load_embedder(id)?;
+    let bar = if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} chunks re-embedded, {per_sec}, ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = lib
+        .switch_embedder(&embedder, batch, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .await?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "Switched {} from {} to {} ({} chunks, {} embedded now, {} dimensions) in {:.1} s.",
+            lib.dir().display(),
+            report.from,
+            report.to,
+            report.chunks,
+            report.embedded,
+            report.dim,
+            report.elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -38,6 +38,19 @@ enum Command {
     Index(commands::IndexArgs),
     /// Keep a library in sync with its folders (changes, new files, renames, deletions).
     Watch(commands::WatchArgs),
+    /// Switch the library to another embedder: re-embed every chunk (searches keep working), then swap.
+    Reembed {
+        /// The new embedder's registry id.
+        embedder: String,
+        #[command(flatten)]
+        lib: LibraryArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Chunks embedded per write (tests use small batches).
+        #[arg(long, default_value_t = 64, hide = true)]
+        batch: usize,
+    },
     /// Show what a library holds.
     Status {
         #[command(flatten)]
@@ -145,6 +158,12 @@ fn main() {
             Command::Search(args) => commands::search(&ctx, args).await,
             Command::Ask(args) => ask::ask(&ctx, args).await,
             Command::Chat(args) => ask::chat(&ctx, args).await,
+            Command::Reembed {
+                embedder,
+                lib,
+                json,
+                batch,
+            } => commands::reembed(&ctx, &embedder, lib.library, json, batch).await,
             Command::Provider { action } => cloud::provider(&ctx, action),
             Command::Privacy(args) => cloud::privacy(&ctx, args).await,
             Command::Audit { lib, json } => cloud::audit(&ctx, lib.library, json).await,

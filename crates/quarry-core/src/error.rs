@@ -59,7 +59,7 @@ pub enum Error {
     #[error("no Quarry library at {0}; run `quarry index PATH --library {0}` to create one")]
     NoLibrary(PathBuf),
     /// The library was created with another embedder than the one requested.
-    #[error("library uses embedder '{library}' but '{requested}' was requested")]
+    #[error("library uses embedder '{library}' but '{requested}' was requested; `quarry reembed {requested}` switches it")]
     EmbedderMismatch {
         /// Embedder the library was built with.
         library: String,

@@ -144,7 +144,7 @@ fn now_ms() -> i64 {
 }
 
 /// The text the embedder sees for a chunk: its heading gives context.
-fn embedding_input(c: &ChunkRecord) -> String {
+pub(crate) fn embedding_input(c: &ChunkRecord) -> String {
     match &c.heading {
         Some(h) if !c.text.starts_with(h.as_str()) => format!("{h}\n{}", c.text),
         _ => c.text.clone(),
@@ -172,6 +172,7 @@ impl Library {
         // A batch a crashed run left half-written is rolled back first; its
         // files are then re-indexed like new ones.
         self.recover().await?;
+        self.drop_retired().await?;
         if embedder.id() != self.meta().embedder {
             return Err(Error::EmbedderMismatch {
                 library: self.meta().embedder.clone(),

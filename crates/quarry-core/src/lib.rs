@@ -31,6 +31,7 @@ pub mod index;
 pub mod journal;
 pub mod library;
 pub mod models;
+pub mod reembed;
 pub mod router;
 pub mod scale;
 pub mod search;

@@ -25,6 +25,16 @@ pub struct LibraryMeta {
     /// The library's privacy settings.
     #[serde(default)]
     pub privacy: crate::cloud::LibraryPrivacy,
+    /// The LanceDB table holding the chunks and their vectors.
+    #[serde(default = "default_chunks_table")]
+    pub chunks_table: String,
+    /// Chunk tables an embedder switch replaced, dropped by the next writer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_tables: Vec<String>,
+}
+
+fn default_chunks_table() -> String {
+    "chunks".into()
 }
 
 /// What [`Library::check`] found.
@@ -48,8 +58,8 @@ pub struct Consistency {
 
 /// An open library.
 pub struct Library {
-    dir: PathBuf,
-    meta: LibraryMeta,
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: LibraryMeta,
     pub(crate) vectors: VectorStore,
     pub(crate) keywords: KeywordIndex,
 }
@@ -127,6 +137,8 @@ impl Library {
             dim,
             folders: Vec::new(),
             privacy: Default::default(),
+            chunks_table: default_chunks_table(),
+            retired_tables: Vec::new(),
         };
         let lib = Self::open_with(dir, meta).await?;
         lib.save_meta()?;
@@ -138,7 +150,8 @@ impl Library {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let vectors = VectorStore::open_dir(&dir.join("lance"), meta.dim).await?;
+        let vectors =
+            VectorStore::open_dir(&dir.join("lance"), meta.dim, &meta.chunks_table).await?;
         let keywords = KeywordIndex::open(&dir.join("tantivy"))?;
         let lib = Library {
             dir,

@@ -89,6 +89,7 @@ fn in_list(column: &str, values: &[String]) -> String {
 
 /// The LanceDB side of a library.
 pub struct VectorStore {
+    conn: Connection,
     chunks: Table,
     documents: Table,
     dim: usize,
@@ -98,12 +99,18 @@ impl VectorStore {
     /// Open (or create) the tables under `dir` — a local folder, or an object
     /// store URI such as `s3://bucket/library`.
     pub async fn open(uri: &str, dim: usize) -> Result<Self> {
+        Self::open_with(uri, dim, CHUNKS).await
+    }
+
+    /// Open (or create) the tables, the chunks in table `chunks_table` (a
+    /// library switching embedders fills a new one, then switches to it).
+    pub async fn open_with(uri: &str, dim: usize, chunks_table: &str) -> Result<Self> {
         let conn: Connection = lancedb::connect(uri).execute().await?;
         let names = conn.table_names().execute().await?;
-        let chunks = if names.iter().any(|n| n == CHUNKS) {
-            conn.open_table(CHUNKS).execute().await?
+        let chunks = if names.iter().any(|n| n == chunks_table) {
+            conn.open_table(chunks_table).execute().await?
         } else {
-            conn.create_empty_table(CHUNKS, chunk_schema(dim))
+            conn.create_empty_table(chunks_table, chunk_schema(dim))
                 .execute()
                 .await?
         };
@@ -115,6 +122,7 @@ impl VectorStore {
                 .await?
         };
         Ok(VectorStore {
+            conn,
             chunks,
             documents,
             dim,
@@ -122,9 +130,56 @@ impl VectorStore {
     }
 
     /// Open the store of a local library folder.
-    pub async fn open_dir(dir: &Path, dim: usize) -> Result<Self> {
+    pub async fn open_dir(dir: &Path, dim: usize, chunks_table: &str) -> Result<Self> {
         fs_err::create_dir_all(dir)?;
-        Self::open(&dir.to_string_lossy(), dim).await
+        Self::open_with(&dir.to_string_lossy(), dim, chunks_table).await
+    }
+
+    /// A chunks table of `dim` dimensions beside this store's (created if
+    /// absent), for re-embedding into.
+    pub async fn sibling_chunks(&self, name: &str, dim: usize) -> Result<VectorStore> {
+        let names = self.conn.table_names().execute().await?;
+        let chunks = if names.iter().any(|n| n == name) {
+            self.conn.open_table(name).execute().await?
+        } else {
+            self.conn
+                .create_empty_table(name, chunk_schema(dim))
+                .execute()
+                .await?
+        };
+        Ok(VectorStore {
+            conn: self.conn.clone(),
+            chunks,
+            documents: self.documents.clone(),
+            dim,
+        })
+    }
+
+    /// Names of the chunk tables in the store (the current one and any left
+    /// by an embedder switch).
+    pub async fn chunk_tables(&self) -> Result<Vec<String>> {
+        Ok(self
+            .conn
+            .table_names()
+            .execute()
+            .await?
+            .into_iter()
+            .filter(|n| n != DOCUMENTS)
+            .collect())
+    }
+
+    /// Drop a table (a chunks table no longer in use).
+    pub async fn drop_table(&self, name: &str) -> Result<()> {
+        self.conn.drop_table(name, &[]).await?;
+        Ok(())
+    }
+
+    /// Delete chunks by id.
+    pub async fn delete_chunk_ids(&self, ids: &[String]) -> Result<()> {
+        for part in ids.chunks(500) {
+            self.chunks.delete(&in_list("id", part)).await?;
+        }
+        Ok(())
     }
 
     /// Vector dimension.
