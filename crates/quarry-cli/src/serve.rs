@@ -1,6 +1,7 @@
 //! `quarry serve`: the library over HTTP on loopback.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use quarry_core::index::IndexOptions;
@@ -22,6 +23,9 @@ pub struct ServeArgs {
     /// Generator: a registry id or a path to a .gguf file.
     #[arg(long)]
     model: Option<String>,
+    /// The built web UI to serve at `/` (default: QUARRY_UI_DIR, else the repository's ui/dist).
+    #[arg(long, env = "QUARRY_UI_DIR")]
+    ui: Option<PathBuf>,
 }
 
 pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
@@ -52,9 +56,14 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
         cache_dir: ctx.store.root().join(".router"),
         index: IndexOptions::default(),
     });
+    let ui_dir = args.ui.clone().or_else(|| {
+        let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
+        built.join("index.html").is_file().then_some(built)
+    });
     let options = ServeOptions {
         addr: args.addr,
         token: args.token.clone(),
+        ui_dir,
     };
     let library_dir = dir.display().to_string();
     quarry_server::serve(

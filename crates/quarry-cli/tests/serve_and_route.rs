@@ -258,6 +258,26 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         (404, Some("model_not_found"))
     );
 
+    // The preview's document text, only from inside the library's folders.
+    let doc_url = |p: &str| format!("{base}/api/document?path={}", p.replace('/', "%2F"));
+    let glaciers = env.docs.join("glaciers.pdf");
+    let doc = get(&doc_url(glaciers.to_str().unwrap()));
+    assert!(doc["blocks"].to_string().contains("Morteratsch"), "{doc}");
+    assert_eq!(doc["blocks"][1]["page"], 2);
+    let (code, body) = error_of(ureq::get(&doc_url("/etc/passwd")).call());
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (403, Some("outside_library"))
+    );
+    let settings = get(&format!("{base}/api/settings"));
+    assert_eq!(
+        settings["privacy"]["in_force"]["mode"], "local-only",
+        "{settings}"
+    );
+    assert_eq!(settings["providers"], json!([]));
+    let home = ureq::get(&format!("{base}/")).call().unwrap();
+    assert_eq!(home.content_type(), "text/html");
+
     // A page on another origin cannot reach the server through DNS rebinding.
     let (code, _) = error_of(
         ureq::get(&format!("{base}/api/status"))

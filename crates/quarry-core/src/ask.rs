@@ -119,7 +119,7 @@ impl Asker<'_> {
         } else {
             Err(format!("privacy mode is local-only ({})", self.policy.why))
         };
-        let (target, reason) = decide(&RouteInputs {
+        let (target, mut reason) = decide(&RouteInputs {
             requested: opts.route,
             verdict: verdict.as_ref(),
             best_similarity: retrieved.best_similarity,
@@ -127,6 +127,19 @@ impl Asker<'_> {
             egress: egress_ok,
             provider: self.egress.map(|e| e.provider().name.as_str()),
         });
+        if target == Target::Local && verdict.is_none() && opts.route == RouteOverride::Auto {
+            // Nothing could be routed away: say why in the user's terms.
+            reason = if !self.policy.allows_egress() {
+                format!(
+                    "privacy mode local-only ({}): answered on this machine",
+                    self.policy.why
+                )
+            } else if self.egress.is_none() {
+                "no provider is configured: answered on this machine".into()
+            } else {
+                reason
+            };
+        }
         let route_ms = ms(route_started.elapsed()) + if verdict.is_some() { embed_ms } else { 0.0 };
         let mut answer = None;
         if target == Target::Cloud {

@@ -309,3 +309,89 @@ pub async fn audit(State(engine): Shared) -> Result<Json<serde_json::Value>, Api
     let entries = quarry_core::cloud::audit::read(&engine.library_dir)?;
     Ok(Json(serde_json::json!({ "entries": entries })))
 }
+
+/// `GET /api/settings`: the privacy modes (global, library, in force) and the
+/// providers with where their keys come from — never the keys.
+pub async fn settings(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    use quarry_core::cloud::{providers::find_key, Policy, Providers, Settings};
+    let lib = engine.library();
+    let global = Settings::load(&engine.config_dir)?;
+    let policy = Policy::resolve(None, &lib.meta().privacy, &global);
+    let env = |k: &str| std::env::var(k).ok();
+    let providers: Vec<serde_json::Value> = Providers::load(&engine.config_dir)?
+        .list
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name, "base_url": p.base_url, "model": p.model,
+                "redact": p.redact, "key": find_key(p, &env, false).1.to_string(),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "privacy": {"global": global.privacy, "library": lib.meta().privacy, "in_force": policy},
+        "default_provider": global.provider,
+        "providers": providers,
+        "library": engine.library_dir,
+        "embedder": lib.meta().embedder,
+        "generator": engine.model_name,
+    })))
+}
+
+/// Query of `GET /api/document`.
+#[derive(Deserialize)]
+pub struct DocumentQuery {
+    /// Absolute path of an indexed document.
+    pub path: PathBuf,
+}
+
+/// `GET /api/document?path=…`: the extracted text of a document inside the
+/// library's folders (for the preview pane); anything else is refused.
+pub async fn document(
+    State(engine): Shared,
+    Query(q): Query<DocumentQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let lib = engine.library();
+    let path = q.path.canonicalize().map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{}: {e}", q.path.display()),
+        )
+    })?;
+    if !lib.meta().folders.iter().any(|f| path.starts_with(f)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "outside_library",
+            format!("{} is not inside this library's folders", path.display()),
+        ));
+    }
+    let extracted = tokio::task::spawn_blocking(move || {
+        let limits = quarry_core::extract::ExtractLimits::default();
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size > 100 << 20 {
+            return Err(quarry_core::extract::ExtractError::Unsupported(
+                "larger than 100 MiB; open it in its own application".into(),
+            ));
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| quarry_core::extract::ExtractError::Unsupported(e.to_string()))?;
+        quarry_core::extract::extract_bytes(&path, &bytes, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "extract_failed",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(serde_json::json!({
+        "path": q.path,
+        "title": extracted.title,
+        "blocks": extracted.blocks.iter().map(|b| serde_json::json!({
+            "text": b.text, "page": b.page, "heading": b.heading,
+        })).collect::<Vec<_>>(),
+    })))
+}

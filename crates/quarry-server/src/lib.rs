@@ -11,6 +11,9 @@
 //! | GET | `/api/audit` | what left the machine |
 //! | GET | `/v1/models` | OpenAI-compatible model list |
 //! | POST | `/v1/chat/completions` | OpenAI-compatible chat, streaming or not |
+//! | GET | `/api/settings` | privacy modes in force and the providers (never keys) |
+//! | GET | `/api/document?path=` | a document's text (only files inside the library's folders) |
+//! | GET | `/` | the web UI (when built) |
 //!
 //! It binds to loopback by default. Binding to any other address requires a
 //! bearer token, which every request must then carry. On loopback without a
@@ -44,6 +47,8 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     /// Bearer token every request must carry (required off loopback).
     pub token: Option<String>,
+    /// The built web UI (`ui/dist`), served at `/` when given.
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 struct Guard {
@@ -114,10 +119,31 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         .route("/api/search", get(api::search))
         .route("/api/ask", post(api::ask))
         .route("/api/audit", get(api::audit))
+        .route("/api/settings", get(api::settings))
+        .route("/api/document", get(api::document))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .fallback_service(ui_service(options.ui_dir.as_deref()))
         .layer(middleware::from_fn_with_state(g, guard))
         .with_state(engine)
+}
+
+/// The web UI's files, with `index.html` for unknown paths; a page saying how
+/// to build it when it is not built.
+fn ui_service(dir: Option<&std::path::Path>) -> axum::routing::MethodRouter {
+    match dir.filter(|d| d.join("index.html").is_file()) {
+        Some(d) => axum::routing::get_service(
+            tower_http::services::ServeDir::new(d)
+                .fallback(tower_http::services::ServeFile::new(d.join("index.html"))),
+        ),
+        None => get(|| async {
+            axum::response::Html(
+                "<!doctype html><title>Quarry</title><p>The web UI is not built. \
+                 Run <code>npm ci && npm run build</code> in <code>ui/</code>, or pass \
+                 <code>quarry serve --ui DIR</code>. The API is at <code>/api</code> and <code>/v1</code>.</p>",
+            )
+        }),
+    }
 }
 
 /// Check the options: off loopback, a token is required.
@@ -176,6 +202,7 @@ mod tests {
         let off = ServeOptions {
             addr: "0.0.0.0:0".parse().unwrap(),
             token: None,
+            ui_dir: None,
         };
         assert!(check_options(&off).is_err());
         let with = ServeOptions {
@@ -186,6 +213,7 @@ mod tests {
         let local = ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             token: None,
+            ui_dir: None,
         };
         assert!(check_options(&local).is_ok());
     }

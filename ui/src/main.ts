@@ -1,0 +1,432 @@
+import "./style.css";
+import {
+  createTransport,
+  QuarryError,
+  type Answer,
+  type Hit,
+  type Preview,
+  type Progress,
+  type Source,
+} from "./transport";
+
+const api = createTransport();
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+
+// ---------- small helpers ----------
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+const baseName = (p: string) => p.split(/[\\/]/).pop() ?? p;
+
+function humanBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+/** Errors as sentences people can act on. */
+function sentence(e: unknown, doing: string): string {
+  if (e instanceof QuarryError) {
+    const hints: Record<string, string> = {
+      bad_path: "Check that the folder exists and that you typed its full path.",
+      locked: "Another indexing run is in progress; wait for it to finish.",
+      model_missing: "Install the model with `quarry models fetch`.",
+      privacy_blocked: "Your privacy mode keeps this question on this machine.",
+      unauthorized: "This server needs its access token.",
+    };
+    return `Could not ${doing}: ${e.message}. ${hints[e.code] ?? ""}`.trim();
+  }
+  if (e instanceof DOMException && e.name === "AbortError") return "";
+  return `Could not ${doing}: ${e instanceof Error ? e.message : String(e)}. Is quarry serve running?`;
+}
+
+function showError(message: string) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+/** A snippet with its highlighted byte ranges (the engine counts UTF-8 bytes). */
+function highlighted(snippet: string, ranges: [number, number][]): Node[] {
+  const bytes = new TextEncoder().encode(snippet);
+  const dec = new TextDecoder();
+  const out: Node[] = [];
+  let at = 0;
+  for (const [s, e] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    if (s < at || e > bytes.length) continue;
+    out.push(document.createTextNode(dec.decode(bytes.slice(at, s))));
+    out.push(el("mark", {}, dec.decode(bytes.slice(s, e))));
+    at = e;
+  }
+  out.push(document.createTextNode(dec.decode(bytes.slice(at))));
+  return out;
+}
+
+// ---------- tabs (arrow keys move between them) ----------
+
+const tabs = ["library", "search", "ask", "settings"];
+function select(name: string, focus = false) {
+  for (const t of tabs) {
+    const tab = $(`tab-${t}`);
+    const on = t === name;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(t).hidden = !on;
+    if (on && focus) tab.focus();
+  }
+  if (name === "settings") loadSettings();
+  const first = { library: "folder", search: "query", ask: "question" }[name];
+  if (first && !focus) $(first).focus();
+}
+tabs.forEach((t, i) => {
+  const tab = $(`tab-${t}`);
+  tab.addEventListener("click", () => select(t));
+  tab.addEventListener("keydown", (e) => {
+    const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+    if (step) select(tabs[(i + step + tabs.length) % tabs.length], true);
+  });
+});
+
+// ---------- library ----------
+
+async function refreshStatus() {
+  try {
+    const s = await api.status();
+    const lib = s.library;
+    const summary = $("summary");
+    summary.replaceChildren(
+      ...[
+        ["Documents", String(lib.documents)],
+        ["Chunks", String(lib.chunks)],
+        ["Skipped", String(lib.skipped)],
+        ["Failed", String(lib.failed)],
+        ["Size on disk", humanBytes(lib.size_bytes)],
+        ["Embedder", lib.embedder],
+        ["Library", lib.library],
+      ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
+    );
+    $("folders").replaceChildren(
+      ...(lib.folders.length ? lib.folders.map((f) => el("li", {}, f)) : [el("li", {}, "No folders yet: add one above.")]),
+    );
+    renderReasons(lib.failures.map(([path, reason]) => ({ path, reason })), s.indexing);
+    showProgress(s.indexing);
+  } catch (e) {
+    showError(sentence(e, "read the library's status"));
+  }
+}
+
+function renderReasons(failures: { path: string; reason: string }[], p: Progress | null) {
+  const report = p?.report as { skipped?: { path: string; reason: string }[] } | null;
+  const all = [...failures, ...(report?.skipped ?? [])];
+  $("failures").replaceChildren(
+    ...(all.length
+      ? all.map((f) => el("li", {}, el("span", { className: "path" }, f.path), " — ", f.reason))
+      : [el("li", {}, "None.")]),
+  );
+}
+
+function showProgress(p: Progress) {
+  const box = $("progress");
+  if (p.phase === "idle") {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const bar = $<HTMLProgressElement>("progress-bar");
+  bar.max = Math.max(p.files_total, 1);
+  bar.value = p.phase === "done" ? bar.max : p.files_done;
+  const eta = p.eta_s != null && p.running ? `, about ${Math.ceil(p.eta_s)} s left` : "";
+  const text =
+    p.phase === "failed"
+      ? `Indexing failed: ${p.error?.message ?? "unknown error"}`
+      : p.phase === "done"
+        ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written in ${p.elapsed_s.toFixed(1)} s.`
+        : p.phase === "walking"
+          ? "Looking for files…"
+          : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s${eta}`;
+  $("progress-text").textContent = text;
+  box.dataset.phase = p.phase;
+}
+
+let watching: (() => void) | null = null;
+function watchIndexing() {
+  watching?.();
+  watching = api.watchProgress((p) => {
+    showProgress(p);
+    if (!p.running && (p.phase === "done" || p.phase === "failed")) {
+      watching?.();
+      watching = null;
+      refreshStatus();
+    }
+  });
+}
+
+$("add-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $<HTMLInputElement>("folder");
+  const path = input.value.trim();
+  if (!path) return;
+  showError("");
+  try {
+    await api.index([path]);
+    input.value = "";
+    watchIndexing();
+  } catch (err) {
+    showError(sentence(err, `add ${path}`));
+  }
+});
+
+// ---------- search ----------
+
+let searchSeq = 0;
+let searchTimer: number | undefined;
+async function runSearch() {
+  const q = $<HTMLInputElement>("query").value.trim();
+  const seq = ++searchSeq;
+  const list = $("results");
+  if (!q) {
+    list.replaceChildren();
+    return;
+  }
+  try {
+    const hits = await api.search(q, {
+      ext: $<HTMLSelectElement>("ext").value,
+      pathPrefix: $<HTMLInputElement>("prefix").value.trim(),
+    });
+    if (seq !== searchSeq) return; // a newer query is on its way
+    showError("");
+    list.replaceChildren(
+      ...(hits.length ? hits.map(resultItem) : [el("li", { className: "empty" }, "Nothing found.")]),
+    );
+  } catch (e) {
+    if (seq === searchSeq) showError(sentence(e, "search"));
+  }
+}
+function resultItem(h: Hit): HTMLLIElement {
+  const where = [h.page ? `page ${h.page}` : "", h.heading ?? ""].filter(Boolean).join(", ");
+  const button = el(
+    "button",
+    { className: "hit", type: "button", title: h.path },
+    el("span", { className: "file" }, baseName(h.path)),
+    where ? el("span", { className: "where" }, where) : "",
+    el("span", { className: "snippet" }, ...highlighted(h.snippet, h.highlights)),
+  );
+  button.addEventListener("click", () => showPassage($("preview"), h.path, h.text, h.page));
+  return el("li", {}, button);
+}
+for (const id of ["query", "prefix"]) {
+  $(id).addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = window.setTimeout(runSearch, 150);
+  });
+}
+$("ext").addEventListener("change", runSearch);
+
+/** Show a document in a preview pane with `passage` highlighted and scrolled to. */
+async function showPassage(pane: HTMLElement, path: string, passage: string, page: number | null) {
+  pane.replaceChildren(el("h2", {}, baseName(path)), el("p", { className: "path" }, path + (page ? `, page ${page}` : "")));
+  try {
+    const doc = await api.document(path);
+    let target: HTMLElement | null = null;
+    const needle = passage.trim().slice(0, 80);
+    for (const b of doc.blocks) {
+      const p = el("p", {});
+      const at = needle ? b.text.indexOf(needle) : -1;
+      if (at >= 0 && !target) {
+        const end = Math.min(b.text.length, at + passage.trim().length);
+        target = el("mark", { className: "passage" }, b.text.slice(at, end));
+        p.append(b.text.slice(0, at), target, b.text.slice(end));
+      } else {
+        p.textContent = b.text;
+      }
+      pane.append(p);
+    }
+    if (!target) pane.append(el("blockquote", { className: "passage" }, passage));
+    (target ?? pane).scrollIntoView({ block: "center" });
+  } catch (e) {
+    pane.append(el("blockquote", { className: "passage" }, passage));
+    pane.append(el("p", { className: "hint" }, sentence(e, "open the document")));
+  }
+  pane.focus();
+}
+
+// ---------- ask ----------
+
+let lastAnswer: Answer | null = null;
+let pendingQuestion: string | null = null;
+let abort: AbortController | null = null;
+
+function renderAnswerText(text: string, sources: Source[]) {
+  const box = $("answer");
+  const parts = text.split(/(\[\d+\])/);
+  box.replaceChildren(
+    ...parts.map((part) => {
+      const m = /^\[(\d+)\]$/.exec(part);
+      const src = m ? sources.find((s) => s.n === Number(m[1])) : undefined;
+      if (!src) return document.createTextNode(part);
+      const b = el("button", { type: "button", className: "cite", title: baseName(src.path) }, part);
+      b.setAttribute("aria-label", `Source ${src.n}: ${baseName(src.path)}`);
+      b.addEventListener("click", () => showPassage($("source-preview"), src.path, src.text, src.page));
+      return b;
+    }),
+  );
+}
+
+function renderSources(sources: Source[], cited: number[] = []) {
+  $("sources").replaceChildren(
+    ...sources.map((s) => {
+      const b = el(
+        "button",
+        { type: "button", className: "source" + (cited.includes(s.n) ? " cited" : "") },
+        `[${s.n}] ${baseName(s.path)}${s.page ? `, page ${s.page}` : ""}${s.heading ? `, ${s.heading}` : ""}`,
+      );
+      b.addEventListener("click", () => showPassage($("source-preview"), s.path, s.text, s.page));
+      return el("li", {}, b);
+    }),
+  );
+}
+
+function previewText(p: Preview): string {
+  return `${p.provider} (${p.host}), model ${p.model}, ${p.bytes} bytes\n\n` +
+    p.messages.map((m) => `— ${m.role} —\n${m.content}`).join("\n\n");
+}
+
+async function ask(question: string, confirmSend = false) {
+  abort?.abort();
+  abort = new AbortController();
+  showError("");
+  let text = "";
+  let sources: Source[] = [];
+  lastAnswer = null;
+  $<HTMLButtonElement>("copy-md").disabled = true;
+  $<HTMLButtonElement>("stop-button").disabled = false;
+  $("consent").hidden = true;
+  $("sent").hidden = true;
+  $("answer").replaceChildren(el("span", { className: "hint" }, "Searching your documents…"));
+  $("route-badge").replaceChildren();
+  try {
+    await api.ask(
+      { question, route: $<HTMLSelectElement>("route").value, confirm_send: confirmSend },
+      (e) => {
+        switch (e.kind) {
+          case "sources":
+            sources = e.sources;
+            renderSources(sources);
+            break;
+          case "route": {
+            text = ""; // a second route (fallback) restarts the answer
+            const badge = $("route-badge");
+            badge.dataset.target = e.route.target;
+            badge.replaceChildren(
+              el("span", { className: `badge route-${e.route.target}` }, e.route.target),
+              " ",
+              e.route.reason,
+            );
+            break;
+          }
+          case "token":
+            text += e.text;
+            renderAnswerText(text, sources);
+            break;
+          case "consent":
+            pendingQuestion = question;
+            $("consent-provider").textContent = `${e.preview.provider} (${e.preview.host})`;
+            $("consent-text").textContent = previewText(e.preview);
+            $("consent").hidden = false;
+            break;
+          case "sent":
+            $("sent-text").textContent = previewText(e.preview);
+            $("sent").hidden = false;
+            break;
+          case "done":
+            lastAnswer = e.answer;
+            renderAnswerText(e.answer.answer, e.answer.sources);
+            renderSources(e.answer.sources, e.answer.cited);
+            $<HTMLButtonElement>("copy-md").disabled = false;
+            $("answer").dataset.done = "true";
+            break;
+        }
+      },
+      abort.signal,
+    );
+  } catch (e) {
+    const s = sentence(e, "answer");
+    if (s) showError(s);
+  } finally {
+    $<HTMLButtonElement>("stop-button").disabled = true;
+  }
+}
+
+$("ask-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const q = $<HTMLInputElement>("question").value.trim();
+  if (q) {
+    delete $("answer").dataset.done;
+    ask(q);
+  }
+});
+$("stop-button").addEventListener("click", () => abort?.abort());
+$("consent-send").addEventListener("click", () => pendingQuestion && ask(pendingQuestion, true));
+$("copy-md").addEventListener("click", async () => {
+  if (!lastAnswer) return;
+  const md =
+    `${lastAnswer.answer}\n\n**Sources**\n\n` +
+    lastAnswer.sources
+      .filter((s) => lastAnswer!.cited.includes(s.n))
+      .map((s) => `${s.n}. ${s.path}${s.page ? `, page ${s.page}` : ""}`)
+      .join("\n") +
+    `\n\n_Answered by ${lastAnswer.route.target}${lastAnswer.route.model ? ` (${lastAnswer.route.model})` : ""}._\n`;
+  try {
+    await navigator.clipboard.writeText(md);
+  } catch {
+    showError("The browser did not allow copying; select the answer and copy it by hand.");
+  }
+});
+
+// ---------- settings ----------
+
+async function loadSettings() {
+  try {
+    const s = await api.settings();
+    const inForce = s.privacy.in_force;
+    $("privacy-badge").textContent = `privacy: ${inForce.mode}`;
+    $("privacy-badge").title = inForce.why;
+    $("settings-list").replaceChildren(
+      ...[
+        ["Privacy mode in force", `${inForce.mode} (${inForce.why})`],
+        ["Never leaves this device", s.privacy.library?.never_leaves_device ? "yes" : "no"],
+        ["Library", s.library],
+        ["Embedder", s.embedder],
+        ["Local model", s.generator],
+        ["Default provider", s.default_provider ?? "the first one listed"],
+      ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]),
+    );
+    $("providers").replaceChildren(
+      ...(s.providers.length
+        ? s.providers.map((p: any) =>
+            el("li", {}, `${p.name}: ${p.model} at ${p.base_url}; key from ${p.key}${p.redact ? "; redacts personal data" : ""}`),
+          )
+        : [el("li", {}, "None configured: answers always come from this machine.")]),
+    );
+  } catch (e) {
+    showError(sentence(e, "read the settings"));
+  }
+}
+
+// ---------- start ----------
+
+select("library");
+refreshStatus().then(() => loadSettings());
+api.status().then((s) => s.indexing.running && watchIndexing()).catch(() => {});
