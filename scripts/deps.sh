@@ -7,6 +7,8 @@ python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 # The web UI is built with node/npm and tested in Debian's chromium.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+# The keychain test runs a real Secret Service (gnome-keyring) in a private D-Bus session.
+pkgs+=(gnome-keyring dbus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
