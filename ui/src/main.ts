@@ -118,13 +118,33 @@ async function refreshStatus() {
       ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
     );
     $("folders").replaceChildren(
-      ...(lib.folders.length ? lib.folders.map((f) => el("li", {}, f)) : [el("li", {}, "No folders yet: add one above.")]),
+      ...(lib.folders.length ? lib.folders.map(folderItem) : [el("li", {}, "No folders yet: add one above.")]),
     );
+    folders = lib.folders;
+    $<HTMLButtonElement>("reindex").disabled = !lib.folders.length || s.indexing.running;
     renderReasons(lib.failures.map(([path, reason]) => ({ path, reason })), s.indexing);
     showProgress(s.indexing);
   } catch (e) {
     showError(sentence(e, "read the library's status"));
   }
+}
+
+let folders: string[] = [];
+
+function folderItem(path: string): HTMLLIElement {
+  const remove = el("button", { type: "button", className: "remove" }, "Remove");
+  remove.setAttribute("aria-label", `Remove ${path} from the library`);
+  remove.addEventListener("click", async () => {
+    if (!confirm(`Remove ${path} and its documents from the library? The files themselves stay.`)) return;
+    showError("");
+    try {
+      await api.removeFolder(path);
+      await refreshStatus();
+    } catch (e) {
+      showError(sentence(e, `remove ${path}`));
+    }
+  });
+  return el("li", {}, el("span", { className: "path" }, path), " ", remove);
 }
 
 function renderReasons(failures: { path: string; reason: string }[], p: Progress | null) {
@@ -151,6 +171,10 @@ function showProgress(p: Progress) {
   const text =
     p.phase === "failed"
       ? `Indexing failed: ${p.error?.message ?? "unknown error"}`
+      : p.phase === "stopped"
+        ? `Stopped: ${p.files_done} files done; the rest is indexed when you check the folders again.`
+        : p.phase === "stopping"
+          ? "Stopping after the current batch…"
       : p.phase === "done"
         ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written in ${p.elapsed_s.toFixed(1)} s.`
         : p.phase === "walking"
@@ -158,6 +182,7 @@ function showProgress(p: Progress) {
           : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s${eta}`;
   $("progress-text").textContent = text;
   box.dataset.phase = p.phase;
+  $("stop-indexing").hidden = !p.running;
 }
 
 let watching: (() => void) | null = null;
@@ -165,7 +190,7 @@ function watchIndexing() {
   watching?.();
   watching = api.watchProgress((p) => {
     showProgress(p);
-    if (!p.running && (p.phase === "done" || p.phase === "failed")) {
+    if (!p.running && ["done", "failed", "stopped"].includes(p.phase)) {
       watching?.();
       watching = null;
       refreshStatus();
@@ -185,6 +210,17 @@ $("add-form").addEventListener("submit", async (e) => {
     watchIndexing();
   } catch (err) {
     showError(sentence(err, `add ${path}`));
+  }
+});
+
+$("stop-indexing").addEventListener("click", () => api.cancelIndexing().catch((e) => showError(sentence(e, "stop indexing"))));
+$("reindex").addEventListener("click", async () => {
+  showError("");
+  try {
+    await api.index(folders);
+    watchIndexing();
+  } catch (e) {
+    showError(sentence(e, "check the folders"));
   }
 });
 

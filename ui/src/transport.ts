@@ -109,6 +109,8 @@ export interface Transport {
   status(): Promise<Status>;
   watchProgress(on: (p: Progress) => void): () => void;
   index(paths: string[]): Promise<void>;
+  cancelIndexing(): Promise<boolean>;
+  removeFolder(path: string): Promise<number>;
   search(q: string, opts: { ext?: string; pathPrefix?: string; k?: number }): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
@@ -172,6 +174,24 @@ export class HttpTransport implements Transport {
         body: JSON.stringify({ paths }),
       }),
     );
+  }
+
+  async cancelIndexing(): Promise<boolean> {
+    const r = await json<{ stopping: boolean }>(
+      await fetch(`${this.base}/api/index/cancel`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }),
+    );
+    return r.stopping;
+  }
+
+  async removeFolder(path: string): Promise<number> {
+    const r = await json<{ removed_documents: number }>(
+      await fetch(`${this.base}/api/folders/remove`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ path }),
+      }),
+    );
+    return r.removed_documents;
   }
 
   async search(q: string, opts: { ext?: string; pathPrefix?: string; k?: number }): Promise<Hit[]> {

@@ -112,6 +112,13 @@ try {
   assert.ok(!(await page.isDisabled("#copy-md")), "the answer can be copied as Markdown");
   await page.screenshot({ path: join(shots, "ask.png") });
 
+  // Remove the folder again (after confirming): the library is empty.
+  await page.click("#tab-library");
+  page.once("dialog", (d) => d.accept());
+  await page.click("#folders .remove");
+  await page.waitForFunction(() => /No folders yet/.test(document.querySelector("#folders").textContent));
+  assert.match(await page.textContent("#summary"), /Documents\s*0/);
+
   await page.click("#tab-settings");
   await page.waitForFunction(() => /local-only/.test(document.querySelector("#settings-list").textContent));
   await page.screenshot({ path: join(shots, "settings.png") });

@@ -203,7 +203,7 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     if let Some(requested) = &args.embedder {
         if requested != &embedder_id {
             bail!(
-                "library {} uses embedder '{embedder_id}', not '{requested}'; use another --library",
+                "library {} uses embedder '{embedder_id}', not '{requested}'; `quarry reembed {requested}` switches it, or use another --library",
                 dir.display()
             );
         }
@@ -216,6 +216,20 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     opts.walk.follow_links = args.follow_links;
     opts.flush_chunks = args.flush_chunks.max(1);
     opts.limits.max_text_bytes = (args.max_text_mb.max(0.001) * (1u64 << 20) as f64) as usize;
+    // Ctrl-C stops after the current batch (written and consistent); the files
+    // not reached are indexed by the next run. A second Ctrl-C aborts at once,
+    // which is crash-safe too.
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    opts.cancel = Some(cancel.clone());
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("\nStopping after the current batch (Ctrl-C again to stop at once)…");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
 
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -253,6 +267,7 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     let report = library
         .index(&args.paths, &embedder, &opts, &mut on_event)
         .await;
+    watcher.abort();
     bar.finish_and_clear();
     let report = report?;
     if args.json {
@@ -537,5 +552,18 @@ pub async fn reembed(
             report.elapsed.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// `quarry remove FOLDER`: take a folder and its documents out of the library.
+pub async fn remove(ctx: &Context, folder: &Path, library: Option<PathBuf>) -> Result<()> {
+    let dir = ctx.library_dir(library);
+    let mut lib = Library::open(&dir).await?;
+    let n = lib.remove_folder(folder).await?;
+    println!(
+        "Removed {} and its {n} documents from {}.",
+        folder.display(),
+        lib.dir().display()
+    );
     Ok(())
 }

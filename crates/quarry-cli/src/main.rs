@@ -36,6 +36,13 @@ enum Command {
     },
     /// Index folders or files (new and changed files only).
     Index(commands::IndexArgs),
+    /// Remove a folder and its documents from the library (the files stay where they are).
+    Remove {
+        /// The folder (or file) as it was added.
+        folder: PathBuf,
+        #[command(flatten)]
+        lib: LibraryArg,
+    },
     /// Keep a library in sync with its folders (changes, new files, renames, deletions).
     Watch(commands::WatchArgs),
     /// Switch the library to another embedder: re-embed every chunk (searches keep working), then swap.
@@ -152,6 +159,7 @@ fn main() {
                 }
             },
             Command::Index(args) => commands::index(&ctx, args).await,
+            Command::Remove { folder, lib } => commands::remove(&ctx, &folder, lib.library).await,
             Command::Watch(args) => commands::watch(&ctx, args).await,
             Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
             Command::Check { lib, json } => commands::check(&ctx, lib.library, json).await,

@@ -49,6 +49,12 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
         r.failed.len()
     );
     println!("Library: {}", library.display());
+    if r.cancelled {
+        println!(
+            "Stopped early: {} file(s) not reached; the next `quarry index` indexes them.",
+            r.not_reached
+        );
+    }
     if !r.failed.is_empty() {
         println!("\nFailed:");
         for f in &r.failed {

@@ -340,6 +340,23 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         2,
         "{status}"
     );
+    // Removing that folder takes its document out again.
+    let removed: Value = ureq::post(&format!("{base}/api/folders/remove"))
+        .send_json(json!({"path": more}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(removed["removed_documents"], 1, "{removed}");
+    let found = get(&format!(
+        "{base}/api/search?q=vanilla%20orchids%20misting&k=3&mode=keyword"
+    ));
+    assert_eq!(found["hits"], json!([]), "{found}");
+    let cancel: Value = ureq::post(&format!("{base}/api/index/cancel"))
+        .send_json(json!({}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(cancel["stopping"], false, "nothing is running");
 }
 
 /// Everything Quarry wrote (config, library) as one string.

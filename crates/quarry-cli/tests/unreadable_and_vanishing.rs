@@ -253,3 +253,87 @@ fn files_that_vanish_or_change_during_indexing_are_reported_and_caught_up() {
         assert!(Path::new(p).exists(), "a hit for a deleted file: {p}");
     }
 }
+
+#[test]
+fn ctrl_c_stops_indexing_after_a_consistent_batch_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    let n = 1500;
+    for i in 0..n {
+        std::fs::write(
+            docs.join(format!("memo-{i:04}.txt")),
+            format!(
+                "Memo {i}: the depot shipped {} crates of tiles to site {i}.",
+                i * 3
+            ),
+        )
+        .unwrap();
+    }
+    let library = tmp.path().join("library");
+    let child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "index",
+            docs.to_str().unwrap(),
+            "--json",
+            "--flush-chunks",
+            "64",
+            "--library",
+        ])
+        .arg(&library)
+        .env("QUARRY_MODELS_DIR", models_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !library.join("inflight.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "indexing never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Stopping after the current batch"));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cancelled"], true, "{report}");
+    let not_reached = report["not_reached"].as_u64().unwrap() as usize;
+    let indexed = report["indexed"].as_array().unwrap().len();
+    assert!(
+        not_reached > 0 && indexed + not_reached == n,
+        "{indexed} + {not_reached}"
+    );
+    assert_eq!(quarry(&library, &["check"])["consistent"], true);
+    let rest = quarry(&library, &["index", docs.to_str().unwrap()]);
+    assert_eq!(
+        rest["indexed"].as_array().unwrap().len(),
+        not_reached,
+        "only the rest: {}",
+        rest["unchanged"]
+    );
+    assert_eq!(quarry(&library, &["status"])["documents"], n);
+    // Removing the folder takes every document out of both indexes.
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["remove", docs.to_str().unwrap(), "--library"])
+        .arg(&library)
+        .env("QUARRY_MODELS_DIR", models_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = quarry(&library, &["status"]);
+    assert_eq!(status["documents"], 0, "{status}");
+    assert_eq!(status["chunks"], 0);
+    assert_eq!(status["folders"].as_array().unwrap().len(), 0);
+    assert_eq!(quarry(&library, &["check"])["consistent"], true);
+}

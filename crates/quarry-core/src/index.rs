@@ -32,6 +32,9 @@ pub struct IndexOptions {
     pub chunker: ChunkerConfig,
     /// Flush to the indexes after about this many chunks.
     pub flush_chunks: usize,
+    /// Set to stop the run early: the current batch is finished and written,
+    /// the files not reached are left for the next run.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for IndexOptions {
@@ -41,6 +44,7 @@ impl Default for IndexOptions {
             limits: ExtractLimits::default(),
             chunker: ChunkerConfig::default(),
             flush_chunks: 512,
+            cancel: None,
         }
     }
 }
@@ -102,6 +106,10 @@ pub struct IndexReport {
     /// Whether this run built the approximate vector index (the library
     /// crossed `store::ANN_MIN_ROWS` chunks).
     pub vector_index_built: bool,
+    /// The run was stopped early; `not_reached` files are left for the next run.
+    pub cancelled: bool,
+    /// Files the run did not get to (when cancelled).
+    pub not_reached: usize,
     /// Wall time.
     #[serde(serialize_with = "ser_secs")]
     pub elapsed: Duration,
@@ -238,15 +246,7 @@ impl Library {
 
         if !removed.is_empty() {
             let ids: Vec<String> = removed.iter().map(|d| d.doc_id.clone()).collect();
-            crate::journal::begin(self.dir(), &ids)?;
-            self.vectors.delete_chunks_of(&ids).await?;
-            let mut writer = self.keywords.writer()?;
-            for id in &ids {
-                self.keywords.delete_document(&writer, id);
-            }
-            writer.commit()?;
-            self.vectors.delete_documents(&ids).await?;
-            crate::journal::end(self.dir())?;
+            self.remove_documents(&ids).await?;
             report.removed = removed.iter().map(|d| PathBuf::from(&d.path)).collect();
         }
 
@@ -263,7 +263,17 @@ impl Library {
             replace: Vec::new(),
         };
         let mut writes = 0usize;
-        for cand in todo {
+        let total = todo.len();
+        for (done, cand) in todo.into_iter().enumerate() {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                report.cancelled = true;
+                report.not_reached = total - done;
+                break;
+            }
             let path_str = cand.path.to_string_lossy().to_string();
             let id = doc_id(&path_str);
             let previous = existing.get(&path_str);
@@ -410,6 +420,65 @@ impl Library {
         self.keywords.reload()?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Delete documents from both indexes and their rows, under the journal
+    /// (a crash in between is rolled back like an indexing batch). The
+    /// caller holds the write lock.
+    pub(crate) async fn remove_documents(&self, ids: &[String]) -> Result<()> {
+        crate::journal::begin(self.dir(), ids)?;
+        self.vectors.delete_chunks_of(ids).await?;
+        let mut writer = self.keywords.writer()?;
+        for id in ids {
+            self.keywords.delete_document(&writer, id);
+        }
+        writer.commit()?;
+        self.vectors.delete_documents(ids).await?;
+        crate::journal::end(self.dir())?;
+        Ok(())
+    }
+
+    /// Remove a folder (or file) the user added, with every document under it,
+    /// from both indexes. Returns the number of documents removed.
+    pub async fn remove_folder(&mut self, folder: &Path) -> Result<usize> {
+        let _lock = self.lock_for_writing()?;
+        self.recover().await?;
+        let folder = folder
+            .canonicalize()
+            .unwrap_or_else(|_| folder.to_path_buf());
+        if !self.meta.folders.iter().any(|f| f == &folder) {
+            return Err(Error::BadPath {
+                path: folder.clone(),
+                reason: "is not one of this library's folders".into(),
+            });
+        }
+        // Documents under it that no other added folder covers.
+        let others: Vec<PathBuf> = self
+            .meta
+            .folders
+            .iter()
+            .filter(|f| *f != &folder)
+            .cloned()
+            .collect();
+        let ids: Vec<String> = self
+            .vectors
+            .documents()
+            .await?
+            .into_iter()
+            .filter(|d| {
+                let p = Path::new(&d.path);
+                p.starts_with(&folder) && !others.iter().any(|o| p.starts_with(o))
+            })
+            .map(|d| d.doc_id)
+            .collect();
+        if !ids.is_empty() {
+            self.remove_documents(&ids).await?;
+            self.vectors.optimize().await?;
+            self.keywords.reload()?;
+        }
+        self.meta.folders.retain(|f| f != &folder);
+        self.save_meta()?;
+        Ok(ids.len())
     }
 
     /// Embed the pending chunks and write them, then their documents.

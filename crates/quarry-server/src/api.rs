@@ -395,3 +395,24 @@ pub async fn document(
         })).collect::<Vec<_>>(),
     })))
 }
+
+/// `POST /api/index/cancel`: stop the running job after its current batch.
+pub async fn cancel_index(State(engine): Shared) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "stopping": engine.cancel_indexing() }))
+}
+
+/// Body of `POST /api/folders/remove`.
+#[derive(Deserialize)]
+pub struct RemoveRequest {
+    /// The folder as it was added.
+    pub path: PathBuf,
+}
+
+/// `POST /api/folders/remove`: take a folder and its documents out of the library.
+pub async fn remove_folder(
+    State(engine): Shared,
+    Json(req): Json<RemoveRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let n = engine.remove_folder(&req.path).await?;
+    Ok(Json(serde_json::json!({ "removed_documents": n })))
+}

@@ -42,7 +42,8 @@ pub struct IndexProgress {
     pub running: bool,
     /// The folders being indexed.
     pub paths: Vec<String>,
-    /// `walking`, `indexing`, `done` or `failed`.
+    /// `idle`, `walking`, `indexing`, `stopping`, `done`, `stopped` (the rest is
+    /// left for the next run) or `failed`.
     pub phase: String,
     /// Files found by the walk.
     pub files_found: usize,
@@ -88,6 +89,7 @@ pub struct Engine {
     index_opts: IndexOptions,
     progress: Mutex<IndexProgress>,
     updates: broadcast::Sender<IndexProgress>,
+    cancel: Mutex<Option<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl Engine {
@@ -112,7 +114,29 @@ impl Engine {
                 ..Default::default()
             }),
             updates,
+            cancel: Mutex::new(None),
         })
+    }
+
+    /// Ask the running indexing job to stop after its current batch; false
+    /// when none is running.
+    pub fn cancel_indexing(&self) -> bool {
+        match self.cancel.lock().expect("cancel lock").as_ref() {
+            Some(flag) if self.progress().running => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.publish(|p| p.phase = "stopping".into());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Remove a folder and its documents (fails with `Locked` while indexing).
+    pub async fn remove_folder(&self, folder: &std::path::Path) -> Result<usize> {
+        let mut lib = Library::open(&self.library_dir).await?;
+        let n = lib.remove_folder(folder).await?;
+        self.refresh().await;
+        Ok(n)
     }
 
     /// The library as of now (a snapshot: indexing swaps in a fresh one).
@@ -196,15 +220,19 @@ impl Engine {
                 ..Default::default()
             };
         }
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        *self.cancel.lock().expect("cancel lock") = Some(flag.clone());
+        let mut opts = self.index_opts.clone();
+        opts.cancel = Some(flag);
         let engine = self.clone();
         let handle = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
-            handle.block_on(engine.run_indexing(paths));
+            handle.block_on(engine.run_indexing(paths, opts));
         });
         Ok(())
     }
 
-    async fn run_indexing(self: Arc<Self>, paths: Vec<PathBuf>) {
+    async fn run_indexing(self: Arc<Self>, paths: Vec<PathBuf>, opts: IndexOptions) {
         let started = Instant::now();
         let result = async {
             let mut lib = Library::open(&self.library_dir).await?;
@@ -241,7 +269,7 @@ impl Engine {
                 });
             };
             let report = lib
-                .index(&paths, &self.embedder, &self.index_opts, &mut on_event)
+                .index(&paths, &self.embedder, &opts, &mut on_event)
                 .await?;
             Ok::<_, quarry_core::Error>(report)
         }
@@ -251,7 +279,7 @@ impl Engine {
         match result {
             Ok(report) => self.publish(|p| {
                 p.running = false;
-                p.phase = "done".into();
+                p.phase = if report.cancelled { "stopped" } else { "done" }.into();
                 p.elapsed_s = elapsed;
                 p.eta_s = Some(0.0);
                 p.chunks = report.chunks;

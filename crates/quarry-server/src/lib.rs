@@ -6,6 +6,8 @@
 //! | GET | `/api/status` | library counts, failures, privacy, indexing progress |
 //! | GET | `/api/status/stream` | SSE `progress` events while indexing |
 //! | POST | `/api/index` | `{"paths": [...]}`: add folders, index in the background |
+//! | POST | `/api/index/cancel` | stop the job after its current batch (the rest is left for the next run) |
+//! | POST | `/api/folders/remove` | `{"path": ...}`: remove a folder and its documents |
 //! | GET | `/api/search?q=&mode=&k=&path_prefix=&ext=` | hybrid search with snippets |
 //! | POST | `/api/ask` | SSE: `sources`, `route`, `token`, `consent`, `sent`, `done`, `error` |
 //! | GET | `/api/audit` | what left the machine |
@@ -116,6 +118,8 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         .route("/api/status", get(api::status))
         .route("/api/status/stream", get(api::status_stream))
         .route("/api/index", post(api::index))
+        .route("/api/index/cancel", post(api::cancel_index))
+        .route("/api/folders/remove", post(api::remove_folder))
         .route("/api/search", get(api::search))
         .route("/api/ask", post(api::ask))
         .route("/api/audit", get(api::audit))
