@@ -132,6 +132,42 @@ fn unreadable_files_and_folders_are_listed_with_their_reason() {
     );
 }
 
+/// Start `quarry index DOCS --json` in small batches and return once its first
+/// batch is being written (the walk is over).
+fn index_under_way(docs: &Path, library: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "index",
+            docs.to_str().unwrap(),
+            "--json",
+            "--flush-chunks",
+            "64",
+            "--library",
+        ])
+        .arg(library)
+        .env("QUARRY_MODELS_DIR", models_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !library.join("inflight.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "indexing never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// `n` one-line notes in `docs`, named by `name(i)`, made by `text(i)`.
+fn write_notes(n: usize, name: impl Fn(usize) -> PathBuf, text: impl Fn(usize) -> String) {
+    for i in 0..n {
+        std::fs::write(name(i), text(i)).unwrap();
+    }
+}
+
 fn quarry(library: &Path, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
         .args(args)
@@ -156,41 +192,16 @@ fn files_that_vanish_or_change_during_indexing_are_reported_and_caught_up() {
     std::fs::create_dir(&docs).unwrap();
     let n = 1200;
     let name = |i: usize| docs.join(format!("note-{i:04}.txt"));
-    for i in 0..n {
-        std::fs::write(
-            name(i),
-            format!(
-                "Field note {i}: the survey crew counted {} herons near marker {i}.",
-                i * 7
-            ),
+    write_notes(n, name, |i| {
+        format!(
+            "Field note {i}: the survey crew counted {} herons near marker {i}.",
+            i * 7
         )
-        .unwrap();
-    }
+    });
     let library = tmp.path().join("library");
-    let child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "index",
-            docs.to_str().unwrap(),
-            "--json",
-            "--flush-chunks",
-            "64",
-            "--library",
-        ])
-        .arg(&library)
-        .env("QUARRY_MODELS_DIR", models_dir())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Once the walk is over and indexing under way, the last files vanish and
     // some others change.
-    let started = Instant::now();
-    while !library.join("inflight.json").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "indexing never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = index_under_way(&docs, &library);
     for i in n - 300..n {
         std::fs::remove_file(name(i)).unwrap();
     }
@@ -260,40 +271,18 @@ fn ctrl_c_stops_indexing_after_a_consistent_batch_and_the_next_run_finishes() {
     let docs = tmp.path().join("docs");
     std::fs::create_dir(&docs).unwrap();
     let n = 1500;
-    for i in 0..n {
-        std::fs::write(
-            docs.join(format!("memo-{i:04}.txt")),
+    write_notes(
+        n,
+        |i| docs.join(format!("memo-{i:04}.txt")),
+        |i| {
             format!(
                 "Memo {i}: the depot shipped {} crates of tiles to site {i}.",
                 i * 3
-            ),
-        )
-        .unwrap();
-    }
+            )
+        },
+    );
     let library = tmp.path().join("library");
-    let child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "index",
-            docs.to_str().unwrap(),
-            "--json",
-            "--flush-chunks",
-            "64",
-            "--library",
-        ])
-        .arg(&library)
-        .env("QUARRY_MODELS_DIR", models_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !library.join("inflight.json").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "indexing never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = index_under_way(&docs, &library);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert!(
