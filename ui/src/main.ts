@@ -301,6 +301,8 @@ async function showPassage(pane: HTMLElement, path: string, passage: string, pag
 // ---------- ask ----------
 
 let lastAnswer: Answer | null = null;
+/** The conversation so far (follow-up questions see the last two turns). */
+let history: { role: string; content: string }[] = [];
 let pendingQuestion: string | null = null;
 let abort: AbortController | null = null;
 
@@ -354,7 +356,7 @@ async function ask(question: string, confirmSend = false) {
   $("route-badge").replaceChildren();
   try {
     await api.ask(
-      { question, route: $<HTMLSelectElement>("route").value, confirm_send: confirmSend },
+      { question, history: history.slice(-4), route: $<HTMLSelectElement>("route").value, confirm_send: confirmSend },
       (e) => {
         switch (e.kind) {
           case "sources":
@@ -391,6 +393,7 @@ async function ask(question: string, confirmSend = false) {
             renderAnswerText(e.answer.answer, e.answer.sources);
             renderSources(e.answer.sources, e.answer.cited);
             $<HTMLButtonElement>("copy-md").disabled = false;
+            history.push({ role: "user", content: question }, { role: "assistant", content: e.answer.answer });
             $("answer").dataset.done = "true";
             break;
         }
@@ -414,6 +417,15 @@ $("ask-form").addEventListener("submit", (e) => {
   }
 });
 $("stop-button").addEventListener("click", () => abort?.abort());
+$("new-chat").addEventListener("click", () => {
+  history = [];
+  lastAnswer = null;
+  $("answer").replaceChildren();
+  $("sources").replaceChildren();
+  $("route-badge").replaceChildren();
+  $<HTMLInputElement>("question").value = "";
+  $("question").focus();
+});
 $("consent-send").addEventListener("click", () => pendingQuestion && ask(pendingQuestion, true));
 $("copy-md").addEventListener("click", async () => {
   if (!lastAnswer) return;
@@ -433,9 +445,11 @@ $("copy-md").addEventListener("click", async () => {
 
 // ---------- settings ----------
 
-async function loadSettings() {
+async function loadSettings(given?: Record<string, any>) {
   try {
-    const s = await api.settings();
+    const s = given ?? (await api.settings());
+    $<HTMLSelectElement>("privacy-mode").value = s.privacy.global;
+    $<HTMLInputElement>("never-leaves").checked = !!s.privacy.library?.never_leaves_device;
     const inForce = s.privacy.in_force;
     $("privacy-badge").textContent = `privacy: ${inForce.mode}`;
     $("privacy-badge").title = inForce.why;
@@ -460,6 +474,22 @@ async function loadSettings() {
     showError(sentence(e, "read the settings"));
   }
 }
+
+async function changePrivacy(change: { mode?: string; never_leaves_device?: boolean }) {
+  showError("");
+  try {
+    await loadSettings(await api.setPrivacy(change));
+  } catch (e) {
+    showError(sentence(e, "change the privacy settings"));
+    loadSettings();
+  }
+}
+$("privacy-mode").addEventListener("change", () =>
+  changePrivacy({ mode: $<HTMLSelectElement>("privacy-mode").value }),
+);
+$("never-leaves").addEventListener("change", () =>
+  changePrivacy({ never_leaves_device: $<HTMLInputElement>("never-leaves").checked }),
+);
 
 // ---------- start ----------
 

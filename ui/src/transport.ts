@@ -115,6 +115,7 @@ export interface Transport {
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
   settings(): Promise<Record<string, any>>;
+  setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>>;
 }
 
 async function json<T>(r: Response): Promise<T> {
@@ -232,6 +233,16 @@ export class HttpTransport implements Transport {
 
   async settings(): Promise<Record<string, any>> {
     return json(await fetch(`${this.base}/api/settings`));
+  }
+
+  async setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>> {
+    return json(
+      await fetch(`${this.base}/api/settings/privacy`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(change),
+      }),
+    );
   }
 }
 

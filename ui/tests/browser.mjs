@@ -121,6 +121,12 @@ try {
 
   await page.click("#tab-settings");
   await page.waitForFunction(() => /local-only/.test(document.querySelector("#settings-list").textContent));
+  // Privacy settings change from the UI; never-leaves-device wins over the global mode.
+  await page.selectOption("#privacy-mode", "ask");
+  await page.waitForFunction(() => /ask \(the global privacy mode is ask\)/.test(document.querySelector("#settings-list").textContent));
+  await page.check("#never-leaves");
+  await page.waitForFunction(() => /never-leaves-device/.test(document.querySelector("#settings-list").textContent));
+  assert.match(await page.textContent("#privacy-badge"), /local-only/);
   await page.screenshot({ path: join(shots, "settings.png") });
 
   // The one expected failure: the browser logs the refused bad path (HTTP 400).

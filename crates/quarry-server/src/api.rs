@@ -416,3 +416,42 @@ pub async fn remove_folder(
     let n = engine.remove_folder(&req.path).await?;
     Ok(Json(serde_json::json!({ "removed_documents": n })))
 }
+
+/// Body of `POST /api/settings/privacy`.
+#[derive(Deserialize)]
+pub struct PrivacyRequest {
+    /// The new mode (for the library when `library` is true, else globally).
+    #[serde(default)]
+    pub mode: Option<PrivacyMode>,
+    /// Set the library's own mode instead of the global one.
+    #[serde(default)]
+    pub library: bool,
+    /// Mark (or unmark) the library never-leaves-device.
+    #[serde(default)]
+    pub never_leaves_device: Option<bool>,
+}
+
+/// `POST /api/settings/privacy`: change the global or the library's privacy mode.
+pub async fn set_privacy(
+    State(engine): Shared,
+    Json(req): Json<PrivacyRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use quarry_core::cloud::Settings;
+    if req.library || req.never_leaves_device.is_some() {
+        let mut lib = quarry_core::Library::open(&engine.library_dir).await?;
+        let mut p = lib.meta().privacy.clone();
+        if req.library {
+            p.mode = req.mode;
+        }
+        if let Some(flag) = req.never_leaves_device {
+            p.never_leaves_device = flag;
+        }
+        lib.set_privacy(p)?;
+        engine.reload().await;
+    } else if let Some(mode) = req.mode {
+        let mut s = Settings::load(&engine.config_dir)?;
+        s.privacy = mode;
+        s.save(&engine.config_dir)?;
+    }
+    settings(State(engine)).await
+}

@@ -188,6 +188,11 @@ impl Engine {
         let _ = self.updates.send(snapshot);
     }
 
+    /// Re-open the library (after its settings changed).
+    pub async fn reload(&self) {
+        self.refresh().await
+    }
+
     /// Re-open the library so searches see what indexing wrote (searches
     /// during a job see the library as it was before it: consistent, not yet new).
     async fn refresh(&self) {

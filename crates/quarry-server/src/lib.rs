@@ -14,6 +14,7 @@
 //! | GET | `/v1/models` | OpenAI-compatible model list |
 //! | POST | `/v1/chat/completions` | OpenAI-compatible chat, streaming or not |
 //! | GET | `/api/settings` | privacy modes in force and the providers (never keys) |
+//! | POST | `/api/settings/privacy` | `{"mode", "library", "never_leaves_device"}`: change the privacy settings |
 //! | GET | `/api/document?path=` | a document's text (only files inside the library's folders) |
 //! | GET | `/` | the web UI (when built) |
 //!
@@ -124,6 +125,7 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         .route("/api/ask", post(api::ask))
         .route("/api/audit", get(api::audit))
         .route("/api/settings", get(api::settings))
+        .route("/api/settings/privacy", post(api::set_privacy))
         .route("/api/document", get(api::document))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
