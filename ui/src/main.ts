@@ -9,7 +9,7 @@ import {
   type Source,
 } from "./transport";
 
-const api = createTransport();
+const api = await createTransport();
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
 // ---------- small helpers ----------

@@ -246,7 +246,11 @@ export class HttpTransport implements Transport {
   }
 }
 
-/** The transport for where the UI runs. */
-export function createTransport(): Transport {
+/** The transport for where the UI runs: Tauri IPC in the desktop app, HTTP otherwise. */
+export async function createTransport(): Promise<Transport> {
+  if ("__TAURI_INTERNALS__" in window) {
+    const { TauriTransport } = await import("./tauri");
+    return new TauriTransport();
+  }
   return new HttpTransport();
 }

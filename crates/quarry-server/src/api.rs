@@ -28,14 +28,19 @@ type Shared = State<Arc<Engine>>;
 
 /// `GET /api/status`: the library's counts, failures and indexing progress.
 pub async fn status(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    status_value(&engine).await.map(Json)
+}
+
+/// The library's counts, failures, privacy and indexing progress.
+pub async fn status_value(engine: &Engine) -> Result<serde_json::Value, ApiError> {
     let lib = engine.library();
     let status = lib.status().await?;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "library": status,
         "privacy": lib.meta().privacy,
         "indexing": engine.progress(),
         "model": engine.model_name,
-    })))
+    }))
 }
 
 /// `GET /api/status/stream`: SSE of indexing progress (`progress` events;
@@ -137,6 +142,11 @@ pub async fn search(
     State(engine): Shared,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    search_value(&engine, q).await.map(Json)
+}
+
+/// Hits (with snippets and highlight ranges) for a search.
+pub async fn search_value(engine: &Engine, q: SearchQuery) -> Result<serde_json::Value, ApiError> {
     let mode: SearchMode = q.mode.as_deref().unwrap_or("hybrid").parse()?;
     let lib = engine.library();
     let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
@@ -151,13 +161,13 @@ pub async fn search(
             },
         )
         .await?;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "query": q.q,
         "mode": mode,
         "hits": results.hits.iter().map(hit_json).collect::<Vec<_>>(),
         "best_similarity": results.best_similarity,
         "took_ms": results.timings.total.as_secs_f64() * 1000.0,
-    })))
+    }))
 }
 
 /// Body of `POST /api/ask`.
@@ -212,21 +222,24 @@ pub async fn ask(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let result = answer_blocking(&engine, &handle, &req, &tx);
-        if let Err(e) = result {
-            let _ = tx.send(event("error", e.body()["error"].clone()));
+        // A closed stream (the client left) stops generation.
+        let mut sink = |name: &str, data: serde_json::Value| tx.send(event(name, data)).is_ok();
+        if let Err(e) = answer_blocking(&engine, &handle, &req, &mut sink) {
+            sink("error", e.body()["error"].clone());
         }
     });
     Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
 }
 
-/// Answer on a blocking thread (the model is held while generating),
-/// sending events to `tx`.
-fn answer_blocking(
+/// Answer on a blocking thread (the model is held while generating), passing
+/// each event (`sources`, `route`, `token`, `consent`, `sent`, `done`) to
+/// `sink`, which returns false to stop. The HTTP and desktop front-ends differ
+/// only in their sink.
+pub fn answer_blocking(
     engine: &Engine,
     handle: &tokio::runtime::Handle,
     req: &AskRequest,
-    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+    sink: &mut dyn FnMut(&str, serde_json::Value) -> bool,
 ) -> Result<(), ApiError> {
     let lib = engine.library();
     let env = |k: &str| std::env::var(k).ok();
@@ -259,20 +272,21 @@ fn answer_blocking(
         use_cache: !req.no_cache,
         now: chrono_now(),
     };
+    let value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+    let sink = std::cell::RefCell::new(sink);
     let mut on_event = |e: AnswerEvent| {
-        let ev = match e {
-            AnswerEvent::Sources(s) => event("sources", s),
-            AnswerEvent::Route(r) => event("route", r),
-            AnswerEvent::Token(t) => event("token", serde_json::json!({ "text": t })),
-            AnswerEvent::Sent(p) => event("sent", p),
+        let (name, data) = match e {
+            AnswerEvent::Sources(s) => ("sources", value(serde_json::to_value(s))),
+            AnswerEvent::Route(r) => ("route", value(serde_json::to_value(r))),
+            AnswerEvent::Token(t) => ("token", serde_json::json!({ "text": t })),
+            AnswerEvent::Sent(p) => ("sent", value(serde_json::to_value(p))),
         };
-        // A closed stream (the client left) stops generation.
-        tx.send(ev).is_ok()
+        (sink.borrow_mut())(name, data)
     };
     let confirmed = req.confirm_send;
     let mut confirm = |p: &quarry_core::cloud::Preview| {
         if !confirmed {
-            let _ = tx.send(event("consent", p));
+            (sink.borrow_mut())("consent", value(serde_json::to_value(p)));
         }
         confirmed
     };
@@ -295,7 +309,7 @@ fn answer_blocking(
         &mut confirm,
         &mut on_event,
     ))?;
-    let _ = tx.send(event("done", &answer));
+    (sink.borrow_mut())("done", value(serde_json::to_value(&answer)));
     Ok(())
 }
 
@@ -313,6 +327,11 @@ pub async fn audit(State(engine): Shared) -> Result<Json<serde_json::Value>, Api
 /// `GET /api/settings`: the privacy modes (global, library, in force) and the
 /// providers with where their keys come from — never the keys.
 pub async fn settings(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    settings_value(&engine).map(Json)
+}
+
+/// The privacy modes and providers (never keys).
+pub fn settings_value(engine: &Engine) -> Result<serde_json::Value, ApiError> {
     use quarry_core::cloud::{providers::find_key, Policy, Providers, Settings};
     let lib = engine.library();
     let global = Settings::load(&engine.config_dir)?;
@@ -328,14 +347,14 @@ pub async fn settings(State(engine): Shared) -> Result<Json<serde_json::Value>, 
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "privacy": {"global": global.privacy, "library": lib.meta().privacy, "in_force": policy},
         "default_provider": global.provider,
         "providers": providers,
         "library": engine.library_dir,
         "embedder": lib.meta().embedder,
         "generator": engine.model_name,
-    })))
+    }))
 }
 
 /// Query of `GET /api/document`.
@@ -351,6 +370,14 @@ pub async fn document(
     State(engine): Shared,
     Query(q): Query<DocumentQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    document_value(&engine, q).await.map(Json)
+}
+
+/// A document's extracted text, only inside the library's folders.
+pub async fn document_value(
+    engine: &Engine,
+    q: DocumentQuery,
+) -> Result<serde_json::Value, ApiError> {
     let lib = engine.library();
     let path = q.path.canonicalize().map_err(|e| {
         ApiError::new(
@@ -387,13 +414,13 @@ pub async fn document(
             e.to_string(),
         )
     })?;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "path": q.path,
         "title": extracted.title,
         "blocks": extracted.blocks.iter().map(|b| serde_json::json!({
             "text": b.text, "page": b.page, "heading": b.heading,
         })).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 /// `POST /api/index/cancel`: stop the running job after its current batch.
@@ -436,6 +463,14 @@ pub async fn set_privacy(
     State(engine): Shared,
     Json(req): Json<PrivacyRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    set_privacy_value(&engine, req).await.map(Json)
+}
+
+/// Change the privacy settings; returns the settings after the change.
+pub async fn set_privacy_value(
+    engine: &Engine,
+    req: PrivacyRequest,
+) -> Result<serde_json::Value, ApiError> {
     use quarry_core::cloud::Settings;
     if req.library || req.never_leaves_device.is_some() {
         let mut lib = quarry_core::Library::open(&engine.library_dir).await?;
@@ -453,5 +488,5 @@ pub async fn set_privacy(
         s.privacy = mode;
         s.save(&engine.config_dir)?;
     }
-    settings(State(engine)).await
+    settings_value(engine)
 }

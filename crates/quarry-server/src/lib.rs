@@ -25,7 +25,7 @@
 
 #![warn(missing_docs)]
 
-mod api;
+pub mod api;
 pub mod engine;
 pub mod error;
 mod openai;

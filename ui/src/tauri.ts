@@ -1,0 +1,97 @@
+// The desktop transport: the same interface as HttpTransport, over Tauri IPC
+// (commands), events (indexing progress) and a channel (answer events).
+
+import { Channel, invoke } from "@tauri-apps/api/core";
+import { listen } from "@tauri-apps/api/event";
+import {
+  QuarryError,
+  type AskEvent,
+  type AskRequest,
+  type Doc,
+  type Hit,
+  type Progress,
+  type Status,
+  type Transport,
+} from "./transport";
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    throw new QuarryError(err?.code ?? "internal", err?.message ?? String(e));
+  }
+}
+
+export class TauriTransport implements Transport {
+  status(): Promise<Status> {
+    return call("status");
+  }
+
+  watchProgress(on: (p: Progress) => void): () => void {
+    let stop: (() => void) | null = null;
+    let stopped = false;
+    listen<Progress>("progress", (e) => on(e.payload)).then((un) => {
+      if (stopped) un();
+      else stop = un;
+    });
+    // The current state first, like the server's stream.
+    this.status().then((s) => on(s.indexing)).catch(() => {});
+    return () => {
+      stopped = true;
+      stop?.();
+    };
+  }
+
+  async index(paths: string[]): Promise<void> {
+    await call("index", { paths });
+  }
+
+  cancelIndexing(): Promise<boolean> {
+    return call("cancel_indexing");
+  }
+
+  removeFolder(path: string): Promise<number> {
+    return call("remove_folder", { path });
+  }
+
+  async search(q: string, opts: { ext?: string; pathPrefix?: string; k?: number }): Promise<Hit[]> {
+    const r = await call<{ hits: Hit[] }>("search", {
+      query: { q, k: opts.k ?? 20, ext: opts.ext || null, path_prefix: opts.pathPrefix || null },
+    });
+    return r.hits;
+  }
+
+  async ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void> {
+    let failure: QuarryError | null = null;
+    let aborted = false;
+    signal?.addEventListener("abort", () => (aborted = true));
+    const channel = new Channel<{ event: string; data: any }>();
+    channel.onmessage = ({ event, data }) => {
+      if (aborted) return;
+      switch (event) {
+        case "sources": return on({ kind: "sources", sources: data });
+        case "route": return on({ kind: "route", route: data });
+        case "token": return on({ kind: "token", text: data.text });
+        case "consent": return on({ kind: "consent", preview: data });
+        case "sent": return on({ kind: "sent", preview: data });
+        case "done": return on({ kind: "done", answer: data });
+        case "error": failure = new QuarryError(data.code, data.message);
+      }
+    };
+    await call("ask", { request: req, onEvent: channel });
+    if (failure) throw failure;
+  }
+
+  document(path: string): Promise<Doc> {
+    return call("document", { path });
+  }
+
+  settings(): Promise<Record<string, any>> {
+    return call("settings");
+  }
+
+  setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>> {
+    return call("set_privacy", { change });
+  }
+}
