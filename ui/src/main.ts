@@ -271,10 +271,14 @@ for (const id of ["query", "prefix"]) {
 $("ext").addEventListener("change", runSearch);
 
 /** Show a document in a preview pane with `passage` highlighted and scrolled to. */
+const previewSeq = new WeakMap<HTMLElement, number>();
 async function showPassage(pane: HTMLElement, path: string, passage: string, page: number | null) {
+  const seq = (previewSeq.get(pane) ?? 0) + 1;
+  previewSeq.set(pane, seq);
   pane.replaceChildren(el("h2", {}, baseName(path)), el("p", { className: "path" }, path + (page ? `, page ${page}` : "")));
   try {
     const doc = await api.document(path);
+    if (previewSeq.get(pane) !== seq) return; // another passage was opened meanwhile
     let target: HTMLElement | null = null;
     const needle = passage.trim().slice(0, 80);
     for (const b of doc.blocks) {
@@ -292,6 +296,7 @@ async function showPassage(pane: HTMLElement, path: string, passage: string, pag
     if (!target) pane.append(el("blockquote", { className: "passage" }, passage));
     (target ?? pane).scrollIntoView({ block: "center" });
   } catch (e) {
+    if (previewSeq.get(pane) !== seq) return;
     pane.append(el("blockquote", { className: "passage" }, passage));
     pane.append(el("p", { className: "hint" }, sentence(e, "open the document")));
   }
@@ -343,7 +348,9 @@ function previewText(p: Preview): string {
 
 async function ask(question: string, confirmSend = false) {
   abort?.abort();
-  abort = new AbortController();
+  const mine = new AbortController();
+  abort = mine;
+  let consentAsked = false;
   showError("");
   let text = "";
   let sources: Source[] = [];
@@ -380,6 +387,7 @@ async function ask(question: string, confirmSend = false) {
             break;
           case "consent":
             pendingQuestion = question;
+            consentAsked = true;
             $("consent-provider").textContent = `${e.preview.provider} (${e.preview.host})`;
             $("consent-text").textContent = previewText(e.preview);
             $("consent").hidden = false;
@@ -393,18 +401,22 @@ async function ask(question: string, confirmSend = false) {
             renderAnswerText(e.answer.answer, e.answer.sources);
             renderSources(e.answer.sources, e.answer.cited);
             $<HTMLButtonElement>("copy-md").disabled = false;
-            history.push({ role: "user", content: question }, { role: "assistant", content: e.answer.answer });
+            // A local answer given while consent is pending stays out of the
+            // conversation, so "Send it" sends exactly what was shown.
+            if (!consentAsked) {
+              history.push({ role: "user", content: question }, { role: "assistant", content: e.answer.answer });
+            }
             $("answer").dataset.done = "true";
             break;
         }
       },
-      abort.signal,
+      mine.signal,
     );
   } catch (e) {
     const s = sentence(e, "answer");
     if (s) showError(s);
   } finally {
-    $<HTMLButtonElement>("stop-button").disabled = true;
+    if (abort === mine) $<HTMLButtonElement>("stop-button").disabled = true;
   }
 }
 

@@ -156,6 +156,11 @@ pub fn provider(ctx: &Context, action: ProviderAction) -> Result<()> {
                 bail!("no provider named '{name}'");
             }
             list.save(dir)?;
+            let mut settings = Settings::load(dir)?;
+            if settings.provider.as_deref() == Some(name.as_str()) {
+                settings.provider = None;
+                settings.save(dir)?;
+            }
             if let Err(e) = keychain_delete(&name) {
                 eprintln!("note: {e}");
             }

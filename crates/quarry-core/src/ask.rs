@@ -76,7 +76,15 @@ impl Asker<'_> {
         };
         // The question's embedding serves both the cache and the classifier.
         let embed_ms = ms(started.elapsed());
-        let scope = format!("{:?}", opts.answer.filter);
+        // Everything that changes the answer is part of the cache key.
+        let scope = format!(
+            "{:?}|{}|{}|{}|{}",
+            opts.answer.filter,
+            self.model.name(),
+            opts.answer.generate.max_tokens,
+            opts.answer.sources,
+            opts.answer.min_similarity
+        );
         let content_version = self.library.content_version().await?;
         let cacheable = opts.use_cache && history.is_empty() && opts.route == RouteOverride::Auto;
         if let (true, Some(cache), Some(v)) = (cacheable, self.cache.as_deref(), &vector) {
@@ -141,6 +149,17 @@ impl Asker<'_> {
             };
         }
         let route_ms = ms(route_started.elapsed()) + if verdict.is_some() { embed_ms } else { 0.0 };
+        // An answer cut short (the caller stopped it) or a fallback is not cached.
+        let stopped = std::cell::Cell::new(false);
+        let mut on_event = |e: AnswerEvent| {
+            let go_on = on_event(e);
+            if !go_on {
+                stopped.set(true);
+            }
+            go_on
+        };
+        let on_event: &mut dyn FnMut(AnswerEvent) -> bool = &mut on_event;
+        let mut fell_back = false;
         let mut answer = None;
         if target == Target::Cloud {
             let egress = self
@@ -163,8 +182,13 @@ impl Asker<'_> {
                 Err(
                     e @ (Error::Provider { .. } | Error::SendDeclined | Error::PrivacyBlocked(_)),
                 ) => {
+                    fell_back = true;
                     let why = match &e {
                         Error::SendDeclined => "sending was declined".to_string(),
+                        // The request did leave: say so (the audit log has it).
+                        Error::Provider { .. } => format!(
+                            "{e} (the question and passages were sent; `quarry audit` lists the request)"
+                        ),
                         other => other.to_string(),
                     };
                     let route = Route {
@@ -215,7 +239,7 @@ impl Asker<'_> {
             }
         };
         answer.timings.route_ms = route_ms;
-        if cacheable && !answer.answer.is_empty() {
+        if cacheable && !answer.answer.is_empty() && !fell_back && !stopped.get() {
             if let (Some(cache), Some(v)) = (self.cache.as_deref_mut(), vector) {
                 // A cache that cannot be written costs only a recomputation.
                 if let Err(e) = cache.insert(question, v, &content_version, &scope, &answer) {
@@ -240,8 +264,12 @@ impl Asker<'_> {
         on_event: &mut dyn FnMut(AnswerEvent) -> bool,
     ) -> Result<Answer> {
         let sources = retrieved.candidates.clone();
-        let mut documents: Vec<String> = sources.iter().map(|s| s.path.clone()).collect();
-        documents.dedup();
+        let mut documents: Vec<String> = Vec::new();
+        for s in &sources {
+            if !documents.contains(&s.path) {
+                documents.push(s.path.clone());
+            }
+        }
         let outbound = Outbound {
             messages: cloud_messages(history, question, &sources),
             documents,

@@ -276,6 +276,11 @@ impl Library {
         }
     }
 
+    /// Every document row (indexed, skipped and failed files).
+    pub async fn documents(&self) -> Result<Vec<crate::store::DocumentRecord>> {
+        self.vectors.documents().await
+    }
+
     /// Every chunk with its vector (benchmarks, re-embedding).
     pub async fn chunk_records(&self) -> Result<Vec<crate::store::ChunkRecord>> {
         self.vectors.chunk_records(None).await
@@ -339,6 +344,13 @@ impl Library {
             failures,
         })
     }
+}
+
+/// Read a library's `library.json` as it is on disk now.
+pub fn read_meta(dir: &Path) -> Result<LibraryMeta> {
+    Ok(serde_json::from_str(&fs_err::read_to_string(
+        dir.join(META),
+    )?)?)
 }
 
 /// Bytes of the files under `dir`.

@@ -1,7 +1,7 @@
 //! Quarry's own JSON/SSE endpoints under `/api`.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -48,8 +48,9 @@ pub async fn status_value(engine: &Engine) -> Result<serde_json::Value, ApiError
 pub async fn status_stream(
     State(engine): Shared,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let first = engine.progress();
+    // Subscribe first, then read the state: an update in between is not lost.
     let updates = BroadcastStream::new(engine.subscribe()).filter_map(|u| u.ok());
+    let first = engine.progress();
     let stream = tokio_stream::once(first).chain(updates).map(|p| {
         Ok(Event::default()
             .event("progress")
@@ -386,11 +387,15 @@ pub async fn document_value(
             format!("{}: {e}", q.path.display()),
         )
     })?;
-    if !lib.meta().folders.iter().any(|f| path.starts_with(f)) {
+    let indexed =
+        lib.documents().await?.iter().any(|d| {
+            Path::new(&d.path) == path && d.state == quarry_core::store::DocState::Indexed
+        });
+    if !indexed || !lib.meta().folders.iter().any(|f| path.starts_with(f)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "outside_library",
-            format!("{} is not inside this library's folders", path.display()),
+            format!("{} is not a document of this library", path.display()),
         ));
     }
     let extracted = tokio::task::spawn_blocking(move || {
@@ -424,7 +429,12 @@ pub async fn document_value(
 }
 
 /// `POST /api/index/cancel`: stop the running job after its current batch.
-pub async fn cancel_index(State(engine): Shared) -> Json<serde_json::Value> {
+/// (A JSON body is required, so a page on another origin cannot send it
+/// without a CORS preflight, which this server never grants.)
+pub async fn cancel_index(
+    State(engine): Shared,
+    Json(_): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "stopping": engine.cancel_indexing() }))
 }
 

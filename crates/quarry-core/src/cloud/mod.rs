@@ -31,12 +31,21 @@ pub fn setup(
     use_keychain: bool,
 ) -> Result<(Policy, Option<Egress>)> {
     let settings = Settings::load(config_dir)?;
-    let policy = Policy::resolve(flag, &library.meta().privacy, &settings);
+    // The library's settings as on disk now: another process (`quarry privacy`)
+    // may have marked it never-leaves-device since this handle was opened.
+    let privacy = crate::library::read_meta(library.dir())
+        .map(|m| m.privacy)
+        .unwrap_or_else(|_| library.meta().privacy.clone());
+    let policy = Policy::resolve(flag, &privacy, &settings);
     let providers = Providers::load(config_dir)?;
-    let wanted = preferred.or(settings.provider.as_deref());
-    if let Some(name) = wanted {
+    // A provider named for this command must exist; a stale default is ignored.
+    if let Some(name) = preferred {
         providers.get(name)?;
     }
+    let wanted = preferred.or(settings
+        .provider
+        .as_deref()
+        .filter(|n| providers.get(n).is_ok()));
     let egress = providers.choose(wanted).map(|p| {
         // Keys are only looked up when something may be sent.
         let key = if policy.allows_egress() {

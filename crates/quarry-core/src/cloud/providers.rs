@@ -108,9 +108,10 @@ impl Provider {
             ("mistral.ai", "MISTRAL_API_KEY"),
             ("groq.com", "GROQ_API_KEY"),
         ];
+        let host = host.split(':').next().unwrap_or(&host).to_string();
         known
             .iter()
-            .find(|(h, _)| host.ends_with(h))
+            .find(|(h, _)| host == *h || host.ends_with(&format!(".{h}")))
             .map(|(_, v)| v.to_string())
     }
 }
@@ -165,8 +166,20 @@ pub fn find_key(
     env: &dyn Fn(&str) -> Option<String>,
     use_keychain: bool,
 ) -> (Option<ApiKey>, KeySource) {
-    let mut vars = vec!["QUARRY_API_KEY".to_string()];
-    vars.extend(provider.conventional_key_env());
+    // The shared variables are only sent over TLS or to this machine: an
+    // OpenAI key must not travel in clear text to a server on the network.
+    let host = provider.host();
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
+    let safe = provider.base_url.starts_with("https://")
+        || matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    let mut vars = Vec::new();
+    if let Some(own) = &provider.key_env {
+        vars.push(own.clone());
+    }
+    if safe {
+        vars.push("QUARRY_API_KEY".to_string());
+        vars.extend(provider.conventional_key_env());
+    }
     for v in vars {
         if let Some(k) = env(&v).filter(|k| !k.trim().is_empty()) {
             return (Some(ApiKey::new(k.trim())), KeySource::Env(v));
@@ -340,6 +353,14 @@ mod tests {
         let key = key.unwrap();
         assert_eq!(key.expose(), "sk-quarry");
         assert!(!format!("{key:?}").contains("sk-"));
+        // Not sent in clear text to a host on the network.
+        let lan = Provider::new("lan", "http://10.0.0.5:8000/v1", "m").unwrap();
+        let env = |k: &str| (k == "QUARRY_API_KEY").then(|| "sk-shared".to_string());
+        assert!(find_key(&lan, &env, false).0.is_none());
+        assert!(Provider::new("x", "https://evilgroq.com/v1", "m")
+            .unwrap()
+            .conventional_key_env()
+            .is_none());
         let (none, src) = find_key(
             &Provider::new("lan", "http://h/v1", "m").unwrap(),
             &|_| None,
