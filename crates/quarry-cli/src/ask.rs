@@ -192,6 +192,39 @@ fn confirm_on_terminal(p: &Preview, yes: bool) -> bool {
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// Ask one question through the router, with the terminal for consent and
+/// the routing flags (`ask` and `chat`).
+async fn ask_routed(
+    (library, embedder, model): (&Library, &quarry_core::Embedder, &mut LocalModel),
+    routing: &mut Routing,
+    args: &RoutingArgs,
+    question: &str,
+    history: &[quarry_core::generate::ChatMessage],
+    answer: AnswerOptions,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> quarry_core::Result<quarry_core::answer::Answer> {
+    let yes = args.yes;
+    let mut confirm = |p: &Preview| confirm_on_terminal(p, yes);
+    let mut asker = Asker {
+        library,
+        embedder,
+        model,
+        policy: &routing.policy,
+        classifier: routing.classifier.as_ref(),
+        egress: routing.egress.as_ref(),
+        cache: (!args.no_cache).then_some(&mut routing.cache),
+    };
+    let opts = AskOptions {
+        answer,
+        route: args.route,
+        use_cache: !args.no_cache,
+        now: chrono::Utc::now(),
+    };
+    asker
+        .ask(question, history, &opts, &mut confirm, on_event)
+        .await
+}
+
 /// The policy, egress, classifier and cache for asking `library`.
 pub struct Routing {
     pub policy: Policy,
@@ -288,26 +321,16 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     let json = args.json;
     let mut routing = routing_for(ctx, &library, &embedder, &args.routing)?;
     let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, json, &cancelled);
-    let yes = args.routing.yes;
-    let mut confirm = |p: &Preview| confirm_on_terminal(p, yes);
-    let mut asker = Asker {
-        library: &library,
-        embedder: &embedder,
-        model: &mut model,
-        policy: &routing.policy,
-        classifier: routing.classifier.as_ref(),
-        egress: routing.egress.as_ref(),
-        cache: (!args.routing.no_cache).then_some(&mut routing.cache),
-    };
-    let ask_opts = AskOptions {
-        answer: opts,
-        route: args.routing.route,
-        use_cache: !args.routing.no_cache,
-        now: chrono::Utc::now(),
-    };
-    let result = asker
-        .ask(&args.question, &[], &ask_opts, &mut confirm, &mut on_event)
-        .await;
+    let result = ask_routed(
+        (&library, &embedder, &mut model),
+        &mut routing,
+        &args.routing,
+        &args.question,
+        &[],
+        opts,
+        &mut on_event,
+    )
+    .await;
     watcher.abort();
     let result = result?;
     if json {
@@ -387,32 +410,16 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
         cancelled.store(false, Ordering::SeqCst);
         let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, false, &cancelled);
         let keep = history.len().saturating_sub(4);
-        let yes = args.routing.yes;
-        let mut confirm = |p: &Preview| confirm_on_terminal(p, yes);
-        let mut asker = Asker {
-            library: &library,
-            embedder: &embedder,
-            model: &mut model,
-            policy: &routing.policy,
-            classifier: routing.classifier.as_ref(),
-            egress: routing.egress.as_ref(),
-            cache: (!args.routing.no_cache).then_some(&mut routing.cache),
-        };
-        let ask_opts = AskOptions {
-            answer: opts.clone(),
-            route: args.routing.route,
-            use_cache: !args.routing.no_cache,
-            now: chrono::Utc::now(),
-        };
-        let result = asker
-            .ask(
-                question,
-                &history[keep..],
-                &ask_opts,
-                &mut confirm,
-                &mut on_event,
-            )
-            .await;
+        let result = ask_routed(
+            (&library, &embedder, &mut model),
+            &mut routing,
+            &args.routing,
+            question,
+            &history[keep..],
+            opts.clone(),
+            &mut on_event,
+        )
+        .await;
         match result {
             Ok(a) => {
                 println!();

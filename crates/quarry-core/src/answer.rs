@@ -374,9 +374,53 @@ pub fn local_budget(model: &LocalModel, opts: &AnswerOptions) -> usize {
     )
 }
 
+/// Answer text as it streams from a model (local or remote): invalid
+/// citations are dropped before the user sees them, the shown text is kept.
+pub(crate) struct CitedText {
+    filter: CitationFilter,
+    shown: String,
+}
+
+impl CitedText {
+    pub(crate) fn new(sources: usize) -> Self {
+        CitedText {
+            filter: CitationFilter::new(sources),
+            shown: String::new(),
+        }
+    }
+
+    /// Feed a generated piece; what is visible goes to `on_event` (false stops).
+    pub(crate) fn push(
+        &mut self,
+        piece: &str,
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> bool {
+        let visible = self.filter.push(piece);
+        if visible.is_empty() {
+            return true;
+        }
+        self.shown.push_str(&visible);
+        on_event(AnswerEvent::Token(visible))
+    }
+
+    /// Flush what the filter held back; the final text and the cited numbers.
+    pub(crate) fn finish(
+        mut self,
+        sources: &[Source],
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> (String, Vec<usize>) {
+        let rest = self.filter.finish();
+        if !rest.is_empty() {
+            self.shown.push_str(&rest);
+            on_event(AnswerEvent::Token(rest));
+        }
+        finish_citations(self.shown.trim().to_string(), &self.filter, sources)
+    }
+}
+
 /// Keep only valid citations of `text`; when it cites nothing, attribute its
 /// sentences to the sources they repeat.
-pub(crate) fn finish_citations(
+fn finish_citations(
     mut text: String,
     filter: &CitationFilter,
     sources: &[Source],
@@ -407,22 +451,10 @@ pub fn generate_local(
 ) -> Result<Answer> {
     let prompt = model.render_chat(messages)?;
     let generation_started = started.elapsed();
-    let mut filter = CitationFilter::new(sources.len());
-    let mut shown = String::new();
+    let mut text = CitedText::new(sources.len());
     let (_, stats): (String, GenerationStats) =
-        model.generate(&prompt, &opts.generate, &mut |t| {
-            let visible = filter.push(t);
-            if visible.is_empty() {
-                return true;
-            }
-            shown.push_str(&visible);
-            on_event(AnswerEvent::Token(visible))
-        })?;
-    let rest = filter.finish();
-    if !rest.is_empty() {
-        shown.push_str(&rest);
-        on_event(AnswerEvent::Token(rest));
-    }
+        model.generate(&prompt, &opts.generate, &mut |t| text.push(t, on_event))?;
+    let (text, cited) = text.finish(&sources, on_event);
     let mut timings = AnswerTimings {
         retrieval_ms: ms(retrieved.elapsed),
         ..Default::default()
@@ -435,7 +467,6 @@ pub fn generate_local(
         stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
     timings.decode_tokens_per_s =
         stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
-    let (text, cited) = finish_citations(shown.trim().to_string(), &filter, &sources);
     Ok(Answer {
         query: retrieved.query.clone(),
         answer: text,

@@ -6,11 +6,10 @@
 use std::time::Instant;
 
 use crate::answer::{
-    build_prompt, cloud_messages, finish_citations, generate_local, local_budget, not_found,
-    retrieve, Answer, AnswerEvent, AnswerOptions, AnswerTimings, Route,
+    build_prompt, cloud_messages, generate_local, local_budget, not_found, retrieve, Answer,
+    AnswerEvent, AnswerOptions, AnswerTimings, CitedText, Route,
 };
 use crate::answer_cache::AnswerCache;
-use crate::citations::CitationFilter;
 use crate::cloud::{Egress, Outbound, Policy, Preview};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
@@ -278,25 +277,14 @@ impl Asker<'_> {
         };
         on_event(AnswerEvent::Sources(sources.clone()));
         on_event(AnswerEvent::Route(route.clone()));
-        let mut filter = CitationFilter::new(sources.len());
-        let mut shown = String::new();
+        let mut text = CitedText::new(sources.len());
         let reply = egress
             .send(&outbound, opts.now, confirm, &mut |piece| {
-                let visible = filter.push(piece);
-                if visible.is_empty() {
-                    return true;
-                }
-                shown.push_str(&visible);
-                on_event(AnswerEvent::Token(visible))
+                text.push(piece, on_event)
             })
             .await?;
-        let rest = filter.finish();
-        if !rest.is_empty() {
-            shown.push_str(&rest);
-            on_event(AnswerEvent::Token(rest));
-        }
+        let (text, cited) = text.finish(&sources, on_event);
         on_event(AnswerEvent::Sent(reply.sent.clone()));
-        let (text, cited) = finish_citations(shown.trim().to_string(), &filter, &sources);
         Ok(Answer {
             query: retrieved.query.clone(),
             answer: text,
