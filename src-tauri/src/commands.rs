@@ -1,8 +1,10 @@
 //! The commands the UI invokes: each translates to a call on the engine
 //! (shared with `quarry serve`), errors as `{code, message}`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use quarry_core::dirs::Dirs;
 use quarry_core::generate::{LoadOptions, LocalModel};
@@ -10,6 +12,7 @@ use quarry_core::index::IndexOptions;
 use quarry_core::models::{ModelRole, ModelStore, Registry};
 use quarry_core::{Embedder, Library};
 use quarry_server::api::{self, AskRequest, DocumentQuery, PrivacyRequest, SearchQuery};
+use quarry_server::models::{ImportRequest, ModelManager};
 use quarry_server::{ApiError, Engine, EngineParts};
 use serde::Serialize;
 use serde_json::Value;
@@ -40,32 +43,67 @@ impl From<quarry_core::Error> for UiError {
 
 type R<T> = Result<T, UiError>;
 
-/// The engine, opened on first need.
-#[derive(Default)]
-pub struct EngineCell(tokio::sync::OnceCell<Arc<Engine>>);
+/// The engine, opened on first need (and again after a failed attempt, e.g.
+/// once its models are fetched), and the models, usable before it opens.
+pub struct EngineCell {
+    engine: tokio::sync::OnceCell<Arc<Engine>>,
+    dirs: Dirs,
+    models: Arc<ModelManager>,
+    app: tauri::AppHandle,
+}
 
 impl EngineCell {
-    /// The engine (opening the library and the embedder the first time).
+    /// The cell for the default locations (platform dirs, or the QUARRY_*_DIR
+    /// variables).
+    pub fn new(app: tauri::AppHandle) -> Self {
+        let dirs = Dirs::from_env(|k| std::env::var_os(k));
+        let store = ModelStore::new(dirs.models.clone(), Registry::builtin());
+        EngineCell {
+            engine: tokio::sync::OnceCell::new(),
+            dirs,
+            models: Arc::new(ModelManager::new(store)),
+            app,
+        }
+    }
+
+    /// The engine (opening the library and the embedder the first time; from
+    /// then on indexing progress goes to the window as `progress` events).
     pub async fn get(&self) -> R<Arc<Engine>> {
-        self.0
+        self.engine
             .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(open_engine)
+                let dirs = self.dirs.clone();
+                let models = self.models.clone();
+                let engine = tokio::task::spawn_blocking(move || open_engine(&dirs, models))
                     .await
                     .map_err(|e| UiError {
                         code: "internal".into(),
                         message: e.to_string(),
-                    })?
+                    })??;
+                tauri::async_runtime::spawn(forward_progress(self.app.clone(), engine.clone()));
+                Ok(engine)
             })
             .await
             .cloned()
     }
 }
 
-/// Open the default library (platform data dir, or QUARRY_LIBRARY_DIR) with
-/// its embedder; the generator loads when first asked.
-fn open_engine() -> R<Arc<Engine>> {
-    let dirs = Dirs::from_env(|k| std::env::var_os(k));
-    let store = ModelStore::new(dirs.models.clone(), Registry::builtin());
+async fn forward_progress(app: tauri::AppHandle, engine: Arc<Engine>) {
+    use tauri::Emitter;
+    let mut updates = engine.subscribe();
+    loop {
+        match updates.recv().await {
+            Ok(p) => {
+                let _ = app.emit("progress", p);
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// Open the library with its embedder; the generator loads when first asked.
+fn open_engine(dirs: &Dirs, models: Arc<ModelManager>) -> R<Arc<Engine>> {
+    let store = models.store.clone();
     let runtime = tokio::runtime::Handle::current();
     let existing = runtime.block_on(Library::open(&dirs.library)).ok();
     let embedder_id = match &existing {
@@ -98,12 +136,12 @@ fn open_engine() -> R<Arc<Engine>> {
             message: "the registry has no default generator".into(),
         })?;
     let model_name = generator.id.clone();
-    let models = store.clone();
+    let loader_store = store.clone();
     Ok(Engine::new(EngineParts {
         library,
         embedder,
         load_model: Box::new(move || {
-            let dir = models.require(&generator.id)?;
+            let dir = loader_store.require(&generator.id)?;
             let file = generator
                 .files
                 .first()
@@ -113,7 +151,7 @@ fn open_engine() -> R<Arc<Engine>> {
                 &dir.join(file),
                 &LoadOptions {
                     requantize_slow: true,
-                    cache_dir: Some(models.root().join(".converted")),
+                    cache_dir: Some(loader_store.root().join(".converted")),
                 },
             )
         }),
@@ -121,12 +159,14 @@ fn open_engine() -> R<Arc<Engine>> {
         config_dir: dirs.config.clone(),
         cache_dir: store.root().join(".router"),
         index: IndexOptions::default(),
+        models,
     }))
 }
 
 #[tauri::command]
 pub async fn status(cell: State<'_, EngineCell>) -> R<Value> {
-    Ok(api::status_value(&cell.get().await?).await?)
+    let engine = cell.get().await?;
+    Ok(api::status_value(&engine).await?)
 }
 
 #[tauri::command]
@@ -148,45 +188,160 @@ pub async fn remove_folder(cell: State<'_, EngineCell>, path: PathBuf) -> R<usiz
 
 #[tauri::command]
 pub async fn search(cell: State<'_, EngineCell>, query: SearchQuery) -> R<Value> {
-    Ok(api::search_value(&cell.get().await?, query).await?)
+    let engine = cell.get().await?;
+    Ok(api::search_value(&engine, query).await?)
 }
 
-/// Answer events go over `on_event` as `{event, data}`, like the server's SSE.
+/// The answers being written, by the id the UI gave them, so Stop can end one.
+#[derive(Default)]
+pub struct Asks(Mutex<HashMap<u64, Arc<AtomicBool>>>);
+
+/// Answer events go over `on_event` as `{event, data}`, like the server's SSE;
+/// `cancel_ask(ask_id)` stops the answer after its current token.
 #[tauri::command]
 pub async fn ask(
     cell: State<'_, EngineCell>,
+    asks: State<'_, Asks>,
     request: AskRequest,
+    ask_id: u64,
     on_event: Channel<Value>,
 ) -> R<()> {
     let engine = cell.get().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    lock(&asks.0).insert(ask_id, stop.clone());
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    let result = tokio::task::spawn_blocking(move || {
         let mut sink = |name: &str, data: Value| {
-            on_event
-                .send(serde_json::json!({ "event": name, "data": data }))
-                .is_ok()
+            !stop.load(Ordering::Relaxed)
+                && on_event
+                    .send(serde_json::json!({ "event": name, "data": data }))
+                    .is_ok()
         };
         api::answer_blocking(&engine, &handle, &request, &mut sink)
     })
-    .await
-    .map_err(|e| UiError {
+    .await;
+    lock(&asks.0).remove(&ask_id);
+    result.map_err(|e| UiError {
         code: "internal".into(),
         message: e.to_string(),
     })??;
     Ok(())
 }
 
+/// Stop the answer `ask_id` (the UI's Stop button); false if it had ended.
+#[tauri::command]
+pub fn cancel_ask(asks: State<'_, Asks>, ask_id: u64) -> bool {
+    match lock(&asks.0).get(&ask_id) {
+        Some(flag) => {
+            flag.store(true, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The native folder picker; the chosen folder, or nothing if cancelled.
+#[tauri::command]
+pub async fn pick_folder(app: tauri::AppHandle) -> R<Option<String>> {
+    use tauri_plugin_dialog::DialogExt;
+    let dialog = app.dialog().file().set_title("Add a folder to the library");
+    Ok(picked(|send| dialog.pick_folder(send)).await)
+}
+
+/// Run a native picker (`open` starts it with the callback that receives the
+/// choice) and wait for the choice, as a path.
+async fn picked(
+    open: impl FnOnce(Box<dyn FnOnce(Option<tauri_plugin_dialog::FilePath>) + Send>),
+) -> Option<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    open(Box::new(move |choice| {
+        let _ = tx.send(choice);
+    }));
+    rx.await
+        .ok()
+        .flatten()
+        .and_then(|f| f.into_path().ok())
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Open an indexed document in the system's viewer (at the page for PDFs
+/// where the viewer allows).
+#[tauri::command]
+pub async fn open_document(
+    cell: State<'_, EngineCell>,
+    path: PathBuf,
+    page: Option<u32>,
+) -> R<Value> {
+    let engine = cell.get().await?;
+    Ok(api::open_value(&engine, api::OpenRequest { path, page }).await?)
+}
+
 #[tauri::command]
 pub async fn document(cell: State<'_, EngineCell>, path: PathBuf) -> R<Value> {
-    Ok(api::document_value(&cell.get().await?, DocumentQuery { path }).await?)
+    let engine = cell.get().await?;
+    Ok(api::document_value(&engine, DocumentQuery { path }).await?)
 }
 
 #[tauri::command]
 pub async fn settings(cell: State<'_, EngineCell>) -> R<Value> {
-    Ok(api::settings_value(&cell.get().await?)?)
+    let engine = cell.get().await?;
+    Ok(api::settings_value(&engine)?)
 }
 
 #[tauri::command]
 pub async fn set_privacy(cell: State<'_, EngineCell>, change: PrivacyRequest) -> R<Value> {
-    Ok(api::set_privacy_value(&cell.get().await?, change).await?)
+    let engine = cell.get().await?;
+    Ok(api::set_privacy_value(&engine, change).await?)
+}
+
+/// The registry's models: installed, in use, size; the current fetch. Works
+/// before the engine opens (a first run fetches its models here).
+#[tauri::command]
+pub async fn models(cell: State<'_, EngineCell>) -> R<Value> {
+    let models = cell.models.clone();
+    let engine = cell.engine.get().cloned();
+    tokio::task::spawn_blocking(move || {
+        let in_use = engine
+            .as_deref()
+            .map(quarry_server::models::in_use)
+            .unwrap_or_default();
+        quarry_server::models::models_value(&models, &in_use)
+    })
+    .await
+    .map_err(|e| UiError {
+        code: "internal".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Start fetching a model (progress in `models`).
+#[tauri::command]
+pub fn fetch_model(cell: State<'_, EngineCell>, id: String) -> R<()> {
+    Ok(cell.models.start_fetch(&id)?)
+}
+
+/// Install a model from a GGUF file or a model folder on this machine.
+#[tauri::command]
+pub async fn import_model(
+    cell: State<'_, EngineCell>,
+    path: PathBuf,
+    id: Option<String>,
+) -> R<Value> {
+    Ok(quarry_server::models::import_value(&cell.models, ImportRequest { path, id }).await?)
+}
+
+/// The native file picker for a model file (GGUF); nothing if cancelled.
+#[tauri::command]
+pub async fn pick_model_file(app: tauri::AppHandle) -> R<Option<String>> {
+    use tauri_plugin_dialog::DialogExt;
+    let dialog = app
+        .dialog()
+        .file()
+        .set_title("Import a model file")
+        .add_filter("GGUF model", &["gguf"]);
+    Ok(picked(|send| dialog.pick_file(send)).await)
 }

@@ -8,9 +8,7 @@
 
 mod commands;
 
-use std::sync::Arc;
-
-use tauri::{Emitter, Manager};
+use tauri::Manager;
 
 fn main() {
     tracing_subscriber::fmt()
@@ -21,19 +19,15 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     tauri::Builder::default()
-        .manage(commands::EngineCell::default())
+        .plugin(tauri_plugin_dialog::init())
+        .manage(commands::Asks::default())
         .setup(|app| {
-            // Open the library while the window paints; then forward indexing
-            // progress to the window.
+            app.manage(commands::EngineCell::new(app.handle().clone()));
+            // Open the library while the window paints (a failure, such as
+            // models not yet fetched, is shown by the first screen that asks).
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
-                let cell = handle.state::<commands::EngineCell>();
-                match cell.get().await {
-                    Ok(engine) => forward_progress(handle.clone(), engine).await,
-                    Err(e) => {
-                        let _ = handle.emit("engine-error", e);
-                    }
-                }
+                let _ = handle.state::<commands::EngineCell>().get().await;
             });
             Ok(())
         })
@@ -44,23 +38,17 @@ fn main() {
             commands::remove_folder,
             commands::search,
             commands::ask,
+            commands::cancel_ask,
+            commands::pick_folder,
+            commands::open_document,
+            commands::models,
+            commands::fetch_model,
+            commands::import_model,
+            commands::pick_model_file,
             commands::document,
             commands::settings,
             commands::set_privacy,
         ])
         .run(tauri::generate_context!())
         .expect("error while running Quarry");
-}
-
-async fn forward_progress(app: tauri::AppHandle, engine: Arc<quarry_server::Engine>) {
-    let mut updates = engine.subscribe();
-    loop {
-        match updates.recv().await {
-            Ok(p) => {
-                let _ = app.emit("progress", p);
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(_) => break,
-        }
-    }
 }

@@ -4,6 +4,7 @@ import {
   QuarryError,
   type Answer,
   type Hit,
+  type ModelInfo,
   type Preview,
   type Progress,
   type Source,
@@ -42,14 +43,18 @@ function sentence(e: unknown, doing: string): string {
     const hints: Record<string, string> = {
       bad_path: "Check that the folder exists and that you typed its full path.",
       locked: "Another indexing run is in progress; wait for it to finish.",
-      model_missing: "Install the model with `quarry models fetch`.",
+      model_missing: "Fetch it under Settings, Models (or run `quarry models fetch`).",
+      outside_library: "Only documents of the library open here.",
+      open_remote: "Open it on the machine that runs Quarry.",
+      fetch_running: "One model is fetched at a time.",
       privacy_blocked: "Your privacy mode keeps this question on this machine.",
       unauthorized: "This server needs its access token.",
     };
     return `Could not ${doing}: ${e.message}. ${hints[e.code] ?? ""}`.trim();
   }
   if (e instanceof DOMException && e.name === "AbortError") return "";
-  return `Could not ${doing}: ${e instanceof Error ? e.message : String(e)}. Is quarry serve running?`;
+  const hint = "__TAURI_INTERNALS__" in window ? "" : " Is quarry serve running?";
+  return `Could not ${doing}: ${e instanceof Error ? e.message : String(e)}.${hint}`;
 }
 
 function showError(message: string) {
@@ -86,7 +91,10 @@ function select(name: string, focus = false) {
     $(t).hidden = !on;
     if (on && focus) tab.focus();
   }
-  if (name === "settings") loadSettings();
+  if (name === "settings") {
+    loadSettings();
+    loadModels();
+  }
   const first = { library: "folder", search: "query", ask: "question" }[name];
   if (first && !focus) $(first).focus();
 }
@@ -125,8 +133,20 @@ async function refreshStatus() {
     renderReasons(lib.failures.map(([path, reason]) => ({ path, reason })), s.indexing);
     showProgress(s.indexing);
   } catch (e) {
+    if (e instanceof QuarryError && e.code === "model_missing") return firstRun(e);
     showError(sentence(e, "read the library's status"));
   }
+}
+
+/** A first run without models: Settings, where they are fetched. */
+let waitingForModels = false;
+function firstRun(e: QuarryError) {
+  waitingForModels = true;
+  select("settings");
+  showError(
+    `Quarry needs its models before it can index or answer (${e.message}). ` +
+      "Fetch them below, or import files you already have; they stay on this machine.",
+  );
 }
 
 let folders: string[] = [];
@@ -202,16 +222,32 @@ $("add-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = $<HTMLInputElement>("folder");
   const path = input.value.trim();
-  if (!path) return;
+  if (path) await addFolder(path);
+});
+
+async function addFolder(path: string) {
   showError("");
   try {
     await api.index([path]);
-    input.value = "";
+    $<HTMLInputElement>("folder").value = "";
     watchIndexing();
   } catch (err) {
     showError(sentence(err, `add ${path}`));
   }
-});
+}
+
+if (api.pickFolder) {
+  const pick = $<HTMLButtonElement>("pick-folder");
+  pick.hidden = false;
+  pick.addEventListener("click", async () => {
+    try {
+      const folder = await api.pickFolder!();
+      if (folder) await addFolder(folder);
+    } catch (e) {
+      showError(sentence(e, "choose a folder"));
+    }
+  });
+}
 
 $("stop-indexing").addEventListener("click", () => api.cancelIndexing().catch((e) => showError(sentence(e, "stop indexing"))));
 $("reindex").addEventListener("click", async () => {
@@ -240,6 +276,8 @@ async function runSearch() {
     const hits = await api.search(q, {
       ext: $<HTMLSelectElement>("ext").value,
       pathPrefix: $<HTMLInputElement>("prefix").value.trim(),
+      modifiedAfterMs: localDay($<HTMLInputElement>("after").value, 0),
+      modifiedBeforeMs: localDay($<HTMLInputElement>("before").value, 1),
     });
     if (seq !== searchSeq) return; // a newer query is on its way
     showError("");
@@ -260,7 +298,32 @@ function resultItem(h: Hit): HTMLLIElement {
     el("span", { className: "snippet" }, ...highlighted(h.snippet, h.highlights)),
   );
   button.addEventListener("click", () => showPassage($("preview"), h.path, h.text, h.page));
-  return el("li", {}, button);
+  return el("li", { className: "hit-row" }, button, openButton(h.path, h.page));
+}
+
+/** Midnight starting a local date (`YYYY-MM-DD`) plus `days`, as ms; none for an empty field. */
+function localDay(value: string, days: number): number | undefined {
+  if (!value) return undefined;
+  const d = new Date(`${value}T00:00:00`);
+  d.setDate(d.getDate() + days);
+  return Number.isNaN(d.getTime()) ? undefined : d.getTime();
+}
+
+/** A button that opens the document in the system's viewer (at the page for PDFs where it can). */
+function openButton(path: string, page: number | null): HTMLButtonElement {
+  const b = el("button", { type: "button", className: "open" }, "Open");
+  b.setAttribute("aria-label", `Open ${baseName(path)}${page ? ` at page ${page}` : ""} in its application`);
+  b.addEventListener("click", async () => {
+    showError("");
+    try {
+      const r = await api.openDocument(path, page);
+      b.title = `Opened with ${r.with}${r.page ? ` at page ${r.page}` : ""}`;
+      b.dataset.opened = "true";
+    } catch (e) {
+      showError(sentence(e, `open ${baseName(path)}`));
+    }
+  });
+  return b;
 }
 for (const id of ["query", "prefix"]) {
   $(id).addEventListener("input", () => {
@@ -268,14 +331,17 @@ for (const id of ["query", "prefix"]) {
     searchTimer = window.setTimeout(runSearch, 150);
   });
 }
-$("ext").addEventListener("change", runSearch);
+for (const id of ["ext", "after", "before"]) $(id).addEventListener("change", runSearch);
 
 /** Show a document in a preview pane with `passage` highlighted and scrolled to. */
 const previewSeq = new WeakMap<HTMLElement, number>();
 async function showPassage(pane: HTMLElement, path: string, passage: string, page: number | null) {
   const seq = (previewSeq.get(pane) ?? 0) + 1;
   previewSeq.set(pane, seq);
-  pane.replaceChildren(el("h2", {}, baseName(path)), el("p", { className: "path" }, path + (page ? `, page ${page}` : "")));
+  pane.replaceChildren(
+    el("h2", {}, baseName(path), " ", openButton(path, page)),
+    el("p", { className: "path" }, path + (page ? `, page ${page}` : "")),
+  );
   try {
     const doc = await api.document(path);
     if (previewSeq.get(pane) !== seq) return; // another passage was opened meanwhile
@@ -483,6 +549,7 @@ async function loadSettings(given?: Record<string, any>) {
         : [el("li", {}, "None configured: answers always come from this machine.")]),
     );
   } catch (e) {
+    if (e instanceof QuarryError && e.code === "model_missing") return;
     showError(sentence(e, "read the settings"));
   }
 }
@@ -502,6 +569,105 @@ $("privacy-mode").addEventListener("change", () =>
 $("never-leaves").addEventListener("change", () =>
   changePrivacy({ never_leaves_device: $<HTMLInputElement>("never-leaves").checked }),
 );
+
+// ---------- models ----------
+
+let fetchTimer: number | undefined;
+async function loadModels() {
+  try {
+    const m = await api.models();
+    $("models-dir").textContent = `Models are kept in ${m.models_dir}.`;
+    $("models").replaceChildren(...m.models.map((x) => modelRow(x, m.fetch.running)));
+    const p = m.fetch;
+    const box = $("fetch-progress");
+    box.hidden = p.phase === "idle";
+    const bar = $<HTMLProgressElement>("fetch-bar");
+    bar.max = Math.max(p.bytes_total, 1);
+    bar.value = p.phase === "done" ? bar.max : Math.min(p.bytes_done, bar.max);
+    $("fetch-text").textContent =
+      p.phase === "failed"
+        ? `Could not fetch ${p.id}: ${p.error}`
+        : p.phase === "done"
+          ? `${p.id} is installed.`
+          : p.phase === "verifying"
+            ? `Checking ${p.id}'s files…`
+            : p.phase === "downloading"
+              ? `Fetching ${p.id}: ${p.file}, ${humanBytes(p.bytes_done)}${p.bytes_total ? ` of ${humanBytes(p.bytes_total)}` : ""}`
+              : `Fetching ${p.id} from ${p.source ?? "its source"}…`;
+    box.dataset.phase = p.phase;
+    clearTimeout(fetchTimer);
+    if (p.running) fetchTimer = window.setTimeout(loadModels, 500);
+    // The first run's models are in: open the library.
+    if (waitingForModels && m.models.some((x) => x.role === "embedder" && x.default && x.installed)) {
+      waitingForModels = false;
+      showError("");
+      refreshStatus().then(() => {
+        loadSettings();
+        loadModels();
+      });
+    }
+  } catch (e) {
+    showError(sentence(e, "list the models"));
+  }
+}
+
+function modelRow(m: ModelInfo, fetching: boolean): HTMLTableRowElement {
+  const state = m.installed ? (m.in_use ? "installed, in use" : "installed") : "not installed";
+  let action: Node | string = "";
+  if (!m.installed && m.fetchable) {
+    const b = el("button", { type: "button", disabled: fetching }, "Fetch");
+    b.setAttribute("aria-label", `Fetch ${m.id}`);
+    b.addEventListener("click", async () => {
+      showError("");
+      try {
+        await api.fetchModel(m.id);
+        loadModels();
+      } catch (e) {
+        showError(sentence(e, `fetch ${m.id}`));
+      }
+    });
+    action = b;
+  }
+  const name = el("td", {}, el("strong", {}, m.id), m.default ? " (default)" : "", el("div", { className: "hint" }, m.description));
+  return el(
+    "tr",
+    {},
+    name,
+    el("td", {}, m.role),
+    el("td", {}, state),
+    el("td", {}, m.installed ? humanBytes(m.size_bytes) : "—"),
+    el("td", {}, action),
+  );
+}
+
+$("import-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $<HTMLInputElement>("import-path");
+  const path = input.value.trim();
+  if (!path) return;
+  showError("");
+  const button = $<HTMLButtonElement>("import-button");
+  button.disabled = true;
+  try {
+    const r = await api.importModel(path);
+    input.value = "";
+    $("fetch-progress").hidden = false;
+    $("fetch-text").textContent = `Imported ${r.id}.`;
+    await loadModels();
+  } catch (err) {
+    showError(sentence(err, `import ${path}`));
+  } finally {
+    button.disabled = false;
+  }
+});
+if (api.pickModelFile) {
+  const pick = $<HTMLButtonElement>("pick-model");
+  pick.hidden = false;
+  pick.addEventListener("click", async () => {
+    const file = await api.pickModelFile!().catch(() => null);
+    if (file) $<HTMLInputElement>("import-path").value = file;
+  });
+}
 
 // ---------- start ----------
 

@@ -9,7 +9,9 @@ import {
   type AskRequest,
   type Doc,
   type Hit,
+  type Models,
   type Progress,
+  type SearchOptions,
   type Status,
   type Transport,
 } from "./transport";
@@ -22,6 +24,8 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
     throw new QuarryError(err?.code ?? "internal", err?.message ?? String(e));
   }
 }
+
+let nextAsk = 1;
 
 export class TauriTransport implements Transport {
   status(): Promise<Status> {
@@ -55,9 +59,16 @@ export class TauriTransport implements Transport {
     return call("remove_folder", { path });
   }
 
-  async search(q: string, opts: { ext?: string; pathPrefix?: string; k?: number }): Promise<Hit[]> {
+  async search(q: string, opts: SearchOptions): Promise<Hit[]> {
     const r = await call<{ hits: Hit[] }>("search", {
-      query: { q, k: opts.k ?? 20, ext: opts.ext || null, path_prefix: opts.pathPrefix || null },
+      query: {
+        q,
+        k: opts.k ?? 20,
+        ext: opts.ext || null,
+        path_prefix: opts.pathPrefix || null,
+        modified_after_ms: opts.modifiedAfterMs ?? null,
+        modified_before_ms: opts.modifiedBeforeMs ?? null,
+      },
     });
     return r.hits;
   }
@@ -65,7 +76,11 @@ export class TauriTransport implements Transport {
   async ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void> {
     let failure: QuarryError | null = null;
     let aborted = false;
-    signal?.addEventListener("abort", () => (aborted = true));
+    const askId = nextAsk++;
+    signal?.addEventListener("abort", () => {
+      aborted = true;
+      call("cancel_ask", { askId }).catch(() => {});
+    });
     const channel = new Channel<{ event: string; data: any }>();
     channel.onmessage = ({ event, data }) => {
       if (aborted) return;
@@ -79,7 +94,7 @@ export class TauriTransport implements Transport {
         case "error": failure = new QuarryError(data.code, data.message);
       }
     };
-    await call("ask", { request: req, onEvent: channel });
+    await call("ask", { request: req, askId, onEvent: channel });
     if (failure) throw failure;
   }
 
@@ -93,5 +108,29 @@ export class TauriTransport implements Transport {
 
   setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>> {
     return call("set_privacy", { change });
+  }
+
+  openDocument(path: string, page: number | null): Promise<{ with: string; page: number | null }> {
+    return call("open_document", { path, page });
+  }
+
+  models(): Promise<Models> {
+    return call("models");
+  }
+
+  async fetchModel(id: string): Promise<void> {
+    await call("fetch_model", { id });
+  }
+
+  importModel(path: string, id?: string): Promise<{ id: string; path: string }> {
+    return call("import_model", { path, id: id || null });
+  }
+
+  pickFolder(): Promise<string | null> {
+    return call("pick_folder");
+  }
+
+  pickModelFile(): Promise<string | null> {
+    return call("pick_model_file");
   }
 }

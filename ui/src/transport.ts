@@ -98,6 +98,46 @@ export interface Doc {
   blocks: { text: string; page: number | null; heading: string | null }[];
 }
 
+export interface SearchOptions {
+  ext?: string;
+  pathPrefix?: string;
+  k?: number;
+  /** Only files modified at or after this time (ms since the epoch). */
+  modifiedAfterMs?: number;
+  /** Only files modified before this time (ms since the epoch). */
+  modifiedBeforeMs?: number;
+}
+
+export interface ModelInfo {
+  id: string;
+  role: string;
+  architecture: string;
+  description: string;
+  default: boolean;
+  installed: boolean;
+  in_use: boolean;
+  size_bytes: number;
+  path: string | null;
+  fetchable: boolean;
+}
+
+export interface FetchProgress {
+  running: boolean;
+  id: string | null;
+  phase: string;
+  source: string | null;
+  file: string | null;
+  bytes_done: number;
+  bytes_total: number;
+  error: string | null;
+}
+
+export interface Models {
+  models_dir: string;
+  models: ModelInfo[];
+  fetch: FetchProgress;
+}
+
 /** An error from the engine: a stable code and a sentence for people. */
 export class QuarryError extends Error {
   constructor(public code: string, message: string) {
@@ -111,11 +151,20 @@ export interface Transport {
   index(paths: string[]): Promise<void>;
   cancelIndexing(): Promise<boolean>;
   removeFolder(path: string): Promise<number>;
-  search(q: string, opts: { ext?: string; pathPrefix?: string; k?: number }): Promise<Hit[]>;
+  search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
   settings(): Promise<Record<string, any>>;
   setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>>;
+  /** Open an indexed document in the system's viewer (at `page` for PDFs where it can). */
+  openDocument(path: string, page: number | null): Promise<{ with: string; page: number | null }>;
+  models(): Promise<Models>;
+  fetchModel(id: string): Promise<void>;
+  importModel(path: string, id?: string): Promise<{ id: string; path: string }>;
+  /** The native folder picker (desktop app only). */
+  pickFolder?(): Promise<string | null>;
+  /** The native file picker for a model file (desktop app only). */
+  pickModelFile?(): Promise<string | null>;
 }
 
 async function json<T>(r: Response): Promise<T> {
@@ -195,10 +244,12 @@ export class HttpTransport implements Transport {
     return r.removed_documents;
   }
 
-  async search(q: string, opts: { ext?: string; pathPrefix?: string; k?: number }): Promise<Hit[]> {
+  async search(q: string, opts: SearchOptions): Promise<Hit[]> {
     const p = new URLSearchParams({ q, k: String(opts.k ?? 20) });
     if (opts.ext) p.set("ext", opts.ext);
     if (opts.pathPrefix) p.set("path_prefix", opts.pathPrefix);
+    if (opts.modifiedAfterMs != null) p.set("modified_after_ms", String(opts.modifiedAfterMs));
+    if (opts.modifiedBeforeMs != null) p.set("modified_before_ms", String(opts.modifiedBeforeMs));
     const r = await json<{ hits: Hit[] }>(await fetch(`${this.base}/api/search?${p}`));
     return r.hits;
   }
@@ -236,11 +287,31 @@ export class HttpTransport implements Transport {
   }
 
   async setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>> {
-    return json(
-      await fetch(`${this.base}/api/settings/privacy`, {
+    return this.post("/api/settings/privacy", change);
+  }
+
+  openDocument(path: string, page: number | null): Promise<{ with: string; page: number | null }> {
+    return this.post("/api/open", { path, page });
+  }
+
+  async models(): Promise<Models> {
+    return json(await fetch(`${this.base}/api/models`));
+  }
+
+  async fetchModel(id: string): Promise<void> {
+    await this.post("/api/models/fetch", { id });
+  }
+
+  importModel(path: string, id?: string): Promise<{ id: string; path: string }> {
+    return this.post("/api/models/import", { path, id: id || null });
+  }
+
+  async post<T>(path: string, body: unknown): Promise<T> {
+    return json<T>(
+      await fetch(`${this.base}${path}`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify(change),
+        body: JSON.stringify(body),
       }),
     );
   }

@@ -304,7 +304,7 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
         sources: args.sources,
         filter: Filter {
             path_prefix: args.path_prefix.clone(),
-            extensions: Vec::new(),
+            ..Default::default()
         },
         ..Default::default()
     };

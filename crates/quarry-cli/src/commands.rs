@@ -423,6 +423,12 @@ pub struct SearchArgs {
     /// Only files with this extension (repeatable), e.g. --ext pdf.
     #[arg(long)]
     ext: Vec<String>,
+    /// Only files modified on or after this local date (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_local_date)]
+    modified_after: Option<i64>,
+    /// Only files modified before this local date (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_local_date)]
+    modified_before: Option<i64>,
     #[command(flatten)]
     fusion: FusionArgs,
     /// Print JSON.
@@ -494,6 +500,9 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
                 .iter()
                 .map(|e| e.trim_start_matches('.').to_lowercase())
                 .collect(),
+            modified_after_ms: args.modified_after,
+            modified_before_ms: args.modified_before,
+            paths: None,
         },
     };
     let searcher = HybridSearch::new(&lib, embedder.as_ref())?;
@@ -566,4 +575,18 @@ pub async fn remove(ctx: &Context, folder: &Path, library: Option<PathBuf>) -> R
         lib.dir().display()
     );
     Ok(())
+}
+
+/// Midnight at the start of a local calendar date (YYYY-MM-DD), as
+/// milliseconds since the epoch.
+fn parse_local_date(s: &str) -> std::result::Result<i64, String> {
+    use chrono::{Local, NaiveDate, TimeZone};
+    let date = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|e| format!("'{s}' is not a date like 2024-03-31 ({e})"))?;
+    let midnight = date.and_hms_opt(0, 0, 0).ok_or("no midnight")?;
+    Local
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| format!("'{s}' has no local midnight"))
 }

@@ -55,6 +55,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
         config_dir: ctx.dirs.config.clone(),
         cache_dir: ctx.store.root().join(".router"),
         index: IndexOptions::default(),
+        models: std::sync::Arc::new(quarry_server::models::ModelManager::new(ctx.store.clone())),
     });
     let ui_dir = args.ui.clone().or_else(|| {
         let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));

@@ -97,9 +97,13 @@ fn serve(env: &Env) -> Server {
 }
 
 fn serve_with(env: &Env, extra: &[&str]) -> Server {
+    serve_with_vars(env, extra, &[])
+}
+
+fn serve_with_vars(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
     let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut child = command(env, &args, &[])
+    let mut child = command(env, &args, vars)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -657,4 +661,182 @@ fn a_server_with_a_token_refuses_requests_without_it_and_off_loopback_needs_one(
     let (ok, _, err) = quarry(&env, &["serve", "--addr", "0.0.0.0:0"], &[]);
     assert!(!ok);
     assert!(err.contains("--token"), "{err}");
+}
+
+/// Milliseconds since the epoch of a UTC date.
+fn ms_of(y: i32, m: u32, d: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+#[test]
+fn dates_models_and_opening_in_the_system_viewer() {
+    let env = setup(&[]);
+    // Two documents of different ages.
+    let dated = env.tmp.path().join("dated");
+    std::fs::create_dir(&dated).unwrap();
+    let when = |y| std::time::UNIX_EPOCH + Duration::from_millis(ms_of(y, 6, 1) as u64);
+    for (name, year) in [("ledger-1999.md", 1999), ("ledger-2024.md", 2024)] {
+        let path = dated.join(name);
+        std::fs::write(
+            &path,
+            format!("# Zeppelin ledger\n\nThe zeppelin ledger of {year} lists the hangar rents.\n"),
+        )
+        .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when(year))
+            .unwrap();
+    }
+    let (ok, _, err) = quarry(&env, &["index", dated.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+
+    // The viewer is a recorder, so the test sees what it was asked to open.
+    let opened = env.tmp.path().join("opened.txt");
+    let viewer = env.tmp.path().join("viewer.sh");
+    std::fs::write(
+        &viewer,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", opened.display()),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let server = serve_with_vars(&env, &[], &[("QUARRY_OPEN_WITH", viewer.to_str().unwrap())]);
+    let base = &server.base;
+
+    // Date filters: by the files' modification times, half-open ranges.
+    let search = |extra: &str| -> Vec<String> {
+        get(&format!(
+            "{base}/api/search?q=zeppelin%20ledger%20hangar&k=10{extra}"
+        ))["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let y2020 = ms_of(2020, 1, 1);
+    let before = search(&format!("&modified_before_ms={y2020}"));
+    assert!(!before.is_empty());
+    assert!(
+        before.iter().all(|p| p.ends_with("ledger-1999.md")),
+        "{before:?}"
+    );
+    let after = search(&format!("&modified_after_ms={y2020}"));
+    assert!(after[0].ends_with("ledger-2024.md"), "{after:?}");
+    assert!(
+        !after.iter().any(|p| p.ends_with("ledger-1999.md")),
+        "{after:?}"
+    );
+    let window = search(&format!(
+        "&modified_after_ms={}&modified_before_ms={}",
+        ms_of(2024, 1, 1),
+        ms_of(2025, 1, 1)
+    ));
+    assert_eq!(window.len(), 1, "{window:?}");
+    assert!(search(&format!("&modified_after_ms={}", ms_of(2200, 1, 1))).is_empty());
+    // The CLI takes local dates.
+    let (ok, out, err) = quarry(
+        &env,
+        &[
+            "search",
+            "zeppelin ledger",
+            "--modified-before",
+            "2020-01-01",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ledger-1999.md") && !out.contains("ledger-2024.md"),
+        "{out}"
+    );
+    let (ok, _, err) = quarry(&env, &["search", "x", "--modified-after", "yesterday"], &[]);
+    assert!(!ok && err.contains("not a date"), "{err}");
+
+    // Models: what is installed and in use; fetching an installed one only
+    // verifies it; unknown ids and bad import paths are clear errors.
+    let embedder = get(&format!("{base}/api/status"))["library"]["embedder"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let models = get(&format!("{base}/api/models"));
+    let row = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == embedder.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{embedder} not listed: {models}"));
+    assert_eq!(
+        (row["installed"].clone(), row["in_use"].clone()),
+        (json!(true), json!(true)),
+        "{row}"
+    );
+    assert!(row["size_bytes"].as_u64().unwrap() > 1_000_000, "{row}");
+    let started: Value = ureq::post(&format!("{base}/api/models/fetch"))
+        .send_json(json!({"id": embedder}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(started["id"], embedder.as_str());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let fetch = get(&format!("{base}/api/models"))["fetch"].clone();
+        if fetch["running"] == false {
+            assert_eq!(fetch["phase"], "done", "{fetch}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "fetch never finished: {fetch}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = error_of(
+        ureq::post(&format!("{base}/api/models/fetch")).send_json(json!({"id": "no-such-model"})),
+    );
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = error_of(
+        ureq::post(&format!("{base}/api/models/import"))
+            .send_json(json!({"path": "/no/such/model.gguf"})),
+    );
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("bad_path")),
+        "{body}"
+    );
+
+    // Opening in the system viewer: PDFs at the cited page; only documents of
+    // the library.
+    let glaciers = env.docs.join("glaciers.pdf");
+    let r: Value = ureq::post(&format!("{base}/api/open"))
+        .send_json(json!({"path": glaciers, "page": 2}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(r["page"], 2, "{r}");
+    let (code, body) =
+        error_of(ureq::post(&format!("{base}/api/open")).send_json(json!({"path": "/etc/passwd"})));
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (403, Some("outside_library")),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = std::fs::read_to_string(&opened).unwrap_or_default();
+        if !got.is_empty() {
+            assert_eq!(got.trim(), format!("{} --page 2", glaciers.display()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the viewer was never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -8,7 +8,7 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::fusion::{reciprocal_rank_fusion, FusionConfig};
 use crate::library::Library;
-use crate::store::{Filter, Hit};
+use crate::store::{DocState, Filter, Hit};
 
 /// Which retrieval to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,6 +137,34 @@ impl<'a> HybridSearch<'a> {
             return Err(Error::InvalidInput("empty query".into()));
         }
         let mut timings = SearchTimings::default();
+        // The chunks carry no dates: a date range becomes the list of the
+        // documents modified inside it.
+        let date_filter;
+        let filter = if opts.filter.has_dates() {
+            let paths: Vec<String> = self
+                .library
+                .documents()
+                .await?
+                .into_iter()
+                .filter(|d| d.state == DocState::Indexed && opts.filter.date_matches(d.mtime_ns))
+                .map(|d| d.path)
+                .collect();
+            if paths.is_empty() {
+                timings.total = started.elapsed();
+                return Ok(SearchResults {
+                    hits: Vec::new(),
+                    timings,
+                    best_similarity: None,
+                });
+            }
+            date_filter = Filter {
+                paths: Some(paths),
+                ..opts.filter.clone()
+            };
+            &date_filter
+        } else {
+            &opts.filter
+        };
         let rerank_depth = self.reranker.map_or(0, |r| r.depth());
         let depth = match opts.mode {
             SearchMode::Hybrid => opts.fusion.depth.max(opts.k),
@@ -153,14 +181,14 @@ impl<'a> HybridSearch<'a> {
             let v = embedder.embed_query(query)?;
             timings.embed = t.elapsed();
             let t = Instant::now();
-            vector_hits = self.library.vectors.search(&v, depth, &opts.filter).await?;
+            vector_hits = self.library.vectors.search(&v, depth, filter).await?;
             timings.vector = t.elapsed();
             best_similarity = vector_hits.first().map(|h| h.score);
         }
         let mut keyword_hits = Vec::new();
         if opts.mode != SearchMode::Vector {
             let t = Instant::now();
-            keyword_hits = self.library.keywords.search(query, depth, &opts.filter)?;
+            keyword_hits = self.library.keywords.search(query, depth, filter)?;
             timings.keyword = t.elapsed();
         }
         let mut hits = match opts.mode {

@@ -100,6 +100,12 @@ pub struct SearchQuery {
     /// Only these extensions, comma-separated.
     #[serde(default)]
     pub ext: Option<String>,
+    /// Only files modified at or after this time (ms since the epoch).
+    #[serde(default)]
+    pub modified_after_ms: Option<i64>,
+    /// Only files modified before this time (ms since the epoch).
+    #[serde(default)]
+    pub modified_before_ms: Option<i64>,
 }
 
 fn hit_json(h: &Hit) -> serde_json::Value {
@@ -135,6 +141,7 @@ fn filter_of(path_prefix: Option<String>, ext: Option<&str>) -> Filter {
                     .collect()
             })
             .unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -157,7 +164,11 @@ pub async fn search_value(engine: &Engine, q: SearchQuery) -> Result<serde_json:
             &SearchOptions {
                 mode,
                 k: q.k.unwrap_or(10).clamp(1, 100),
-                filter: filter_of(q.path_prefix, q.ext.as_deref()),
+                filter: Filter {
+                    modified_after_ms: q.modified_after_ms,
+                    modified_before_ms: q.modified_before_ms,
+                    ..filter_of(q.path_prefix, q.ext.as_deref())
+                },
                 ..Default::default()
             },
         )
@@ -374,17 +385,15 @@ pub async fn document(
     document_value(&engine, q).await.map(Json)
 }
 
-/// A document's extracted text, only inside the library's folders.
-pub async fn document_value(
-    engine: &Engine,
-    q: DocumentQuery,
-) -> Result<serde_json::Value, ApiError> {
+/// `path` resolved, when it is an indexed document inside the library's
+/// folders; anything else is refused.
+async fn library_document(engine: &Engine, path: &Path) -> Result<PathBuf, ApiError> {
     let lib = engine.library();
-    let path = q.path.canonicalize().map_err(|e| {
+    let path = path.canonicalize().map_err(|e| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("{}: {e}", q.path.display()),
+            format!("{}: {e}", path.display()),
         )
     })?;
     let indexed =
@@ -398,6 +407,88 @@ pub async fn document_value(
             format!("{} is not a document of this library", path.display()),
         ));
     }
+    Ok(path)
+}
+
+/// `GET /api/models`: the registry's models and the current fetch.
+pub async fn models(State(engine): Shared) -> Json<serde_json::Value> {
+    let e = engine.clone();
+    Json(
+        tokio::task::spawn_blocking(move || {
+            crate::models::models_value(&e.models, &crate::models::in_use(&e))
+        })
+        .await
+        .unwrap_or_default(),
+    )
+}
+
+/// `POST /api/models/fetch`: start fetching a model.
+pub async fn fetch_model(
+    State(engine): Shared,
+    Json(req): Json<crate::models::FetchRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    engine.models.start_fetch(&req.id)?;
+    Ok(Json(
+        serde_json::to_value(engine.models.progress()).unwrap_or_default(),
+    ))
+}
+
+/// `POST /api/models/import`: install a model from this machine.
+pub async fn import_model(
+    State(engine): Shared,
+    Json(req): Json<crate::models::ImportRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    crate::models::import_value(&engine.models, req)
+        .await
+        .map(Json)
+}
+
+/// Body of `POST /api/open`.
+#[derive(Debug, Deserialize)]
+pub struct OpenRequest {
+    /// Absolute path of an indexed document.
+    pub path: PathBuf,
+    /// The page to show (PDFs), 1-based.
+    #[serde(default)]
+    pub page: Option<u32>,
+}
+
+/// `POST /api/open`: open an indexed document in the system's viewer.
+pub async fn open(
+    State(engine): Shared,
+    Json(req): Json<OpenRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    open_value(&engine, req).await.map(Json)
+}
+
+/// Open an indexed document in the system's viewer (at the page for PDFs
+/// where the viewer allows); `QUARRY_OPEN_WITH` names another viewer.
+pub async fn open_value(engine: &Engine, req: OpenRequest) -> Result<serde_json::Value, ApiError> {
+    let path = library_document(engine, &req.path).await?;
+    let open_with = std::env::var_os("QUARRY_OPEN_WITH");
+    let shown = path.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || crate::viewer::open(&path, req.page, open_with))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "open_failed",
+                    format!("could not open {} in a viewer: {e}", shown.display()),
+                )
+            })?;
+    Ok(serde_json::json!({ "path": shown, "with": opened.with, "page": opened.page }))
+}
+
+/// A document's extracted text, only inside the library's folders.
+pub async fn document_value(
+    engine: &Engine,
+    q: DocumentQuery,
+) -> Result<serde_json::Value, ApiError> {
+    let path = library_document(engine, &q.path).await?;
     let extracted = tokio::task::spawn_blocking(move || {
         let limits = quarry_core::extract::ExtractLimits::default();
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

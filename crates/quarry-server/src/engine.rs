@@ -33,6 +33,9 @@ pub struct EngineParts {
     pub cache_dir: PathBuf,
     /// Indexing options for folders added through the API.
     pub index: IndexOptions,
+    /// The models folder (listing, fetching and importing models); a
+    /// front-end may share it with screens that run before the engine opens.
+    pub models: Arc<crate::models::ModelManager>,
 }
 
 /// Progress of the current (or last) indexing job.
@@ -90,6 +93,8 @@ pub struct Engine {
     progress: Mutex<IndexProgress>,
     updates: broadcast::Sender<IndexProgress>,
     cancel: Mutex<Option<Arc<std::sync::atomic::AtomicBool>>>,
+    /// The models: installed, fetching, importing.
+    pub models: Arc<crate::models::ModelManager>,
 }
 
 impl Engine {
@@ -115,6 +120,7 @@ impl Engine {
             }),
             updates,
             cancel: Mutex::new(None),
+            models: parts.models,
         })
     }
 

@@ -16,6 +16,10 @@
 //! | GET | `/api/settings` | privacy modes in force and the providers (never keys) |
 //! | POST | `/api/settings/privacy` | `{"mode", "library", "never_leaves_device"}`: change the privacy settings |
 //! | GET | `/api/document?path=` | a document's text (only files inside the library's folders) |
+//! | GET | `/api/models` | the registry's models: installed, in use, size; the current fetch |
+//! | POST | `/api/models/fetch` | `{"id"}`: fetch a model in the background (progress in `/api/models`) |
+//! | POST | `/api/models/import` | `{"path", "id"?}`: install a GGUF file or model folder from this machine |
+//! | POST | `/api/open` | `{"path", "page"}`: open an indexed document in the system's viewer (loopback only) |
 //! | GET | `/` | the web UI (when built) |
 //!
 //! It binds to loopback by default. Binding to any other address requires a
@@ -28,7 +32,9 @@
 pub mod api;
 pub mod engine;
 pub mod error;
+pub mod models;
 mod openai;
+pub mod viewer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,6 +133,24 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         .route("/api/settings", get(api::settings))
         .route("/api/settings/privacy", post(api::set_privacy))
         .route("/api/document", get(api::document))
+        .route("/api/models", get(api::models))
+        .route("/api/models/fetch", post(api::fetch_model))
+        .route("/api/models/import", post(api::import_model))
+        .route(
+            "/api/open",
+            if options.addr.ip().is_loopback() {
+                post(api::open)
+            } else {
+                // The person at the browser is not at this machine's screen.
+                post(|| async {
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "open_remote",
+                        "documents open in a viewer only when Quarry serves this machine (loopback)",
+                    )
+                })
+            },
+        )
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .fallback_service(ui_service(options.ui_dir.as_deref()))

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RegexQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, Occur, Query, QueryParser, RegexQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
     STORED, STRING,
@@ -178,6 +180,10 @@ impl KeywordIndex {
                 })
                 .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(exts))));
+        }
+        if let Some(paths) = &filter.paths {
+            let terms = paths.iter().map(|p| Term::from_field_text(f.path, p));
+            clauses.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
         }
         let full = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();

@@ -107,6 +107,27 @@ pub struct Filter {
     pub path_prefix: Option<String>,
     /// Only these extensions (lower-case, no dot); empty means all.
     pub extensions: Vec<String>,
+    /// Only documents modified at or after this time (ms since the epoch).
+    pub modified_after_ms: Option<i64>,
+    /// Only documents modified before this time (ms since the epoch).
+    pub modified_before_ms: Option<i64>,
+    /// Only these documents (absolute paths); `None` means any. The search
+    /// fills it in from the date range, since the chunks carry no dates.
+    pub paths: Option<Vec<String>>,
+}
+
+impl Filter {
+    /// Whether a date range is set.
+    pub fn has_dates(&self) -> bool {
+        self.modified_after_ms.is_some() || self.modified_before_ms.is_some()
+    }
+
+    /// Whether a document modified at `mtime_ns` falls inside the date range.
+    pub fn date_matches(&self, mtime_ns: i64) -> bool {
+        let ms = mtime_ns.div_euclid(1_000_000);
+        self.modified_after_ms.is_none_or(|a| ms >= a)
+            && self.modified_before_ms.is_none_or(|b| ms < b)
+    }
 }
 
 /// One search result from one index (before fusion), or a fused result.
@@ -130,4 +151,27 @@ pub struct Hit {
     pub snippet: Option<(String, Vec<std::ops::Range<usize>>)>,
     /// Score (cosine similarity, BM25, or fused score).
     pub score: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Filter;
+
+    #[test]
+    fn date_range_is_half_open_in_milliseconds() {
+        let day = 86_400_000_i64;
+        let f = Filter {
+            modified_after_ms: Some(10 * day),
+            modified_before_ms: Some(11 * day),
+            ..Default::default()
+        };
+        assert!(f.has_dates());
+        let ns = |ms: i64| ms * 1_000_000;
+        assert!(f.date_matches(ns(10 * day)));
+        assert!(f.date_matches(ns(11 * day - 1)));
+        assert!(!f.date_matches(ns(11 * day)));
+        assert!(!f.date_matches(ns(10 * day) - 1));
+        assert!(!Filter::default().has_dates());
+        assert!(Filter::default().date_matches(i64::MIN));
+    }
 }

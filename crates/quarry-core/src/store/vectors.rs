@@ -526,6 +526,13 @@ impl VectorStore {
             let exts: Vec<String> = filter.extensions.iter().map(|e| e.to_lowercase()).collect();
             conds.push(in_list("ext", &exts));
         }
+        if let Some(paths) = &filter.paths {
+            conds.push(if paths.is_empty() {
+                "false".to_string()
+            } else {
+                in_list("path", paths)
+            });
+        }
         if !conds.is_empty() {
             q = q.only_if(conds.join(" AND "));
         }

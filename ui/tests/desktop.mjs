@@ -1,0 +1,232 @@
+// The desktop app's smoke test: the real Tauri binary in a real WebKitGTK
+// window on a virtual X display (Xvfb), driven over W3C WebDriver by Debian's
+// WebKitWebDriver (what tauri-driver wraps on Linux). The app opens a library
+// indexed beforehand and must, over Tauri IPC: render, show the library's
+// counts, search, answer with the local model over a channel, and list the
+// models. It reports the window's time to first paint and saves screenshots
+// (the webview's own and the whole X screen, to show the window itself).
+//
+//   xvfb-run -a -s "-screen 0 1280x800x24" \
+//     QUARRY_BIN=… QUARRY_DESKTOP_BIN=… node ui/tests/desktop.mjs
+//
+// Env: QUARRY_BIN and QUARRY_DESKTOP_BIN (required), QUARRY_MODELS_DIR (as for
+// the Rust tests), WEBKIT_WEBDRIVER (default WebKitWebDriver on PATH),
+// QUARRY_SCREENSHOTS (default ../artifacts/screenshots).
+
+import { execFileSync, spawn } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, "../..");
+const quarry = process.env.QUARRY_BIN;
+const desktop = process.env.QUARRY_DESKTOP_BIN;
+assert.ok(quarry && desktop, "set QUARRY_BIN and QUARRY_DESKTOP_BIN");
+assert.ok(process.env.DISPLAY, "run under an X display (xvfb-run)");
+const shots = resolve(process.env.QUARRY_SCREENSHOTS ?? join(repo, "artifacts/screenshots"));
+mkdirSync(shots, { recursive: true });
+
+// A library indexed beforehand with the CLI (the same engine the app opens).
+const tmp = mkdtempSync(join(tmpdir(), "quarry-desktop-"));
+const docs = join(tmp, "docs");
+cpSync(join(repo, "tests/fixtures/corpus"), docs, { recursive: true });
+const env = {
+  ...process.env,
+  QUARRY_LIBRARY_DIR: join(tmp, "library"),
+  QUARRY_CONFIG_DIR: join(tmp, "config"),
+  // The webview accepts WebDriver automation only when this is set.
+  TAURI_WEBVIEW_AUTOMATION: "true",
+  // Software rendering: Xvfb has no GPU.
+  WEBKIT_DISABLE_COMPOSITING_MODE: "1",
+  LIBGL_ALWAYS_SOFTWARE: "1",
+};
+execFileSync(quarry, ["index", docs, "--library", env.QUARRY_LIBRARY_DIR], { env, stdio: "inherit" });
+
+async function freePort() {
+  return new Promise((ok) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const p = srv.address().port;
+      srv.close(() => ok(p));
+    });
+  });
+}
+
+async function until(what, probe, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => null);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Start WebKitWebDriver with the app's environment, then the app in a
+ * session; returns WebDriver helpers and the launch time. */
+async function launch(appEnv) {
+  const port = await freePort();
+  const driver = spawn(process.env.WEBKIT_WEBDRIVER ?? "WebKitWebDriver", [`--port=${port}`], {
+    env: appEnv,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const wd = async (method, path, body, timeoutMs = 60_000) => {
+    const r = await fetch(`${base}${path}`, {
+      method,
+      headers: { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const json = await r.json();
+    if (!r.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value ?? json)}`);
+    return json.value;
+  };
+  await until("WebKitWebDriver", () => wd("GET", "/status"), 15_000);
+  const launched = Date.now();
+  const created = await wd("POST", "/session", {
+    capabilities: { alwaysMatch: { "webkitgtk:browserOptions": { binary: desktop, args: [] } } },
+  });
+  const session = created.sessionId;
+  const s = (path) => `/session/${session}${path}`;
+  const app = {
+    launched,
+    js: (script, args = []) => wd("POST", s("/execute/sync"), { script, args }),
+    find: async (css) => {
+      const found = await wd("POST", s("/element"), { using: "css selector", value: css });
+      // W3C's element key (WebKitWebDriver may also send the legacy one).
+      return found["element-6066-11e4-a52e-4f926ccd2d5e"] ?? found.ELEMENT ?? Object.values(found)[0];
+    },
+    click: async (css) => wd("POST", s(`/element/${await app.find(css)}/click`), {}),
+    type: async (css, text) => wd("POST", s(`/element/${await app.find(css)}/value`), { text }),
+    // The webview's own screenshot; if WebKit does not deliver one, the X
+    // screen's (which shows the window all the same).
+    shot: async (name) => {
+      try {
+        const png = await wd("GET", s("/screenshot"), undefined, 20_000);
+        writeFileSync(join(shots, name), Buffer.from(png, "base64"));
+      } catch (e) {
+        console.log(`desktop: webview screenshot ${name} failed (${e.message}); taking the X screen`);
+        execFileSync("import", ["-window", "root", join(shots, name)]);
+      }
+    },
+    close: async () => {
+      await wd("DELETE", `/session/${session}`).catch(() => {});
+      driver.kill();
+    },
+  };
+  return app;
+}
+
+let app = null;
+let failed = false;
+try {
+  app = await launch(env);
+  const { js, click, type, shot, launched } = app;
+
+  // The window paints; then the library's counts arrive over IPC.
+  await until("the Library screen", () => js("return document.querySelector('#tab-library[aria-selected=true]') !== null"));
+  const paint = await js(
+    "const p = performance.getEntriesByName('first-contentful-paint')[0] || performance.getEntriesByType('paint')[0];" +
+      "return { origin: performance.timeOrigin, paint: p ? p.startTime : null, tauri: '__TAURI_INTERNALS__' in window };",
+  );
+  assert.ok(paint.tauri, "the UI runs inside Tauri (IPC transport)");
+  const docsShown = await until("the document count", () =>
+    js("const dd = [...document.querySelectorAll('#summary dt')].find(d => d.textContent === 'Documents'); return dd ? Number(dd.nextElementSibling.textContent) : 0;"),
+  );
+  assert.ok(docsShown > 0, "the app shows the indexed documents");
+  const firstPaintMs = paint.paint != null ? Math.round(paint.origin + paint.paint - launched) : null;
+  console.log(
+    `desktop: window first paint ${firstPaintMs ?? "n/a"} ms after launch` +
+      ` (page's own first paint ${paint.paint != null ? Math.round(paint.paint) : "n/a"} ms); ${docsShown} documents shown`,
+  );
+  await shot("desktop-library.png");
+  try {
+    execFileSync("import", ["-window", "root", join(shots, "desktop-window.png")]);
+  } catch (e) {
+    console.log(`desktop: no X screenshot (${e.message.split("\n")[0]})`);
+  }
+
+  // Search over IPC.
+  await click("#tab-search");
+  await type("#query", "Morteratsch glacier");
+  const hits = await until("search results", () =>
+    js("return document.querySelectorAll('#results .hit').length"),
+  );
+  assert.ok(hits > 0, "search finds something");
+  await shot("desktop-search.png");
+
+  // Ask: answer tokens come over a Tauri channel, with citations.
+  await click("#tab-ask");
+  await type("#question", "How much length did the Morteratsch glacier lose?");
+  await click("#ask-button");
+  await until("the answer", () => js("return document.querySelector('#answer').dataset.done === 'true'"), 180_000);
+  const answer = await js("return { text: document.querySelector('#answer').textContent, badge: document.querySelector('#route-badge').textContent, sources: document.querySelectorAll('#sources li').length }");
+  assert.ok(answer.text.trim().length > 0, "an answer was written");
+  assert.ok(answer.sources > 0, "the answer lists its sources");
+  assert.match(answer.badge, /local|cache|none/, "the badge says where the answer came from");
+  console.log(`desktop: answered (${answer.badge.split(" ")[0]}): ${answer.text.slice(0, 80)}…`);
+  // A citation opens its passage in the preview pane.
+  await click("#answer .cite, #sources .source");
+  await until("the cited passage", () => js("return document.querySelector('#source-preview mark.passage, #source-preview blockquote.passage') !== null"));
+  await shot("desktop-ask.png");
+
+  // Settings: the models, from the same store the CLI uses.
+  await click("#tab-settings");
+  const inUse = await until("the models", () =>
+    js("return [...document.querySelectorAll('#models tr')].filter(r => r.textContent.includes('in use')).length"),
+  );
+  assert.ok(inUse >= 1, "the embedder in use is listed");
+  await shot("desktop-settings.png");
+
+  const error = await js("const e = document.querySelector('#error'); return e.hidden ? '' : e.textContent");
+  assert.equal(error, "", "no error shown");
+  await app.close();
+
+  // A first run with no models: the app opens on Settings and says what it
+  // needs; importing the embedder from a folder on this machine opens the
+  // (new, empty) library.
+  const models = process.env.QUARRY_MODELS_DIR;
+  assert.ok(models, "set QUARRY_MODELS_DIR");
+  app = await launch({
+    ...env,
+    QUARRY_MODELS_DIR: join(tmp, "no-models"),
+    QUARRY_LIBRARY_DIR: join(tmp, "first-library"),
+  });
+  await until("the first-run message", () =>
+    app.js("return !document.querySelector('#settings').hidden && document.querySelector('#error').textContent.includes('needs its models')"),
+  );
+  const missing = await until("the models list", () =>
+    app.js("return [...document.querySelectorAll('#models tr')].filter(r => r.textContent.includes('not installed')).length"),
+  );
+  assert.ok(missing >= 2, "the embedder and the generator are listed as not installed");
+  await app.shot("desktop-first-run.png");
+  const embedder = readdirSync(models).find((d) => d.startsWith("all-minilm"));
+  assert.ok(embedder, `no all-minilm model in ${models}`);
+  await app.type("#import-path", join(models, embedder));
+  await app.click("#import-button");
+  await until(
+    "the imported embedder",
+    () => app.js(`return [...document.querySelectorAll('#models tr')].some(r => r.textContent.includes('${embedder}') && r.textContent.includes('installed, in use'))`),
+    120_000,
+  );
+  await app.click("#tab-library");
+  const empty = await until("the new library", () =>
+    app.js("const dd = [...document.querySelectorAll('#summary dt')].find(d => d.textContent === 'Documents'); return dd ? dd.nextElementSibling.textContent : null;"),
+  );
+  assert.equal(empty, "0", "a new, empty library");
+  const after = await app.js("const e = document.querySelector('#error'); return e.hidden ? '' : e.textContent");
+  assert.equal(after, "", "the first-run message is gone");
+  console.log(`desktop: first run imported ${embedder} and opened a new library`);
+  console.log(`desktop: screenshots in ${shots}`);
+} catch (e) {
+  failed = true;
+  console.error(e);
+} finally {
+  await app?.close();
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
