@@ -26,3 +26,5 @@ deb=$(ls -t "$CARGO_TARGET_DIR"/debug/bundle/deb/*.deb | head -1)
 dpkg-deb -c "$deb" | grep -q "usr/bin/quarry-desktop"
 dpkg-deb -f "$deb" Depends | grep -q "libwebkit2gtk-4.1"
 echo "installer: $deb ($(du -h "$deb" | cut -f1))"
+# libFuzzer on the extractors and the chunker (cargo-fuzz, nightly), briefly.
+scripts/fuzz.sh

@@ -3,6 +3,7 @@ import {
   createTransport,
   QuarryError,
   type Answer,
+  type FolderStatus,
   type Hit,
   type ModelInfo,
   type Preview,
@@ -125,8 +126,11 @@ async function refreshStatus() {
         ["Library", lib.library],
       ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
     );
+    const stats = new Map(lib.per_folder.map((f) => [f.path, f]));
     $("folders").replaceChildren(
-      ...(lib.folders.length ? lib.folders.map(folderItem) : [el("li", {}, "No folders yet: add one above.")]),
+      ...(lib.folders.length
+        ? lib.folders.map((f) => folderItem(f, stats.get(f), s.indexing.running))
+        : [el("li", {}, "No folders yet: add one above.")]),
     );
     folders = lib.folders;
     $<HTMLButtonElement>("reindex").disabled = !lib.folders.length || s.indexing.running;
@@ -151,7 +155,7 @@ function firstRun(e: QuarryError) {
 
 let folders: string[] = [];
 
-function folderItem(path: string): HTMLLIElement {
+function folderItem(path: string, stats: FolderStatus | undefined, busy: boolean): HTMLLIElement {
   const remove = el("button", { type: "button", className: "remove" }, "Remove");
   remove.setAttribute("aria-label", `Remove ${path} from the library`);
   remove.addEventListener("click", async () => {
@@ -164,7 +168,38 @@ function folderItem(path: string): HTMLLIElement {
       showError(sentence(e, `remove ${path}`));
     }
   });
-  return el("li", {}, el("span", { className: "path" }, path), " ", remove);
+  const recheck = el("button", { type: "button", className: "recheck", disabled: busy }, "Check for changes");
+  recheck.setAttribute("aria-label", `Check ${path} for new and changed files`);
+  recheck.addEventListener("click", () => indexFolders([path], `check ${path}`));
+  const counts = stats
+    ? [
+        `${stats.documents} documents, ${stats.chunks} chunks`,
+        stats.failed ? `${stats.failed} failed` : "",
+        stats.skipped ? `${stats.skipped} skipped` : "",
+        stats.last_indexed_ms ? `indexed ${new Date(stats.last_indexed_ms).toLocaleString()}` : "",
+      ]
+        .filter(Boolean)
+        .join(" · ")
+    : "";
+  return el(
+    "li",
+    {},
+    el("span", { className: "path" }, path),
+    " ",
+    recheck,
+    remove,
+    counts ? el("div", { className: "hint" }, counts) : "",
+  );
+}
+
+async function indexFolders(paths: string[], doing: string) {
+  showError("");
+  try {
+    await api.index(paths);
+    watchIndexing();
+  } catch (e) {
+    showError(sentence(e, doing));
+  }
 }
 
 function renderReasons(failures: { path: string; reason: string }[], p: Progress | null) {
@@ -192,7 +227,7 @@ function showProgress(p: Progress) {
     p.phase === "failed"
       ? `Indexing failed: ${p.error?.message ?? "unknown error"}`
       : p.phase === "stopped"
-        ? `Stopped: ${p.files_done} files done; the rest is indexed when you check the folders again.`
+        ? `Stopped: ${p.files_done} files done; Resume (or any later check) indexes the rest.`
         : p.phase === "stopping"
           ? "Stopping after the current batch…"
       : p.phase === "done"
@@ -203,7 +238,12 @@ function showProgress(p: Progress) {
   $("progress-text").textContent = text;
   box.dataset.phase = p.phase;
   $("stop-indexing").hidden = !p.running;
+  resumePaths = p.phase === "stopped" ? p.paths : [];
+  $("resume-indexing").hidden = !resumePaths.length;
 }
+
+let resumePaths: string[] = [];
+$("resume-indexing").addEventListener("click", () => indexFolders(resumePaths, "resume indexing"));
 
 let watching: (() => void) | null = null;
 function watchIndexing() {
@@ -250,15 +290,7 @@ if (api.pickFolder) {
 }
 
 $("stop-indexing").addEventListener("click", () => api.cancelIndexing().catch((e) => showError(sentence(e, "stop indexing"))));
-$("reindex").addEventListener("click", async () => {
-  showError("");
-  try {
-    await api.index(folders);
-    watchIndexing();
-  } catch (e) {
-    showError(sentence(e, "check the folders"));
-  }
-});
+$("reindex").addEventListener("click", () => indexFolders(folders, "check the folders"));
 
 // ---------- search ----------
 

@@ -19,6 +19,15 @@ export interface Progress {
   error: { code: string; message: string } | null;
 }
 
+export interface FolderStatus {
+  path: string;
+  documents: number;
+  chunks: number;
+  failed: number;
+  skipped: number;
+  last_indexed_ms: number | null;
+}
+
 export interface Status {
   library: {
     library: string;
@@ -30,6 +39,7 @@ export interface Status {
     embedder: string;
     size_bytes: number;
     failures: [string, string][];
+    per_folder: FolderStatus[];
   };
   indexing: Progress;
   model: string;

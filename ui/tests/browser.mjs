@@ -10,7 +10,7 @@
 // ../artifacts/screenshots).
 
 import { spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -29,10 +29,17 @@ const tmp = mkdtempSync(join(tmpdir(), "quarry-ui-"));
 const docs = join(tmp, "docs");
 cpSync(join(repo, "tests/fixtures/corpus"), docs, { recursive: true });
 
+// The "system viewer" is a recorder, so the test sees what Open asked for.
+const opened = join(tmp, "opened.txt");
+const viewer = join(tmp, "viewer.sh");
+writeFileSync(viewer, `#!/bin/sh\necho "$@" >> '${opened}'\n`, { mode: 0o755 });
 const server = spawn(
   bin,
   ["serve", "--library", join(tmp, "library"), "--addr", "127.0.0.1:0", "--ui", join(repo, "ui/dist")],
-  { env: { ...process.env, QUARRY_CONFIG_DIR: join(tmp, "config") }, stdio: ["ignore", "pipe", "inherit"] },
+  {
+    env: { ...process.env, QUARRY_CONFIG_DIR: join(tmp, "config"), QUARRY_OPEN_WITH: viewer },
+    stdio: ["ignore", "pipe", "inherit"],
+  },
 );
 const base = await new Promise((ok, fail) => {
   const timer = setTimeout(() => fail(new Error("quarry serve did not start")), 60_000);
@@ -75,6 +82,7 @@ try {
   await page.waitForSelector("#progress[data-phase=done]", { timeout: 180_000 });
   await page.waitForFunction(() => /Documents\s*1\d/.test(document.querySelector("#summary").textContent));
   assert.match(await page.textContent("#failures"), /broken\.pdf/);
+  assert.match(await page.textContent("#folders"), /1\d documents, \d+ chunks · 1 failed · 1 skipped · indexed/);
   assert.ok(await page.isHidden("#error"), "the earlier error is gone");
   await page.screenshot({ path: join(shots, "library.png") });
 
@@ -90,6 +98,18 @@ try {
   await page.click("#results .hit");
   await page.waitForSelector("#preview mark.passage");
   assert.match(await page.textContent("#preview mark.passage"), /Morteratsch/);
+  // Open it in the system's viewer, at the passage's page.
+  await page.click("#results .hit-row .open");
+  await page.waitForFunction(() => document.querySelector("#results .hit-row .open").dataset.opened === "true");
+  for (let i = 0; i < 100 && !existsSync(opened); i++) await page.waitForTimeout(50);
+  assert.match(readFileSync(opened, "utf8"), /glaciers\.pdf --page 2/);
+  // A date range outside every file's modification time finds nothing.
+  await page.fill("#after", "2100-01-01");
+  await page.dispatchEvent("#after", "change");
+  await page.waitForSelector("#results .empty");
+  await page.fill("#after", "");
+  await page.dispatchEvent("#after", "change");
+  await page.waitForSelector("#results .hit");
   await page.selectOption("#ext", "docx");
   await page.fill("#query", "termination notice");
   await page.waitForFunction(() => {
@@ -127,6 +147,10 @@ try {
   await page.check("#never-leaves");
   await page.waitForFunction(() => /never-leaves-device/.test(document.querySelector("#settings-list").textContent));
   assert.match(await page.textContent("#privacy-badge"), /local-only/);
+  // The models: the embedder in use, with its size.
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#models tr")].some((r) => /all-minilm-l6-v2/.test(r.textContent) && /installed, in use/.test(r.textContent) && /MiB/.test(r.textContent)),
+  );
   await page.screenshot({ path: join(shots, "settings.png") });
 
   // The one expected failure: the browser logs the refused bad path (HTTP 400).

@@ -763,6 +763,17 @@ fn dates_models_and_opening_in_the_system_viewer() {
     let (ok, _, err) = quarry(&env, &["search", "x", "--modified-after", "yesterday"], &[]);
     assert!(!ok && err.contains("not a date"), "{err}");
 
+    // Each folder's share of the library.
+    let status = get(&format!("{base}/api/status"));
+    let folders = status["library"]["per_folder"].as_array().unwrap();
+    assert_eq!(folders.len(), 2, "{status}");
+    let dated_row = folders
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("dated"))
+        .unwrap();
+    assert_eq!(dated_row["documents"], 2, "{dated_row}");
+    assert!(dated_row["last_indexed_ms"].as_i64().unwrap() > ms_of(2025, 1, 1));
+
     // Models: what is installed and in use; fetching an installed one only
     // verifies it; unknown ids and bad import paths are clear errors.
     let embedder = get(&format!("{base}/api/status"))["library"]["embedder"]

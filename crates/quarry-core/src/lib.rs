@@ -11,19 +11,19 @@
 
 #![warn(missing_docs)]
 
+pub use quarry_extract::{chunk, extract};
+
 pub mod answer;
 pub mod answer_cache;
 pub mod answer_eval;
 pub mod ask;
 pub mod bert;
-pub mod chunk;
 pub mod citations;
 pub mod cloud;
 pub mod dirs;
 pub mod embed;
 pub mod error;
 pub mod eval;
-pub mod extract;
 mod failpoint;
 pub mod fusion;
 pub mod generate;
@@ -42,5 +42,5 @@ pub mod watch;
 pub use embed::Embedder;
 pub use error::{Error, Result};
 pub use index::{IndexEvent, IndexOptions, IndexReport};
-pub use library::{Library, LibraryMeta, LibraryStatus};
+pub use library::{FolderStatus, Library, LibraryMeta, LibraryStatus};
 pub use search::{HybridSearch, SearchMode, SearchOptions, SearchResults};

@@ -97,6 +97,25 @@ pub struct LibraryStatus {
     pub size_bytes: u64,
     /// Failed documents and why.
     pub failures: Vec<(String, String)>,
+    /// Each folder's share of the library.
+    pub per_folder: Vec<FolderStatus>,
+}
+
+/// One indexed folder's documents.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderStatus {
+    /// The folder.
+    pub path: PathBuf,
+    /// Documents with searchable chunks.
+    pub documents: usize,
+    /// Their chunks.
+    pub chunks: u64,
+    /// Documents whose extraction failed.
+    pub failed: usize,
+    /// Files recorded as not documents.
+    pub skipped: usize,
+    /// When a document of it was last indexed (ms since the epoch).
+    pub last_indexed_ms: Option<i64>,
 }
 
 impl Library {
@@ -330,7 +349,32 @@ impl Library {
             .filter(|d| d.state == DocState::Failed)
             .map(|d| (d.path.clone(), d.error.clone().unwrap_or_default()))
             .collect();
+        let per_folder = self
+            .meta
+            .folders
+            .iter()
+            .map(|folder| {
+                let mut f = FolderStatus {
+                    path: folder.clone(),
+                    ..Default::default()
+                };
+                for d in docs
+                    .iter()
+                    .filter(|d| Path::new(&d.root) == folder.as_path())
+                {
+                    match d.state {
+                        DocState::Indexed => f.documents += 1,
+                        DocState::Failed => f.failed += 1,
+                        DocState::Skipped => f.skipped += 1,
+                    }
+                    f.chunks += u64::from(d.chunks);
+                    f.last_indexed_ms = f.last_indexed_ms.max(Some(d.indexed_at_ms));
+                }
+                f
+            })
+            .collect();
         Ok(LibraryStatus {
+            per_folder,
             library: self.dir.clone(),
             folders: self.meta.folders.clone(),
             documents: docs.iter().filter(|d| d.state == DocState::Indexed).count(),

@@ -16,6 +16,7 @@ pub trait TokenSpans {
     fn token_spans(&self, text: &str) -> Vec<(usize, usize)>;
 }
 
+#[cfg(feature = "tokenizers")]
 impl TokenSpans for tokenizers::Tokenizer {
     fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
         match self.encode(text, false) {
