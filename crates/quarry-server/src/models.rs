@@ -103,31 +103,38 @@ impl ModelManager {
         let me = self.clone();
         let id = id.to_string();
         std::thread::spawn(move || {
-            let result = me.store.fetch(&id, &mut |e| {
-                let mut p = me.lock();
-                match e {
-                    FetchEvent::Trying { source } => {
-                        p.phase = "trying".into();
-                        p.source = Some(source);
+            // A panic in a download must not leave the fetch "running" forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                me.store.fetch(&id, &mut |e| {
+                    let mut p = me.lock();
+                    match e {
+                        FetchEvent::Trying { source } => {
+                            p.phase = "trying".into();
+                            p.source = Some(source);
+                        }
+                        FetchEvent::DownloadStart { file, total } => {
+                            p.phase = "downloading".into();
+                            p.file = Some(file);
+                            p.bytes_done = 0;
+                            p.bytes_total = total;
+                        }
+                        FetchEvent::DownloadProgress { bytes } => p.bytes_done += bytes,
+                        FetchEvent::DownloadDone => {}
+                        FetchEvent::Verifying => p.phase = "verifying".into(),
                     }
-                    FetchEvent::DownloadStart { file, total } => {
-                        p.phase = "downloading".into();
-                        p.file = Some(file);
-                        p.bytes_done = 0;
-                        p.bytes_total = total;
-                    }
-                    FetchEvent::DownloadProgress { bytes } => p.bytes_done += bytes,
-                    FetchEvent::DownloadDone => {}
-                    FetchEvent::Verifying => p.phase = "verifying".into(),
-                }
-            });
+                })
+            }));
             let mut p = me.lock();
             p.running = false;
             match result {
-                Ok(_) => p.phase = "done".into(),
-                Err(e) => {
+                Ok(Ok(_)) => p.phase = "done".into(),
+                Ok(Err(e)) => {
                     p.phase = "failed".into();
                     p.error = Some(e.to_string());
+                }
+                Err(_) => {
+                    p.phase = "failed".into();
+                    p.error = Some("the download stopped unexpectedly; try again".into());
                 }
             }
         });
