@@ -7,10 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use quarry_core::dirs::Dirs;
-use quarry_core::generate::{LoadOptions, LocalModel};
-use quarry_core::index::IndexOptions;
-use quarry_core::models::{ModelRole, ModelStore, Registry};
-use quarry_core::{Embedder, Library};
+use quarry_core::models::{ModelStore, Registry};
+use quarry_core::Library;
 use quarry_server::api::{self, AskRequest, DocumentQuery, PrivacyRequest, SearchQuery};
 use quarry_server::models::{ImportRequest, ModelManager};
 use quarry_server::{ApiError, Engine, EngineParts};
@@ -103,64 +101,16 @@ async fn forward_progress(app: tauri::AppHandle, engine: Arc<Engine>) {
 
 /// Open the library with its embedder; the generator loads when first asked.
 fn open_engine(dirs: &Dirs, models: Arc<ModelManager>) -> R<Arc<Engine>> {
-    let store = models.store.clone();
     let runtime = tokio::runtime::Handle::current();
-    let existing = runtime.block_on(Library::open(&dirs.library)).ok();
-    let embedder_id = match &existing {
-        Some(lib) => lib.meta().embedder.clone(),
-        None => store
-            .registry()
-            .default_for(ModelRole::Embedder)
-            .map(|m| m.id.clone())
-            .ok_or_else(|| UiError {
-                code: "registry".into(),
-                message: "the registry has no default embedder".into(),
-            })?,
-    };
-    let spec = store.registry().get(&embedder_id)?.clone();
-    let embedder = Embedder::load(&store.require(&embedder_id)?, &spec)?;
-    let library = match existing {
-        Some(lib) => lib,
-        None => runtime.block_on(Library::open_or_create(
-            &dirs.library,
-            embedder.id(),
-            embedder.dim(),
-        ))?,
-    };
-    let generator = store
-        .registry()
-        .default_for(ModelRole::Generator)
-        .cloned()
-        .ok_or_else(|| UiError {
-            code: "registry".into(),
-            message: "the registry has no default generator".into(),
-        })?;
-    let model_name = generator.id.clone();
-    let loader_store = store.clone();
-    Ok(Engine::new(EngineParts {
+    let (library, embedder) =
+        runtime.block_on(Library::open_with_embedder(&dirs.library, &models.store))?;
+    Ok(Engine::new(EngineParts::standard(
         library,
         embedder,
-        load_model: Box::new(move || {
-            let dir = loader_store.require(&generator.id)?;
-            let file = generator
-                .files
-                .first()
-                .map(|f| f.path.clone())
-                .unwrap_or_default();
-            LocalModel::load(
-                &dir.join(file),
-                &LoadOptions {
-                    requantize_slow: true,
-                    cache_dir: Some(loader_store.root().join(".converted")),
-                },
-            )
-        }),
-        model_name,
-        config_dir: dirs.config.clone(),
-        cache_dir: store.root().join(".router"),
-        index: IndexOptions::default(),
         models,
-    }))
+        None,
+        dirs.config.clone(),
+    )?))
 }
 
 #[tauri::command]

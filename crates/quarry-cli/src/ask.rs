@@ -1,7 +1,6 @@
 //! `quarry ask`: a grounded answer from the library, streamed.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -10,8 +9,7 @@ use quarry_core::answer::{AnswerEvent, AnswerOptions, Source};
 use quarry_core::answer_cache::AnswerCache;
 use quarry_core::ask::{AskOptions, Asker};
 use quarry_core::cloud::{Egress, Policy, Preview, PrivacyMode};
-use quarry_core::generate::{LoadOptions, LocalModel};
-use quarry_core::models::ModelRole;
+use quarry_core::generate::LocalModel;
 use quarry_core::router::{RouteOverride, TaskClassifier};
 use quarry_core::store::Filter;
 use quarry_core::Library;
@@ -78,49 +76,11 @@ pub struct RoutingArgs {
     yes: bool,
 }
 
-/// The name the generator goes by: its registry id, or a .gguf file's stem.
-pub fn generator_name(ctx: &Context, model: Option<&str>) -> Result<String> {
-    Ok(match model {
-        Some(m) if m.ends_with(".gguf") || std::path::Path::new(m).is_file() => {
-            std::path::Path::new(m)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| m.to_string())
-        }
-        Some(id) => id.to_string(),
-        None => ctx
-            .store
-            .registry()
-            .default_for(ModelRole::Generator)
-            .map(|m| m.id.clone())
-            .context("the registry has no default generator")?,
-    })
-}
-
 /// Load the generator named by `model` (id or .gguf path) or the default one.
 pub fn load_generator(ctx: &Context, model: Option<&str>) -> Result<LocalModel> {
-    let path: PathBuf = match model {
-        Some(m) if m.ends_with(".gguf") || std::path::Path::new(m).is_file() => PathBuf::from(m),
-        other => {
-            let id = match other {
-                Some(id) => id.to_string(),
-                None => ctx
-                    .store
-                    .registry()
-                    .default_for(ModelRole::Generator)
-                    .map(|m| m.id.clone())
-                    .context("the registry has no default generator")?,
-            };
-            let spec = ctx.store.registry().get(&id)?;
-            let dir = ctx.store.require(&id)?;
-            dir.join(&spec.files.first().context("generator lists no file")?.path)
-        }
-    };
-    let opts = LoadOptions {
-        requantize_slow: true,
-        cache_dir: Some(ctx.store.root().join(".converted")),
-    };
-    LocalModel::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
+    ctx.store
+        .load_generator(model)
+        .with_context(|| format!("loading {}", model.unwrap_or("the default generator")))
 }
 
 /// A flag set by Ctrl-C (for as long as the returned task runs), so generation

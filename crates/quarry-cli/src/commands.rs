@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_core::dirs::Dirs;
 use quarry_core::fusion::FusionConfig;
@@ -42,17 +42,11 @@ impl Context {
 
     /// The registry's default embedder.
     pub fn default_embedder(&self) -> Result<String> {
-        self.store
-            .registry()
-            .default_for(ModelRole::Embedder)
-            .map(|m| m.id.clone())
-            .context("the registry has no default embedder")
+        Ok(self.store.default_id(ModelRole::Embedder)?)
     }
 
     pub fn load_embedder(&self, id: &str) -> Result<Embedder> {
-        let spec = self.store.registry().get(id)?;
-        let dir = self.store.require(id)?;
-        Ok(Embedder::load(&dir, spec)?)
+        Ok(self.store.load_embedder(id)?)
     }
 }
 

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use quarry_core::index::IndexOptions;
 use quarry_core::Library;
 use quarry_server::{Engine, EngineParts, ServeOptions};
 
@@ -30,33 +29,15 @@ pub struct ServeArgs {
 
 pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
     let dir = ctx.library_dir(args.lib.library.clone());
-    let embedder_id = match Library::open(&dir).await {
-        Ok(lib) => lib.meta().embedder.clone(),
-        Err(quarry_core::Error::NoLibrary(_)) => ctx.default_embedder()?,
-        Err(e) => return Err(e.into()),
-    };
-    let embedder = ctx.load_embedder(&embedder_id)?;
-    let library = Library::open_or_create(&dir, embedder.id(), embedder.dim()).await?;
-    let model_name = crate::ask::generator_name(ctx, args.model.as_deref())?;
-    let loader_model = args.model.clone();
-    let loader_ctx = Context::from_env();
-    let engine = Engine::new(EngineParts {
+    let (library, embedder) = Library::open_with_embedder(&dir, &ctx.store).await?;
+    let models = std::sync::Arc::new(quarry_server::models::ModelManager::new(ctx.store.clone()));
+    let engine = Engine::new(EngineParts::standard(
         library,
         embedder,
-        load_model: Box::new(move || {
-            crate::ask::load_generator(&loader_ctx, loader_model.as_deref()).map_err(|e| {
-                quarry_core::Error::ModelLoad {
-                    id: "generator".into(),
-                    reason: crate::render::error_chain(&e),
-                }
-            })
-        }),
-        model_name,
-        config_dir: ctx.dirs.config.clone(),
-        cache_dir: ctx.store.root().join(".router"),
-        index: IndexOptions::default(),
-        models: std::sync::Arc::new(quarry_server::models::ModelManager::new(ctx.store.clone())),
-    });
+        models,
+        args.model.clone(),
+        ctx.dirs.config.clone(),
+    )?);
     let ui_dir = args.ui.clone().or_else(|| {
         let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
         built.join("index.html").is_file().then_some(built)

@@ -119,6 +119,22 @@ pub struct FolderStatus {
 }
 
 impl Library {
+    /// Open the library at `dir` with its own embedder, or create it with the
+    /// registry's default embedder when there is none yet.
+    pub async fn open_with_embedder(
+        dir: &Path,
+        models: &crate::models::ModelStore,
+    ) -> Result<(Self, crate::Embedder)> {
+        let embedder_id = match Library::open(dir).await {
+            Ok(lib) => lib.meta().embedder.clone(),
+            Err(Error::NoLibrary(_)) => models.default_id(crate::models::ModelRole::Embedder)?,
+            Err(e) => return Err(e),
+        };
+        let embedder = models.load_embedder(&embedder_id)?;
+        let library = Library::open_or_create(dir, embedder.id(), embedder.dim()).await?;
+        Ok((library, embedder))
+    }
+
     /// Open an existing library.
     pub async fn open(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META);

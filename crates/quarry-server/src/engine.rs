@@ -38,6 +38,32 @@ pub struct EngineParts {
     pub models: Arc<crate::models::ModelManager>,
 }
 
+impl EngineParts {
+    /// The usual parts: `library` with its `embedder`, the generator `model`
+    /// (registry id, `.gguf` path, or the default) loaded from `models` on the
+    /// first question, the router's cache in the models folder, default
+    /// indexing options.
+    pub fn standard(
+        library: Library,
+        embedder: Embedder,
+        models: Arc<crate::models::ModelManager>,
+        model: Option<String>,
+        config_dir: PathBuf,
+    ) -> Result<Self> {
+        let store = models.store.clone();
+        Ok(EngineParts {
+            model_name: store.generator_name(model.as_deref())?,
+            cache_dir: store.root().join(".router"),
+            load_model: Box::new(move || store.load_generator(model.as_deref())),
+            library,
+            embedder,
+            config_dir,
+            index: IndexOptions::default(),
+            models,
+        })
+    }
+}
+
 /// Progress of the current (or last) indexing job.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct IndexProgress {

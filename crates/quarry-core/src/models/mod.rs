@@ -2,6 +2,7 @@
 //! and locating installed models.
 
 mod fetch;
+mod load;
 mod registry;
 
 pub use fetch::{FetchEvent, ModelStore};
