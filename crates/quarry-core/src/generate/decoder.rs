@@ -53,15 +53,83 @@ impl Linear {
     }
 }
 
+/// Several linear maps of the same input (query/key/value; gate/up). When
+/// their weights share a quantization type they are one matrix whose rows are
+/// the parts' rows, run as one product: the input is quantized once and the
+/// threads meet once instead of once per part, which is most of the cost of a
+/// single-token step in a small model.
+struct Projections {
+    fused: Option<Linear>,
+    parts: Vec<Linear>,
+    sizes: Vec<usize>,
+}
+
+impl Projections {
+    fn new(ts: Vec<QTensor>, dense: bool) -> Result<Self> {
+        let sizes: Vec<usize> = ts
+            .iter()
+            .map(|t| t.shape().dims().first().copied().unwrap_or(0))
+            .collect();
+        let same = ts.windows(2).all(|w| {
+            w[0].dtype() == w[1].dtype() && w[0].shape().dims()[1..] == w[1].shape().dims()[1..]
+        });
+        if ts.len() > 1 && same && ts[0].shape().dims().len() == 2 {
+            let dtype = ts[0].dtype();
+            let cols = ts[0].shape().dims()[1];
+            let mut bytes = Vec::new();
+            for t in &ts {
+                bytes.extend_from_slice(&t.data()?);
+            }
+            // Quantized rows are whole blocks, so the parts' bytes one after
+            // another are exactly the stacked matrix.
+            let stacked = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                &bytes,
+                vec![sizes.iter().sum(), cols],
+                &Device::Cpu,
+            )?;
+            return Ok(Projections {
+                fused: Some(Linear::new(stacked, dense)?),
+                parts: Vec::new(),
+                sizes,
+            });
+        }
+        Ok(Projections {
+            fused: None,
+            parts: ts
+                .into_iter()
+                .map(|t| Linear::new(t, dense))
+                .collect::<Result<_>>()?,
+            sizes,
+        })
+    }
+
+    /// `x`: (tokens, in) → one (tokens, out_i) tensor per part.
+    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match &self.fused {
+            Some(lin) => {
+                let y = lin.forward(x)?;
+                let mut out = Vec::with_capacity(self.sizes.len());
+                let mut offset = 0;
+                for &n in &self.sizes {
+                    out.push(y.narrow(1, offset, n)?);
+                    offset += n;
+                }
+                Ok(out)
+            }
+            None => self.parts.iter().map(|p| p.forward(x)).collect(),
+        }
+    }
+}
+
 struct Block {
     attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Query, key and value projections.
+    qkv: Projections,
     o: Linear,
     ffn_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    /// Gate and up projections of the MLP.
+    gate_up: Projections,
     down: Linear,
     /// Gemma: per-head RMS norms of queries and keys.
     q_norm: Option<Tensor>,
@@ -211,13 +279,13 @@ impl Decoder {
             let sliding = window.is_some() && (i + 1) % GEMMA3_GLOBAL_EVERY != 0;
             blocks.push(Block {
                 attn_norm: get(&p("attn_norm"))?.dequantize(&dev)?,
-                q: Linear::new(get(&p("attn_q"))?, dense)?,
-                k: Linear::new(get(&p("attn_k"))?, dense)?,
-                v: Linear::new(get(&p("attn_v"))?, dense)?,
+                qkv: Projections::new(
+                    vec![get(&p("attn_q"))?, get(&p("attn_k"))?, get(&p("attn_v"))?],
+                    dense,
+                )?,
                 o: Linear::new(get(&p("attn_output"))?, dense)?,
                 ffn_norm: get(&p("ffn_norm"))?.dequantize(&dev)?,
-                gate: Linear::new(get(&p("ffn_gate"))?, dense)?,
-                up: Linear::new(get(&p("ffn_up"))?, dense)?,
+                gate_up: Projections::new(vec![get(&p("ffn_gate"))?, get(&p("ffn_up"))?], dense)?,
                 down: Linear::new(get(&p("ffn_down"))?, dense)?,
                 q_norm,
                 k_norm,
@@ -320,9 +388,14 @@ impl Decoder {
             let heads = |t: Tensor, n: usize| -> Result<Tensor> {
                 Ok(t.reshape((seq, n, dh))?.transpose(0, 1)?.contiguous()?)
             };
-            let mut q = heads(b.q.forward(&n)?, h)?;
-            let mut k = heads(b.k.forward(&n)?, hk)?;
-            let v = heads(b.v.forward(&n)?, hk)?;
+            let [q, k, v]: [Tensor; 3] = b
+                .qkv
+                .forward(&n)?
+                .try_into()
+                .map_err(|_| Error::InvalidInput("query/key/value projections".into()))?;
+            let mut q = heads(q, h)?;
+            let mut k = heads(k, hk)?;
+            let v = heads(v, hk)?;
             if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
                 q = candle_nn::ops::rms_norm(&q, qn, self.eps)?;
                 k = candle_nn::ops::rms_norm(&k, kn, self.eps)?;
@@ -362,13 +435,17 @@ impl Decoder {
             }
             x = (attn + &x)?;
             let n = candle_nn::ops::rms_norm(&x, &b.ffn_norm, self.eps)?;
-            let gate = b.gate.forward(&n)?;
+            let [gate, up]: [Tensor; 2] = b
+                .gate_up
+                .forward(&n)?
+                .try_into()
+                .map_err(|_| Error::InvalidInput("gate/up projections".into()))?;
             let gate = if gemma {
                 gate.gelu()?
             } else {
                 candle_nn::ops::silu(&gate)?
             };
-            let mut mlp = b.down.forward(&(gate * b.up.forward(&n)?)?)?;
+            let mut mlp = b.down.forward(&(gate * up)?)?;
             if let Some(pn) = &b.post_ffn_norm {
                 mlp = candle_nn::ops::rms_norm(&mlp, pn, self.eps)?;
             }
