@@ -100,6 +100,30 @@ fn logits_agree_with_transformers() {
 }
 
 #[test]
+fn a_decoding_step_agrees_with_the_prompt_path() {
+    // The last token fed as a decoding step (quantized kernels, decode
+    // attention over the cache) against the whole text as one prompt (dense
+    // weights, batched attention), at a context long enough to matter.
+    let mut model = load(true);
+    let paragraph = "Glaciers form where snow accumulates faster than it melts. \
+                     Over centuries the snow compacts into ice that flows downhill. ";
+    let text = format!(
+        "Read the notes and answer.\n{}\nQuestion: what do glaciers form from?\nAnswer:",
+        paragraph.repeat(20)
+    );
+    assert!(model.count_tokens(&text) > 400);
+    let whole = model.next_token_logits(&text).unwrap();
+    let step = model.next_token_logits_stepwise(&text).unwrap();
+    assert_eq!(top(&whole, 1), top(&step, 1), "same next token");
+    let worst = whole
+        .iter()
+        .zip(&step)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 0.75, "largest logit difference {worst}");
+}
+
+#[test]
 fn greedy_generation_is_deterministic() {
     let mut model = load(true);
     let prompt = model

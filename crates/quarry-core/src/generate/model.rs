@@ -368,6 +368,24 @@ impl LocalModel {
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
+    /// The same logits as [`LocalModel::next_token_logits`], computed the way
+    /// generation does: all tokens but the last as a prompt, then the last as
+    /// a single decoding step (the quantized kernels and the decode attention
+    /// path). Lets tests hold the two paths to each other.
+    pub fn next_token_logits_stepwise(&mut self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.token_ids(text)?;
+        if ids.len() < 2 || ids.len() >= self.context_length {
+            return Err(Error::InvalidInput(
+                "text must be 2 tokens to the context length".into(),
+            ));
+        }
+        self.net.clear();
+        let n = ids.len();
+        self.net.forward(&ids[..n - 1], 0)?;
+        let logits = self.net.forward(&ids[n - 1..], n - 1)?.squeeze(0)?;
+        Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
+    }
+
     /// Generate a continuation of `prompt` (already templated). `on_text`
     /// receives text as it is produced and returns `false` to stop.
     pub fn generate(
