@@ -5,7 +5,9 @@
 //! - prompt processing (many tokens): dense f32 matrix products when the model
 //!   is small enough to keep a dequantized copy (gemm, both cores), else the
 //!   quantized kernels;
-//! - decoding (one token): quantized dot products (memory-bound, 4× less data);
+//! - decoding (one token): quantized dot products (memory-bound, 4× less data),
+//!   query/key/value and gate/up stacked into one product each, and an
+//!   attention kernel over the cache split by KV head and position range;
 //! - a preallocated KV cache written in place (no copy of the whole cache per
 //!   token) and grouped-query attention without repeating K/V.
 //!
@@ -53,13 +55,16 @@ impl Linear {
     }
 }
 
-/// Several linear maps of the same input (query/key/value; gate/up). When
-/// their weights share a quantization type they are one matrix whose rows are
-/// the parts' rows, run as one product: the input is quantized once and the
-/// threads meet once instead of once per part, which is most of the cost of a
-/// single-token step in a small model.
+/// Several linear maps of the same input (query/key/value; gate/up). For
+/// single-token steps, when their weights share a quantization type, they are
+/// one quantized matrix whose rows are the parts' rows, run as one product:
+/// the input is quantized once and the threads meet once instead of once per
+/// part, which is most of the cost of a decoding step in a small model.
+/// Prompts use the parts' own products, whose outputs come out contiguous
+/// (slices of one wide product made the element-wise work after them strided:
+/// Gemma's prefill lost 12% that way).
 struct Projections {
-    fused: Option<Linear>,
+    fused: Option<QMatMul>,
     parts: Vec<Linear>,
     sizes: Vec<usize>,
 }
@@ -73,6 +78,7 @@ impl Projections {
         let same = ts.windows(2).all(|w| {
             w[0].dtype() == w[1].dtype() && w[0].shape().dims()[1..] == w[1].shape().dims()[1..]
         });
+        let mut fused = None;
         if ts.len() > 1 && same && ts[0].shape().dims().len() == 2 {
             let dtype = ts[0].dtype();
             let cols = ts[0].shape().dims()[1];
@@ -88,14 +94,10 @@ impl Projections {
                 vec![sizes.iter().sum(), cols],
                 &Device::Cpu,
             )?;
-            return Ok(Projections {
-                fused: Some(Linear::new(stacked, dense)?),
-                parts: Vec::new(),
-                sizes,
-            });
+            fused = Some(QMatMul::from_qtensor(stacked)?);
         }
         Ok(Projections {
-            fused: None,
+            fused,
             parts: ts
                 .into_iter()
                 .map(|t| Linear::new(t, dense))
@@ -107,8 +109,8 @@ impl Projections {
     /// `x`: (tokens, in) → one (tokens, out_i) tensor per part.
     fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         match &self.fused {
-            Some(lin) => {
-                let y = lin.forward(x)?;
+            Some(stacked) if x.dim(0)? == 1 => {
+                let y = stacked.forward(x)?;
                 let mut out = Vec::with_capacity(self.sizes.len());
                 let mut offset = 0;
                 for &n in &self.sizes {
@@ -117,7 +119,7 @@ impl Projections {
                 }
                 Ok(out)
             }
-            None => self.parts.iter().map(|p| p.forward(x)).collect(),
+            _ => self.parts.iter().map(|p| p.forward(x)).collect(),
         }
     }
 }
@@ -482,12 +484,17 @@ impl Decoder {
     }
 }
 
-/// Attention of one new token against the cached keys `start..kv_len`, one
-/// task per query head (its KV head is `head / groups`), reading the caches
-/// in place. candle's path for the same step copied the value cache per layer
-/// and spread three tiny matrix products over both threads; at a 1,600-token
-/// context that made decoding half as fast as at 300 tokens. `None` when a
-/// tensor is not contiguous f32 on the CPU (the caller then uses that path).
+/// Attention of one new token against the cached keys `start..kv_len`,
+/// reading the caches in place. candle's path for the same step copied the
+/// value cache of every layer and spread three tiny matrix products over both
+/// threads; at a 1,600-token context decoding ran at half its 300-token speed.
+///
+/// Work is split by KV head and by ranges of cached positions: each task reads
+/// its rows of keys and values once for all the query heads that share them
+/// (grouped-query attention) and keeps a partial softmax (max, sum, weighted
+/// values); the parts of a head are merged at the end, rescaled to the
+/// common max. `None` when a tensor is not contiguous f32 on the CPU (the
+/// caller then uses candle's path).
 fn decode_attention(
     q: &Tensor,
     k_cache: &Tensor,
@@ -497,8 +504,8 @@ fn decode_attention(
     groups: usize,
     scale: f64,
 ) -> Result<Option<Tensor>> {
-    use rayon::prelude::*;
     let (h, _, dh) = q.dims3()?;
+    let hk = h / groups;
     let max_len = k_cache.dim(1)?;
     let q = q.contiguous()?;
     let (qs, ql) = q.storage_and_layout();
@@ -509,33 +516,89 @@ fn decode_attention(
     };
     let scale = scale as f32;
     let len = kv_len - start;
-    let mut out = vec![0f32; h * dh];
-    out.par_chunks_mut(dh).enumerate().for_each_init(
-        Vec::new,
-        |scores: &mut Vec<f32>, (head, o)| {
-            let qh = &q[head * dh..(head + 1) * dh];
-            let base = ((head / groups) * max_len + start) * dh;
-            scores.clear();
-            let mut max = f32::NEG_INFINITY;
-            for row in k[base..base + len * dh].chunks_exact(dh) {
-                let s = dot(qh, row) * scale;
-                max = max.max(s);
-                scores.push(s);
+    // Enough tasks to keep every thread busy, none shorter than 64 positions.
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let parts = (2 * threads).div_ceil(hk).min(len.div_ceil(64)).max(1);
+    let part_len = len.div_ceil(parts);
+    // Per task: for each of its query heads the max score, the sum of
+    // exp(score - max) and the values weighted by those exponentials.
+    let task = |task: usize| {
+        let (kvh, part) = (task / parts, task % parts);
+        let p0 = (part * part_len).min(len);
+        let n = ((part + 1) * part_len).min(len) - p0;
+        let base = (kvh * max_len + start + p0) * dh;
+        let queries = &q[kvh * groups * dh..(kvh + 1) * groups * dh];
+        let mut scores = vec![0f32; groups * n];
+        for (j, row) in k[base..base + n * dh].chunks_exact(dh).enumerate() {
+            for (g, qh) in queries.chunks_exact(dh).enumerate() {
+                scores[g * n + j] = dot(qh, row) * scale;
             }
+        }
+        let mut maxes = vec![f32::NEG_INFINITY; groups];
+        let mut sums = vec![0f32; groups];
+        for g in 0..groups {
+            let row = &mut scores[g * n..(g + 1) * n];
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let mut sum = 0.0;
-            for s in scores.iter_mut() {
+            for s in row.iter_mut() {
                 *s = (*s - max).exp();
                 sum += *s;
             }
-            let inv = 1.0 / sum;
-            for (p, row) in scores.iter().zip(v[base..base + len * dh].chunks_exact(dh)) {
-                let w = p * inv;
-                for (o, &x) in o.iter_mut().zip(row) {
-                    *o += w * x;
+            maxes[g] = max;
+            sums[g] = sum;
+        }
+        let mut acc = vec![0f32; groups * dh];
+        for (j, row) in v[base..base + n * dh].chunks_exact(dh).enumerate() {
+            for (g, a) in acc.chunks_exact_mut(dh).enumerate() {
+                let w = scores[g * n + j];
+                for (a, &x) in a.iter_mut().zip(row) {
+                    *a += w * x;
                 }
             }
-        },
-    );
+        }
+        (maxes, sums, acc)
+    };
+    // On candle's own worker threads: they spin between the model's other
+    // operations, so work handed to a second pool would compete with them.
+    type Partial = (Vec<f32>, Vec<f32>, Vec<f32>);
+    let slots: Vec<std::sync::Mutex<Option<Partial>>> = (0..hk * parts)
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(hk * parts, |range| {
+        for t in range {
+            let result = task(t);
+            *slots[t].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        }
+    });
+    let partials: Vec<Partial> = slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every task ran")
+        })
+        .collect();
+    let mut out = vec![0f32; h * dh];
+    for (head, o) in out.chunks_exact_mut(dh).enumerate() {
+        let (kvh, g) = (head / groups, head % groups);
+        let mine = &partials[kvh * parts..(kvh + 1) * parts];
+        let max = mine
+            .iter()
+            .filter(|p| p.1[g] > 0.0)
+            .fold(f32::NEG_INFINITY, |a, p| a.max(p.0[g]));
+        let mut denom = 0.0;
+        for (maxes, sums, acc) in mine.iter().filter(|p| p.1[g] > 0.0) {
+            let f = (maxes[g] - max).exp();
+            denom += sums[g] * f;
+            for (o, &a) in o.iter_mut().zip(&acc[g * dh..(g + 1) * dh]) {
+                *o += a * f;
+            }
+        }
+        let inv = 1.0 / denom;
+        for o in o.iter_mut() {
+            *o *= inv;
+        }
+    }
     Ok(Some(Tensor::from_vec(out, (1, h * dh), &Device::Cpu)?))
 }
 
