@@ -124,6 +124,49 @@ fn a_decoding_step_agrees_with_the_prompt_path() {
 }
 
 #[test]
+fn quantized_prompts_agree_with_dense_prompts() {
+    // The path models too large for dense copies take: prompts through the
+    // quantized kernels and the stacked query/key/value and gate/up products.
+    let mut dense = load(true);
+    let mut quantized = common::load_installed_with(
+        "smollm2-135m-instruct-q4_1",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        true,
+        true,
+    );
+    let text = dense
+        .render_chat(&[ChatMessage::new(
+            "user",
+            "Glaciers form where snow accumulates faster than it melts. What do they form from?",
+        )])
+        .unwrap();
+    let want = dense.next_token_logits(&text).unwrap();
+    for got in [
+        quantized.next_token_logits(&text).unwrap(),
+        quantized.next_token_logits_stepwise(&text).unwrap(),
+    ] {
+        assert_eq!(top(&want, 1), top(&got, 1), "same next token");
+        // Quantized activations move logits by about one unit at worst over
+        // the whole vocabulary (1.07 here, with or without the stacked
+        // products); the leading candidates stay close.
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1.5, "largest logit difference {worst}");
+        for i in top(&want, 10) {
+            assert!(
+                (want[i] - got[i]).abs() < 0.75,
+                "token {i}: {} vs {}",
+                want[i],
+                got[i]
+            );
+        }
+    }
+}
+
+#[test]
 fn greedy_generation_is_deterministic() {
     let mut model = load(true);
     let prompt = model

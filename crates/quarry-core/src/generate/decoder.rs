@@ -55,18 +55,27 @@ impl Linear {
     }
 }
 
-/// Several linear maps of the same input (query/key/value; gate/up). For
-/// single-token steps, when their weights share a quantization type, they are
-/// one quantized matrix whose rows are the parts' rows, run as one product:
-/// the input is quantized once and the threads meet once instead of once per
-/// part, which is most of the cost of a decoding step in a small model.
-/// Prompts use the parts' own products, whose outputs come out contiguous
-/// (slices of one wide product made the element-wise work after them strided:
-/// Gemma's prefill lost 12% that way).
+/// Several linear maps of the same input (query/key/value; gate/up). When
+/// their weights share a quantization type they are kept as one quantized
+/// matrix whose rows are the parts' rows, run as one product: the input is
+/// quantized once and the threads meet once instead of once per part, which
+/// is most of the cost of a decoding step in a small model. Models with dense
+/// copies use the parts' own dense products for prompts, whose outputs come
+/// out contiguous (slices of one wide product made the element-wise work after
+/// them strided: Gemma's prefill lost 12% that way). Each weight is held
+/// once in quantized form either way.
 struct Projections {
-    fused: Option<QMatMul>,
-    parts: Vec<Linear>,
+    /// The parts' quantized rows stacked, when their types match.
+    stacked: Option<QMatMul>,
+    /// Per-part products: dense copies only (for prompts) when stacked,
+    /// complete `Linear`s otherwise; empty when stacked without dense copies.
+    parts: Vec<PartProduct>,
     sizes: Vec<usize>,
+}
+
+enum PartProduct {
+    Full(Linear),
+    Dense(Tensor),
 }
 
 impl Projections {
@@ -78,7 +87,6 @@ impl Projections {
         let same = ts.windows(2).all(|w| {
             w[0].dtype() == w[1].dtype() && w[0].shape().dims()[1..] == w[1].shape().dims()[1..]
         });
-        let mut fused = None;
         if ts.len() > 1 && same && ts[0].shape().dims().len() == 2 {
             let dtype = ts[0].dtype();
             let cols = ts[0].shape().dims()[1];
@@ -94,13 +102,24 @@ impl Projections {
                 vec![sizes.iter().sum(), cols],
                 &Device::Cpu,
             )?;
-            fused = Some(QMatMul::from_qtensor(stacked)?);
+            let parts = if dense {
+                ts.iter()
+                    .map(|t| Ok(PartProduct::Dense(t.dequantize(&Device::Cpu)?)))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            };
+            return Ok(Projections {
+                stacked: Some(QMatMul::from_qtensor(stacked)?),
+                parts,
+                sizes,
+            });
         }
         Ok(Projections {
-            fused,
+            stacked: None,
             parts: ts
                 .into_iter()
-                .map(|t| Linear::new(t, dense))
+                .map(|t| Ok(PartProduct::Full(Linear::new(t, dense)?)))
                 .collect::<Result<_>>()?,
             sizes,
         })
@@ -108,8 +127,8 @@ impl Projections {
 
     /// `x`: (tokens, in) → one (tokens, out_i) tensor per part.
     fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        match &self.fused {
-            Some(stacked) if x.dim(0)? == 1 => {
+        match &self.stacked {
+            Some(stacked) if x.dim(0)? == 1 || self.parts.is_empty() => {
                 let y = stacked.forward(x)?;
                 let mut out = Vec::with_capacity(self.sizes.len());
                 let mut offset = 0;
@@ -119,7 +138,14 @@ impl Projections {
                 }
                 Ok(out)
             }
-            _ => self.parts.iter().map(|p| p.forward(x)).collect(),
+            _ => self
+                .parts
+                .iter()
+                .map(|p| match p {
+                    PartProduct::Full(l) => l.forward(x),
+                    PartProduct::Dense(w) => Ok(x.matmul(&w.t()?)?),
+                })
+                .collect(),
         }
     }
 }
@@ -209,12 +235,15 @@ fn rope_table(dim: usize, base: f32, max_len: usize) -> Result<(Tensor, Tensor)>
 const GEMMA3_GLOBAL_EVERY: usize = 6;
 
 impl Decoder {
-    /// Load a `llama` or `gemma3` GGUF; `max_len` bounds the KV cache (and the context).
+    /// Load a `llama` or `gemma3` GGUF; `max_len` bounds the KV cache (and the
+    /// context). `allow_dense` lets a small model keep dense copies of its
+    /// block weights for prompts.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(
         ct: &gguf_file::Content,
         reader: &mut R,
         architecture: &str,
         max_len: usize,
+        allow_dense: bool,
     ) -> Result<Self> {
         let variant = match architecture {
             "llama" => Variant::Llama,
@@ -253,7 +282,7 @@ impl Decoder {
             .filter(|(name, _)| name.starts_with("blk."))
             .map(|(_, t)| t.shape.elem_count())
             .sum();
-        let dense = block_params * 4 <= DENSE_BUDGET_BYTES;
+        let dense = allow_dense && block_params * 4 <= DENSE_BUDGET_BYTES;
         let mut get = |name: &str| -> Result<QTensor> { Ok(ct.tensor(reader, name, &dev)?) };
         let emb_q = get("token_embd.weight")?;
         let embeddings = emb_q.dequantize(&dev)?;

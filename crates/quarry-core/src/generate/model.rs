@@ -21,6 +21,10 @@ pub struct LoadOptions {
     pub requantize_slow: bool,
     /// Where converted files are cached (next to nothing else; safe to delete).
     pub cache_dir: Option<PathBuf>,
+    /// Run prompts through the quantized kernels even when the model is small
+    /// enough to keep dense copies of its weights: less memory, slower prompts.
+    /// Models past the dense budget always run this way.
+    pub quantized_prompts: bool,
 }
 
 /// Sampling and stopping.
@@ -290,6 +294,7 @@ impl LocalModel {
                 &mut file,
                 a,
                 context_length,
+                !opts.quantized_prompts,
             )?),
             "qwen2" => Net::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
                 ct, &mut file, &device,

@@ -64,6 +64,7 @@ impl ModelStore {
             &LoadOptions {
                 requantize_slow: true,
                 cache_dir: Some(self.root().join(".converted")),
+                ..Default::default()
             },
         )
     }

@@ -8,6 +8,18 @@ use quarry_core::models::{ModelStore, Registry};
 /// Load the installed registry model `id` from its `file`, with the same
 /// re-quantization cache the CLI uses (so conversions are made once).
 pub fn load_installed(id: &str, file: &str, requantize: bool) -> LocalModel {
+    load_installed_with(id, file, requantize, false)
+}
+
+/// [`load_installed`], choosing whether prompts run through the quantized
+/// kernels instead of dense copies.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn load_installed_with(
+    id: &str,
+    file: &str,
+    requantize: bool,
+    quantized_prompts: bool,
+) -> LocalModel {
     let models = std::env::var_os("QUARRY_MODELS_DIR")
         .map(PathBuf::from)
         .expect("set QUARRY_MODELS_DIR (`quarry models fetch` fills it)");
@@ -20,6 +32,7 @@ pub fn load_installed(id: &str, file: &str, requantize: bool) -> LocalModel {
         &LoadOptions {
             requantize_slow: requantize,
             cache_dir: Some(store.root().join(".converted")),
+            quantized_prompts,
         },
     )
     .unwrap()
