@@ -99,6 +99,14 @@ fn logits_agree_with_transformers() {
     );
 }
 
+/// The largest difference between two logit vectors.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn a_decoding_step_agrees_with_the_prompt_path() {
     // The last token fed as a decoding step (quantized kernels, decode
@@ -115,11 +123,7 @@ fn a_decoding_step_agrees_with_the_prompt_path() {
     let whole = model.next_token_logits(&text).unwrap();
     let step = model.next_token_logits_stepwise(&text).unwrap();
     assert_eq!(top(&whole, 1), top(&step, 1), "same next token");
-    let worst = whole
-        .iter()
-        .zip(&step)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = max_abs_diff(&whole, &step);
     assert!(worst < 0.75, "largest logit difference {worst}");
 }
 
@@ -149,11 +153,7 @@ fn quantized_prompts_agree_with_dense_prompts() {
         // Quantized activations move logits by about one unit at worst over
         // the whole vocabulary (1.07 here, with or without the stacked
         // products); the leading candidates stay close.
-        let worst = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&want, &got);
         assert!(worst < 1.5, "largest logit difference {worst}");
         for i in top(&want, 10) {
             assert!(
