@@ -78,6 +78,9 @@ impl EngineCell {
                         message: e.to_string(),
                     })??;
                 tauri::async_runtime::spawn(forward_progress(self.app.clone(), engine.clone()));
+                // Vectors a closed or stopped run did not finish are made now,
+                // in the background (searches work by keyword meanwhile).
+                engine.resume_embedding().await;
                 Ok(engine)
             })
             .await

@@ -119,6 +119,15 @@ async function refreshStatus() {
       ...[
         ["Documents", String(lib.documents)],
         ["Chunks", String(lib.chunks)],
+        ...(lib.pending_embeddings > 0
+          ? [
+              [
+                "Meaning search",
+                `${readyShare(lib.chunks, lib.pending_embeddings)} of chunks ready; ` +
+                  `${lib.pending_embeddings} searchable by keyword until they are embedded`,
+              ],
+            ]
+          : []),
         ["Skipped", String(lib.skipped)],
         ["Failed", String(lib.failed)],
         ["Size on disk", humanBytes(lib.size_bytes)],
@@ -126,6 +135,13 @@ async function refreshStatus() {
         ["Library", lib.library],
       ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
     );
+    // Search says how much of the library meaning search covers yet.
+    const coverage = $("search-coverage");
+    coverage.hidden = !lib.pending_embeddings;
+    coverage.textContent = lib.pending_embeddings
+      ? `Keyword matches cover the whole library; meaning search covers ${readyShare(lib.chunks, lib.pending_embeddings)} ` +
+        "of it so far and fills in as indexing embeds the rest."
+      : "";
     const stats = new Map(lib.per_folder.map((f) => [f.path, f]));
     $("folders").replaceChildren(
       ...(lib.folders.length
@@ -212,6 +228,20 @@ function renderReasons(failures: { path: string; reason: string }[], p: Progress
   );
 }
 
+/** "42%" of chunks that have vectors. */
+function readyShare(chunks: number, pending: number): string {
+  return `${Math.floor((100 * (chunks - pending)) / Math.max(chunks, 1))}%`;
+}
+
+/** "40 s", "12 min", "3 h 20 min". */
+function humanDuration(s: number): string {
+  if (s < 90) return `${Math.ceil(s)} s`;
+  const min = Math.round(s / 60);
+  return min < 90 ? `${min} min` : `${Math.floor(min / 60)} h ${min % 60} min`;
+}
+
+let lastPhase = "";
+let lastRefresh = 0;
 function showProgress(p: Progress) {
   const box = $("progress");
   if (p.phase === "idle") {
@@ -219,27 +249,45 @@ function showProgress(p: Progress) {
     return;
   }
   box.hidden = false;
+  const embedding = p.phase === "embedding" || (p.phase === "stopping" && p.embed_done > 0);
   const bar = $<HTMLProgressElement>("progress-bar");
-  bar.max = Math.max(p.files_total, 1);
-  bar.value = p.phase === "done" ? bar.max : p.files_done;
-  const eta = p.eta_s != null && p.running ? `, about ${Math.ceil(p.eta_s)} s left` : "";
+  bar.max = Math.max(embedding ? p.embed_total : p.files_total, 1);
+  bar.value = p.phase === "done" ? bar.max : embedding ? p.embed_done : p.files_done;
+  const eta = p.eta_s != null && p.running ? `, about ${humanDuration(p.eta_s)} left` : "";
+  const waiting = Math.max(p.embed_total - p.embed_done, 0);
   const text =
     p.phase === "failed"
       ? `Indexing failed: ${p.error?.message ?? "unknown error"}`
       : p.phase === "stopped"
-        ? `Stopped: ${p.files_done} files done; Resume (or any later check) indexes the rest.`
+        ? waiting > 0 && p.files_done >= p.files_total
+          ? `Stopped: every file is searchable by keyword; ${waiting} chunks still wait for meaning search. Resume carries on.`
+          : `Stopped: ${p.files_done} files done; Resume (or any later check) indexes the rest.`
         : p.phase === "stopping"
           ? "Stopping after the current batch…"
       : p.phase === "done"
-        ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written in ${p.elapsed_s.toFixed(1)} s.`
+        ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written` +
+          (p.embed_done ? `, ${p.embed_done} embedded` : "") +
+          ` in ${humanDuration(p.elapsed_s)}.`
         : p.phase === "walking"
           ? "Looking for files…"
-          : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s${eta}`;
+          : embedding
+            ? `Keyword search is ready. Embedding for meaning search: ${p.embed_done} of ${p.embed_total} chunks, ` +
+              `${p.embed_per_s.toFixed(1)} chunks/s${eta}`
+            : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s${eta}`;
   $("progress-text").textContent = text;
   box.dataset.phase = p.phase;
   $("stop-indexing").hidden = !p.running;
-  resumePaths = p.phase === "stopped" ? p.paths : [];
+  // A stopped job that only embedded has no paths of its own: resuming
+  // checks every folder, which carries on with the waiting chunks.
+  resumePaths = p.phase === "stopped" ? (p.paths.length ? p.paths : folders) : [];
   $("resume-indexing").hidden = !resumePaths.length;
+  // Keyword search covers the new files once embedding starts: show their
+  // counts, and meaning search's share as it grows.
+  if (p.phase === "embedding" && (lastPhase !== "embedding" || Date.now() - lastRefresh > 30_000)) {
+    lastRefresh = Date.now();
+    refreshStatus();
+  }
+  lastPhase = p.phase;
 }
 
 let resumePaths: string[] = [];

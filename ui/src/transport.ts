@@ -12,6 +12,9 @@ export interface Progress {
   bytes_total: number;
   bytes_done: number;
   chunks: number;
+  embed_total: number;
+  embed_done: number;
+  embed_per_s: number;
   files_per_s: number;
   eta_s: number | null;
   elapsed_s: number;
@@ -36,6 +39,7 @@ export interface Status {
     failed: number;
     skipped: number;
     chunks: number;
+    pending_embeddings: number;
     embedder: string;
     size_bytes: number;
     failures: [string, string][];

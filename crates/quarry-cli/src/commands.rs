@@ -182,9 +182,16 @@ pub struct IndexArgs {
     /// Index at most this many MiB of text per file (the rest is reported).
     #[arg(long, default_value_t = 64.0)]
     max_text_mb: f64,
-    /// Chunks per write batch (smaller: progress is saved more often).
+    /// Build the keyword index only: new files are searchable by keyword at
+    /// once; the next `quarry index` without this flag embeds them.
+    #[arg(long)]
+    no_embed: bool,
+    /// Chunks per keyword-phase write batch (smaller: progress is saved more often).
     #[arg(long, default_value_t = IndexOptions::default().flush_chunks, hide = true)]
     flush_chunks: usize,
+    /// Chunks per embedding-phase write batch.
+    #[arg(long, default_value_t = IndexOptions::default().embed_batch, hide = true)]
+    embed_batch: usize,
 }
 
 pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
@@ -209,6 +216,8 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
     opts.walk.include_hidden = args.hidden;
     opts.walk.follow_links = args.follow_links;
     opts.flush_chunks = args.flush_chunks.max(1);
+    opts.embed_batch = args.embed_batch.max(1);
+    opts.embed = !args.no_embed;
     opts.limits.max_text_bytes = (args.max_text_mb.max(0.001) * (1u64 << 20) as f64) as usize;
     // Ctrl-C stops after the current batch (written and consistent); the files
     // not reached are indexed by the next run. A second Ctrl-C aborts at once,
@@ -234,7 +243,8 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let (mut files_done, mut files_total, mut chunks_embedded) = (0usize, 0usize, 0usize);
+    let (mut files_done, mut files_total, mut chunks_written) = (0usize, 0usize, 0usize);
+    let mut embedded = 0usize;
     let mut on_event = |e: IndexEvent| match e {
         IndexEvent::Planned {
             to_process, bytes, ..
@@ -247,16 +257,45 @@ pub async fn index(ctx: &Context, args: IndexArgs) -> Result<()> {
             files_done += 1;
             bar.inc(bytes);
             bar.set_message(format!(
-                "{files_done}/{files_total} files · {chunks_embedded} chunks embedded"
+                "{files_done}/{files_total} files · {chunks_written} chunks"
             ));
+        }
+        IndexEvent::Flushed { chunks_total } => {
+            chunks_written = chunks_total;
+            bar.set_message(format!(
+                "{files_done}/{files_total} files · {chunks_written} chunks"
+            ));
+        }
+        IndexEvent::KeywordsReady { pending } => {
+            // Keyword search covers everything from here on; the bar now
+            // counts chunks given vectors.
+            if files_total > 0 {
+                let secs = bar.elapsed().as_secs_f64();
+                bar.suspend(|| {
+                    eprintln!(
+                        "Keyword search ready: {files_done} file(s), {chunks_written} chunks ({secs:.0}s)."
+                    )
+                });
+            }
+            if pending > 0 && !args.no_embed {
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} chunks embedded {per_sec} ETA {eta} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_length(pending as u64);
+                bar.set_position(0);
+                bar.reset_eta();
+                bar.set_message("(searchable by keyword meanwhile; Ctrl-C resumes next run)");
+            }
         }
         IndexEvent::Embedded { chunks } => {
-            chunks_embedded += chunks;
-            bar.set_message(format!(
-                "{files_done}/{files_total} files · {chunks_embedded} chunks embedded"
-            ));
+            embedded += chunks;
+            bar.set_position(embedded as u64);
         }
-        IndexEvent::Flushed { .. } => {}
+        IndexEvent::VectorsFlushed { .. } => {}
     };
     let report = library
         .index(&args.paths, &embedder, &opts, &mut on_event)
@@ -303,9 +342,14 @@ pub async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
     let embedder = ctx.load_embedder(&library.meta().embedder.clone())?;
     let opts = IndexOptions::default();
     let folders = library.meta().folders.clone();
-    // Catch up with what changed while nobody watched.
+    // Catch up with what changed while nobody watched (keywords now; the
+    // watch loop embeds between bursts).
+    let catch_up = IndexOptions {
+        embed: false,
+        ..opts.clone()
+    };
     let report = library
-        .index(&folders, &embedder, &opts, &mut |_| {})
+        .index(&folders, &embedder, &catch_up, &mut |_| {})
         .await?;
     let json = args.json;
     let print = |changed: usize, r: &quarry_core::IndexReport| {
@@ -358,6 +402,25 @@ pub async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
             quarry_core::watch::WatchEvent::Synced { changed, report } => {
                 print(changed.len(), &report)
             }
+            quarry_core::watch::WatchEvent::Embedded { report } => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "embedded": report.embedded,
+                            "pending_embeddings": report.pending_embeddings,
+                            "seconds": report.elapsed.as_secs_f64(),
+                        })
+                    );
+                } else if report.embedded > 0 {
+                    println!(
+                        "{} chunks embedded in {:.1}s; {} waiting",
+                        report.embedded,
+                        report.elapsed.as_secs_f64(),
+                        report.pending_embeddings
+                    );
+                }
+            }
             quarry_core::watch::WatchEvent::Failed { error } => {
                 eprintln!("could not index the changes (will retry): {error}")
             }
@@ -376,10 +439,11 @@ pub async fn check(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resul
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         println!(
-            "{}: {} documents, {} chunks (keywords {}), {} orphan chunks, {} mismatched documents{}",
+            "{}: {} documents, {} chunks ({} waiting for vectors; keywords {}), {} orphan chunks, {} mismatched documents{}",
             if c.consistent { "consistent" } else { "INCONSISTENT" },
             c.documents,
             c.chunks,
+            c.pending_embeddings,
             c.keyword_chunks,
             c.orphan_chunks,
             c.mismatched_documents.len(),

@@ -48,11 +48,20 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
         r.skipped.len(),
         r.failed.len()
     );
+    if r.embedded > 0 {
+        println!("Embedded {} chunk(s) for meaning search.", r.embedded);
+    }
     println!("Library: {}", library.display());
-    if r.cancelled {
+    if r.cancelled && r.not_reached > 0 {
         println!(
             "Stopped early: {} file(s) not reached; the next `quarry index` indexes them.",
             r.not_reached
+        );
+    }
+    if r.pending_embeddings > 0 {
+        println!(
+            "{} chunk(s) are searchable by keyword and wait for their vectors; the next `quarry index` (or `quarry watch`) embeds them.",
+            r.pending_embeddings
         );
     }
     if !r.failed.is_empty() {
@@ -116,6 +125,15 @@ pub fn status(s: &LibraryStatus) {
         "Chunks:    {} (keyword index: {})",
         s.chunks, s.keyword_chunks
     );
+    if s.pending_embeddings > 0 {
+        let ready = s.chunks.saturating_sub(s.pending_embeddings);
+        println!(
+            "Vectors:   {ready} of {} chunks ({:.1}%); {} searchable by keyword only until `quarry index` embeds them",
+            s.chunks,
+            100.0 * ready as f64 / s.chunks.max(1) as f64,
+            s.pending_embeddings
+        );
+    }
     println!("On disk:   {}", human_bytes(s.size_bytes));
     if !s.failures.is_empty() {
         println!("Failed documents:");

@@ -38,6 +38,8 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
         args.model.clone(),
         ctx.dirs.config.clone(),
     )?);
+    // Chunks a stopped run left without vectors are embedded in the background.
+    engine.resume_embedding().await;
     let ui_dir = args.ui.clone().or_else(|| {
         let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
         built.join("index.html").is_file().then_some(built)

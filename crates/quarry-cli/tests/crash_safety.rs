@@ -41,6 +41,10 @@ fn json(library: &Path, config: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
+/// Small write batches in both phases, so kills land between many of them.
+const SMALL: &str = "--flush-chunks";
+const EMBED: &str = "--embed-batch";
+
 const WORDS: &[&str] = &[
     "glacier", "invoice", "harbour", "lantern", "orchard", "quartz", "meadow", "ledger", "compass",
     "falcon", "granite", "violin", "saffron", "tundra", "beacon", "cobalt", "delta", "ember",
@@ -100,7 +104,7 @@ fn kill_9_at_many_points_then_resume_equals_a_clean_run() {
     let report = json(
         &clean,
         &config,
-        &["index", docs_s, "--json", "--flush-chunks", "6"],
+        &["index", docs_s, "--json", SMALL, "6", EMBED, "6"],
     );
     let clean_time = t.elapsed();
     let total_files = report["indexed"].as_array().unwrap().len();
@@ -108,27 +112,39 @@ fn kill_9_at_many_points_then_resume_equals_a_clean_run() {
     let clean_status = json(&clean, &config, &["status", "--json"]);
 
     let crashy = tmp.path().join("crashy");
-    // Deterministic crashes inside a batch's writes: after the vectors are
-    // written, and after the keywords too, but before the documents are
-    // marked done. The journal must name the batch, and opening must roll it back.
-    for point in ["index.after-vectors:2", "index.after-keywords:3"] {
+    // Deterministic crashes inside a batch's writes: in the keyword phase
+    // after the chunks are written to LanceDB, and after the keywords too, but
+    // before the documents are marked done (the in-flight journal must name
+    // the batch, and opening must roll it back); in the embedding phase after
+    // a batch's vectors are added but before it leaves the pending table (the
+    // embedding journal must name it, and opening must settle it: each chunk
+    // embedded or pending, never both).
+    for (point, journal) in [
+        ("index.after-vectors:2", "inflight.json"),
+        ("index.after-keywords:3", "inflight.json"),
+        ("embed.after-vectors:2", "embedding.json"),
+    ] {
         let out = cmd(
             &crashy,
             &config,
-            &["index", docs_s, "--json", "--flush-chunks", "6"],
+            &["index", docs_s, "--json", SMALL, "6", EMBED, "6"],
         )
         .env("QUARRY_FAILPOINT", point)
         .output()
         .unwrap();
         assert!(!out.status.success(), "{point} did not abort");
         assert!(
-            crashy.join("inflight.json").exists(),
-            "{point}: no in-flight journal left by the crash"
+            crashy.join(journal).exists(),
+            "{point}: no {journal} left by the crash"
         );
         let c = json(&crashy, &config, &["check", "--json"]);
         assert_eq!(c["consistent"], true, "after {point}: {c}");
-        assert!(!crashy.join("inflight.json").exists(), "not rolled back");
+        assert!(!crashy.join(journal).exists(), "not rolled back");
     }
+    // The settled embedding batch left no chunk twice.
+    let s = json(&crashy, &config, &["status", "--json"]);
+    assert!(s["pending_embeddings"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["chunks"], s["keyword_chunks"], "{s}");
     // Then kill -9 runs at spread-out points of a clean run's duration,
     // checking the library each time.
     let points = [0.15, 0.35, 0.55, 0.3, 0.75, 0.5, 0.9, 0.45];
@@ -137,7 +153,7 @@ fn kill_9_at_many_points_then_resume_equals_a_clean_run() {
         let child = cmd(
             &crashy,
             &config,
-            &["index", docs_s, "--json", "--flush-chunks", "6"],
+            &["index", docs_s, "--json", SMALL, "6", EMBED, "6"],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -166,7 +182,7 @@ fn kill_9_at_many_points_then_resume_equals_a_clean_run() {
     let resumed = json(
         &crashy,
         &config,
-        &["index", docs_s, "--json", "--flush-chunks", "6"],
+        &["index", docs_s, "--json", SMALL, "6", EMBED, "6"],
     );
     let redone = resumed["indexed"].as_array().unwrap().len();
     assert_eq!(resumed["unchanged"].as_u64().unwrap() as usize, done_before);
@@ -174,7 +190,12 @@ fn kill_9_at_many_points_then_resume_equals_a_clean_run() {
 
     // The result equals the clean run.
     let status = json(&crashy, &config, &["status", "--json"]);
-    for key in ["documents", "chunks", "keyword_chunks"] {
+    for key in [
+        "documents",
+        "chunks",
+        "keyword_chunks",
+        "pending_embeddings",
+    ] {
         assert_eq!(
             status[key], clean_status[key],
             "{key}: {status} vs {clean_status}"

@@ -98,8 +98,18 @@ fn watch_picks_up_creations_edits_renames_and_deletions() {
     let t_delete = within(limit, "deletion", || {
         hits(&library, &config, "pangolin").is_empty()
     });
+    // Between bursts the watcher gives the new chunks their vectors.
+    let t_vectors = within(limit, "vectors for the new chunks", || {
+        let out = base(&library, &config)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["pending_embeddings"] == 0
+    });
     let _ = child.kill();
     let _ = child.wait();
+    eprintln!("vectors made within {t_vectors:?} of the deletion");
     eprintln!(
         "seen after: create {t_create:?}, edit {t_edit:?}, rename {t_rename:?}, new folder {t_folder:?}, delete {t_delete:?}"
     );

@@ -303,7 +303,21 @@ pub async fn retrieve(
             },
         )
         .await?;
-    let best_similarity = results.best_similarity.unwrap_or(0.0);
+    let mut best_similarity = results.best_similarity.unwrap_or(0.0);
+    // While the embedding phase of indexing is behind, the best passages may
+    // be found by keyword only and have no vector to score: score those few
+    // now, so the relevance floor does not decline what the library holds.
+    if !results.hits.is_empty() && library.pending_embeddings().await? > 0 {
+        let q = embedder.embed_query(&query)?;
+        let texts: Vec<String> = results
+            .hits
+            .iter()
+            .map(|h| crate::index::embedding_text(h.heading.as_deref(), &h.text))
+            .collect();
+        for v in embedder.embed_documents(&texts)? {
+            best_similarity = best_similarity.max(crate::embed::cosine(&q, &v));
+        }
+    }
     let candidates: Vec<Source> = results
         .hits
         .iter()

@@ -1,9 +1,17 @@
-//! Indexing: walk → extract → chunk → embed → store, incrementally.
+//! Indexing: walk → extract → chunk → store, then embed, incrementally.
+//!
+//! A run has two phases. The keyword phase reads, extracts and chunks every
+//! new or changed file and writes the chunks to the keyword index and to the
+//! `pending` table: minutes for a gigabyte of text, after which everything is
+//! searchable by keyword. The embedding phase then gives pending chunks their
+//! vectors, oldest first, in batches that move them to the chunks table, so
+//! meaning search fills in behind. Stopping (Ctrl-C, a crash) in either phase
+//! keeps what was written; the next run carries on where it stopped.
 //!
 //! A file whose size and modification time are unchanged is not read again; a
 //! file whose content hash is unchanged is not re-embedded; a changed file
 //! replaces only its own chunks; files gone from an indexed folder lose theirs.
-//! Work is flushed in batches: chunks (LanceDB, then tantivy) first, then the
+//! Keyword-phase batches write chunks (LanceDB, then tantivy) first, then the
 //! document rows that mark them done.
 
 use std::collections::{HashMap, HashSet};
@@ -30,11 +38,19 @@ pub struct IndexOptions {
     pub limits: ExtractLimits,
     /// Chunk sizes; `max_tokens` is capped to what the embedder accepts.
     pub chunker: ChunkerConfig,
-    /// Flush to the indexes after about this many chunks.
+    /// Keyword phase: write to the indexes after about this many chunks.
     pub flush_chunks: usize,
+    /// Embedding phase: chunks embedded per write.
+    pub embed_batch: usize,
+    /// Run the embedding phase. Without it the run leaves new chunks
+    /// searchable by keyword only; the next run with it embeds them.
+    pub embed: bool,
     /// Set to stop the run early: the current batch is finished and written,
-    /// the files not reached are left for the next run.
+    /// the files (and chunks) not reached are left for the next run.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Set to end the embedding phase early without calling the run stopped
+    /// (the watch loop yields to new changes this way, then carries on).
+    pub pause: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for IndexOptions {
@@ -43,10 +59,29 @@ impl Default for IndexOptions {
             walk: WalkOptions::default(),
             limits: ExtractLimits::default(),
             chunker: ChunkerConfig::default(),
-            flush_chunks: 512,
+            flush_chunks: 2048,
+            embed_batch: 256,
+            embed: true,
             cancel: None,
+            pause: None,
         }
     }
+}
+
+impl IndexOptions {
+    fn cancelled(&self) -> bool {
+        is_set(&self.cancel)
+    }
+
+    /// Whether the embedding phase should end now (stopped or paused).
+    fn embedding_interrupted(&self) -> bool {
+        is_set(&self.cancel) || is_set(&self.pause)
+    }
+}
+
+fn is_set(flag: &Option<std::sync::Arc<std::sync::atomic::AtomicBool>>) -> bool {
+    flag.as_ref()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 /// Progress of an indexing run.
@@ -72,15 +107,28 @@ pub enum IndexEvent {
         /// Chunks it produced.
         chunks: usize,
     },
-    /// Chunks were embedded.
+    /// A keyword-phase batch was written to the indexes.
+    Flushed {
+        /// Chunks written so far.
+        chunks_total: usize,
+    },
+    /// The keyword phase is done: every file indexed so far is searchable by
+    /// keyword. The embedding phase starts on `pending` chunks (when it runs).
+    KeywordsReady {
+        /// Chunks in the library waiting for their vectors.
+        pending: usize,
+    },
+    /// Chunks were embedded (not yet written).
     Embedded {
         /// How many.
         chunks: usize,
     },
-    /// A batch was written to the indexes.
-    Flushed {
-        /// Chunks written so far.
-        chunks_total: usize,
+    /// An embedding batch was written: those chunks are searchable by meaning.
+    VectorsFlushed {
+        /// Chunks embedded by this run so far.
+        embedded: usize,
+        /// Chunks still waiting.
+        pending: usize,
     },
 }
 
@@ -99,14 +147,20 @@ pub struct IndexReport {
     pub truncated: Vec<Skipped>,
     /// Files removed from the library because they are gone.
     pub removed: Vec<PathBuf>,
-    /// Chunks written.
+    /// Chunks written (by the keyword phase).
     pub chunks: usize,
+    /// Chunks this run gave vectors to (the embedding phase).
+    pub embedded: usize,
+    /// Chunks left waiting for vectors after the run (searchable by keyword):
+    /// the run was stopped, or ran without its embedding phase.
+    pub pending_embeddings: usize,
     /// Bytes of files read.
     pub bytes: u64,
     /// Whether this run built the approximate vector index (the library
     /// crossed `store::ANN_MIN_ROWS` chunks).
     pub vector_index_built: bool,
-    /// The run was stopped early; `not_reached` files are left for the next run.
+    /// The run was stopped early; `not_reached` files and the
+    /// `pending_embeddings` are left for the next run.
     pub cancelled: bool,
     /// Files the run did not get to (when cancelled).
     pub not_reached: usize,
@@ -153,9 +207,14 @@ fn now_ms() -> i64 {
 
 /// The text the embedder sees for a chunk: its heading gives context.
 pub(crate) fn embedding_input(c: &ChunkRecord) -> String {
-    match &c.heading {
-        Some(h) if !c.text.starts_with(h.as_str()) => format!("{h}\n{}", c.text),
-        _ => c.text.clone(),
+    embedding_text(c.heading.as_deref(), &c.text)
+}
+
+/// The text the embedder sees for a passage under `heading`.
+pub(crate) fn embedding_text(heading: Option<&str>, text: &str) -> String {
+    match heading {
+        Some(h) if !text.starts_with(h) => format!("{h}\n{text}"),
+        _ => text.to_string(),
     }
 }
 
@@ -176,17 +235,8 @@ impl Library {
         on_event: &mut dyn FnMut(IndexEvent),
     ) -> Result<IndexReport> {
         let started = Instant::now();
-        let _lock = self.lock_for_writing()?;
-        // A batch a crashed run left half-written is rolled back first; its
-        // files are then re-indexed like new ones.
-        self.recover().await?;
+        let _lock = self.begin_writing(embedder).await?;
         self.drop_retired().await?;
-        if embedder.id() != self.meta().embedder {
-            return Err(Error::EmbedderMismatch {
-                library: self.meta().embedder.clone(),
-                requested: embedder.id().to_string(),
-            });
-        }
         let mut roots = Vec::new();
         for p in paths {
             let abs = p.canonicalize().map_err(|e| Error::BadPath {
@@ -265,11 +315,7 @@ impl Library {
         let mut writes = 0usize;
         let total = todo.len();
         for (done, cand) in todo.into_iter().enumerate() {
-            if opts
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
-            {
+            if opts.cancelled() {
                 report.cancelled = true;
                 report.not_reached = total - done;
                 break;
@@ -399,7 +445,7 @@ impl Library {
             }
             pending.docs.push(record);
             if pending.chunks.len() >= opts.flush_chunks {
-                report.chunks += self.flush(&mut pending, embedder, on_event).await?;
+                report.chunks += self.flush(&mut pending).await?;
                 writes += 1;
                 on_event(IndexEvent::Flushed {
                     chunks_total: report.chunks,
@@ -407,7 +453,7 @@ impl Library {
             }
         }
         if !pending.docs.is_empty() || !pending.replace.is_empty() {
-            report.chunks += self.flush(&mut pending, embedder, on_event).await?;
+            report.chunks += self.flush(&mut pending).await?;
             writes += 1;
             on_event(IndexEvent::Flushed {
                 chunks_total: report.chunks,
@@ -416,10 +462,145 @@ impl Library {
         if writes > 8 || !report.removed.is_empty() {
             self.vectors.optimize().await?;
         }
-        report.vector_index_built = self.vectors.ensure_vector_index().await?;
         self.keywords.reload()?;
+        let waiting = self.vectors.count_pending().await?;
+        on_event(IndexEvent::KeywordsReady { pending: waiting });
+        if opts.embed && !report.cancelled {
+            self.embed_pending(embedder, opts, on_event, &mut report)
+                .await?;
+        }
+        self.finish_report(report, started).await
+    }
+
+    /// What every run ends with: the chunks still waiting for vectors, the
+    /// approximate vector index brought up to date, the wall time.
+    async fn finish_report(
+        &mut self,
+        mut report: IndexReport,
+        started: Instant,
+    ) -> Result<IndexReport> {
+        report.pending_embeddings = self.vectors.count_pending().await?;
+        report.vector_index_built |= self.maintain_vector_index().await?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Take the write lock for a run with `embedder`: roll back (or settle)
+    /// what a crashed run left half-written — its files are then indexed
+    /// like new ones — and refuse an embedder the library was not built with.
+    async fn begin_writing(&self, embedder: &Embedder) -> Result<crate::library::WriteLock> {
+        let lock = self.lock_for_writing()?;
+        self.recover().await?;
+        if embedder.id() != self.meta().embedder {
+            return Err(Error::EmbedderMismatch {
+                library: self.meta().embedder.clone(),
+                requested: embedder.id().to_string(),
+            });
+        }
+        Ok(lock)
+    }
+
+    /// The embedding phase on its own: give the chunks that wait for vectors
+    /// (left by a stopped run or one without its embedding phase) their
+    /// vectors, under the write lock. No folder is walked.
+    pub async fn finish_embedding(
+        &mut self,
+        embedder: &Embedder,
+        opts: &IndexOptions,
+        on_event: &mut dyn FnMut(IndexEvent),
+    ) -> Result<IndexReport> {
+        let started = Instant::now();
+        let _lock = self.begin_writing(embedder).await?;
+        let mut report = IndexReport::default();
+        self.embed_pending(embedder, opts, on_event, &mut report)
+            .await?;
+        self.finish_report(report, started).await
+    }
+
+    /// The embedding phase: give pending chunks their vectors, oldest first,
+    /// `opts.embed_batch` at a time, until none are left or the run is
+    /// cancelled (what is embedded by then is written). Each batch is added
+    /// to the chunks table, then deleted from the pending table, under the
+    /// embedding journal. The caller holds the write lock.
+    pub(crate) async fn embed_pending(
+        &mut self,
+        embedder: &Embedder,
+        opts: &IndexOptions,
+        on_event: &mut dyn FnMut(IndexEvent),
+        report: &mut IndexReport,
+    ) -> Result<()> {
+        let (mut since_optimize, mut writes) = (0usize, 0usize);
+        loop {
+            if opts.embedding_interrupted() {
+                report.cancelled |= opts.cancelled();
+                break;
+            }
+            let mut batch = self
+                .vectors
+                .pending_records(Some(opts.embed_batch.max(1)))
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            let t_embed = Instant::now();
+            let mut done = 0;
+            while done < batch.len() {
+                // Ctrl-C (or a change to index first) is answered within one
+                // small group of chunks.
+                if done > 0 && opts.embedding_interrupted() {
+                    break;
+                }
+                let end = (done + 64).min(batch.len());
+                let part = &mut batch[done..end];
+                let inputs: Vec<String> = part.iter().map(embedding_input).collect();
+                let vectors = embedder.embed_documents(&inputs)?;
+                for (c, v) in part.iter_mut().zip(vectors) {
+                    c.vector = v;
+                }
+                done += part.len();
+                on_event(IndexEvent::Embedded { chunks: part.len() });
+                // Let a caller's other futures (a stop signal) be polled.
+                tokio::task::yield_now().await;
+            }
+            batch.truncate(done);
+            let embed_time = t_embed.elapsed();
+            let t_write = Instant::now();
+            let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
+            crate::journal::begin_embedding(self.dir(), &ids)?;
+            self.vectors.add_chunks(&batch).await?;
+            let add_time = t_write.elapsed();
+            crate::failpoint::hit("embed.after-vectors");
+            self.vectors.delete_pending_ids(&ids).await?;
+            crate::journal::end_embedding(self.dir())?;
+            tracing::debug!(
+                chunks = batch.len(),
+                embed_s = embed_time.as_secs_f64(),
+                add_s = add_time.as_secs_f64(),
+                write_s = t_write.elapsed().as_secs_f64(),
+                "embedding batch written"
+            );
+            report.embedded += batch.len();
+            since_optimize += batch.len();
+            let waiting = self.vectors.count_pending().await?;
+            on_event(IndexEvent::VectorsFlushed {
+                embedded: report.embedded,
+                pending: waiting,
+            });
+            // A library that grows past the exact-scan size gets its
+            // approximate index now, not only when the whole phase ends;
+            // later batches are folded in by the periodic optimize.
+            report.vector_index_built |= self.maintain_vector_index().await?;
+            writes += 1;
+            let rows = self.vectors.count_chunks().await?;
+            if since_optimize >= (rows / 10).max(20_000) {
+                self.vectors.optimize().await?;
+                since_optimize = 0;
+            }
+        }
+        if writes > 8 && since_optimize > 0 {
+            self.vectors.optimize().await?;
+        }
+        Ok(())
     }
 
     /// Delete documents from both indexes and their rows, under the journal
@@ -481,22 +662,11 @@ impl Library {
         Ok(ids.len())
     }
 
-    /// Embed the pending chunks and write them, then their documents.
-    async fn flush(
-        &mut self,
-        pending: &mut Pending,
-        embedder: &Embedder,
-        on_event: &mut dyn FnMut(IndexEvent),
-    ) -> Result<usize> {
-        let mut chunks = std::mem::take(&mut pending.chunks);
-        for part in chunks.chunks_mut(64) {
-            let inputs: Vec<String> = part.iter().map(embedding_input).collect();
-            let vectors = embedder.embed_documents(&inputs)?;
-            for (c, v) in part.iter_mut().zip(vectors) {
-                c.vector = v;
-            }
-            on_event(IndexEvent::Embedded { chunks: part.len() });
-        }
+    /// Write a keyword-phase batch: its chunks (waiting for vectors) to
+    /// LanceDB and tantivy, then its documents.
+    async fn flush(&mut self, pending: &mut Pending) -> Result<usize> {
+        let t = Instant::now();
+        let chunks = std::mem::take(&mut pending.chunks);
         let replace = std::mem::take(&mut pending.replace);
         let docs = std::mem::take(&mut pending.docs);
         let mut touched: Vec<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
@@ -507,7 +677,7 @@ impl Library {
         if !replace.is_empty() {
             self.vectors.delete_chunks_of(&replace).await?;
         }
-        self.vectors.add_chunks(&chunks).await?;
+        self.vectors.add_pending(&chunks).await?;
         crate::failpoint::hit("index.after-vectors");
         let mut writer = self.keywords.writer()?;
         for id in &replace {
@@ -519,6 +689,12 @@ impl Library {
         crate::failpoint::hit("index.after-keywords");
         self.vectors.upsert_documents(&docs).await?;
         crate::journal::end(self.dir())?;
+        tracing::debug!(
+            chunks = chunks.len(),
+            documents = docs.len(),
+            write_s = t.elapsed().as_secs_f64(),
+            "keyword batch written"
+        );
         Ok(chunks.len())
     }
 }

@@ -12,6 +12,14 @@
 //!   their chunks from both indexes and their document rows, so the next
 //!   indexing run re-indexes just those files. Files of finished batches are
 //!   untouched and are not embedded again.
+//!
+//! The embedding phase has a journal of its own, `embedding.json`: the ids of
+//! the chunks whose vectors a batch is adding to the chunks table before it
+//! deletes them from the pending table. A crash between the two leaves those
+//! chunks in both; the next writer deletes from `pending` the ones that made
+//! it into the chunks table ([`crate::store::VectorStore::settle_pending`]).
+//! Readers are unaffected either way: searches read vectors only from the
+//! chunks table and keywords only from tantivy.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -20,6 +28,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 const FILE: &str = "inflight.json";
+const EMBEDDING: &str = "embedding.json";
 
 fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
@@ -27,20 +36,45 @@ fn path(dir: &Path) -> PathBuf {
 
 /// Record that the documents `doc_ids` are about to change.
 pub(crate) fn begin(dir: &Path, doc_ids: &[String]) -> Result<()> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    write_ids(dir, FILE, doc_ids)
+}
+
+/// Write `ids` to `dir/name` atomically and durably.
+fn write_ids(dir: &Path, name: &str, ids: &[String]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(doc_ids)?)?;
+        f.write_all(&serde_json::to_vec(ids)?)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path(dir))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir);
     Ok(())
 }
 
+/// Record that the chunks `chunk_ids` are about to move from the pending
+/// table to the chunks table.
+pub(crate) fn begin_embedding(dir: &Path, chunk_ids: &[String]) -> Result<()> {
+    write_ids(dir, EMBEDDING, chunk_ids)
+}
+
+/// The embedding batch is fully written.
+pub(crate) fn end_embedding(dir: &Path) -> Result<()> {
+    remove(&dir.join(EMBEDDING), dir)
+}
+
+/// The chunks of an unfinished embedding batch, if any.
+pub(crate) fn embedding_in_flight(dir: &Path) -> Result<Option<Vec<String>>> {
+    read_ids(&dir.join(EMBEDDING))
+}
+
 /// The batch is fully written.
 pub(crate) fn end(dir: &Path) -> Result<()> {
-    match std::fs::remove_file(path(dir)) {
+    remove(&path(dir), dir)
+}
+
+fn remove(file: &Path, dir: &Path) -> Result<()> {
+    match std::fs::remove_file(file) {
         Ok(()) => {
             sync_dir(dir);
             Ok(())
@@ -52,7 +86,11 @@ pub(crate) fn end(dir: &Path) -> Result<()> {
 
 /// The documents of an unfinished batch, if any.
 pub fn in_flight(dir: &Path) -> Result<Option<HashSet<String>>> {
-    let bytes = match std::fs::read(path(dir)) {
+    Ok(read_ids(&path(dir))?.map(|ids| ids.into_iter().collect()))
+}
+
+fn read_ids(file: &Path) -> Result<Option<Vec<String>>> {
+    let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -62,10 +100,10 @@ pub fn in_flight(dir: &Path) -> Result<Option<HashSet<String>>> {
     let ids: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| {
         Error::Internal(format!(
             "{} is unreadable ({e}); remove it and re-index",
-            path(dir).display()
+            file.display()
         ))
     })?;
-    Ok(Some(ids.into_iter().collect()))
+    Ok(Some(ids))
 }
 
 /// Make a rename or removal in `dir` durable (best effort; not on Windows).
@@ -92,6 +130,18 @@ mod tests {
         end(dir.path()).unwrap();
         assert!(in_flight(dir.path()).unwrap().is_none());
         end(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn embedding_journal_is_separate() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(embedding_in_flight(dir.path()).unwrap().is_none());
+        begin_embedding(dir.path(), &["c1".into(), "c2".into()]).unwrap();
+        assert!(in_flight(dir.path()).unwrap().is_none());
+        let ids = embedding_in_flight(dir.path()).unwrap().unwrap();
+        assert_eq!(ids, vec!["c1".to_string(), "c2".to_string()]);
+        end_embedding(dir.path()).unwrap();
+        assert!(embedding_in_flight(dir.path()).unwrap().is_none());
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct LibraryMeta {
     /// Chunk tables an embedder switch replaced, dropped by the next writer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_tables: Vec<String>,
+    /// Chunks the approximate vector index was last trained on (it is
+    /// trained again when the table has grown to four times that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ann_rows: Option<usize>,
 }
 
 fn default_chunks_table() -> String {
@@ -44,8 +48,10 @@ pub struct Consistency {
     pub consistent: bool,
     /// Document rows.
     pub documents: usize,
-    /// Chunks in the vector table.
+    /// Chunks, with vectors or waiting for them.
     pub chunks: usize,
+    /// Of those, chunks waiting for their vectors (searchable by keyword).
+    pub pending_embeddings: usize,
     /// Chunks in the keyword index.
     pub keyword_chunks: u64,
     /// Chunks whose document is missing or not marked indexed.
@@ -85,8 +91,11 @@ pub struct LibraryStatus {
     pub failed: usize,
     /// Files recorded as not documents (binary content).
     pub skipped: usize,
-    /// Chunks in the vector table.
+    /// Chunks, with vectors or waiting for them.
     pub chunks: usize,
+    /// Of those, chunks waiting for their vectors: searchable by keyword now,
+    /// by meaning once the embedding phase of indexing reaches them.
+    pub pending_embeddings: usize,
     /// Chunks in the keyword index (equal to `chunks` when consistent).
     pub keyword_chunks: u64,
     /// Embedder id.
@@ -174,6 +183,7 @@ impl Library {
             privacy: Default::default(),
             chunks_table: default_chunks_table(),
             retired_tables: Vec::new(),
+            ann_rows: None,
         };
         let lib = Self::open_with(dir, meta).await?;
         lib.save_meta()?;
@@ -196,7 +206,9 @@ impl Library {
         };
         // A batch left unfinished by a crash is rolled back as soon as no live
         // writer holds the library (a live one finishes or rolls back itself).
-        if crate::journal::in_flight(&lib.dir)?.is_some() {
+        if crate::journal::in_flight(&lib.dir)?.is_some()
+            || crate::journal::embedding_in_flight(&lib.dir)?.is_some()
+        {
             if let Ok(_lock) = lib.lock_for_writing() {
                 lib.recover().await?;
             }
@@ -206,9 +218,19 @@ impl Library {
 
     /// Roll back the batch named by the in-flight journal, if any: delete its
     /// documents' chunks from both indexes and their rows, so the next indexing
-    /// run re-indexes those files. The caller holds the write lock. Returns
-    /// the number of documents rolled back.
+    /// run re-indexes those files. Settle an embedding batch a crash left
+    /// half-moved (its chunks stay embedded or stay pending, not both). The
+    /// caller holds the write lock. Returns the number of documents rolled back.
     pub(crate) async fn recover(&self) -> Result<usize> {
+        if let Some(chunk_ids) = crate::journal::embedding_in_flight(&self.dir)? {
+            let settled = self.vectors.settle_pending(&chunk_ids).await?;
+            crate::journal::end_embedding(&self.dir)?;
+            tracing::warn!(
+                chunks = chunk_ids.len(),
+                settled,
+                "settled an embedding batch left unfinished by a crash"
+            );
+        }
         let Some(ids) = crate::journal::in_flight(&self.dir)? else {
             return Ok(0);
         };
@@ -245,6 +267,7 @@ impl Library {
         let mut c = Consistency {
             documents: docs.len(),
             chunks: per_doc.values().sum(),
+            pending_embeddings: self.vectors.count_pending().await?,
             keyword_chunks: keyword_total as u64,
             in_flight: busy.len(),
             ..Default::default()
@@ -286,6 +309,21 @@ impl Library {
         Ok(c)
     }
 
+    /// Build the approximate vector index, or train it again, when it is due
+    /// ([`crate::store::VectorStore::ensure_vector_index`]), and record the
+    /// rows it was trained on. The caller holds the write lock. Returns
+    /// whether it built one.
+    pub(crate) async fn maintain_vector_index(&mut self) -> Result<bool> {
+        match self.vectors.ensure_vector_index(self.meta.ann_rows).await? {
+            Some(rows) => {
+                self.meta.ann_rows = Some(rows);
+                self.save_meta()?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Write `library.json` atomically.
     pub(crate) fn save_meta(&self) -> Result<()> {
         let tmp = self.dir.join(format!("{META}.tmp"));
@@ -316,9 +354,14 @@ impl Library {
         self.vectors.documents().await
     }
 
-    /// Every chunk with its vector (benchmarks, re-embedding).
+    /// Every chunk that has its vector (benchmarks, re-embedding).
     pub async fn chunk_records(&self) -> Result<Vec<crate::store::ChunkRecord>> {
         self.vectors.chunk_records(None).await
+    }
+
+    /// Chunks waiting for their vectors (searchable by keyword only).
+    pub async fn pending_embeddings(&self) -> Result<usize> {
+        self.vectors.count_pending().await
     }
 
     /// A fingerprint of the library's content: it changes whenever a document
@@ -360,6 +403,7 @@ impl Library {
     /// Counts, size and failures.
     pub async fn status(&self) -> Result<LibraryStatus> {
         let docs = self.vectors.documents().await?;
+        let pending = self.vectors.count_pending().await?;
         let failures: Vec<(String, String)> = docs
             .iter()
             .filter(|d| d.state == DocState::Failed)
@@ -396,7 +440,8 @@ impl Library {
             documents: docs.iter().filter(|d| d.state == DocState::Indexed).count(),
             failed: failures.len(),
             skipped: docs.iter().filter(|d| d.state == DocState::Skipped).count(),
-            chunks: self.vectors.count_chunks().await?,
+            chunks: self.vectors.count_chunks().await? + pending,
+            pending_embeddings: pending,
             keyword_chunks: self.keywords.num_chunks(),
             embedder: self.meta.embedder.clone(),
             dim: self.meta.dim,

@@ -22,7 +22,7 @@ pub struct SwitchReport {
     pub from: String,
     /// The embedder now.
     pub to: String,
-    /// Chunks in the library.
+    /// Chunks in the library (those that had vectors and those that waited for them).
     pub chunks: usize,
     /// Chunks embedded by this run (fewer than `chunks` when resuming).
     pub embedded: usize,
@@ -117,21 +117,39 @@ impl Library {
             )));
         }
         target.optimize().await?;
-        if count >= crate::store::ANN_MIN_ROWS {
-            target.ensure_vector_index().await?;
-        }
+        let ann_rows = target.ensure_vector_index(None).await?;
         // The switch: one atomic rename of library.json.
         let old_table = std::mem::replace(&mut self.meta.chunks_table, name);
         self.meta.embedder = embedder.id().to_string();
         self.meta.dim = embedder.dim();
         self.meta.retired_tables.push(old_table);
+        self.meta.ann_rows = ann_rows;
         self.save_meta()?;
         self.vectors = target;
+        // Chunks the keyword phase of indexing left without vectors were
+        // never in the old table: they get their first vectors, from the new
+        // embedder, now.
+        let waiting = self.vectors.count_pending().await?;
+        let mut index_report = crate::index::IndexReport::default();
+        if waiting > 0 {
+            let opts = crate::index::IndexOptions {
+                embed_batch: batch.max(1),
+                ..Default::default()
+            };
+            let all = total + waiting;
+            let mut on_event = |e: crate::index::IndexEvent| {
+                if let crate::index::IndexEvent::VectorsFlushed { embedded, .. } = e {
+                    on_progress(total + embedded, all);
+                }
+            };
+            self.embed_pending(embedder, &opts, &mut on_event, &mut index_report)
+                .await?;
+        }
         Ok(SwitchReport {
             from,
             to: embedder.id().to_string(),
-            chunks: total,
-            embedded: todo.len(),
+            chunks: total + waiting,
+            embedded: todo.len() + index_report.embedded,
             dim: embedder.dim(),
             elapsed: started.elapsed(),
         })

@@ -174,7 +174,7 @@ pub async fn measure(
         exact_ids.push(hits.into_iter().map(|h| h.chunk_id).collect::<Vec<_>>());
     }
     let t = Instant::now();
-    let built = library.vectors.ensure_vector_index().await?;
+    let built = library.vectors.ensure_vector_index(None).await?.is_some();
     let index_build_s = if built {
         t.elapsed().as_secs_f64()
     } else {

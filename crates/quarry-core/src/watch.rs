@@ -7,10 +7,16 @@
 //! 2,000 files in 0.04 s), and it cannot miss a change the notifications
 //! dropped or coalesced.
 //!
-//! The write lock is held only while a burst is indexed, so searches and
-//! `quarry ask` keep working, and the desktop app uses the same loop.
+//! Each burst runs only the keyword phase of indexing, so a change is
+//! searchable within a second or two whatever the size of the library; the
+//! chunks waiting for vectors are embedded between bursts, and a new burst
+//! interrupts that (after the current small group of chunks) to be indexed
+//! first. The write lock is held only while a burst is indexed or a batch
+//! embedded, so searches and `quarry ask` keep working.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -18,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::index::{IndexOptions, IndexReport};
+use crate::index::{IndexEvent, IndexOptions, IndexReport};
 use crate::library::Library;
 
 /// What the watch loop reports.
@@ -34,6 +40,11 @@ pub enum WatchEvent {
         /// Paths the notifications named (deduplicated, at most a few hundred).
         changed: Vec<PathBuf>,
         /// The incremental index run.
+        report: Box<IndexReport>,
+    },
+    /// Chunks waiting for vectors were embedded (between bursts).
+    Embedded {
+        /// The embedding run (it stops early when changes arrive).
         report: Box<IndexReport>,
     },
     /// A burst could not be indexed (e.g. another process holds the library);
@@ -68,6 +79,9 @@ pub async fn watch(
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let lib_dir = library.dir().to_path_buf();
+    // Set by every change: the embedding phase yields to it.
+    let changes = Arc::new(AtomicBool::new(false));
+    let seen = changes.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
             if matches!(ev.kind, EventKind::Access(_)) {
@@ -79,6 +93,7 @@ pub async fn watch(
                 .filter(|p| !is_inside(p, &lib_dir))
                 .collect();
             if !paths.is_empty() {
+                seen.store(true, Ordering::SeqCst);
                 let _ = tx.send(paths);
             }
         }
@@ -95,8 +110,50 @@ pub async fn watch(
     on_event(WatchEvent::Started {
         folders: folders.clone(),
     });
+    // Stopping (the `stop` future) cancels a run in progress after its
+    // current batch, like Ctrl-C in `quarry index`.
+    let halt = Arc::new(AtomicBool::new(false));
+    let burst_opts = IndexOptions {
+        embed: false,
+        cancel: Some(halt.clone()),
+        ..opts.clone()
+    };
+    let embed_opts = IndexOptions {
+        cancel: Some(halt.clone()),
+        pause: Some(changes.clone()),
+        ..opts.clone()
+    };
+    let mut backlog = library.pending_embeddings().await.unwrap_or(0) > 0;
     tokio::pin!(stop);
     loop {
+        if backlog && rx.is_empty() {
+            changes.store(false, Ordering::SeqCst);
+            let mut quiet = |_: IndexEvent| {};
+            let run = library.finish_embedding(embedder, &embed_opts, &mut quiet);
+            let (result, stopped) = until_stopped(run, &mut stop, &halt).await;
+            match result {
+                Ok(report) => {
+                    backlog = report.pending_embeddings > 0;
+                    on_event(WatchEvent::Embedded {
+                        report: Box::new(report),
+                    });
+                }
+                Err(e) => {
+                    on_event(WatchEvent::Failed {
+                        error: e.to_string(),
+                    });
+                    // Another process may hold the library; retry later.
+                    tokio::select! {
+                        _ = &mut stop => return Ok(()),
+                        _ = tokio::time::sleep(debounce * 10) => {}
+                    }
+                }
+            }
+            if stopped {
+                return Ok(());
+            }
+            continue;
+        }
         // Wait for the first notification of a burst (or the stop signal).
         let first = tokio::select! {
             _ = &mut stop => return Ok(()),
@@ -121,14 +178,43 @@ pub async fn watch(
         changed.sort();
         changed.dedup();
         changed.truncate(500);
-        match library.index(&folders, embedder, opts, &mut |_| {}).await {
-            Ok(report) => on_event(WatchEvent::Synced {
-                changed,
-                report: Box::new(report),
-            }),
+        let mut quiet = |_: IndexEvent| {};
+        let run = library.index(&folders, embedder, &burst_opts, &mut quiet);
+        let (result, stopped) = until_stopped(run, &mut stop, &halt).await;
+        match result {
+            Ok(report) => {
+                backlog = report.pending_embeddings > 0;
+                on_event(WatchEvent::Synced {
+                    changed,
+                    report: Box::new(report),
+                })
+            }
             Err(e) => on_event(WatchEvent::Failed {
                 error: e.to_string(),
             }),
+        }
+        if stopped {
+            return Ok(());
+        }
+    }
+}
+
+/// Run `work` to its end; if `stop` resolves first, raise `halt` (the run
+/// then ends after its current batch) and say so.
+async fn until_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    halt: &AtomicBool,
+) -> (T, bool) {
+    tokio::pin!(work);
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            out = &mut work => return (out, stopped),
+            _ = stop.as_mut(), if !stopped => {
+                halt.store(true, Ordering::SeqCst);
+                stopped = true;
+            }
         }
     }
 }

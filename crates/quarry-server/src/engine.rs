@@ -71,8 +71,10 @@ pub struct IndexProgress {
     pub running: bool,
     /// The folders being indexed.
     pub paths: Vec<String>,
-    /// `idle`, `walking`, `indexing`, `stopping`, `done`, `stopped` (the rest is
-    /// left for the next run) or `failed`.
+    /// `idle`, `walking`, `indexing` (the keyword phase), `embedding` (the
+    /// vectors phase: everything is searchable by keyword meanwhile),
+    /// `stopping`, `done`, `stopped` (the rest is left for the next run) or
+    /// `failed`.
     pub phase: String,
     /// Files found by the walk.
     pub files_found: usize,
@@ -86,9 +88,15 @@ pub struct IndexProgress {
     pub bytes_done: u64,
     /// Chunks written.
     pub chunks: usize,
+    /// Embedding phase: chunks that were waiting for vectors when it began.
+    pub embed_total: usize,
+    /// Embedding phase: chunks embedded so far.
+    pub embed_done: usize,
+    /// Embedding phase: chunks per second so far.
+    pub embed_per_s: f64,
     /// Files per second so far.
     pub files_per_s: f64,
-    /// Estimated seconds left.
+    /// Estimated seconds left (of the current phase).
     pub eta_s: Option<f64>,
     /// Seconds since the job started.
     pub elapsed_s: f64,
@@ -100,7 +108,9 @@ pub struct IndexProgress {
 
 /// Shared state of a running server.
 pub struct Engine {
-    library: RwLock<Arc<Library>>,
+    /// The library as last opened, with the ticket of the refresh that opened it.
+    library: RwLock<(u64, Arc<Library>)>,
+    refreshes: std::sync::atomic::AtomicU64,
     /// The library folder.
     pub library_dir: PathBuf,
     /// The embedder.
@@ -130,7 +140,8 @@ impl Engine {
         let library_dir = parts.library.dir().to_path_buf();
         Arc::new(Engine {
             cache: Mutex::new(AnswerCache::open(&library_dir)),
-            library: RwLock::new(Arc::new(parts.library)),
+            library: RwLock::new((0, Arc::new(parts.library))),
+            refreshes: std::sync::atomic::AtomicU64::new(0),
             library_dir,
             embedder: Arc::new(parts.embedder),
             model: Mutex::new(None),
@@ -163,6 +174,16 @@ impl Engine {
         }
     }
 
+    /// Carry on, as a background job, with the chunks an earlier run left
+    /// waiting for vectors (it was stopped, or the app was closed while it
+    /// embedded). Returns whether a job started.
+    pub async fn resume_embedding(self: &Arc<Self>) -> bool {
+        match self.library().pending_embeddings().await {
+            Ok(n) if n > 0 => self.start_indexing(Vec::new()).is_ok(),
+            _ => false,
+        }
+    }
+
     /// Remove a folder and its documents (fails with `Locked` while indexing).
     pub async fn remove_folder(&self, folder: &std::path::Path) -> Result<usize> {
         let mut lib = Library::open(&self.library_dir).await?;
@@ -173,7 +194,7 @@ impl Engine {
 
     /// The library as of now (a snapshot: indexing swaps in a fresh one).
     pub fn library(&self) -> Arc<Library> {
-        self.library.read().expect("library lock").clone()
+        self.library.read().expect("library lock").1.clone()
     }
 
     /// The task classifier (built on first use; `None` if it cannot be built).
@@ -226,10 +247,20 @@ impl Engine {
     }
 
     /// Re-open the library so searches see what indexing wrote (searches
-    /// during a job see the library as it was before it: consistent, not yet new).
+    /// during a job see the library as of the last refresh: consistent, not
+    /// yet new). Of refreshes that overlap, the one that started last wins.
     async fn refresh(&self) {
+        let ticket = self
+            .refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         match Library::open(&self.library_dir).await {
-            Ok(lib) => *self.library.write().expect("library lock") = Arc::new(lib),
+            Ok(lib) => {
+                let mut current = self.library.write().expect("library lock");
+                if ticket > current.0 {
+                    *current = (ticket, Arc::new(lib));
+                }
+            }
             Err(e) => tracing::warn!("could not refresh the library: {e}"),
         }
     }
@@ -274,8 +305,31 @@ impl Engine {
         let result = async {
             let mut lib = Library::open(&self.library_dir).await?;
             let engine = self.clone();
+            let runtime = tokio::runtime::Handle::current();
+            // Searches see the library as of the last refresh: after the
+            // keyword phase, then every few seconds of embedding.
+            let refresh_soon = |last: &mut Instant| {
+                *last = Instant::now();
+                let engine = engine.clone();
+                runtime.spawn(async move { engine.refresh().await });
+            };
+            let mut last_refresh = Instant::now();
+            let mut embed_started: Option<Instant> = None;
             let mut on_event = |e: IndexEvent| {
                 let elapsed = started.elapsed().as_secs_f64();
+                match &e {
+                    IndexEvent::KeywordsReady { .. } => {
+                        embed_started = Some(Instant::now());
+                        refresh_soon(&mut last_refresh);
+                    }
+                    IndexEvent::VectorsFlushed { .. }
+                        if last_refresh.elapsed().as_secs_f64() > 10.0 =>
+                    {
+                        refresh_soon(&mut last_refresh)
+                    }
+                    _ => {}
+                }
+                let embed_elapsed = embed_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 engine.publish(|p| {
                     p.elapsed_s = elapsed;
                     match e {
@@ -294,15 +348,32 @@ impl Engine {
                             p.files_done += 1;
                             p.bytes_done += bytes;
                         }
-                        IndexEvent::Embedded { .. } => {}
                         IndexEvent::Flushed { chunks_total } => {
                             p.chunks = chunks_total;
                         }
+                        IndexEvent::KeywordsReady { pending } => {
+                            if pending > 0 && opts.embed && p.phase != "stopping" {
+                                p.phase = "embedding".into();
+                            }
+                            p.embed_total = pending;
+                            p.embed_done = 0;
+                        }
+                        IndexEvent::Embedded { chunks } => {
+                            p.embed_done += chunks;
+                        }
+                        IndexEvent::VectorsFlushed { .. } => {}
                     }
-                    p.files_per_s = p.files_done as f64 / elapsed.max(1e-3);
-                    p.eta_s = (p.bytes_done > 0 && p.bytes_total >= p.bytes_done).then(|| {
-                        elapsed * (p.bytes_total - p.bytes_done) as f64 / p.bytes_done as f64
-                    });
+                    if p.phase == "embedding" {
+                        p.embed_per_s = p.embed_done as f64 / embed_elapsed.max(1e-3);
+                        p.eta_s = (p.embed_done > 0).then(|| {
+                            p.embed_total.saturating_sub(p.embed_done) as f64 / p.embed_per_s
+                        });
+                    } else {
+                        p.files_per_s = p.files_done as f64 / elapsed.max(1e-3);
+                        p.eta_s = (p.bytes_done > 0 && p.bytes_total >= p.bytes_done).then(|| {
+                            elapsed * (p.bytes_total - p.bytes_done) as f64 / p.bytes_done as f64
+                        });
+                    }
                 });
             };
             let report = lib

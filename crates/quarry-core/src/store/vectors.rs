@@ -1,5 +1,11 @@
-//! The vector store: LanceDB tables `chunks` (text, provenance, vector) and
-//! `documents` (one row per file, with its state).
+//! The vector store: LanceDB tables `chunks` (text, provenance, vector),
+//! `pending` (chunks written by the keyword phase of indexing, waiting for
+//! their vectors) and `documents` (one row per file, with its state).
+//!
+//! A chunk is in `pending` or in `chunks`, never meant to be in both: the
+//! embedding phase adds a batch to `chunks`, then deletes it from `pending`
+//! (two commits, under the embedding journal). Should a crash leave a chunk in
+//! both, `chunks` wins ([`VectorStore::settle_pending`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -19,6 +25,7 @@ use super::{ChunkRecord, DocState, DocumentRecord, Filter, Hit};
 use crate::error::{Error, Result};
 
 const CHUNKS: &str = "chunks";
+const PENDING: &str = "pending";
 
 /// Chunks from which the vector column gets an approximate (IVF-PQ) index;
 /// below this an exact scan answers in tens of milliseconds.
@@ -37,8 +44,9 @@ pub fn set_ann_search(nprobes: usize, refine_factor: u32) {
 }
 const DOCUMENTS: &str = "documents";
 
-fn chunk_schema(dim: usize) -> SchemaRef {
-    Arc::new(Schema::new(vec![
+/// The columns of a chunk, without its vector.
+fn chunk_fields() -> Vec<Field> {
+    vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("doc_id", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
@@ -50,15 +58,25 @@ fn chunk_schema(dim: usize) -> SchemaRef {
         Field::new("char_start", DataType::UInt64, false),
         Field::new("char_end", DataType::UInt64, false),
         Field::new("text", DataType::Utf8, false),
-        Field::new(
-            "vector",
-            DataType::FixedSizeList(
-                Arc::new(Field::new("item", DataType::Float32, true)),
-                dim as i32,
-            ),
-            false,
+    ]
+}
+
+fn chunk_schema(dim: usize) -> SchemaRef {
+    let mut fields = chunk_fields();
+    fields.push(Field::new(
+        "vector",
+        DataType::FixedSizeList(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            dim as i32,
         ),
-    ]))
+        false,
+    ));
+    Arc::new(Schema::new(fields))
+}
+
+/// Chunks waiting for their vectors.
+fn pending_schema() -> SchemaRef {
+    Arc::new(Schema::new(chunk_fields()))
 }
 
 fn document_schema() -> SchemaRef {
@@ -91,8 +109,27 @@ fn in_list(column: &str, values: &[String]) -> String {
 pub struct VectorStore {
     conn: Connection,
     chunks: Table,
+    pending: Table,
     documents: Table,
     dim: usize,
+}
+
+/// Open table `name`, creating it with `schema` when absent.
+async fn open_or_create(
+    conn: &Connection,
+    names: &[String],
+    name: &str,
+    schema: SchemaRef,
+) -> Result<Table> {
+    if names.iter().any(|n| n == name) {
+        return Ok(conn.open_table(name).execute().await?);
+    }
+    match conn.create_empty_table(name, schema).execute().await {
+        Ok(t) => Ok(t),
+        // Another process created it meanwhile (two searches opening a
+        // library written by an older Quarry, which had no `pending` table).
+        Err(e) => conn.open_table(name).execute().await.map_err(|_| e.into()),
+    }
 }
 
 impl VectorStore {
@@ -107,23 +144,13 @@ impl VectorStore {
     pub async fn open_with(uri: &str, dim: usize, chunks_table: &str) -> Result<Self> {
         let conn: Connection = lancedb::connect(uri).execute().await?;
         let names = conn.table_names().execute().await?;
-        let chunks = if names.iter().any(|n| n == chunks_table) {
-            conn.open_table(chunks_table).execute().await?
-        } else {
-            conn.create_empty_table(chunks_table, chunk_schema(dim))
-                .execute()
-                .await?
-        };
-        let documents = if names.iter().any(|n| n == DOCUMENTS) {
-            conn.open_table(DOCUMENTS).execute().await?
-        } else {
-            conn.create_empty_table(DOCUMENTS, document_schema())
-                .execute()
-                .await?
-        };
+        let chunks = open_or_create(&conn, &names, chunks_table, chunk_schema(dim)).await?;
+        let pending = open_or_create(&conn, &names, PENDING, pending_schema()).await?;
+        let documents = open_or_create(&conn, &names, DOCUMENTS, document_schema()).await?;
         Ok(VectorStore {
             conn,
             chunks,
+            pending,
             documents,
             dim,
         })
@@ -139,17 +166,11 @@ impl VectorStore {
     /// absent), for re-embedding into.
     pub async fn sibling_chunks(&self, name: &str, dim: usize) -> Result<VectorStore> {
         let names = self.conn.table_names().execute().await?;
-        let chunks = if names.iter().any(|n| n == name) {
-            self.conn.open_table(name).execute().await?
-        } else {
-            self.conn
-                .create_empty_table(name, chunk_schema(dim))
-                .execute()
-                .await?
-        };
+        let chunks = open_or_create(&self.conn, &names, name, chunk_schema(dim)).await?;
         Ok(VectorStore {
             conn: self.conn.clone(),
             chunks,
+            pending: self.pending.clone(),
             documents: self.documents.clone(),
             dim,
         })
@@ -164,7 +185,7 @@ impl VectorStore {
             .execute()
             .await?
             .into_iter()
-            .filter(|n| n != DOCUMENTS)
+            .filter(|n| n != DOCUMENTS && n != PENDING)
             .collect())
     }
 
@@ -187,7 +208,7 @@ impl VectorStore {
         self.dim
     }
 
-    /// Add chunks.
+    /// Add chunks (with their vectors).
     pub async fn add_chunks(&self, chunks: &[ChunkRecord]) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
@@ -195,6 +216,74 @@ impl VectorStore {
         let batch = self.chunk_batch(chunks)?;
         self.chunks.add(batch).execute().await?;
         Ok(())
+    }
+
+    /// Add chunks that have no vectors yet (their vectors are ignored).
+    pub async fn add_pending(&self, chunks: &[ChunkRecord]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(pending_schema(), chunk_columns(chunks))?;
+        self.pending.add(batch).execute().await?;
+        Ok(())
+    }
+
+    /// Number of chunks waiting for their vectors.
+    pub async fn count_pending(&self) -> Result<usize> {
+        Ok(self.pending.count_rows(None).await?)
+    }
+
+    /// Up to `limit` chunks waiting for their vectors, oldest first (their
+    /// `vector` is empty).
+    pub async fn pending_records(&self, limit: Option<usize>) -> Result<Vec<ChunkRecord>> {
+        let mut q = self.pending.query();
+        if let Some(l) = limit {
+            q = q.limit(l);
+        }
+        let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            read_chunks(b, None, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Delete chunks that were waiting for vectors, by id.
+    pub async fn delete_pending_ids(&self, ids: &[String]) -> Result<()> {
+        for part in ids.chunks(500) {
+            self.pending.delete(&in_list("id", part)).await?;
+        }
+        Ok(())
+    }
+
+    /// Of `ids`, those in the chunks table (with vectors).
+    pub async fn embedded_among(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for part in ids.chunks(500) {
+            let batches: Vec<RecordBatch> = self
+                .chunks
+                .query()
+                .only_if(in_list("id", part))
+                .select(Select::columns(&["id"]))
+                .execute()
+                .await?
+                .try_collect()
+                .await?;
+            for b in &batches {
+                let col = string_col(b, "id")?;
+                found.extend((0..b.num_rows()).map(|i| col.value(i).to_string()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// After a crash between the two commits of an embedding batch (`ids`),
+    /// delete from `pending` the chunks that reached the chunks table.
+    /// Returns how many there were.
+    pub async fn settle_pending(&self, ids: &[String]) -> Result<usize> {
+        let embedded = self.embedded_among(ids).await?;
+        self.delete_pending_ids(&embedded).await?;
+        Ok(embedded.len())
     }
 
     fn chunk_batch(&self, chunks: &[ChunkRecord]) -> Result<RecordBatch> {
@@ -216,43 +305,17 @@ impl VectorStore {
             vectors.append(true);
         }
         let vectors: FixedSizeListArray = vectors.finish();
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.id))),
-            Arc::new(StringArray::from_iter_values(
-                chunks.iter().map(|c| &c.doc_id),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunks.iter().map(|c| &c.path),
-            )),
-            Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.ext))),
-            Arc::new(UInt32Array::from_iter_values(
-                chunks.iter().map(|c| c.index),
-            )),
-            Arc::new(StringArray::from_iter(
-                chunks.iter().map(|c| c.title.as_deref()),
-            )),
-            Arc::new(StringArray::from_iter(
-                chunks.iter().map(|c| c.heading.as_deref()),
-            )),
-            Arc::new(UInt32Array::from_iter(chunks.iter().map(|c| c.page))),
-            Arc::new(UInt64Array::from_iter_values(
-                chunks.iter().map(|c| c.char_start),
-            )),
-            Arc::new(UInt64Array::from_iter_values(
-                chunks.iter().map(|c| c.char_end),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                chunks.iter().map(|c| &c.text),
-            )),
-            Arc::new(vectors),
-        ];
+        let mut cols = chunk_columns(chunks);
+        cols.push(Arc::new(vectors));
         Ok(RecordBatch::try_new(chunk_schema(self.dim), cols)?)
     }
 
-    /// Delete every chunk of these documents.
+    /// Delete every chunk of these documents (with vectors or waiting for them).
     pub async fn delete_chunks_of(&self, doc_ids: &[String]) -> Result<()> {
         for part in doc_ids.chunks(500) {
-            self.chunks.delete(in_list("doc_id", part).as_str()).await?;
+            let cond = in_list("doc_id", part);
+            self.chunks.delete(cond.as_str()).await?;
+            self.pending.delete(cond.as_str()).await?;
         }
         Ok(())
     }
@@ -348,7 +411,7 @@ impl VectorStore {
         Ok(out)
     }
 
-    /// Number of chunks.
+    /// Number of chunks with vectors.
     pub async fn count_chunks(&self) -> Result<usize> {
         Ok(self.chunks.count_rows(None).await?)
     }
@@ -366,6 +429,19 @@ impl VectorStore {
     pub async fn optimize(&self) -> Result<()> {
         self.chunks
             .optimize(lancedb::table::OptimizeAction::All)
+            .await?;
+        // Pending chunks are read oldest first and deleted as they are
+        // embedded: compacting them into large fragments would make each read
+        // skip ever more deleted rows, while fragments left as written are
+        // dropped whole once embedded. Old versions only hold text that has
+        // moved to the chunks table and nothing searches this table, so they
+        // go after ten minutes, not the default week.
+        self.pending
+            .optimize(lancedb::table::OptimizeAction::Prune {
+                older_than: lancedb::table::optimize::Duration::try_minutes(10),
+                delete_unverified: None,
+                error_if_tagged_old_versions: None,
+            })
             .await?;
         self.documents
             .optimize(lancedb::table::OptimizeAction::All)
@@ -385,12 +461,21 @@ impl VectorStore {
 
     /// Build the approximate vector index once the table holds
     /// [`ANN_MIN_ROWS`] chunks (IVF-PQ: √n partitions, 8-dimension
-    /// sub-vectors, cosine). Later additions are folded in by [`Self::optimize`]
-    /// and searched exactly until then. Returns whether an index was built.
-    pub async fn ensure_vector_index(&self) -> Result<bool> {
+    /// sub-vectors, cosine), and train it again once the table has grown to
+    /// four times the `trained_rows` it was last trained on (partitions sized
+    /// for 50,000 chunks would make every probe of a million-chunk table scan
+    /// twenty times the vectors). Later additions are folded in by
+    /// [`Self::optimize`] and searched exactly until then; a retrain replaces
+    /// the index in one commit, searches use the old one meanwhile. Returns
+    /// the rows it trained on, when it (re)built the index.
+    pub async fn ensure_vector_index(&self, trained_rows: Option<usize>) -> Result<Option<usize>> {
         let rows = self.count_chunks().await?;
-        if rows < ANN_MIN_ROWS || self.has_vector_index().await? {
-            return Ok(false);
+        if rows < ANN_MIN_ROWS {
+            return Ok(None);
+        }
+        if self.has_vector_index().await? && trained_rows.is_none_or(|t| rows < t.saturating_mul(4))
+        {
+            return Ok(None);
         }
         let partitions = ((rows as f64).sqrt() as u32).clamp(64, 4096);
         let sub_vectors = [8usize, 4, 2, 1]
@@ -408,26 +493,32 @@ impl VectorStore {
                         .num_sub_vectors(sub_vectors),
                 ),
             )
+            .replace(true)
             .execute()
             .await?;
-        Ok(true)
+        Ok(Some(rows))
     }
 
-    /// Chunks per document id.
+    /// Distinct chunks per document id, with vectors or waiting for them (a
+    /// chunk a crash left in both tables counts once).
     pub async fn chunk_counts(&self) -> Result<std::collections::HashMap<String, usize>> {
-        let batches: Vec<RecordBatch> = self
-            .chunks
-            .query()
-            .select(Select::columns(&["doc_id"]))
-            .execute()
-            .await?
-            .try_collect()
-            .await?;
+        let mut ids = std::collections::HashSet::new();
         let mut counts = std::collections::HashMap::new();
-        for b in &batches {
-            let ids = string_col(b, "doc_id")?;
-            for i in 0..b.num_rows() {
-                *counts.entry(ids.value(i).to_string()).or_insert(0) += 1;
+        for table in [&self.chunks, &self.pending] {
+            let batches: Vec<RecordBatch> = table
+                .query()
+                .select(Select::columns(&["id", "doc_id"]))
+                .execute()
+                .await?
+                .try_collect()
+                .await?;
+            for b in &batches {
+                let (id, doc) = (string_col(b, "id")?, string_col(b, "doc_id")?);
+                for i in 0..b.num_rows() {
+                    if ids.insert(id.value(i).to_string()) {
+                        *counts.entry(doc.value(i).to_string()).or_insert(0) += 1;
+                    }
+                }
             }
         }
         Ok(counts)
@@ -442,43 +533,7 @@ impl VectorStore {
         let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
         let mut out = Vec::new();
         for b in &batches {
-            let s = |n: &str| string_col(b, n);
-            let (id, doc_id, path, ext, title, heading, text) = (
-                s("id")?,
-                s("doc_id")?,
-                s("path")?,
-                s("ext")?,
-                s("title")?,
-                s("heading")?,
-                s("text")?,
-            );
-            let idx = col::<UInt32Array>(b, "idx")?;
-            let page = col::<UInt32Array>(b, "page")?;
-            let cs = col::<UInt64Array>(b, "char_start")?;
-            let ce = col::<UInt64Array>(b, "char_end")?;
-            let vectors = col::<FixedSizeListArray>(b, "vector")?;
-            let values = vectors
-                .values()
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .ok_or_else(|| Error::Internal("vector values are not f32".into()))?;
-            for i in 0..b.num_rows() {
-                let at = vectors.value_offset(i) as usize;
-                out.push(ChunkRecord {
-                    id: id.value(i).to_string(),
-                    doc_id: doc_id.value(i).to_string(),
-                    path: path.value(i).to_string(),
-                    ext: ext.value(i).to_string(),
-                    index: idx.value(i),
-                    title: (!title.is_null(i)).then(|| title.value(i).to_string()),
-                    heading: (!heading.is_null(i)).then(|| heading.value(i).to_string()),
-                    page: (!page.is_null(i)).then(|| page.value(i)),
-                    char_start: cs.value(i),
-                    char_end: ce.value(i),
-                    text: text.value(i).to_string(),
-                    vector: values.values()[at..at + self.dim].to_vec(),
-                });
-            }
+            read_chunks(b, Some(self.dim), &mut out)?;
         }
         Ok(out)
     }
@@ -564,6 +619,94 @@ impl VectorStore {
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
     }
+}
+
+/// The columns of `chunks` other than the vector, in [`chunk_fields`] order.
+fn chunk_columns(chunks: &[ChunkRecord]) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.id))),
+        Arc::new(StringArray::from_iter_values(
+            chunks.iter().map(|c| &c.doc_id),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            chunks.iter().map(|c| &c.path),
+        )),
+        Arc::new(StringArray::from_iter_values(chunks.iter().map(|c| &c.ext))),
+        Arc::new(UInt32Array::from_iter_values(
+            chunks.iter().map(|c| c.index),
+        )),
+        Arc::new(StringArray::from_iter(
+            chunks.iter().map(|c| c.title.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            chunks.iter().map(|c| c.heading.as_deref()),
+        )),
+        Arc::new(UInt32Array::from_iter(chunks.iter().map(|c| c.page))),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.char_start),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.char_end),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            chunks.iter().map(|c| &c.text),
+        )),
+    ]
+}
+
+/// Append the chunks of a batch to `out`, with their vectors when the batch
+/// has a vector column of `dim` dimensions (`None`: no vectors).
+fn read_chunks(b: &RecordBatch, dim: Option<usize>, out: &mut Vec<ChunkRecord>) -> Result<()> {
+    let s = |n: &str| string_col(b, n);
+    let (id, doc_id, path, ext, title, heading, text) = (
+        s("id")?,
+        s("doc_id")?,
+        s("path")?,
+        s("ext")?,
+        s("title")?,
+        s("heading")?,
+        s("text")?,
+    );
+    let idx = col::<UInt32Array>(b, "idx")?;
+    let page = col::<UInt32Array>(b, "page")?;
+    let cs = col::<UInt64Array>(b, "char_start")?;
+    let ce = col::<UInt64Array>(b, "char_end")?;
+    let vectors = match dim {
+        Some(dim) => {
+            let list = col::<FixedSizeListArray>(b, "vector")?;
+            let values = list
+                .values()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .ok_or_else(|| Error::Internal("vector values are not f32".into()))?;
+            Some((list, values, dim))
+        }
+        None => None,
+    };
+    for i in 0..b.num_rows() {
+        let vector = match &vectors {
+            Some((list, values, dim)) => {
+                let at = list.value_offset(i) as usize;
+                values.values()[at..at + dim].to_vec()
+            }
+            None => Vec::new(),
+        };
+        out.push(ChunkRecord {
+            id: id.value(i).to_string(),
+            doc_id: doc_id.value(i).to_string(),
+            path: path.value(i).to_string(),
+            ext: ext.value(i).to_string(),
+            index: idx.value(i),
+            title: (!title.is_null(i)).then(|| title.value(i).to_string()),
+            heading: (!heading.is_null(i)).then(|| heading.value(i).to_string()),
+            page: (!page.is_null(i)).then(|| page.value(i)),
+            char_start: cs.value(i),
+            char_end: ce.value(i),
+            text: text.value(i).to_string(),
+            vector,
+        });
+    }
+    Ok(())
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T> {
