@@ -60,7 +60,7 @@ impl Default for IndexOptions {
             limits: ExtractLimits::default(),
             chunker: ChunkerConfig::default(),
             flush_chunks: 2048,
-            embed_batch: 256,
+            embed_batch: 1024,
             embed: true,
             cancel: None,
             pause: None,
@@ -300,6 +300,7 @@ impl Library {
             report.removed = removed.iter().map(|d| PathBuf::from(&d.path)).collect();
         }
 
+        let mut keyword_writer: Option<tantivy::IndexWriter> = None;
         let counting = embedder.counting_tokenizer();
         let mut chunker_cfg = opts.chunker;
         // Leave room for [CLS]/[SEP] and the heading line.
@@ -445,7 +446,7 @@ impl Library {
             }
             pending.docs.push(record);
             if pending.chunks.len() >= opts.flush_chunks {
-                report.chunks += self.flush(&mut pending).await?;
+                report.chunks += self.flush(&mut pending, &mut keyword_writer).await?;
                 writes += 1;
                 on_event(IndexEvent::Flushed {
                     chunks_total: report.chunks,
@@ -453,7 +454,7 @@ impl Library {
             }
         }
         if !pending.docs.is_empty() || !pending.replace.is_empty() {
-            report.chunks += self.flush(&mut pending).await?;
+            report.chunks += self.flush(&mut pending, &mut keyword_writer).await?;
             writes += 1;
             on_event(IndexEvent::Flushed {
                 chunks_total: report.chunks,
@@ -468,6 +469,13 @@ impl Library {
         if opts.embed && !report.cancelled {
             self.embed_pending(embedder, opts, on_event, &mut report)
                 .await?;
+        }
+        // Segment merges still running finish now (a stopped run leaves them:
+        // the next writer starts them again).
+        if let Some(writer) = keyword_writer {
+            if !report.cancelled {
+                writer.wait_merging_threads()?;
+            }
         }
         self.finish_report(report, started).await
     }
@@ -664,7 +672,11 @@ impl Library {
 
     /// Write a keyword-phase batch: its chunks (waiting for vectors) to
     /// LanceDB and tantivy, then its documents.
-    async fn flush(&mut self, pending: &mut Pending) -> Result<usize> {
+    async fn flush(
+        &mut self,
+        pending: &mut Pending,
+        keywords: &mut Option<tantivy::IndexWriter>,
+    ) -> Result<usize> {
         let t = Instant::now();
         let chunks = std::mem::take(&mut pending.chunks);
         let replace = std::mem::take(&mut pending.replace);
@@ -679,13 +691,18 @@ impl Library {
         }
         self.vectors.add_pending(&chunks).await?;
         crate::failpoint::hit("index.after-vectors");
-        let mut writer = self.keywords.writer()?;
+        // One writer for the whole run: its merges go on in the background
+        // between commits (a writer per batch abandoned them half done and
+        // left the index to pile up small segments and stale files).
+        let writer = match keywords {
+            Some(w) => w,
+            None => keywords.insert(self.keywords.writer()?),
+        };
         for id in &replace {
-            self.keywords.delete_document(&writer, id);
+            self.keywords.delete_document(writer, id);
         }
-        self.keywords.add(&writer, &chunks)?;
+        self.keywords.add(writer, &chunks)?;
         writer.commit()?;
-        drop(writer);
         crate::failpoint::hit("index.after-keywords");
         self.vectors.upsert_documents(&docs).await?;
         crate::journal::end(self.dir())?;

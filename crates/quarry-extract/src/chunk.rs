@@ -144,15 +144,33 @@ impl<'t, T: TokenSpans + ?Sized> Chunker<'t, T> {
     /// Byte spans of the chunks of `text[start..end]`.
     fn split(&self, text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
         let max = self.config.max_tokens;
-        let window_bytes = max.saturating_mul(16).max(64);
+        // The tokenizer sees a window of the text: at most 16 bytes per
+        // token (a run of text with fewer tokens than that is cut at the
+        // window's end), and as little as reaches safely past token `max`.
+        // Bytes per token are learnt from the text as it goes, so each byte
+        // is tokenized about once; a fixed window of the largest size
+        // tokenized English prose four to five times over.
+        let largest = max.saturating_mul(16).max(64);
+        let enough = max + max / 16 + 4;
+        let mut bytes_per_token = 8usize;
         let mut spans = Vec::new();
         let mut pos = skip_ws(text, start, end);
         while pos < end {
-            let mut wend = (pos + window_bytes).min(end);
-            while !text.is_char_boundary(wend) {
-                wend += 1;
+            let mut want = (enough + 8).saturating_mul(bytes_per_token).min(largest);
+            let (wend, toks) = loop {
+                let mut wend = (pos + want).min(end);
+                while !text.is_char_boundary(wend) {
+                    wend += 1;
+                }
+                let toks = self.tokens.token_spans(&text[pos..wend]);
+                if wend == end || want >= largest || toks.len() > enough {
+                    break (wend, toks);
+                }
+                want = want.saturating_mul(2).min(largest);
+            };
+            if !toks.is_empty() {
+                bytes_per_token = ((wend - pos) / toks.len()).clamp(1, 16) + 1;
             }
-            let toks = self.tokens.token_spans(&text[pos..wend]);
             if wend == end && toks.len() <= max {
                 push_trimmed(text, pos, end, &mut spans);
                 break;
@@ -351,6 +369,47 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].page, Some(2));
         assert_eq!(c[1].text, "d e f");
+    }
+
+    /// Whitespace tokens, counting the bytes handed to the tokenizer.
+    struct Counting(std::cell::Cell<usize>);
+
+    impl TokenSpans for Counting {
+        fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+            self.0.set(self.0.get() + text.len());
+            Whitespace.token_spans(text)
+        }
+    }
+
+    #[test]
+    fn each_byte_is_tokenized_about_once() {
+        let text: String = (0..20_000)
+            .map(|i| format!("word{} ", i % 97))
+            .collect::<String>();
+        let counting = Counting(std::cell::Cell::new(0));
+        let (_, c) = Chunker::new(&counting, cfg(250, 40)).chunk(&[block(&text, None)]);
+        assert!(c.len() > 80);
+        let ratio = counting.0.get() as f64 / text.len() as f64;
+        // Overlap alone re-reads 40/210 of the text; a fixed window of 16
+        // bytes per token read it 4-5 times.
+        assert!(ratio < 1.6, "tokenized {ratio:.2}x the text");
+        for w in c.windows(2) {
+            assert!(w[1].byte_start < w[0].byte_end);
+        }
+        // Chunks are full: the cut is the token limit, not the window.
+        for ch in &c[..c.len() - 1] {
+            let n = Whitespace.token_spans(&ch.text).len();
+            assert!((200..=250).contains(&n), "{n} tokens");
+        }
+    }
+
+    #[test]
+    fn a_run_without_boundaries_is_still_cut_at_the_largest_window() {
+        // One enormous "word": the window stops growing at 16 bytes per token.
+        let text = "x".repeat(50_000);
+        let (_, c) = Chunker::new(&Whitespace, cfg(10, 2)).chunk(&[block(&text, None)]);
+        assert!(c.len() >= 50_000 / 160, "{} chunks", c.len());
+        assert!(c.iter().all(|ch| ch.text.len() <= 160));
     }
 
     fn text_strategy() -> impl Strategy<Value = String> {
