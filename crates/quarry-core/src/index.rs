@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -315,144 +316,47 @@ impl Library {
         };
         let mut writes = 0usize;
         let total = todo.len();
-        for (done, cand) in todo.into_iter().enumerate() {
+        let mut rest: &[&Candidate] = &todo;
+        while !rest.is_empty() {
             if opts.cancelled() {
                 report.cancelled = true;
-                report.not_reached = total - done;
+                report.not_reached = rest.len();
                 break;
             }
-            let path_str = cand.path.to_string_lossy().to_string();
-            let id = doc_id(&path_str);
-            let previous = existing.get(&path_str);
-            let bytes = match read_capped(&cand.path, opts.walk.max_file_bytes) {
-                Ok(b) => b,
-                Err(reason) => {
-                    report.skipped.push(Skipped {
-                        path: cand.path.clone(),
-                        reason,
-                    });
-                    continue;
-                }
-            };
-            report.bytes += bytes.len() as u64;
-            let hash = hex::encode(Sha256::digest(&bytes));
-            let mut record = DocumentRecord {
-                doc_id: id.clone(),
-                path: path_str.clone(),
-                root: cand.root.to_string_lossy().to_string(),
-                size: bytes.len() as u64,
-                mtime_ns: cand.mtime_ns,
-                hash: hash.clone(),
-                state: DocState::Indexed,
-                error: None,
-                chunks: 0,
-                text_chars: 0,
-                indexed_at_ms: now_ms(),
-            };
-            if let Some(prev) = previous.filter(|p| p.hash == hash) {
-                // Same content (touched, copied back): keep its chunks, refresh the row.
-                record.state = prev.state;
-                record.error = prev.error.clone();
-                record.chunks = prev.chunks;
-                record.text_chars = prev.text_chars;
-                pending.docs.push(record);
-                report.unchanged += 1;
-                on_event(IndexEvent::FileDone {
-                    path: cand.path.clone(),
-                    bytes: cand.size,
-                    chunks: 0,
-                });
-                continue;
-            }
-            if previous.is_some() {
-                pending.replace.push(id.clone());
-            }
-            match extract_bytes(&cand.path, &bytes, &opts.limits) {
-                Ok(extracted) => {
-                    if extracted.truncated {
-                        report.truncated.push(Skipped {
-                            path: cand.path.clone(),
-                            reason: format!(
-                                "only the first {} of its text is indexed (--max-text-mb)",
-                                human_bytes(opts.limits.max_text_bytes as u64)
-                            ),
-                        });
-                    }
-                    let (_, chunks) = chunker.chunk(&extracted.blocks);
-                    let ext = cand
-                        .path
-                        .extension()
-                        .map(|e| e.to_string_lossy().to_lowercase())
-                        .unwrap_or_default();
-                    record.chunks = chunks.len() as u32;
-                    record.text_chars = extracted
-                        .blocks
-                        .iter()
-                        .map(|b| b.text.chars().count() as u64)
-                        .sum();
-                    for c in chunks {
-                        pending.chunks.push(ChunkRecord {
-                            id: short_hash(&[
-                                id.as_bytes(),
-                                &(c.index as u64).to_le_bytes(),
-                                c.text.as_bytes(),
-                            ]),
-                            doc_id: id.clone(),
-                            path: path_str.clone(),
-                            ext: ext.clone(),
-                            index: c.index as u32,
-                            title: extracted.title.clone(),
-                            heading: c.heading,
-                            page: c.page,
-                            char_start: c.char_start as u64,
-                            char_end: c.char_end as u64,
-                            text: c.text,
-                            vector: Vec::new(),
-                        });
-                    }
-                    report
-                        .indexed
-                        .push((cand.path.clone(), record.chunks as usize));
-                    on_event(IndexEvent::FileDone {
-                        path: cand.path.clone(),
-                        bytes: cand.size,
-                        chunks: record.chunks as usize,
+            // Files are read, hashed, extracted and chunked on all cores, a
+            // group at a time (bounded in files and bytes, so memory stays
+            // bounded); what they produced is then recorded in walk order.
+            let group = next_group(rest);
+            rest = &rest[group.len()..];
+            let works: Vec<std::result::Result<FileWork, String>> = group
+                .par_iter()
+                .map(|cand| {
+                    let previous = existing
+                        .get(cand.path.to_string_lossy().as_ref())
+                        .map(|d| d.hash.as_str());
+                    prepare_file(cand, previous, opts, &chunker)
+                })
+                .collect();
+            for (cand, work) in group.iter().zip(works) {
+                record_file(
+                    cand,
+                    work,
+                    &existing,
+                    opts,
+                    &mut pending,
+                    &mut report,
+                    on_event,
+                );
+                if pending.chunks.len() >= opts.flush_chunks {
+                    report.chunks += self.flush(&mut pending, &mut keyword_writer).await?;
+                    writes += 1;
+                    on_event(IndexEvent::Flushed {
+                        chunks_total: report.chunks,
                     });
                 }
-                Err(e) => {
-                    let not_a_document =
-                        matches!(e, ExtractError::Binary | ExtractError::Unsupported(_));
-                    record.state = if not_a_document {
-                        DocState::Skipped
-                    } else {
-                        DocState::Failed
-                    };
-                    record.error = Some(e.to_string());
-                    let entry = Skipped {
-                        path: cand.path.clone(),
-                        reason: e.to_string(),
-                    };
-                    if not_a_document {
-                        report.skipped.push(entry);
-                    } else {
-                        report.failed.push(entry);
-                    }
-                    on_event(IndexEvent::FileDone {
-                        path: cand.path.clone(),
-                        bytes: cand.size,
-                        chunks: 0,
-                    });
-                }
-            }
-            pending.docs.push(record);
-            if pending.chunks.len() >= opts.flush_chunks {
-                report.chunks += self.flush(&mut pending, &mut keyword_writer).await?;
-                writes += 1;
-                on_event(IndexEvent::Flushed {
-                    chunks_total: report.chunks,
-                });
             }
         }
+        debug_assert!(report.cancelled || rest.is_empty(), "{total} files planned");
         if !pending.docs.is_empty() || !pending.replace.is_empty() {
             report.chunks += self.flush(&mut pending, &mut keyword_writer).await?;
             writes += 1;
@@ -714,6 +618,220 @@ impl Library {
         );
         Ok(chunks.len())
     }
+}
+
+/// Files handed to the worker threads at once: at most this many...
+const GROUP_FILES: usize = 64;
+/// ...and at most this many bytes between them (a larger file goes alone).
+const GROUP_BYTES: u64 = 32 << 20;
+
+/// The next group of files to prepare in parallel (never empty when `rest` is not).
+fn next_group<'a, 'c>(rest: &'a [&'c Candidate]) -> &'a [&'c Candidate] {
+    let mut bytes = 0u64;
+    let mut n = 0;
+    while n < rest.len() && n < GROUP_FILES {
+        bytes = bytes.saturating_add(rest[n].size);
+        if n > 0 && bytes > GROUP_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    &rest[..n.max(1).min(rest.len())]
+}
+
+/// What reading one file produced (on a worker thread).
+struct FileWork {
+    /// Bytes read.
+    size: u64,
+    /// sha256 of the content.
+    hash: String,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Same content as when it was last indexed: nothing to extract.
+    Unchanged,
+    /// Extracted and chunked.
+    Chunked {
+        truncated: bool,
+        title: Option<String>,
+        text_chars: u64,
+        chunks: Vec<crate::chunk::Chunk>,
+    },
+    /// Extraction failed (or the file is not a document).
+    Failed(ExtractError),
+}
+
+/// Read, hash, extract and chunk one file. `Err` is why it could not be read.
+fn prepare_file(
+    cand: &Candidate,
+    previous_hash: Option<&str>,
+    opts: &IndexOptions,
+    chunker: &Chunker<'_, tokenizers::Tokenizer>,
+) -> std::result::Result<FileWork, String> {
+    let bytes = read_capped(&cand.path, opts.walk.max_file_bytes)?;
+    let hash = hex::encode(Sha256::digest(&bytes));
+    let outcome = if previous_hash == Some(hash.as_str()) {
+        Outcome::Unchanged
+    } else {
+        match extract_bytes(&cand.path, &bytes, &opts.limits) {
+            Ok(extracted) => {
+                let (_, chunks) = chunker.chunk(&extracted.blocks);
+                Outcome::Chunked {
+                    truncated: extracted.truncated,
+                    text_chars: extracted
+                        .blocks
+                        .iter()
+                        .map(|b| b.text.chars().count() as u64)
+                        .sum(),
+                    title: extracted.title,
+                    chunks,
+                }
+            }
+            Err(e) => Outcome::Failed(e),
+        }
+    };
+    Ok(FileWork {
+        size: bytes.len() as u64,
+        hash,
+        outcome,
+    })
+}
+
+/// Record what preparing one file produced: its document row and chunks go
+/// to the pending batch, its fate to the report and the progress events.
+fn record_file(
+    cand: &Candidate,
+    work: std::result::Result<FileWork, String>,
+    existing: &HashMap<String, DocumentRecord>,
+    opts: &IndexOptions,
+    pending: &mut Pending,
+    report: &mut IndexReport,
+    on_event: &mut dyn FnMut(IndexEvent),
+) {
+    let work = match work {
+        Ok(w) => w,
+        Err(reason) => {
+            report.skipped.push(Skipped {
+                path: cand.path.clone(),
+                reason,
+            });
+            return;
+        }
+    };
+    let path_str = cand.path.to_string_lossy().to_string();
+    let id = doc_id(&path_str);
+    let previous = existing.get(&path_str);
+    report.bytes += work.size;
+    let mut record = DocumentRecord {
+        doc_id: id.clone(),
+        path: path_str.clone(),
+        root: cand.root.to_string_lossy().to_string(),
+        size: work.size,
+        mtime_ns: cand.mtime_ns,
+        hash: work.hash,
+        state: DocState::Indexed,
+        error: None,
+        chunks: 0,
+        text_chars: 0,
+        indexed_at_ms: now_ms(),
+    };
+    let mut done = |chunks: usize| {
+        on_event(IndexEvent::FileDone {
+            path: cand.path.clone(),
+            bytes: cand.size,
+            chunks,
+        })
+    };
+    let outcome = match (work.outcome, previous) {
+        (Outcome::Unchanged, Some(prev)) => {
+            // Same content (touched, copied back): keep its chunks, refresh the row.
+            record.state = prev.state;
+            record.error = prev.error.clone();
+            record.chunks = prev.chunks;
+            record.text_chars = prev.text_chars;
+            report.unchanged += 1;
+            done(0);
+            pending.docs.push(record);
+            return;
+        }
+        (outcome, _) => outcome,
+    };
+    if previous.is_some() {
+        pending.replace.push(id.clone());
+    }
+    match outcome {
+        Outcome::Chunked {
+            truncated,
+            title,
+            text_chars,
+            chunks,
+        } => {
+            if truncated {
+                report.truncated.push(Skipped {
+                    path: cand.path.clone(),
+                    reason: format!(
+                        "only the first {} of its text is indexed (--max-text-mb)",
+                        human_bytes(opts.limits.max_text_bytes as u64)
+                    ),
+                });
+            }
+            let ext = cand
+                .path
+                .extension()
+                .map(|e| e.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            record.chunks = chunks.len() as u32;
+            record.text_chars = text_chars;
+            for c in chunks {
+                pending.chunks.push(ChunkRecord {
+                    id: short_hash(&[
+                        id.as_bytes(),
+                        &(c.index as u64).to_le_bytes(),
+                        c.text.as_bytes(),
+                    ]),
+                    doc_id: id.clone(),
+                    path: path_str.clone(),
+                    ext: ext.clone(),
+                    index: c.index as u32,
+                    title: title.clone(),
+                    heading: c.heading,
+                    page: c.page,
+                    char_start: c.char_start as u64,
+                    char_end: c.char_end as u64,
+                    text: c.text,
+                    vector: Vec::new(),
+                });
+            }
+            report
+                .indexed
+                .push((cand.path.clone(), record.chunks as usize));
+            done(record.chunks as usize);
+        }
+        Outcome::Failed(e) => {
+            let not_a_document = matches!(e, ExtractError::Binary | ExtractError::Unsupported(_));
+            record.state = if not_a_document {
+                DocState::Skipped
+            } else {
+                DocState::Failed
+            };
+            record.error = Some(e.to_string());
+            let entry = Skipped {
+                path: cand.path.clone(),
+                reason: e.to_string(),
+            };
+            if not_a_document {
+                report.skipped.push(entry);
+            } else {
+                report.failed.push(entry);
+            }
+            done(0);
+        }
+        // Not reached: a file is only found unchanged against an earlier
+        // version, handled above. Recorded as a document without chunks.
+        Outcome::Unchanged => done(0),
+    }
+    pending.docs.push(record);
 }
 
 /// Read a file, refusing more than `cap` bytes (the file may have grown since

@@ -472,11 +472,7 @@ impl VectorStore {
     /// the rows it trained on, when it (re)built the index.
     pub async fn ensure_vector_index(&self, trained_rows: Option<usize>) -> Result<Option<usize>> {
         let rows = self.count_chunks().await?;
-        if rows < ANN_MIN_ROWS {
-            return Ok(None);
-        }
-        if self.has_vector_index().await? && trained_rows.is_none_or(|t| rows < t.saturating_mul(4))
-        {
+        if rows < ANN_MIN_ROWS || !ann_due(rows, self.has_vector_index().await?, trained_rows) {
             return Ok(None);
         }
         let partitions = ((rows as f64).sqrt() as u32).clamp(64, 4096);
@@ -623,6 +619,14 @@ impl VectorStore {
     }
 }
 
+/// Whether a table of `rows` chunks (at least [`ANN_MIN_ROWS`]) needs its
+/// approximate index built, or trained again: none yet, or the table has grown
+/// to four times the rows it was trained on (unknown for libraries indexed
+/// before this was recorded: left as they are).
+fn ann_due(rows: usize, has_index: bool, trained_rows: Option<usize>) -> bool {
+    !has_index || trained_rows.is_some_and(|t| rows >= t.saturating_mul(4))
+}
+
 /// The columns of `chunks` other than the vector, in [`chunk_fields`] order.
 fn chunk_columns(chunks: &[ChunkRecord]) -> Vec<ArrayRef> {
     vec![
@@ -719,4 +723,18 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T> {
 
 fn string_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
     col::<StringArray>(b, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ann_due;
+
+    #[test]
+    fn the_approximate_index_is_retrained_as_the_table_grows() {
+        assert!(ann_due(50_000, false, None));
+        assert!(!ann_due(60_000, true, Some(50_000)));
+        assert!(!ann_due(199_999, true, Some(50_000)));
+        assert!(ann_due(200_000, true, Some(50_000)));
+        assert!(!ann_due(10_000_000, true, None));
+    }
 }
