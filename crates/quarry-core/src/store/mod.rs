@@ -2,6 +2,7 @@
 //! the same chunk ids, plus the records they hold.
 
 mod keywords;
+mod merges;
 mod tokenize;
 mod vectors;
 
