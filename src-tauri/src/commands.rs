@@ -81,6 +81,7 @@ impl EngineCell {
                 // Vectors a closed or stopped run did not finish are made now,
                 // in the background (searches work by keyword meanwhile).
                 engine.resume_embedding().await;
+                engine.keep_fresh();
                 Ok(engine)
             })
             .await

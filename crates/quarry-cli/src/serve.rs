@@ -40,6 +40,9 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
     )?);
     // Chunks a stopped run left without vectors are embedded in the background.
     engine.resume_embedding().await;
+    // Writes from other processes become visible, and no search reads a
+    // version old enough to have been pruned.
+    engine.keep_fresh();
     let ui_dir = args.ui.clone().or_else(|| {
         let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
         built.join("index.html").is_file().then_some(built)

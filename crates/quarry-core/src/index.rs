@@ -315,9 +315,8 @@ impl Library {
             replace: Vec::new(),
         };
         let mut writes = 0usize;
-        let total = todo.len();
         let mut rest: &[&Candidate] = &todo;
-        while !rest.is_empty() {
+        'groups: while !rest.is_empty() {
             if opts.cancelled() {
                 report.cancelled = true;
                 report.not_reached = rest.len();
@@ -326,18 +325,29 @@ impl Library {
             // Files are read, hashed, extracted and chunked on all cores, a
             // group at a time (bounded in files and bytes, so memory stays
             // bounded); what they produced is then recorded in walk order.
+            // A stop is seen by each file of the group, so it takes effect
+            // within the file being read, not the whole group.
             let group = next_group(rest);
-            rest = &rest[group.len()..];
-            let works: Vec<std::result::Result<FileWork, String>> = group
+            let works: Vec<Option<std::result::Result<FileWork, String>>> = group
                 .par_iter()
                 .map(|cand| {
+                    if opts.cancelled() {
+                        return None;
+                    }
                     let previous = existing
                         .get(cand.path.to_string_lossy().as_ref())
                         .map(|d| d.hash.as_str());
-                    prepare_file(cand, previous, opts, &chunker)
+                    Some(prepare_file(cand, previous, opts, &chunker))
                 })
                 .collect();
-            for (cand, work) in group.iter().zip(works) {
+            for (i, (cand, work)) in group.iter().zip(works).enumerate() {
+                let Some(work) = work else {
+                    // Stopped: this file and the ones after it are left for
+                    // the next run (nothing of them was recorded).
+                    report.cancelled = true;
+                    report.not_reached = rest.len() - i;
+                    break 'groups;
+                };
                 record_file(
                     cand,
                     work,
@@ -355,8 +365,8 @@ impl Library {
                     });
                 }
             }
+            rest = &rest[group.len()..];
         }
-        debug_assert!(report.cancelled || rest.is_empty(), "{total} files planned");
         if !pending.docs.is_empty() || !pending.replace.is_empty() {
             report.chunks += self.flush(&mut pending, &mut keyword_writer).await?;
             writes += 1;

@@ -106,6 +106,9 @@ pub struct IndexProgress {
     pub error: Option<serde_json::Value>,
 }
 
+/// How old the library snapshot searches read may get (see [`Engine::keep_fresh`]).
+const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 /// Shared state of a running server.
 pub struct Engine {
     /// The library as last opened, with the ticket of the refresh that opened it.
@@ -182,6 +185,24 @@ impl Engine {
             Ok(n) if n > 0 => self.start_indexing(Vec::new()).is_ok(),
             _ => false,
         }
+    }
+
+    /// Re-open the library every few minutes for as long as the engine lives,
+    /// so a search never reads through a snapshot older than that: another
+    /// process (`quarry index`, `quarry watch`) may be writing the library,
+    /// and the table versions it replaces are deleted an hour later
+    /// ([`quarry_core::store::OLD_VERSIONS_KEPT_MINUTES`]). Call once, from the runtime.
+    pub fn keep_fresh(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SNAPSHOT_MAX_AGE).await;
+                match engine.upgrade() {
+                    Some(engine) => engine.refresh().await,
+                    None => break,
+                }
+            }
+        });
     }
 
     /// Remove a folder and its documents (fails with `Locked` while indexing).

@@ -8,7 +8,7 @@ mod vectors;
 
 pub use keywords::KeywordIndex;
 pub use tokenize::WordTokenizer;
-pub use vectors::{set_ann_search, VectorStore, ANN_MIN_ROWS};
+pub use vectors::{set_ann_search, VectorStore, ANN_MIN_ROWS, OLD_VERSIONS_KEPT_MINUTES};
 
 use serde::{Deserialize, Serialize};
 

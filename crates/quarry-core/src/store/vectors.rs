@@ -19,6 +19,8 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use lancedb::table::optimize::Duration;
+use lancedb::table::{CompactionOptions, OptimizeAction};
 use lancedb::{Connection, DistanceType, Table};
 
 use super::{ChunkRecord, DocState, DocumentRecord, Filter, Hit};
@@ -428,26 +430,32 @@ impl VectorStore {
     }
 
     /// Compact small fragments left by many small writes and drop old versions.
+    /// Only under the library's write lock ([`crate::Library::lock_for_writing`]).
     pub async fn optimize(&self) -> Result<()> {
-        self.chunks
-            .optimize(lancedb::table::OptimizeAction::All)
-            .await?;
+        // Small fragments of chunks are merged into fragments of about
+        // FRAGMENT_ROWS, which are then left alone: LanceDB's default target
+        // (a million rows) rewrote the whole growing table at each
+        // compaction, ten times over on the way to a million chunks.
+        compact_and_prune(&self.chunks, FRAGMENT_ROWS).await?;
         // Pending chunks are read oldest first and deleted as they are
         // embedded: compacting them into large fragments would make each read
         // skip ever more deleted rows, while fragments left as written are
         // dropped whole once embedded. Old versions only hold text that has
         // moved to the chunks table and nothing searches this table, so they
-        // go after ten minutes, not the default week.
+        // go after ten minutes.
         self.pending
-            .optimize(lancedb::table::OptimizeAction::Prune {
-                older_than: lancedb::table::optimize::Duration::try_minutes(10),
-                delete_unverified: None,
+            .optimize(OptimizeAction::Prune {
+                older_than: Duration::try_minutes(10),
+                // As in compact_and_prune: this writer holds the write lock.
+                delete_unverified: Some(true),
                 error_if_tagged_old_versions: None,
             })
             .await?;
-        self.documents
-            .optimize(lancedb::table::OptimizeAction::All)
-            .await?;
+        compact_and_prune(
+            &self.documents,
+            CompactionOptions::default().target_rows_per_fragment,
+        )
+        .await?;
         Ok(())
     }
 
@@ -618,6 +626,45 @@ impl VectorStore {
         Ok(hits)
     }
 }
+
+/// How long the table versions a write replaces stay on disk. LanceDB's
+/// default is a week: 100,000 notes then kept 656 MB of data files for
+/// about 170 MB of rows. A reader in another process holds a version for at most a
+/// few minutes (the server re-opens its snapshot every five), so an hour
+/// leaves it a wide margin.
+pub const OLD_VERSIONS_KEPT_MINUTES: i64 = 60;
+
+/// Compact `table` into fragments of about `target_rows`, drop the versions
+/// older than [`OLD_VERSIONS_KEPT_MINUTES`] and bring its indexes up to date.
+async fn compact_and_prune(table: &Table, target_rows: usize) -> Result<()> {
+    table
+        .optimize(OptimizeAction::Compact {
+            options: CompactionOptions {
+                target_rows_per_fragment: target_rows,
+                ..Default::default()
+            },
+            remap_options: None,
+        })
+        .await?;
+    table
+        .optimize(OptimizeAction::Prune {
+            older_than: Duration::try_minutes(OLD_VERSIONS_KEPT_MINUTES),
+            // Files no kept version refers to would otherwise stay a week, in
+            // case a transaction still in progress wrote them. Every writer
+            // holds the library's write lock, which this writer holds now, so
+            // there is none.
+            delete_unverified: Some(true),
+            error_if_tagged_old_versions: None,
+        })
+        .await?;
+    table
+        .optimize(OptimizeAction::Index(Default::default()))
+        .await?;
+    Ok(())
+}
+
+/// The rows of a compacted fragment of `chunks`.
+const FRAGMENT_ROWS: usize = 64 * 1024;
 
 /// Whether a table of `rows` chunks (at least [`ANN_MIN_ROWS`]) needs its
 /// approximate index built, or trained again: none yet, or the table has grown
