@@ -339,7 +339,9 @@ pub struct ChatArgs {
 pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     use std::io::BufRead;
     let dir = ctx.library_dir(args.lib.library.clone());
-    let (library, embedder, mut model) = open_for_answers(ctx, &dir, args.model.as_deref()).await?;
+    let (mut library, embedder, mut model) =
+        open_for_answers(ctx, &dir, args.model.as_deref()).await?;
+    let mut opened = std::time::Instant::now();
     let mut opts = AnswerOptions {
         sources: args.sources,
         ..Default::default()
@@ -366,6 +368,18 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
         }
         if question == "/quit" || question == "/exit" {
             break;
+        }
+        // Another process may be indexing this library: open it again now
+        // and then, so answers see its writes and never read a version it
+        // has since deleted.
+        if opened.elapsed() > quarry_core::SNAPSHOT_MAX_AGE {
+            match Library::open(&dir).await {
+                Ok(fresh) => {
+                    library = fresh;
+                    opened = std::time::Instant::now();
+                }
+                Err(e) => eprintln!("could not re-open the library: {e}"),
+            }
         }
         cancelled.store(false, Ordering::SeqCst);
         let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, false, &cancelled);

@@ -42,5 +42,5 @@ pub mod watch;
 pub use embed::Embedder;
 pub use error::{Error, Result};
 pub use index::{IndexEvent, IndexOptions, IndexReport};
-pub use library::{FolderStatus, Library, LibraryMeta, LibraryStatus};
+pub use library::{FolderStatus, Library, LibraryMeta, LibraryStatus, SNAPSHOT_MAX_AGE};
 pub use search::{HybridSearch, SearchMode, SearchOptions, SearchResults};

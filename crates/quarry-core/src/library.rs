@@ -9,6 +9,13 @@ use crate::error::{Error, Result};
 use crate::store::{DocState, KeywordIndex, VectorStore};
 
 const META: &str = "library.json";
+
+/// How long a long-lived reader (`quarry serve`, the app, `quarry chat`) may
+/// keep one [`Library`] open before opening it again: well under the hour
+/// after which a writer deletes the table versions it replaced
+/// ([`crate::store::OLD_VERSIONS_KEPT_MINUTES`]), and short enough that
+/// another process's writes show up soon.
+pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 const FORMAT_VERSION: u32 = 1;
 
 /// What `library.json` records.

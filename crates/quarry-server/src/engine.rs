@@ -106,9 +106,6 @@ pub struct IndexProgress {
     pub error: Option<serde_json::Value>,
 }
 
-/// How old the library snapshot searches read may get (see [`Engine::keep_fresh`]).
-const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
-
 /// Shared state of a running server.
 pub struct Engine {
     /// The library as last opened, with the ticket of the refresh that opened it.
@@ -196,7 +193,7 @@ impl Engine {
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(SNAPSHOT_MAX_AGE).await;
+                tokio::time::sleep(quarry_core::SNAPSHOT_MAX_AGE).await;
                 match engine.upgrade() {
                     Some(engine) => engine.refresh().await,
                     None => break,

@@ -630,7 +630,7 @@ impl VectorStore {
 /// How long the table versions a write replaces stay on disk. LanceDB's
 /// default is a week: 100,000 notes then kept 656 MB of data files for
 /// about 170 MB of rows. A reader in another process holds a version for at most a
-/// few minutes (the server re-opens its snapshot every five), so an hour
+/// few minutes ([`crate::SNAPSHOT_MAX_AGE`]), so an hour
 /// leaves it a wide margin.
 pub const OLD_VERSIONS_KEPT_MINUTES: i64 = 60;
 
