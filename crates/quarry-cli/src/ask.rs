@@ -341,7 +341,6 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     let dir = ctx.library_dir(args.lib.library.clone());
     let (mut library, embedder, mut model) =
         open_for_answers(ctx, &dir, args.model.as_deref()).await?;
-    let mut opened = std::time::Instant::now();
     let mut opts = AnswerOptions {
         sources: args.sources,
         ..Default::default()
@@ -372,14 +371,8 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
         // Another process may be indexing this library: open it again now
         // and then, so answers see its writes and never read a version it
         // has since deleted.
-        if opened.elapsed() > quarry_core::SNAPSHOT_MAX_AGE {
-            match Library::open(&dir).await {
-                Ok(fresh) => {
-                    library = fresh;
-                    opened = std::time::Instant::now();
-                }
-                Err(e) => eprintln!("could not re-open the library: {e}"),
-            }
+        if let Err(e) = library.reopen_if_stale().await {
+            eprintln!("could not re-open the library: {e}");
         }
         cancelled.store(false, Ordering::SeqCst);
         let mut on_event = |e: AnswerEvent| stream_to_stdout(&e, false, &cancelled);

@@ -646,7 +646,7 @@ fn next_group<'a, 'c>(rest: &'a [&'c Candidate]) -> &'a [&'c Candidate] {
         }
         n += 1;
     }
-    &rest[..n.max(1).min(rest.len())]
+    &rest[..n]
 }
 
 /// What reading one file produced (on a worker thread).

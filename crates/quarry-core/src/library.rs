@@ -75,6 +75,8 @@ pub struct Library {
     pub(crate) meta: LibraryMeta,
     pub(crate) vectors: VectorStore,
     pub(crate) keywords: KeywordIndex,
+    /// When this handle was opened (see [`Library::reopen_if_stale`]).
+    opened: std::time::Instant,
 }
 
 /// Held while a process writes to a library; a second writer is refused with
@@ -197,6 +199,18 @@ impl Library {
         Ok(lib)
     }
 
+    /// Open the library again when this handle is older than
+    /// [`SNAPSHOT_MAX_AGE`], for readers that live long (`quarry watch`,
+    /// `quarry chat`): another process may have written it since, and
+    /// deleted the versions this handle reads. On failure the old handle
+    /// stays, and the error is returned for the caller to report.
+    pub async fn reopen_if_stale(&mut self) -> Result<()> {
+        if self.opened.elapsed() > SNAPSHOT_MAX_AGE {
+            *self = Library::open(&self.dir.clone()).await?;
+        }
+        Ok(())
+    }
+
     async fn open_with(dir: &Path, meta: LibraryMeta) -> Result<Self> {
         let dir = dir.canonicalize().map_err(|e| Error::BadPath {
             path: dir.to_path_buf(),
@@ -210,6 +224,7 @@ impl Library {
             meta,
             vectors,
             keywords,
+            opened: std::time::Instant::now(),
         };
         // A batch left unfinished by a crash is rolled back as soon as no live
         // writer holds the library (a live one finishes or rolls back itself).

@@ -61,20 +61,10 @@ fn is_inside(path: &Path, dir: &Path) -> bool {
     path.starts_with(dir)
 }
 
-/// Open the library again when this handle is older than
-/// [`crate::SNAPSHOT_MAX_AGE`]: another process may have written it since (and
-/// deleted the versions this handle reads). On failure the old handle stays.
-async fn reopen_if_stale(library: &mut Library, opened: &mut Instant) {
-    if opened.elapsed() <= crate::SNAPSHOT_MAX_AGE {
-        return;
-    }
-    let dir = library.dir().to_path_buf();
-    match Library::open(&dir).await {
-        Ok(fresh) => {
-            *library = fresh;
-            *opened = Instant::now();
-        }
-        Err(e) => tracing::warn!("could not re-open the library: {e}"),
+/// [`Library::reopen_if_stale`], logging a failure (the old handle stays).
+async fn reopen_if_stale(library: &mut Library) {
+    if let Err(e) = library.reopen_if_stale().await {
+        tracing::warn!("could not re-open the library: {e}");
     }
 }
 
@@ -141,12 +131,11 @@ pub async fn watch(
         ..opts.clone()
     };
     let mut backlog = library.pending_embeddings().await.unwrap_or(0) > 0;
-    let mut opened = Instant::now();
     tokio::pin!(stop);
     loop {
         if backlog && rx.is_empty() {
             changes.store(false, Ordering::SeqCst);
-            reopen_if_stale(library, &mut opened).await;
+            reopen_if_stale(library).await;
             let mut quiet = |_: IndexEvent| {};
             let run = library.finish_embedding(embedder, &embed_opts, &mut quiet);
             let (result, stopped) = until_stopped(run, &mut stop, &halt).await;
@@ -197,7 +186,7 @@ pub async fn watch(
         changed.sort();
         changed.dedup();
         changed.truncate(500);
-        reopen_if_stale(library, &mut opened).await;
+        reopen_if_stale(library).await;
         let mut quiet = |_: IndexEvent| {};
         let run = library.index(&folders, embedder, &burst_opts, &mut quiet);
         let (result, stopped) = until_stopped(run, &mut stop, &halt).await;
