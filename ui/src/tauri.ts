@@ -4,17 +4,24 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import {
+  dispatchAskEvent,
   QuarryError,
   type AskEvent,
   type AskRequest,
   type Doc,
   type Hit,
+  type ImportedView,
   type Models,
+  type OpenedView,
   type Progress,
   type SearchOptions,
+  type Settings,
   type Status,
   type Transport,
+  type WireAskEvent,
 } from "./transport";
+import type { PrivacyRequest } from "./bindings/PrivacyRequest";
+import type { SearchView } from "./bindings/SearchView";
 
 async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
   try {
@@ -60,7 +67,7 @@ export class TauriTransport implements Transport {
   }
 
   async search(q: string, opts: SearchOptions): Promise<Hit[]> {
-    const r = await call<{ hits: Hit[] }>("search", {
+    const r = await call<SearchView>("search", {
       query: {
         q,
         k: opts.k ?? 20,
@@ -81,18 +88,9 @@ export class TauriTransport implements Transport {
       aborted = true;
       call("cancel_ask", { askId }).catch(() => {});
     });
-    const channel = new Channel<{ event: string; data: any }>();
-    channel.onmessage = ({ event, data }) => {
-      if (aborted) return;
-      switch (event) {
-        case "sources": return on({ kind: "sources", sources: data });
-        case "route": return on({ kind: "route", route: data });
-        case "token": return on({ kind: "token", text: data.text });
-        case "consent": return on({ kind: "consent", preview: data });
-        case "sent": return on({ kind: "sent", preview: data });
-        case "done": return on({ kind: "done", answer: data });
-        case "error": failure = new QuarryError(data.code, data.message);
-      }
+    const channel = new Channel<WireAskEvent>();
+    channel.onmessage = (e) => {
+      if (!aborted) failure = dispatchAskEvent(e, on) ?? failure;
     };
     await call("ask", { request: req, askId, onEvent: channel });
     if (failure) throw failure;
@@ -102,15 +100,15 @@ export class TauriTransport implements Transport {
     return call("document", { path });
   }
 
-  settings(): Promise<Record<string, any>> {
+  settings(): Promise<Settings> {
     return call("settings");
   }
 
-  setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>> {
+  setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings> {
     return call("set_privacy", { change });
   }
 
-  openDocument(path: string, page: number | null): Promise<{ with: string; page: number | null }> {
+  openDocument(path: string, page: number | null): Promise<OpenedView> {
     return call("open_document", { path, page });
   }
 
@@ -122,7 +120,7 @@ export class TauriTransport implements Transport {
     await call("fetch_model", { id });
   }
 
-  importModel(path: string, id?: string): Promise<{ id: string; path: string }> {
+  importModel(path: string, id?: string): Promise<ImportedView> {
     return call("import_model", { path, id: id || null });
   }
 

@@ -2,94 +2,36 @@
 // against `quarry serve`; the Tauri shell will provide the same interface over
 // IPC and channels, and no screen needs to know which one it has.
 
-export interface Progress {
-  running: boolean;
-  phase: string;
-  paths: string[];
-  files_found: number;
-  files_total: number;
-  files_done: number;
-  bytes_total: number;
-  bytes_done: number;
-  chunks: number;
-  embed_total: number;
-  embed_done: number;
-  embed_per_s: number;
-  files_per_s: number;
-  eta_s: number | null;
-  elapsed_s: number;
-  report: Record<string, unknown> | null;
-  error: { code: string; message: string } | null;
-}
+import type { Answer } from "./bindings/Answer";
+import type { AskEvent as WireAskEvent } from "./bindings/AskEvent";
+import type { AskRequest as WireAskRequest } from "./bindings/AskRequest";
+import type { DocumentView } from "./bindings/DocumentView";
+import type { FetchProgress } from "./bindings/FetchProgress";
+import type { FolderStatus } from "./bindings/FolderStatus";
+import type { HitView } from "./bindings/HitView";
+import type { ImportedView } from "./bindings/ImportedView";
+import type { IndexProgress } from "./bindings/IndexProgress";
+import type { ModelView } from "./bindings/ModelView";
+import type { ModelsView } from "./bindings/ModelsView";
+import type { OpenedView } from "./bindings/OpenedView";
+import type { Preview } from "./bindings/Preview";
+import type { PrivacyRequest } from "./bindings/PrivacyRequest";
+import type { Route } from "./bindings/Route";
+import type { SettingsView } from "./bindings/SettingsView";
+import type { Source } from "./bindings/Source";
+import type { StatusView } from "./bindings/StatusView";
 
-export interface FolderStatus {
-  path: string;
-  documents: number;
-  chunks: number;
-  failed: number;
-  skipped: number;
-  last_indexed_ms: number | null;
-}
-
-export interface Status {
-  library: {
-    library: string;
-    folders: string[];
-    documents: number;
-    failed: number;
-    skipped: number;
-    chunks: number;
-    pending_embeddings: number;
-    embedder: string;
-    size_bytes: number;
-    failures: [string, string][];
-    per_folder: FolderStatus[];
-  };
-  indexing: Progress;
-  model: string;
-}
-
-export interface Hit {
-  path: string;
-  page: number | null;
-  heading: string | null;
-  text: string;
-  snippet: string;
-  highlights: [number, number][];
-  score: number;
-}
-
-export interface Source {
-  n: number;
-  path: string;
-  page: number | null;
-  heading: string | null;
-  text: string;
-}
-
-export interface Route {
-  target: string;
-  reason: string;
-  model: string | null;
-  provider: string | null;
-}
-
-export interface Preview {
-  provider: string;
-  host: string;
-  model: string;
-  messages: { role: string; content: string }[];
-  bytes: number;
-  documents: string[];
-}
-
-export interface Answer {
-  answer: string;
-  sources: Source[];
-  cited: number[];
-  route: Route;
-  timings: Record<string, number>;
-}
+// The engine's views, generated from the Rust types (quarry-app's views):
+// a change there that the UI does not follow fails this type check.
+export type Progress = IndexProgress;
+export type Status = StatusView;
+export type Hit = HitView;
+export type Doc = DocumentView;
+export type ModelInfo = ModelView;
+export type Models = ModelsView;
+export type Settings = SettingsView;
+export type { WireAskEvent };
+export type { Answer, FetchProgress, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
 
 export type AskEvent =
   | { kind: "sources"; sources: Source[] }
@@ -99,18 +41,9 @@ export type AskEvent =
   | { kind: "sent"; preview: Preview }
   | { kind: "done"; answer: Answer };
 
-export interface AskRequest {
-  question: string;
-  history?: { role: string; content: string }[];
-  route?: string;
-  confirm_send?: boolean;
-}
+/** A question: the wire request, every field but the question optional. */
+export type AskRequest = Partial<WireAskRequest> & { question: string };
 
-export interface Doc {
-  path: string;
-  title: string | null;
-  blocks: { text: string; page: number | null; heading: string | null }[];
-}
 
 export interface SearchOptions {
   ext?: string;
@@ -122,34 +55,20 @@ export interface SearchOptions {
   modifiedBeforeMs?: number;
 }
 
-export interface ModelInfo {
-  id: string;
-  role: string;
-  architecture: string;
-  description: string;
-  default: boolean;
-  installed: boolean;
-  in_use: boolean;
-  size_bytes: number;
-  path: string | null;
-  fetchable: boolean;
-}
 
-export interface FetchProgress {
-  running: boolean;
-  id: string | null;
-  phase: string;
-  source: string | null;
-  file: string | null;
-  bytes_done: number;
-  bytes_total: number;
-  error: string | null;
-}
-
-export interface Models {
-  models_dir: string;
-  models: ModelInfo[];
-  fetch: FetchProgress;
+/** Pass one answer event off the wire on in the UI's form; an error event is
+ * returned instead, for the caller to throw once the stream has ended. */
+export function dispatchAskEvent(e: WireAskEvent, on: (e: AskEvent) => void): QuarryError | null {
+  switch (e.event) {
+    case "sources": on({ kind: "sources", sources: e.data }); break;
+    case "route": on({ kind: "route", route: e.data }); break;
+    case "token": on({ kind: "token", text: e.data.text }); break;
+    case "consent": on({ kind: "consent", preview: e.data }); break;
+    case "sent": on({ kind: "sent", preview: e.data }); break;
+    case "done": on({ kind: "done", answer: e.data }); break;
+    case "error": return new QuarryError(e.data.code, e.data.message);
+  }
+  return null;
 }
 
 /** An error from the engine: a stable code and a sentence for people. */
@@ -168,13 +87,13 @@ export interface Transport {
   search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
-  settings(): Promise<Record<string, any>>;
-  setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>>;
+  settings(): Promise<Settings>;
+  setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings>;
   /** Open an indexed document in the system's viewer (at `page` for PDFs where it can). */
-  openDocument(path: string, page: number | null): Promise<{ with: string; page: number | null }>;
+  openDocument(path: string, page: number | null): Promise<OpenedView>;
   models(): Promise<Models>;
   fetchModel(id: string): Promise<void>;
-  importModel(path: string, id?: string): Promise<{ id: string; path: string }>;
+  importModel(path: string, id?: string): Promise<ImportedView>;
   /** The native folder picker (desktop app only). */
   pickFolder?(): Promise<string | null>;
   /** The native file picker for a model file (desktop app only). */
@@ -278,16 +197,7 @@ export class HttpTransport implements Transport {
     if (!r.ok || !r.body) await json(r);
     let failure: QuarryError | null = null;
     await readSse(r.body!, (event, data) => {
-      const d = JSON.parse(data);
-      switch (event) {
-        case "sources": return on({ kind: "sources", sources: d });
-        case "route": return on({ kind: "route", route: d });
-        case "token": return on({ kind: "token", text: d.text });
-        case "consent": return on({ kind: "consent", preview: d });
-        case "sent": return on({ kind: "sent", preview: d });
-        case "done": return on({ kind: "done", answer: d });
-        case "error": failure = new QuarryError(d.code, d.message);
-      }
+      failure = dispatchAskEvent({ event, data: JSON.parse(data) } as WireAskEvent, on) ?? failure;
     });
     if (failure) throw failure;
   }
@@ -296,15 +206,15 @@ export class HttpTransport implements Transport {
     return json<Doc>(await fetch(`${this.base}/api/document?${new URLSearchParams({ path })}`));
   }
 
-  async settings(): Promise<Record<string, any>> {
+  async settings(): Promise<Settings> {
     return json(await fetch(`${this.base}/api/settings`));
   }
 
-  async setPrivacy(change: { mode?: string; library?: boolean; never_leaves_device?: boolean }): Promise<Record<string, any>> {
+  async setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings> {
     return this.post("/api/settings/privacy", change);
   }
 
-  openDocument(path: string, page: number | null): Promise<{ with: string; page: number | null }> {
+  openDocument(path: string, page: number | null): Promise<OpenedView> {
     return this.post("/api/open", { path, page });
   }
 
@@ -316,7 +226,7 @@ export class HttpTransport implements Transport {
     await this.post("/api/models/fetch", { id });
   }
 
-  importModel(path: string, id?: string): Promise<{ id: string; path: string }> {
+  importModel(path: string, id?: string): Promise<ImportedView> {
     return this.post("/api/models/import", { path, id: id || null });
   }
 

@@ -1,13 +1,8 @@
 //! `quarry`: the command line over quarry-core.
 
-mod ask;
-mod cloud;
 mod commands;
-mod evaluate;
+mod context;
 mod render;
-mod serve;
-
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -15,16 +10,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "quarry", version, about)]
 struct Cli {
+    /// Say more: progress notes, the dependencies' warnings, every skipped
+    /// file (QUARRY_LOG or RUST_LOG set a log filter of their own).
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Options naming the library.
-#[derive(clap::Args, Clone)]
-struct LibraryArg {
-    /// Library folder (default: the platform data dir, or QUARRY_LIBRARY_DIR).
-    #[arg(long, short = 'l')]
-    library: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -32,112 +23,46 @@ enum Command {
     /// Install, list and import models.
     Models {
         #[command(subcommand)]
-        action: ModelsAction,
+        action: commands::models::ModelsAction,
     },
     /// Index folders or files (new and changed files only).
-    Index(commands::IndexArgs),
+    Index(commands::index::IndexArgs),
     /// Remove a folder and its documents from the library (the files stay where they are).
-    Remove {
-        /// The folder (or file) as it was added.
-        folder: PathBuf,
-        #[command(flatten)]
-        lib: LibraryArg,
-    },
+    Remove(commands::remove::RemoveArgs),
     /// Keep a library in sync with its folders (changes, new files, renames, deletions).
-    Watch(commands::WatchArgs),
+    Watch(commands::watch::WatchArgs),
     /// Switch the library to another embedder: re-embed every chunk (searches keep working), then swap.
-    Reembed {
-        /// The new embedder's registry id.
-        embedder: String,
-        #[command(flatten)]
-        lib: LibraryArg,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Chunks embedded per write (tests use small batches).
-        #[arg(long, default_value_t = 64, hide = true)]
-        batch: usize,
-    },
+    Reembed(commands::reembed::ReembedArgs),
     /// Show what a library holds.
-    Status {
-        #[command(flatten)]
-        lib: LibraryArg,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(context::LibraryJsonArgs),
     /// Check that a library's indexes and document rows agree.
-    Check {
-        #[command(flatten)]
-        lib: LibraryArg,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Check(context::LibraryJsonArgs),
     /// Search a library.
-    Search(commands::SearchArgs),
+    Search(commands::search::SearchArgs),
     /// Answer a question from the library with a local model, citing sources.
-    Ask(ask::AskArgs),
+    Ask(commands::ask::AskArgs),
     /// Ask several questions in a row; follow-ups see the conversation.
-    Chat(ask::ChatArgs),
+    Chat(commands::chat::ChatArgs),
     /// Configure remote providers (OpenAI-compatible chat APIs) and their keys.
     Provider {
         #[command(subcommand)]
-        action: cloud::ProviderAction,
+        action: commands::provider::ProviderAction,
     },
     /// Show or set the privacy mode (globally, or for one library).
-    Privacy(cloud::PrivacyArgs),
+    Privacy(commands::privacy::PrivacyArgs),
     /// List every request that sent text off this machine.
-    Audit {
-        #[command(flatten)]
-        lib: LibraryArg,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Audit(context::LibraryJsonArgs),
     /// Serve the library over HTTP on loopback (JSON, SSE, OpenAI-compatible).
-    Serve(serve::ServeArgs),
+    Serve(commands::serve::ServeArgs),
     /// Measure retrieval quality on a BEIR-layout dataset.
-    Eval(evaluate::EvalArgs),
+    Eval(commands::eval::EvalArgs),
     /// Measure speed (embedding throughput).
-    Bench(evaluate::BenchArgs),
-}
-
-#[derive(Subcommand)]
-enum ModelsAction {
-    /// Fetch models (default: the default embedder and generator), verify and unpack them.
-    Fetch {
-        /// Model ids (see `quarry models list`).
-        ids: Vec<String>,
-        /// Fetch every registered model.
-        #[arg(long)]
-        all: bool,
-    },
-    /// List registered models and whether they are installed.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Install a model from a local folder or file (offline use).
-    Import {
-        /// Folder with the model's files, or a single model file (e.g. a .gguf).
-        path: PathBuf,
-        /// Registry id to install it as (guessed from the files when absent).
-        #[arg(long)]
-        id: Option<String>,
-    },
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    quarry_app::logging::init(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,40 +73,49 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let ctx = commands::Context::from_env();
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Models { action } => match action {
-                ModelsAction::Fetch { ids, all } => commands::models_fetch(&ctx, ids, all),
-                ModelsAction::List { json } => commands::models_list(&ctx, json),
-                ModelsAction::Import { path, id } => {
-                    commands::models_import(&ctx, &path, id.as_deref())
-                }
-            },
-            Command::Index(args) => commands::index(&ctx, args).await,
-            Command::Remove { folder, lib } => commands::remove(&ctx, &folder, lib.library).await,
-            Command::Watch(args) => commands::watch(&ctx, args).await,
-            Command::Status { lib, json } => commands::status(&ctx, lib.library, json).await,
-            Command::Check { lib, json } => commands::check(&ctx, lib.library, json).await,
-            Command::Search(args) => commands::search(&ctx, args).await,
-            Command::Ask(args) => ask::ask(&ctx, args).await,
-            Command::Chat(args) => ask::chat(&ctx, args).await,
-            Command::Reembed {
-                embedder,
-                lib,
-                json,
-                batch,
-            } => commands::reembed(&ctx, &embedder, lib.library, json, batch).await,
-            Command::Provider { action } => cloud::provider(&ctx, action),
-            Command::Privacy(args) => cloud::privacy(&ctx, args).await,
-            Command::Audit { lib, json } => cloud::audit(&ctx, lib.library, json).await,
-            Command::Serve(args) => serve::serve(&ctx, args).await,
-            Command::Eval(args) => evaluate::eval(&ctx, args).await,
-            Command::Bench(args) => evaluate::bench(&ctx, args).await,
-        }
-    });
+    let ctx = context::Context::from_env();
+    let mut command = cli.command;
+    if let Command::Index(args) = &mut command {
+        args.verbose = cli.verbose;
+    }
+    let result = runtime.block_on(run(&ctx, command));
     if let Err(e) = result {
         eprintln!("error: {}", render::error_chain(&e));
-        std::process::exit(1);
+        std::process::exit(exit_code(&e));
+    }
+}
+
+/// 2 when the user can fix the failure (bad input, a missing library or
+/// model, a lock held elsewhere), 1 otherwise: the engine's error kind decides.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<quarry_core::Error>()
+                .map(|e| e.kind())
+                .or_else(|| c.downcast_ref::<quarry_app::AppError>().map(|e| e.kind))
+        })
+        .map_or(1, quarry_app::error::exit_code)
+}
+
+/// Run one command.
+async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
+    use commands as c;
+    match command {
+        Command::Models { action } => c::models::run(ctx, action),
+        Command::Index(args) => c::index::index(ctx, args).await,
+        Command::Remove(args) => c::remove::run(ctx, args).await,
+        Command::Watch(args) => c::watch::watch(ctx, args).await,
+        Command::Reembed(args) => c::reembed::run(ctx, args).await,
+        Command::Status(args) => c::status::run(ctx, args).await,
+        Command::Check(args) => c::check::run(ctx, args).await,
+        Command::Search(args) => c::search::search(ctx, args).await,
+        Command::Ask(args) => c::ask::ask(ctx, args).await,
+        Command::Chat(args) => c::chat::chat(ctx, args).await,
+        Command::Provider { action } => c::provider::provider(ctx, action),
+        Command::Privacy(args) => c::privacy::privacy(ctx, args).await,
+        Command::Audit(args) => c::audit::run(ctx, args).await,
+        Command::Serve(args) => c::serve::serve(ctx, args).await,
+        Command::Eval(args) => c::eval::eval(ctx, args).await,
+        Command::Bench(args) => c::bench::bench(ctx, args).await,
     }
 }

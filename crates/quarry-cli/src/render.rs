@@ -187,22 +187,7 @@ pub fn hits(hits: &[Hit], took: Duration) {
     println!("({} results in {} ms)", hits.len(), took.as_millis());
 }
 
-pub fn hits_json(hits: &[Hit]) -> Vec<serde_json::Value> {
-    hits.iter()
-        .map(|h| {
-            let (snippet, ranges) = h.snippet.clone().unwrap_or_default();
-            serde_json::json!({
-                "path": h.path,
-                "page": h.page,
-                "heading": h.heading,
-                "text": h.text,
-                "snippet": snippet,
-                "highlights": ranges.iter().map(|r| [r.start, r.end]).collect::<Vec<_>>(),
-                "score": h.score,
-                "chunk_id": h.chunk_id,
-                "char_start": h.char_start,
-                "char_end": h.char_end,
-            })
-        })
-        .collect()
+/// Hits as `--json` prints them: the same view the HTTP API and the app send.
+pub fn hits_json(hits: &[Hit]) -> Vec<quarry_app::views::HitView> {
+    hits.iter().map(Into::into).collect()
 }

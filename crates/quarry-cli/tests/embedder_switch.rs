@@ -7,16 +7,13 @@
 //! is a registry entry over the same weights with nomic-style task prefixes:
 //! its vectors differ, and the whole switch path is real.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::models_dir;
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("QUARRY_MODELS_DIR")
-        .map(PathBuf::from)
-        .expect("set QUARRY_MODELS_DIR (`quarry models fetch` fills it)")
-}
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -106,6 +103,7 @@ fn top_file(env: &Env, query: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
 fn switching_embedders_reembeds_resumes_and_swaps() {
     let env = setup();
     json(&env, &["index", env.docs.to_str().unwrap()]);

@@ -1,20 +1,14 @@
 //! `quarry watch`: creations, edits, renames and deletions reach the library
 //! within seconds, while searches keep working.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn base(library: &Path, config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
-    c.env(
-        "QUARRY_MODELS_DIR",
-        std::env::var_os("QUARRY_MODELS_DIR").expect("QUARRY_MODELS_DIR"),
-    )
-    .env("QUARRY_CONFIG_DIR", config)
-    .env("QUARRY_LIBRARY_DIR", library)
-    .stdin(Stdio::null());
-    c
+    common::quarry(library, config, &[])
 }
 
 /// Paths of the keyword hits for `word`.
@@ -49,6 +43,7 @@ fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Durati
 }
 
 #[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
 fn watch_picks_up_creations_edits_renames_and_deletions() {
     let tmp = tempfile::tempdir().unwrap();
     let docs = tmp.path().join("docs");

@@ -5,12 +5,15 @@
 //! error has a stable machine-readable [`Error::code`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Result type of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in quarry-core.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong in quarry-core. Cheap to clone (errors of
+/// other crates are shared behind an `Arc`), so one failure can be reported
+/// to several waiters.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A model the operation needs is not installed.
     #[error("model '{id}' is not installed; run `quarry models fetch {id}` (or `quarry models import PATH` offline)")]
@@ -82,28 +85,28 @@ pub enum Error {
     InvalidInput(String),
     /// A file system error, with its path (fs-err puts the path in the message).
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Io(Arc<std::io::Error>),
     /// The vector store failed.
     #[error("vector store: {0}")]
-    Vectors(#[from] lancedb::Error),
+    Vectors(#[source] Arc<lancedb::Error>),
     /// Arrow data could not be built or read.
     #[error("arrow: {0}")]
-    Arrow(#[from] arrow_schema::ArrowError),
+    Arrow(#[source] Arc<arrow_schema::ArrowError>),
     /// The keyword index failed.
     #[error("keyword index: {0}")]
-    Keywords(#[from] tantivy::TantivyError),
+    Keywords(#[source] Arc<tantivy::TantivyError>),
     /// A keyword query could not be parsed.
     #[error("keyword query: {0}")]
-    KeywordQuery(#[from] tantivy::query::QueryParserError),
+    KeywordQuery(#[source] Arc<tantivy::query::QueryParserError>),
     /// The tensor library failed.
     #[error("tensor: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(#[source] Arc<candle_core::Error>),
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// JSON (de)serialisation failed.
     #[error("json: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(#[source] Arc<serde_json::Error>),
     /// The privacy policy keeps this text on the machine.
     #[error("privacy: nothing may leave this machine ({0})")]
     PrivacyBlocked(String),
@@ -126,7 +129,77 @@ pub enum Error {
     Internal(String),
 }
 
+/// What kind of failure an [`Error`] is: decides how every front-end reports
+/// it (the HTTP status, the CLI's exit code) from one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The user's to fix: bad input, a bad path, a choice that is not allowed.
+    User,
+    /// The thing asked for does not exist (a library, a model id).
+    NotFound,
+    /// Another operation holds what this one needs (the library's write lock).
+    Conflict,
+    /// Something this needs is not there yet (a model to fetch).
+    Unavailable,
+    /// A service outside Quarry failed (a provider, a download source).
+    Upstream,
+    /// A bug or a failure of the machine (I/O, a store, the tensor library).
+    Internal,
+}
+
+/// `From` for the errors of other crates, shared behind an `Arc`.
+macro_rules! shared_from {
+    ($($source:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                Error::$variant(Arc::new(e))
+            }
+        })*
+    };
+}
+
+shared_from! {
+    std::io::Error => Io,
+    lancedb::Error => Vectors,
+    arrow_schema::ArrowError => Arrow,
+    tantivy::TantivyError => Keywords,
+    tantivy::query::QueryParserError => KeywordQuery,
+    candle_core::Error => Tensor,
+    serde_json::Error => Json,
+}
+
 impl Error {
+    /// What kind of failure this is (exhaustive: a new variant must choose).
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::BadPath { .. }
+            | Error::InvalidInput(_)
+            | Error::KeywordQuery(_)
+            | Error::EmbedderMismatch { .. }
+            | Error::PrivacyBlocked(_)
+            | Error::SendDeclined
+            | Error::Keychain(_) => K::User,
+            Error::NoLibrary(_) | Error::UnknownModel(_) => K::NotFound,
+            Error::Locked(_) => K::Conflict,
+            Error::ModelMissing { .. } => K::Unavailable,
+            Error::Provider { .. } | Error::Fetch { .. } | Error::ChecksumMismatch { .. } => {
+                K::Upstream
+            }
+            Error::ModelLoad { .. }
+            | Error::Registry { .. }
+            | Error::Io(_)
+            | Error::Vectors(_)
+            | Error::Arrow(_)
+            | Error::Keywords(_)
+            | Error::Tensor(_)
+            | Error::Tokenizer(_)
+            | Error::Json(_)
+            | Error::Internal(_) => K::Internal,
+        }
+    }
+
     /// A stable code for front-ends (`{code, message}`); never match on messages.
     pub fn code(&self) -> &'static str {
         match self {
@@ -157,21 +230,9 @@ impl Error {
         }
     }
 
-    /// True when the error is the user's to fix (bad input, missing model), not a bug.
+    /// True when the error is the user's to fix (bad input, a missing
+    /// library or model, a lock held elsewhere), not a bug.
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            Error::ModelMissing { .. }
-                | Error::UnknownModel(_)
-                | Error::NoLibrary(_)
-                | Error::EmbedderMismatch { .. }
-                | Error::Locked(_)
-                | Error::BadPath { .. }
-                | Error::InvalidInput(_)
-                | Error::KeywordQuery(_)
-                | Error::PrivacyBlocked(_)
-                | Error::SendDeclined
-                | Error::Keychain(_)
-        )
+        !matches!(self.kind(), ErrorKind::Upstream | ErrorKind::Internal)
     }
 }

@@ -1,11 +1,24 @@
-//! Quarry's engine: index folders of local documents and search them with
-//! hybrid (vector + keyword) retrieval, entirely on the user's machine.
+//! Quarry's engine: index folders of local documents, search them with hybrid
+//! (vector + keyword) retrieval and answer questions from them with citations,
+//! entirely on the user's machine.
 //!
-//! The flow: [`walk`] finds files, [`extract`] turns them into text blocks,
-//! [`chunk`] cuts token-aware chunks with provenance, [`embed`] turns chunks
-//! into vectors, [`store`] writes them to LanceDB and tantivy inside a
-//! [`Library`], and [`search`] queries both and fuses the results
-//! ([`fusion`]). [`models`] fetches and verifies model weights.
+//! The folders are the stages of the data flow, and a module only uses
+//! modules of its own or an earlier stage (a test checks it):
+//!
+//! 1. foundations: [`error`], [`dirs`], [`fsio`] (durable writes);
+//! 2. [`models`]: the registry, fetching and verifying weights;
+//! 3. [`extract`] and [`chunk`] (the `quarry-extract` crate): files to text
+//!    blocks to token-aware chunks with provenance;
+//! 4. [`embed`]: chunks to vectors (our BERT encoder on candle);
+//! 5. [`store`]: a library folder — LanceDB vectors, tantivy keywords, the
+//!    journal that makes writes crash-safe;
+//! 6. [`ingest`]: walking folders and indexing them (keywords first, then
+//!    vectors), watching them, switching embedders;
+//! 7. [`retrieve`]: hybrid search and fusion;
+//! 8. [`generate`]: local GGUF models;
+//! 9. [`cloud`]: privacy policy and the one way out to a provider;
+//! 10. [`answer`]: grounded answers, the router, the answer cache;
+//! 11. [`eval`]: retrieval and answer quality, scale runs.
 //!
 //! Nothing here knows which front-end (CLI, server, desktop) is calling.
 
@@ -13,34 +26,34 @@
 
 pub use quarry_extract::{chunk, extract};
 
-pub mod answer;
-pub mod answer_cache;
-pub mod answer_eval;
-pub mod ask;
-pub mod bert;
-pub mod citations;
-pub mod cloud;
 pub mod dirs;
-pub mod embed;
 pub mod error;
-pub mod eval;
 mod failpoint;
-pub mod fusion;
-pub mod generate;
-pub mod index;
-pub mod journal;
-pub mod library;
+pub mod fsio;
+
 pub mod models;
-pub mod reembed;
-pub mod router;
-pub mod scale;
-pub mod search;
+
+pub mod embed;
+
 pub mod store;
-pub mod walk;
-pub mod watch;
+
+pub mod ingest;
+
+pub mod retrieve;
+
+pub mod generate;
+
+pub mod cloud;
+
+pub mod answer;
+
+pub mod eval;
 
 pub use embed::Embedder;
-pub use error::{Error, Result};
-pub use index::{IndexEvent, IndexOptions, IndexReport};
-pub use library::{FolderStatus, Library, LibraryMeta, LibraryStatus, SNAPSHOT_MAX_AGE};
-pub use search::{HybridSearch, SearchMode, SearchOptions, SearchResults};
+pub use error::{Error, ErrorKind, Result};
+pub use ingest::{IndexEvent, IndexOptions, IndexReport};
+pub use retrieve::{HybridSearch, SearchMode, SearchOptions, SearchResults};
+pub use store::library::{FolderStatus, Library, LibraryMeta, LibraryStatus, SNAPSHOT_MAX_AGE};
+
+#[cfg(test)]
+mod layering;

@@ -1,54 +1,25 @@
-//! Errors as the API shows them: `{"error": {"code", "message"}}` with an
-//! HTTP status chosen from the engine's error kind.
+//! Errors as the HTTP API sends them: `{"error": {"code", "message"}}` with
+//! the status the application layer's table gives the error's kind.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use quarry_app::AppError;
 
-/// An API error.
+/// An application error on its way out as an HTTP response.
 #[derive(Debug)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// A sentence for people.
-    pub message: String,
-}
+pub struct ApiError(pub AppError);
 
-impl ApiError {
-    /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
-    }
-}
-
-impl From<quarry_core::Error> for ApiError {
-    fn from(e: quarry_core::Error) -> Self {
-        use quarry_core::Error as E;
-        let status = match &e {
-            E::Locked(_) => StatusCode::CONFLICT,
-            E::NoLibrary(_) | E::UnknownModel(_) => StatusCode::NOT_FOUND,
-            E::ModelMissing { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            E::Provider { .. } => StatusCode::BAD_GATEWAY,
-            _ if e.is_user_error() => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.code(), e.to_string())
+impl<E: Into<AppError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0.body())).into_response()
     }
 }

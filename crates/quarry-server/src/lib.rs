@@ -29,25 +29,23 @@
 
 #![warn(missing_docs)]
 
-pub mod api;
-pub mod engine;
 pub mod error;
-pub mod models;
 mod openai;
-pub mod viewer;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use engine::{Engine, EngineParts, IndexProgress};
 pub use error::ApiError;
+use quarry_app::{AppError, Engine};
+use quarry_core::ErrorKind;
 
 /// How the server listens.
 #[derive(Debug, Clone)]
@@ -90,11 +88,10 @@ async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
                     == 0
         });
         if !ok {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            return ApiError(AppError::user(
                 "unauthorized",
                 "this server needs `Authorization: Bearer <token>`",
-            )
+            ))
             .into_response();
         }
     } else if g.loopback_only {
@@ -104,11 +101,10 @@ async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !host_is_loopback(host) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
+            return ApiError(AppError::user(
                 "forbidden_host",
                 format!("requests must be addressed to localhost, not '{host}'"),
-            )
+            ))
             .into_response();
         }
     }
@@ -122,32 +118,31 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         loopback_only: options.addr.ip().is_loopback(),
     });
     Router::new()
-        .route("/api/status", get(api::status))
-        .route("/api/status/stream", get(api::status_stream))
-        .route("/api/index", post(api::index))
-        .route("/api/index/cancel", post(api::cancel_index))
-        .route("/api/folders/remove", post(api::remove_folder))
-        .route("/api/search", get(api::search))
-        .route("/api/ask", post(api::ask))
-        .route("/api/audit", get(api::audit))
-        .route("/api/settings", get(api::settings))
-        .route("/api/settings/privacy", post(api::set_privacy))
-        .route("/api/document", get(api::document))
-        .route("/api/models", get(api::models))
-        .route("/api/models/fetch", post(api::fetch_model))
-        .route("/api/models/import", post(api::import_model))
+        .route("/api/status", get(routes::status))
+        .route("/api/status/stream", get(routes::status_stream))
+        .route("/api/index", post(routes::index))
+        .route("/api/index/cancel", post(routes::cancel_index))
+        .route("/api/folders/remove", post(routes::remove_folder))
+        .route("/api/search", get(routes::search))
+        .route("/api/ask", post(routes::ask))
+        .route("/api/audit", get(routes::audit))
+        .route("/api/settings", get(routes::settings))
+        .route("/api/settings/privacy", post(routes::set_privacy))
+        .route("/api/document", get(routes::document))
+        .route("/api/models", get(routes::models))
+        .route("/api/models/fetch", post(routes::fetch_model))
+        .route("/api/models/import", post(routes::import_model))
         .route(
             "/api/open",
             if options.addr.ip().is_loopback() {
-                post(api::open)
+                post(routes::open)
             } else {
                 // The person at the browser is not at this machine's screen.
                 post(|| async {
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
+                    ApiError(AppError::user(
                         "open_remote",
                         "documents open in a viewer only when Quarry serves this machine (loopback)",
-                    )
+                    ))
                 })
             },
         )
@@ -177,10 +172,10 @@ fn ui_service(dir: Option<&std::path::Path>) -> axum::routing::MethodRouter {
 }
 
 /// Check the options: off loopback, a token is required.
-pub fn check_options(options: &ServeOptions) -> Result<(), ApiError> {
+pub fn check_options(options: &ServeOptions) -> Result<(), AppError> {
     if !options.addr.ip().is_loopback() && options.token.as_deref().unwrap_or("").is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(AppError::new(
+            ErrorKind::User,
             "token_required",
             format!(
                 "binding to {} exposes your library to the network: pass --token (or set QUARRY_SERVER_TOKEN)",

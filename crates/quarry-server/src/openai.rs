@@ -21,15 +21,14 @@ use serde::Deserialize;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
-use crate::engine::Engine;
-use crate::error::ApiError;
+use quarry_app::{AppError, Engine};
 
 /// The retrieval-augmented model id.
 pub const RAG_MODEL: &str = "quarry-rag";
 
 /// `GET /v1/models`.
 pub async fn models(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
-    let created = crate::api::chrono_now().timestamp();
+    let created = chrono::Utc::now().timestamp();
     Json(serde_json::json!({
         "object": "list",
         "data": [
@@ -110,10 +109,9 @@ fn openai_error(status: StatusCode, kind: &str, message: String) -> Response {
         .into_response()
 }
 
-impl From<ApiError> for Response {
-    fn from(e: ApiError) -> Response {
-        openai_error(e.status, &e.code, e.message)
-    }
+fn app_error(e: AppError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    openai_error(status, &e.code, e.message)
 }
 
 struct Completion {
@@ -142,7 +140,7 @@ enum Piece {
         prompt_tokens: usize,
         completion_tokens: usize,
     },
-    Failed(ApiError),
+    Failed(AppError),
 }
 
 /// `POST /v1/chat/completions`.
@@ -225,7 +223,7 @@ pub async fn chat_completions(
     });
     let completion = Completion {
         id: format!("chatcmpl-{:016x}", rand_id()),
-        created: crate::api::chrono_now().timestamp(),
+        created: chrono::Utc::now().timestamp(),
         model: req.model.clone(),
     };
     if req.stream {
@@ -263,7 +261,7 @@ pub async fn chat_completions(
                 prompt_tokens,
                 completion_tokens,
             } => usage = (prompt_tokens, completion_tokens),
-            Piece::Failed(e) => return e.into(),
+            Piece::Failed(e) => return app_error(e),
         }
     }
     Json(serde_json::json!({
@@ -293,14 +291,13 @@ fn chat_blocking(
     messages: &[ChatMessage],
     gen: &GenerateOptions,
     tx: &tokio::sync::mpsc::UnboundedSender<Piece>,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let mut guard = engine.lock_model()?;
     let model = guard.as_mut().expect("loaded by lock_model");
     let prompt = model.render_chat(messages)?;
     let needed = model.count_tokens(&prompt) + gen.max_tokens;
     if needed > model.context_length() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(AppError::user(
             "context_length_exceeded",
             format!(
                 "the prompt and max_tokens need {needed} tokens; the model's window is {}",
@@ -325,7 +322,7 @@ fn rag_blocking(
     mut messages: Vec<ChatMessage>,
     gen: GenerateOptions,
     tx: &tokio::sync::mpsc::UnboundedSender<Piece>,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let last_user = messages
         .iter()
         .rposition(|m| m.role == "user")

@@ -16,7 +16,7 @@ pub use providers::{ApiKey, KeySource, Provider, Providers};
 use std::path::Path;
 
 use crate::error::Result;
-use crate::library::Library;
+use crate::store::library::Library;
 
 /// The policy in force for `library` and, when a provider is configured, the
 /// egress to it: what the CLI, the server and the app build before asking.
@@ -33,7 +33,7 @@ pub fn setup(
     let settings = Settings::load(config_dir)?;
     // The library's settings as on disk now: another process (`quarry privacy`)
     // may have marked it never-leaves-device since this handle was opened.
-    let privacy = crate::library::read_meta(library.dir())
+    let privacy = crate::store::library::read_meta(library.dir())
         .map(|m| m.privacy)
         .unwrap_or_else(|_| library.meta().privacy.clone());
     let policy = Policy::resolve(flag, &privacy, &settings);

@@ -4,68 +4,12 @@
 //! overrides it), then the mode given for one command (`--privacy`), then the
 //! library's own mode, then the global setting, then the default, `local-only`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-/// Whether and how questions and passages may be sent to a remote provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrivacyMode {
-    /// Nothing leaves the machine (the default).
-    #[default]
-    LocalOnly,
-    /// Show exactly what would be sent and send only on confirmation.
-    Ask,
-    /// Send when the router decides a frontier model is needed.
-    Auto,
-}
-
-impl PrivacyMode {
-    /// Its name as written in settings and flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrivacyMode::LocalOnly => "local-only",
-            PrivacyMode::Ask => "ask",
-            PrivacyMode::Auto => "auto",
-        }
-    }
-}
-
-impl fmt::Display for PrivacyMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PrivacyMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "local-only" | "local" => Ok(PrivacyMode::LocalOnly),
-            "ask" => Ok(PrivacyMode::Ask),
-            "auto" => Ok(PrivacyMode::Auto),
-            other => Err(Error::InvalidInput(format!(
-                "unknown privacy mode '{other}' (use local-only, ask or auto)"
-            ))),
-        }
-    }
-}
-
-/// A library's own privacy settings (kept in its `library.json`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LibraryPrivacy {
-    /// The library's mode, when it has one (otherwise the global one applies).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<PrivacyMode>,
-    /// No text of this library ever leaves the machine, whatever else is set.
-    #[serde(default)]
-    pub never_leaves_device: bool,
-}
+pub use crate::store::privacy::{LibraryPrivacy, PrivacyMode};
 
 /// Global settings (`settings.toml` in the configuration folder).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +35,7 @@ impl Settings {
             Ok(text) => toml::from_str(&text)
                 .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-            Err(e) => Err(Error::Io(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
@@ -99,23 +43,12 @@ impl Settings {
     pub fn save(&self, config_dir: &Path) -> Result<()> {
         let text =
             toml::to_string_pretty(self).map_err(|e| Error::Internal(format!("settings: {e}")))?;
-        write_atomically(&Self::path(config_dir), text.as_bytes())
+        crate::fsio::write_atomically(&Self::path(config_dir), text.as_bytes())
     }
-}
-
-/// Write `bytes` to `path` through a temporary file and a rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("tmp");
-    fs_err::write(&tmp, bytes)?;
-    fs_err::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// The mode in force for one request, and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     /// The mode in force.
     pub mode: PrivacyMode,

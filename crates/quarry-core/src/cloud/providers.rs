@@ -261,7 +261,7 @@ impl Providers {
             Ok(text) => toml::from_str(&text)
                 .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Providers::default()),
-            Err(e) => Err(Error::Io(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
@@ -269,7 +269,7 @@ impl Providers {
     pub fn save(&self, config_dir: &Path) -> Result<()> {
         let text =
             toml::to_string_pretty(self).map_err(|e| Error::Internal(format!("providers: {e}")))?;
-        super::privacy::write_atomically(&Self::path(config_dir), text.as_bytes())
+        crate::fsio::write_atomically(&Self::path(config_dir), text.as_bytes())
     }
 
     /// Add or replace a provider by name.

@@ -66,7 +66,7 @@ pub struct Redactor {
 }
 
 /// What was redacted: placeholders per kind (never the originals).
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(ts_rs::TS, Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RedactionSummary {
     /// Distinct values replaced, per kind (`EMAIL`, `PHONE`, `CARD`, `SSN`, `SIN`).
     pub counts: BTreeMap<String, usize>,

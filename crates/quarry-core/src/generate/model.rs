@@ -208,11 +208,25 @@ fn requantize(src: &Path, dst: &Path) -> Result<()> {
         gguf_file::write(&mut out, &metadata, &tensor_refs)?;
         std::io::Write::flush(&mut out)?;
     }
-    tmp.persist(dst).map_err(|e| Error::Io(e.error))?;
+    tmp.persist(dst).map_err(|e| Error::from(e.error))?;
     Ok(())
 }
 
 impl LocalModel {
+    /// Load a generator from `store`: `model` is a registry id, a `.gguf`
+    /// path, or `None` for the default ([`ModelStore::generator_file`]); slow
+    /// quantisations are converted once into the store's `.converted` cache.
+    pub fn from_store(store: &crate::models::ModelStore, model: Option<&str>) -> Result<Self> {
+        Self::load(
+            &store.generator_file(model)?,
+            &LoadOptions {
+                requantize_slow: true,
+                cache_dir: Some(store.root().join(".converted")),
+                ..Default::default()
+            },
+        )
+    }
+
     /// Load a GGUF file.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
         let mut file = fs_err::File::open(path)?;

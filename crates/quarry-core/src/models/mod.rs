@@ -2,8 +2,8 @@
 //! and locating installed models.
 
 mod fetch;
-mod load;
 mod registry;
+mod resolve;
 
 pub use fetch::{FetchEvent, ModelStore};
 pub use registry::{FileSpec, ModelRole, ModelSpec, Registry, Source};

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub const BUILTIN_REGISTRY: &str = include_str!("../../../../models/models.toml");
 
 /// What a model is used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelRole {
     /// Turns text into vectors.

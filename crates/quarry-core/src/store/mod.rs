@@ -1,8 +1,15 @@
-//! The two indexes of a library: vectors (LanceDB) and keywords (tantivy), over
-//! the same chunk ids, plus the records they hold.
+//! Storage: a library folder ([`library`]) holding two indexes over the same
+//! chunk ids — vectors (LanceDB) and keywords (tantivy) — the records they
+//! hold, the journal that makes a batch of writes all-or-nothing
+//! ([`journal`]), ids ([`ids`]) and the library's privacy settings
+//! ([`privacy`]).
 
+pub mod ids;
+pub mod journal;
 mod keywords;
+pub mod library;
 mod merges;
+pub mod privacy;
 mod tokenize;
 mod vectors;
 
@@ -132,7 +139,7 @@ impl Filter {
 }
 
 /// One search result from one index (before fusion), or a fused result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct Hit {
     /// Chunk id.
     pub chunk_id: String,
@@ -148,7 +155,10 @@ pub struct Hit {
     pub char_end: u64,
     /// The chunk's text.
     pub text: String,
-    /// Snippet and the byte ranges to highlight in it.
+    /// Snippet and the byte ranges to highlight in it (front-ends show
+    /// them as `snippet` and `highlights`).
+    #[serde(skip)]
+    #[ts(skip)]
     pub snippet: Option<(String, Vec<std::ops::Range<usize>>)>,
     /// Score (cosine similarity, BM25, or fused score).
     pub score: f32,

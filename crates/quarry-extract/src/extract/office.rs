@@ -206,22 +206,7 @@ fn blocks_from_paragraphs(paras: Vec<(String, bool)>, page: Option<u32>, blocks:
 }
 
 pub(super) fn docx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
-    let mut zip = open_zip(bytes, "DOCX")?;
-    let xml = read_member(&mut zip, "word/document.xml", "DOCX", limits)?.ok_or_else(|| {
-        ExtractError::Corrupt {
-            format: "DOCX",
-            reason: "no word/document.xml".into(),
-        }
-    })?;
-    let paras = paragraphs(&xml, &DOCX, "DOCX")?;
-    let title = paras.iter().find(|(_, h)| *h).map(|(t, _)| t.clone());
-    let mut blocks = Vec::new();
-    blocks_from_paragraphs(paras, None, &mut blocks);
-    Ok(Extracted {
-        blocks,
-        title,
-        truncated: false,
-    })
+    single_document(bytes, limits, "DOCX", "word/document.xml", &DOCX)
 }
 
 pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
@@ -258,14 +243,25 @@ pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ex
 }
 
 pub(super) fn odt(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
-    let mut zip = open_zip(bytes, "ODT")?;
-    let xml = read_member(&mut zip, "content.xml", "ODT", limits)?.ok_or_else(|| {
-        ExtractError::Corrupt {
-            format: "ODT",
-            reason: "no content.xml".into(),
-        }
-    })?;
-    let paras = paragraphs(&xml, &ODT, "ODT")?;
+    single_document(bytes, limits, "ODT", "content.xml", &ODT)
+}
+
+/// A zipped word-processing document whose text is one XML member: its
+/// paragraphs, the first heading as the title.
+fn single_document(
+    bytes: &[u8],
+    limits: &ExtractLimits,
+    format: &'static str,
+    member: &str,
+    tags: &Vocabulary,
+) -> Result<Extracted, ExtractError> {
+    let mut zip = open_zip(bytes, format)?;
+    let xml =
+        read_member(&mut zip, member, format, limits)?.ok_or_else(|| ExtractError::Corrupt {
+            format,
+            reason: format!("no {member}"),
+        })?;
+    let paras = paragraphs(&xml, tags, format)?;
     let title = paras.iter().find(|(_, h)| *h).map(|(t, _)| t.clone());
     let mut blocks = Vec::new();
     blocks_from_paragraphs(paras, None, &mut blocks);

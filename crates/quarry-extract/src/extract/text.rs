@@ -67,8 +67,12 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, ExtractError> {
 }
 
 pub(super) fn plain(bytes: &[u8]) -> Result<Extracted, ExtractError> {
-    let text = decode_text(bytes)?;
-    Ok(Extracted {
+    Ok(one_block(decode_text(bytes)?))
+}
+
+/// A document that is one block of text, without pages, headings or title.
+fn one_block(text: String) -> Extracted {
+    Extracted {
         truncated: false,
         blocks: vec![Block {
             text,
@@ -76,7 +80,7 @@ pub(super) fn plain(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             heading: None,
         }],
         title: None,
-    })
+    }
 }
 
 pub(super) fn markdown(bytes: &[u8]) -> Result<Extracted, ExtractError> {
@@ -163,15 +167,7 @@ pub(super) fn json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         Ok(v) => serde_json::to_string_pretty(&v).unwrap_or(text),
         Err(_) => text,
     };
-    Ok(Extracted {
-        truncated: false,
-        blocks: vec![Block {
-            text,
-            page: None,
-            heading: None,
-        }],
-        title: None,
-    })
+    Ok(one_block(text))
 }
 
 /// RTF: the text runs of the document (rtf-parser), paragraphs kept.

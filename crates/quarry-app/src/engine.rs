@@ -1,0 +1,496 @@
+//! The engine every front-end shares: one library, its embedder, the local
+//! model (loaded on first use), the router and answer cache, and background
+//! indexing jobs whose progress is broadcast to subscribers (the HTTP
+//! server's `/api/status/stream`, the desktop window's `progress` events).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Instant;
+
+use quarry_core::answer::cache::AnswerCache;
+use quarry_core::answer::router::TaskClassifier;
+use quarry_core::generate::LocalModel;
+use quarry_core::ingest::index::{IndexEvent, IndexOptions, IndexReport};
+use quarry_core::{Embedder, Library, Result};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::error::AppError;
+use crate::models::ModelManager;
+
+/// Loads the local model when it is first needed.
+pub type ModelLoader = Box<dyn Fn() -> Result<LocalModel> + Send + Sync>;
+
+/// What the engine needs to run.
+pub struct EngineParts {
+    /// The open library.
+    pub library: Library,
+    /// Its embedder.
+    pub embedder: Embedder,
+    /// Loads the generator (called once, on the first question).
+    pub load_model: ModelLoader,
+    /// Name of the generator (for `/v1/models` before it is loaded).
+    pub model_name: String,
+    /// The configuration folder (settings, providers).
+    pub config_dir: PathBuf,
+    /// Where the router caches its example vectors.
+    pub cache_dir: PathBuf,
+    /// Indexing options for folders added through the API.
+    pub index: IndexOptions,
+    /// The models folder (listing, fetching and importing models); a
+    /// front-end may share it with screens that run before the engine opens.
+    pub models: Arc<ModelManager>,
+}
+
+impl EngineParts {
+    /// The usual parts: `library` with its `embedder`, the generator `model`
+    /// (registry id, `.gguf` path, or the default) loaded from `models` on the
+    /// first question, the router's cache in the models folder, default
+    /// indexing options.
+    pub fn standard(
+        library: Library,
+        embedder: Embedder,
+        models: Arc<ModelManager>,
+        model: Option<String>,
+        config_dir: PathBuf,
+    ) -> Result<Self> {
+        let store = models.store.clone();
+        Ok(EngineParts {
+            model_name: store.generator_name(model.as_deref())?,
+            cache_dir: crate::session::router_cache_dir(&store),
+            load_model: Box::new(move || LocalModel::from_store(&store, model.as_deref())),
+            library,
+            embedder,
+            config_dir,
+            index: IndexOptions::default(),
+            models,
+        })
+    }
+}
+
+/// Progress of the current (or last) indexing job.
+#[derive(Debug, Clone, Default, Serialize, ts_rs::TS)]
+pub struct IndexProgress {
+    /// Whether a job is running.
+    pub running: bool,
+    /// The folders being indexed.
+    pub paths: Vec<String>,
+    /// `idle`, `walking`, `indexing` (the keyword phase), `embedding` (the
+    /// vectors phase: everything is searchable by keyword meanwhile),
+    /// `stopping`, `done`, `stopped` (the rest is left for the next run) or
+    /// `failed`.
+    pub phase: String,
+    /// Files found by the walk.
+    pub files_found: usize,
+    /// Files that need work.
+    pub files_total: usize,
+    /// Files processed.
+    pub files_done: usize,
+    /// Bytes of the files that need work.
+    pub bytes_total: u64,
+    /// Bytes processed.
+    pub bytes_done: u64,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Embedding phase: chunks that were waiting for vectors when it began.
+    pub embed_total: usize,
+    /// Embedding phase: chunks embedded so far.
+    pub embed_done: usize,
+    /// Embedding phase: chunks per second so far.
+    pub embed_per_s: f64,
+    /// Files per second so far.
+    pub files_per_s: f64,
+    /// Estimated seconds left (of the current phase).
+    pub eta_s: Option<f64>,
+    /// Seconds since the job started.
+    pub elapsed_s: f64,
+    /// The last finished job's summary (indexed, unchanged, skipped, failed with reasons).
+    pub report: Option<IndexReport>,
+    /// Why the job failed.
+    pub error: Option<AppError>,
+}
+
+/// Shared state of a running engine (one per open library).
+pub struct Engine {
+    /// The library as last opened, with the ticket of the refresh that opened it.
+    library: RwLock<(u64, Arc<Library>)>,
+    refreshes: std::sync::atomic::AtomicU64,
+    /// The library folder.
+    pub library_dir: PathBuf,
+    /// The embedder.
+    pub embedder: Arc<Embedder>,
+    model: Mutex<Option<LocalModel>>,
+    load_model: ModelLoader,
+    /// The generator's name.
+    pub model_name: String,
+    /// The configuration folder.
+    pub config_dir: PathBuf,
+    cache_dir: PathBuf,
+    classifier: OnceLock<Option<TaskClassifier>>,
+    /// The answer cache.
+    pub cache: Mutex<AnswerCache>,
+    index_opts: IndexOptions,
+    progress: Mutex<IndexProgress>,
+    updates: broadcast::Sender<IndexProgress>,
+    cancel: Mutex<Option<Arc<std::sync::atomic::AtomicBool>>>,
+    /// The models: installed, fetching, importing.
+    pub models: Arc<ModelManager>,
+}
+
+impl Engine {
+    /// Build the engine.
+    pub fn new(parts: EngineParts) -> Arc<Self> {
+        let (updates, _) = broadcast::channel(256);
+        let library_dir = parts.library.dir().to_path_buf();
+        Arc::new(Engine {
+            cache: Mutex::new(AnswerCache::open(&library_dir)),
+            library: RwLock::new((0, Arc::new(parts.library))),
+            refreshes: std::sync::atomic::AtomicU64::new(0),
+            library_dir,
+            embedder: Arc::new(parts.embedder),
+            model: Mutex::new(None),
+            load_model: parts.load_model,
+            model_name: parts.model_name,
+            config_dir: parts.config_dir,
+            cache_dir: parts.cache_dir,
+            classifier: OnceLock::new(),
+            index_opts: parts.index,
+            progress: Mutex::new(IndexProgress {
+                phase: "idle".into(),
+                ..Default::default()
+            }),
+            updates,
+            cancel: Mutex::new(None),
+            models: parts.models,
+        })
+    }
+
+    /// Ask the running indexing job to stop after its current batch; false
+    /// when none is running.
+    pub fn cancel_indexing(&self) -> bool {
+        match self.cancel.lock().expect("cancel lock").as_ref() {
+            Some(flag) if self.progress().running => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.publish(|p| p.phase = "stopping".into());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Carry on, as a background job, with the chunks an earlier run left
+    /// waiting for vectors (it was stopped, or the app was closed while it
+    /// embedded). Returns whether a job started.
+    pub async fn resume_embedding(self: &Arc<Self>) -> bool {
+        match self.library().pending_embeddings().await {
+            Ok(n) if n > 0 => self.start_indexing(Vec::new()).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Re-open the library every few minutes for as long as the engine lives,
+    /// so a search never reads through a snapshot older than that: another
+    /// process (`quarry index`, `quarry watch`) may be writing the library,
+    /// and the table versions it replaces are deleted an hour later
+    /// ([`quarry_core::store::OLD_VERSIONS_KEPT_MINUTES`]). Call once, from the runtime.
+    pub fn keep_fresh(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(quarry_core::SNAPSHOT_MAX_AGE).await;
+                match engine.upgrade() {
+                    Some(engine) => engine.refresh().await,
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// Remove a folder and its documents (fails with `Locked` while indexing).
+    pub async fn remove_folder(&self, folder: &std::path::Path) -> Result<usize> {
+        let mut lib = Library::open(&self.library_dir).await?;
+        let n = quarry_core::ingest::remove_folder(&mut lib, folder).await?;
+        self.refresh().await;
+        Ok(n)
+    }
+
+    /// The library as of now (a snapshot: indexing swaps in a fresh one).
+    pub fn library(&self) -> Arc<Library> {
+        self.library.read().expect("library lock").1.clone()
+    }
+
+    /// The task classifier (built on first use; `None` if it cannot be built).
+    pub fn classifier(&self) -> Option<&TaskClassifier> {
+        self.classifier
+            .get_or_init(
+                || match TaskClassifier::builtin(&self.embedder, &self.cache_dir) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("router classifier unavailable: {e}");
+                        None
+                    }
+                },
+            )
+            .as_ref()
+    }
+
+    /// The local model, loaded first if needed; held by one question at a
+    /// time. Blocking: call it from a blocking thread.
+    pub fn lock_model(&self) -> Result<std::sync::MutexGuard<'_, Option<LocalModel>>> {
+        let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some((self.load_model)()?);
+        }
+        Ok(guard)
+    }
+
+    /// Progress of the current or last indexing job.
+    pub fn progress(&self) -> IndexProgress {
+        self.progress.lock().expect("progress lock").clone()
+    }
+
+    /// Subscribe to progress updates.
+    pub fn subscribe(&self) -> broadcast::Receiver<IndexProgress> {
+        self.updates.subscribe()
+    }
+
+    fn publish(&self, update: impl FnOnce(&mut IndexProgress)) {
+        let snapshot = {
+            let mut p = self.progress.lock().expect("progress lock");
+            update(&mut p);
+            p.clone()
+        };
+        let _ = self.updates.send(snapshot);
+    }
+
+    /// Re-open the library (after its settings changed).
+    pub async fn reload(&self) {
+        self.refresh().await
+    }
+
+    /// Re-open the library so searches see what indexing wrote (searches
+    /// during a job see the library as of the last refresh: consistent, not
+    /// yet new). Of refreshes that overlap, the one that started last wins.
+    async fn refresh(&self) {
+        let ticket = self
+            .refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        match Library::open(&self.library_dir).await {
+            Ok(lib) => {
+                let mut current = self.library.write().expect("library lock");
+                if ticket > current.0 {
+                    *current = (ticket, Arc::new(lib));
+                }
+            }
+            Err(e) => tracing::warn!("could not refresh the library: {e}"),
+        }
+    }
+
+    /// Start indexing `paths` in the background. Fails at once if a job is
+    /// running or a path does not exist.
+    pub fn start_indexing(self: &Arc<Self>, paths: Vec<PathBuf>) -> Result<()> {
+        for p in &paths {
+            if !p.exists() {
+                return Err(quarry_core::Error::BadPath {
+                    path: p.clone(),
+                    reason: "no such file or folder".into(),
+                });
+            }
+        }
+        {
+            let mut p = self.progress.lock().expect("progress lock");
+            if p.running {
+                return Err(quarry_core::Error::Locked(self.library_dir.clone()));
+            }
+            *p = IndexProgress {
+                running: true,
+                paths: paths.iter().map(|p| p.display().to_string()).collect(),
+                phase: "walking".into(),
+                ..Default::default()
+            };
+        }
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        *self.cancel.lock().expect("cancel lock") = Some(flag.clone());
+        let mut opts = self.index_opts.clone();
+        opts.cancel = Some(flag);
+        let engine = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            handle.block_on(engine.run_indexing(paths, opts));
+        });
+        Ok(())
+    }
+
+    async fn run_indexing(self: Arc<Self>, paths: Vec<PathBuf>, opts: IndexOptions) {
+        let started = Instant::now();
+        let result = self.index_with_progress(&paths, &opts, started).await;
+        self.refresh().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        self.publish(|p| {
+            p.running = false;
+            p.elapsed_s = elapsed;
+            match result {
+                Ok(report) => {
+                    p.phase = if report.cancelled { "stopped" } else { "done" }.into();
+                    p.eta_s = Some(0.0);
+                    p.chunks = report.chunks;
+                    p.report = Some(report);
+                }
+                Err(e) => {
+                    p.phase = "failed".into();
+                    p.error = Some(e.into());
+                }
+            }
+        });
+    }
+
+    /// Index `paths`, publishing each event as progress, and re-open the
+    /// library for searches after the keyword phase and then every few
+    /// seconds of embedding.
+    async fn index_with_progress(
+        self: &Arc<Self>,
+        paths: &[PathBuf],
+        opts: &IndexOptions,
+        started: Instant,
+    ) -> Result<IndexReport> {
+        let mut lib = Library::open(&self.library_dir).await?;
+        let runtime = tokio::runtime::Handle::current();
+        let refresh_soon = |last: &mut Instant| {
+            *last = Instant::now();
+            let engine = self.clone();
+            runtime.spawn(async move { engine.refresh().await });
+        };
+        let mut last_refresh = Instant::now();
+        let mut embed_started: Option<Instant> = None;
+        let mut on_event = |e: IndexEvent| {
+            match &e {
+                IndexEvent::KeywordsReady { .. } => {
+                    embed_started = Some(Instant::now());
+                    refresh_soon(&mut last_refresh);
+                }
+                IndexEvent::VectorsFlushed { .. }
+                    if last_refresh.elapsed().as_secs_f64() > 10.0 =>
+                {
+                    refresh_soon(&mut last_refresh)
+                }
+                _ => {}
+            }
+            let clock = Clock {
+                elapsed: started.elapsed().as_secs_f64(),
+                embedding: embed_started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            };
+            self.publish(|p| apply_event(p, e, clock, opts.embed));
+        };
+        quarry_core::ingest::index(&mut lib, paths, &self.embedder, opts, &mut on_event).await
+    }
+}
+
+/// Seconds since the job started, and since its embedding phase started.
+#[derive(Clone, Copy)]
+struct Clock {
+    elapsed: f64,
+    embedding: f64,
+}
+
+/// Fold one indexing event into the progress, with rates and time left.
+fn apply_event(p: &mut IndexProgress, e: IndexEvent, clock: Clock, embed: bool) {
+    p.elapsed_s = clock.elapsed;
+    match e {
+        IndexEvent::Planned {
+            found,
+            to_process,
+            bytes,
+            ..
+        } => {
+            p.phase = "indexing".into();
+            p.files_found = found;
+            p.files_total = to_process;
+            p.bytes_total = bytes;
+        }
+        IndexEvent::FileDone { bytes, .. } => {
+            p.files_done += 1;
+            p.bytes_done += bytes;
+        }
+        IndexEvent::Flushed { chunks_total } => p.chunks = chunks_total,
+        IndexEvent::KeywordsReady { pending } => {
+            if pending > 0 && embed && p.phase != "stopping" {
+                p.phase = "embedding".into();
+            }
+            p.embed_total = pending;
+            p.embed_done = 0;
+        }
+        IndexEvent::Embedded { chunks } => p.embed_done += chunks,
+        IndexEvent::VectorsFlushed { .. } => {}
+    }
+    if p.phase == "embedding" {
+        p.embed_per_s = p.embed_done as f64 / clock.embedding.max(1e-3);
+        p.eta_s = (p.embed_done > 0)
+            .then(|| p.embed_total.saturating_sub(p.embed_done) as f64 / p.embed_per_s);
+    } else {
+        p.files_per_s = p.files_done as f64 / clock.elapsed.max(1e-3);
+        p.eta_s = (p.bytes_done > 0 && p.bytes_total >= p.bytes_done)
+            .then(|| clock.elapsed * (p.bytes_total - p.bytes_done) as f64 / p.bytes_done as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_gives_rates_and_time_left() {
+        let mut p = IndexProgress::default();
+        let clock = Clock {
+            elapsed: 10.0,
+            embedding: 0.0,
+        };
+        apply_event(
+            &mut p,
+            IndexEvent::Planned {
+                found: 4,
+                to_process: 2,
+                bytes: 300,
+                to_remove: 0,
+            },
+            clock,
+            true,
+        );
+        apply_event(
+            &mut p,
+            IndexEvent::FileDone {
+                path: "a".into(),
+                bytes: 100,
+                chunks: 1,
+            },
+            clock,
+            true,
+        );
+        assert_eq!(p.phase, "indexing");
+        assert_eq!(p.files_per_s, 0.1);
+        assert_eq!(p.eta_s, Some(20.0));
+        apply_event(
+            &mut p,
+            IndexEvent::KeywordsReady { pending: 50 },
+            clock,
+            true,
+        );
+        let clock = Clock {
+            elapsed: 20.0,
+            embedding: 5.0,
+        };
+        apply_event(&mut p, IndexEvent::Embedded { chunks: 10 }, clock, true);
+        assert_eq!(p.phase, "embedding");
+        assert_eq!(p.embed_per_s, 2.0);
+        assert_eq!(p.eta_s, Some(20.0));
+        // Without an embedding phase the keyword phase's end is not "embedding".
+        let mut q = IndexProgress::default();
+        apply_event(
+            &mut q,
+            IndexEvent::KeywordsReady { pending: 50 },
+            clock,
+            false,
+        );
+        assert_ne!(q.phase, "embedding");
+    }
+}

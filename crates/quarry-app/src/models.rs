@@ -1,0 +1,199 @@
+//! The models a front-end manages: what the registry knows and what is
+//! installed, fetching one in the background with progress, and importing one
+//! from a file or folder the user already has (offline machines).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use quarry_core::models::{FetchEvent, ModelStore};
+use quarry_core::ErrorKind;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, AppResult};
+use crate::views::{ImportedView, ModelView, ModelsView};
+use crate::Engine;
+
+/// Progress of the current (or last) model fetch.
+#[derive(Debug, Clone, Default, Serialize, ts_rs::TS)]
+pub struct FetchProgress {
+    /// Whether a fetch is running.
+    pub running: bool,
+    /// The model being fetched.
+    pub id: Option<String>,
+    /// `idle`, `trying`, `downloading`, `verifying`, `done` or `failed`.
+    pub phase: String,
+    /// The source being tried, for people.
+    pub source: Option<String>,
+    /// The file being downloaded.
+    pub file: Option<String>,
+    /// Bytes of that file so far.
+    pub bytes_done: u64,
+    /// Its size (0 when unknown).
+    pub bytes_total: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The model store and its one background fetch.
+pub struct ModelManager {
+    /// Where models live.
+    pub store: ModelStore,
+    fetch: Mutex<FetchProgress>,
+}
+
+/// A request to fetch a model (`POST /api/models/fetch`).
+#[derive(Debug, Deserialize, ts_rs::TS)]
+pub struct FetchRequest {
+    /// Registry id.
+    pub id: String,
+}
+
+/// A request to install a model from this machine (`POST /api/models/import`).
+#[derive(Debug, Deserialize, ts_rs::TS)]
+pub struct ImportRequest {
+    /// A GGUF file or a model folder (safetensors + tokenizer).
+    pub path: PathBuf,
+    /// The registry id it is (when the files alone do not say).
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+impl ModelManager {
+    /// A manager over `store`.
+    pub fn new(store: ModelStore) -> Self {
+        ModelManager {
+            store,
+            fetch: Mutex::new(FetchProgress {
+                phase: "idle".into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The current (or last) fetch.
+    pub fn progress(&self) -> FetchProgress {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FetchProgress> {
+        self.fetch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start fetching `id` in the background; fails at once for an unknown
+    /// model or while another fetch runs.
+    pub fn start_fetch(self: &Arc<Self>, id: &str) -> AppResult<()> {
+        self.store.registry().get(id)?;
+        {
+            let mut p = self.lock();
+            if p.running {
+                return Err(AppError::new(
+                    ErrorKind::Conflict,
+                    "fetch_running",
+                    format!(
+                        "{} is being fetched; wait for it to finish",
+                        p.id.as_deref().unwrap_or("a model")
+                    ),
+                ));
+            }
+            *p = FetchProgress {
+                running: true,
+                id: Some(id.to_string()),
+                phase: "trying".into(),
+                ..Default::default()
+            };
+        }
+        let me = self.clone();
+        let id = id.to_string();
+        std::thread::spawn(move || {
+            // A panic in a download must not leave the fetch "running" forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                me.store.fetch(&id, &mut |e| {
+                    let mut p = me.lock();
+                    match e {
+                        FetchEvent::Trying { source } => {
+                            p.phase = "trying".into();
+                            p.source = Some(source);
+                        }
+                        FetchEvent::DownloadStart { file, total } => {
+                            p.phase = "downloading".into();
+                            p.file = Some(file);
+                            p.bytes_done = 0;
+                            p.bytes_total = total;
+                        }
+                        FetchEvent::DownloadProgress { bytes } => p.bytes_done += bytes,
+                        FetchEvent::DownloadDone => {}
+                        FetchEvent::Verifying => p.phase = "verifying".into(),
+                    }
+                })
+            }));
+            let mut p = me.lock();
+            p.running = false;
+            match result {
+                Ok(Ok(_)) => p.phase = "done".into(),
+                Ok(Err(e)) => {
+                    p.phase = "failed".into();
+                    p.error = Some(e.to_string());
+                }
+                Err(_) => {
+                    p.phase = "failed".into();
+                    p.error = Some("the download stopped unexpectedly; try again".into());
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Every registered model: installed or not, in use (`in_use` lists the ids
+/// the engine runs) or not, its size; and the current fetch.
+pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
+    let store = &models.store;
+    let rows = store
+        .registry()
+        .models()
+        .iter()
+        .map(|m| {
+            let installed = store.is_installed(m);
+            let dir = store.dir(&m.id);
+            let size: u64 = m
+                .files
+                .iter()
+                .filter_map(|f| std::fs::metadata(dir.join(&f.path)).ok())
+                .map(|md| md.len())
+                .sum();
+            ModelView {
+                id: m.id.clone(),
+                role: m.role,
+                architecture: m.architecture.clone(),
+                description: m.description.clone(),
+                default: m.default,
+                installed,
+                in_use: in_use.contains(&m.id.as_str()),
+                size_bytes: if installed { size } else { 0 },
+                path: installed.then(|| dir.display().to_string()),
+                fetchable: !m.sources.is_empty(),
+            }
+        })
+        .collect();
+    ModelsView {
+        models_dir: store.root().display().to_string(),
+        models: rows,
+        fetch: models.progress(),
+    }
+}
+
+/// The models the engine runs: its embedder and its generator.
+pub fn in_use(engine: &Engine) -> [&str; 2] {
+    [engine.embedder.id(), &engine.model_name]
+}
+
+/// Install a model from a file or folder on this machine (checksums checked).
+pub async fn import(models: &ModelManager, req: ImportRequest) -> AppResult<ImportedView> {
+    let store = models.store.clone();
+    let (id, dir) =
+        tokio::task::spawn_blocking(move || store.import(&req.path, req.id.as_deref())).await??;
+    Ok(ImportedView {
+        id,
+        path: dir.display().to_string(),
+    })
+}

@@ -1,0 +1,280 @@
+//! What the front-ends receive, typed: every view is `Serialize` (the HTTP
+//! API's JSON, the desktop app's IPC payloads, the CLI's `--json`) and `TS`
+//! (the UI's TypeScript types are generated from these, `ui/src/bindings/`),
+//! so the engine and the UI cannot drift apart.
+
+use std::path::PathBuf;
+
+use quarry_core::answer::{Answer, Route, Source};
+use quarry_core::cloud::{LibraryPrivacy, Policy, Preview, PrivacyMode};
+use quarry_core::models::ModelRole;
+use quarry_core::store::Hit;
+use quarry_core::{LibraryStatus, SearchMode};
+use serde::Serialize;
+use ts_rs::TS;
+
+use crate::engine::IndexProgress;
+use crate::error::AppError;
+use crate::models::FetchProgress;
+
+/// A search hit with its snippet and the highlighted ranges in it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct HitView {
+    /// The passage, where it is, its score.
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub hit: Hit,
+    /// A short excerpt around the query's words.
+    pub snippet: String,
+    /// Character ranges of `snippet` to highlight.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+impl From<&Hit> for HitView {
+    fn from(h: &Hit) -> Self {
+        let (snippet, highlights) = match &h.snippet {
+            Some((s, ranges)) => (s.clone(), ranges.iter().map(|r| (r.start, r.end)).collect()),
+            None => (h.text.chars().take(300).collect(), Vec::new()),
+        };
+        HitView {
+            hit: h.clone(),
+            snippet,
+            highlights,
+        }
+    }
+}
+
+/// The results of a search.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SearchView {
+    /// The query as given.
+    pub query: String,
+    /// How it was searched.
+    pub mode: SearchMode,
+    /// The hits, best first.
+    pub hits: Vec<HitView>,
+    /// Best vector similarity among the hits (none in keyword mode).
+    pub best_similarity: Option<f32>,
+    /// Milliseconds the search took.
+    pub took_ms: f64,
+}
+
+/// The library's counts, its privacy settings and the indexing job.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StatusView {
+    /// Counts, folders, failures.
+    pub library: LibraryStatus,
+    /// The library's own privacy settings.
+    pub privacy: LibraryPrivacy,
+    /// The current or last indexing job.
+    pub indexing: IndexProgress,
+    /// The generator's name.
+    pub model: String,
+}
+
+/// A provider as the settings screen shows it: never its key, only where
+/// the key comes from.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ProviderView {
+    /// Its name.
+    pub name: String,
+    /// The API's base URL.
+    pub base_url: String,
+    /// The model asked for.
+    pub model: String,
+    /// Personal data is redacted before sending.
+    pub redact: bool,
+    /// Where its key comes from (`$VAR`, `keychain` or `none`).
+    pub key: String,
+}
+
+/// The privacy modes: global, the library's own, and the one in force.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct PrivacyView {
+    /// The global mode.
+    pub global: PrivacyMode,
+    /// The library's own settings.
+    pub library: LibraryPrivacy,
+    /// What applies now, and why.
+    pub in_force: Policy,
+}
+
+/// The settings screen: privacy, providers, where things live.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SettingsView {
+    /// The privacy modes.
+    pub privacy: PrivacyView,
+    /// The provider questions go to when routed away.
+    pub default_provider: Option<String>,
+    /// The configured providers.
+    pub providers: Vec<ProviderView>,
+    /// The library folder.
+    pub library: PathBuf,
+    /// The library's embedder.
+    pub embedder: String,
+    /// The generator.
+    pub generator: String,
+}
+
+/// A block of a document's extracted text.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct BlockView {
+    /// The text.
+    pub text: String,
+    /// Its page (PDFs).
+    pub page: Option<u32>,
+    /// The heading it sits under.
+    pub heading: Option<String>,
+}
+
+/// A document's extracted text, for the preview pane.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct DocumentView {
+    /// The document.
+    pub path: PathBuf,
+    /// Its title, when it has one.
+    pub title: Option<String>,
+    /// Its text, block by block.
+    pub blocks: Vec<BlockView>,
+}
+
+/// A document opened in the system's viewer.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct OpenedView {
+    /// The document.
+    pub path: PathBuf,
+    /// The program that opened it.
+    pub with: String,
+    /// The page it was opened at, when the viewer takes one.
+    pub page: Option<u32>,
+}
+
+/// A model installed from a file or folder.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ImportedView {
+    /// Its registry id.
+    pub id: String,
+    /// Where it was installed.
+    pub path: String,
+}
+
+/// A folder taken out of the library.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RemovedView {
+    /// Documents removed with it.
+    pub removed_documents: usize,
+}
+
+/// The answer to a request to stop indexing.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct StoppingView {
+    /// A job was running and will stop after its current batch.
+    pub stopping: bool,
+}
+
+/// A registered model: installed or not, in use or not, its size.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ModelView {
+    /// Registry id.
+    pub id: String,
+    /// What it is for.
+    pub role: ModelRole,
+    /// Its architecture.
+    pub architecture: String,
+    /// For people.
+    pub description: String,
+    /// The registry's default for its role.
+    pub default: bool,
+    /// Installed in the models folder.
+    pub installed: bool,
+    /// Used by the running engine.
+    pub in_use: bool,
+    /// Bytes on disk (0 when not installed).
+    pub size_bytes: u64,
+    /// Where it is installed.
+    pub path: Option<String>,
+    /// The registry knows where to fetch it.
+    pub fetchable: bool,
+}
+
+/// Every registered model and the current fetch.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ModelsView {
+    /// The models folder.
+    pub models_dir: String,
+    /// The models.
+    pub models: Vec<ModelView>,
+    /// The current (or last) fetch.
+    pub fetch: FetchProgress,
+}
+
+/// One event of an answer as it is written, in order: the sources, the route
+/// (again if a provider fails and the local model takes over), tokens, a
+/// consent preview (ask mode: what would be sent, not sent), what was sent,
+/// then the finished answer, or an error. On the wire `{event, data}` (the
+/// HTTP API sends `event` as the SSE event name and `data` as its data).
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum AskEvent {
+    /// The numbered sources.
+    Sources(Vec<Source>),
+    /// Where the answer comes from, and why.
+    Route(Route),
+    /// Answer text.
+    Token {
+        /// The text.
+        text: String,
+    },
+    /// Ask mode: exactly what would be sent; nothing was sent.
+    Consent(Preview),
+    /// Exactly what left the machine.
+    Sent(Preview),
+    /// The whole answer.
+    Done(Box<Answer>),
+    /// The answer failed.
+    Error(AppError),
+}
+
+impl AskEvent {
+    /// The event's name (`sources`, `route`, `token`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AskEvent::Sources(_) => "sources",
+            AskEvent::Route(_) => "route",
+            AskEvent::Token { .. } => "token",
+            AskEvent::Consent(_) => "consent",
+            AskEvent::Sent(_) => "sent",
+            AskEvent::Done(_) => "done",
+            AskEvent::Error(_) => "error",
+        }
+    }
+
+    /// The event's data alone, as JSON.
+    pub fn data(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v.get_mut("data")
+            .map(serde_json::Value::take)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ask_events_carry_their_name_and_data() {
+        let e = AskEvent::Token { text: "Hi".into() };
+        assert_eq!(e.name(), "token");
+        assert_eq!(e.data(), serde_json::json!({"text": "Hi"}));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"event": "token", "data": {"text": "Hi"}})
+        );
+        let err = AskEvent::Error(AppError::user("invalid_input", "no"));
+        assert_eq!(
+            err.data(),
+            serde_json::json!({"code": "invalid_input", "message": "no"})
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! The subcommands, one file each: its arguments and how it runs, translating
+//! between the terminal and the engine (`quarry-core`, `quarry-app`).
+
+pub mod ask;
+pub mod audit;
+pub mod bench;
+pub mod chat;
+pub mod check;
+pub mod eval;
+pub mod index;
+pub mod models;
+pub mod privacy;
+pub mod provider;
+pub mod reembed;
+pub mod remove;
+pub mod search;
+pub mod serve;
+pub mod status;
+pub mod watch;

@@ -1,0 +1,71 @@
+//! `quarry serve`: the library over HTTP on loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use quarry_app::{Engine, EngineParts, ModelManager};
+use quarry_core::Library;
+use quarry_server::ServeOptions;
+
+use crate::context::Context;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    lib: crate::context::LibraryArg,
+    /// Address to listen on (loopback by default; anything else needs --token).
+    #[arg(long, default_value = "127.0.0.1:7311")]
+    addr: SocketAddr,
+    /// Bearer token clients must send (required off loopback).
+    #[arg(long, env = "QUARRY_SERVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Generator: a registry id or a path to a .gguf file.
+    #[arg(long)]
+    model: Option<String>,
+    /// The built web UI to serve at `/` (default: QUARRY_UI_DIR, else the repository's ui/dist).
+    #[arg(long, env = "QUARRY_UI_DIR")]
+    ui: Option<PathBuf>,
+}
+
+pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
+    let dir = ctx.library_dir(args.lib.library.clone());
+    let (library, embedder) = Library::open_with_embedder(&dir, &ctx.store).await?;
+    let models = std::sync::Arc::new(ModelManager::new(ctx.store.clone()));
+    let engine = Engine::new(EngineParts::standard(
+        library,
+        embedder,
+        models,
+        args.model.clone(),
+        ctx.dirs.config.clone(),
+    )?);
+    // Chunks a stopped run left without vectors are embedded in the background.
+    engine.resume_embedding().await;
+    // Writes from other processes become visible, and no search reads a
+    // version old enough to have been pruned.
+    engine.keep_fresh();
+    let ui_dir = args.ui.clone().or_else(|| {
+        let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
+        built.join("index.html").is_file().then_some(built)
+    });
+    let options = ServeOptions {
+        addr: args.addr,
+        token: args.token.clone(),
+        ui_dir,
+    };
+    let library_dir = dir.display().to_string();
+    quarry_server::serve(
+        engine,
+        options,
+        move |addr| {
+            // The first line on stdout is the address (tests and scripts read it).
+            println!("Quarry is serving {library_dir} at http://{addr}");
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
+    .await
+    .context("serving")?;
+    Ok(())
+}

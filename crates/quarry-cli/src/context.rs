@@ -1,0 +1,63 @@
+//! What every command needs: the directories and the model store, read
+//! from the environment once, here at the edge; and the `--library` option.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use quarry_core::dirs::Dirs;
+use quarry_core::models::{ModelRole, ModelStore, Registry};
+use quarry_core::Embedder;
+
+/// Options naming the library.
+#[derive(clap::Args, Clone)]
+pub struct LibraryArg {
+    /// Library folder (default: the platform data dir, or QUARRY_LIBRARY_DIR).
+    #[arg(long, short = 'l')]
+    pub library: Option<PathBuf>,
+}
+
+/// The options of a command that reads one library and can print JSON.
+#[derive(clap::Args)]
+pub struct LibraryJsonArgs {
+    #[command(flatten)]
+    pub lib: LibraryArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What every command needs: directories and the model store.
+pub struct Context {
+    pub dirs: Dirs,
+    pub store: ModelStore,
+}
+
+impl Context {
+    /// Read the environment once, here at the edge.
+    pub fn from_env() -> Self {
+        let dirs = Dirs::from_env(|k| std::env::var_os(k));
+        let registry = match std::env::var_os("QUARRY_MODEL_REGISTRY") {
+            Some(p) => Registry::load(Path::new(&p)).unwrap_or_else(|e| {
+                eprintln!("warning: {e}; using the built-in registry");
+                Registry::builtin()
+            }),
+            None => Registry::builtin(),
+        };
+        let python = std::env::var("QUARRY_PYTHON").unwrap_or_else(|_| "python3".into());
+        let store = ModelStore::new(dirs.models.clone(), registry).with_python(python);
+        Context { dirs, store }
+    }
+
+    pub fn library_dir(&self, arg: Option<PathBuf>) -> PathBuf {
+        arg.unwrap_or_else(|| self.dirs.library.clone())
+    }
+
+    /// The registry's default embedder.
+    pub fn default_embedder(&self) -> Result<String> {
+        Ok(self.store.default_id(ModelRole::Embedder)?)
+    }
+
+    pub fn load_embedder(&self, id: &str) -> Result<Embedder> {
+        Ok(Embedder::from_store(&self.store, id)?)
+    }
+}

@@ -1,0 +1,580 @@
+//! Grounded answers: retrieve, number the sources, fit them into the model's
+//! context, generate with citations, and keep only citations that exist.
+//! [`ask`] is the whole question pipeline (cache, [`router`], local model or
+//! provider); [`cache`] remembers answers; [`citations`] checks them.
+
+pub mod ask;
+pub mod cache;
+pub mod citations;
+pub mod router;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::answer::citations::{attribute, CitationFilter};
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
+use crate::retrieve::search::{HybridSearch, SearchMode, SearchOptions};
+use crate::store::library::Library;
+use crate::store::Filter;
+
+/// The sentence Quarry answers with when the documents hold nothing relevant.
+pub const NOT_FOUND: &str =
+    "The documents in this library do not contain an answer to that question.";
+
+/// Options of `ask`.
+#[derive(Debug, Clone)]
+pub struct AnswerOptions {
+    /// Sources retrieved at most.
+    pub sources: usize,
+    /// Below this cosine similarity of the best vector hit, Quarry answers
+    /// [`NOT_FOUND`] without calling the model.
+    pub min_similarity: f32,
+    /// Most tokens of prompt (sources + question + instructions).
+    pub max_prompt_tokens: usize,
+    /// Generation settings.
+    pub generate: GenerateOptions,
+    /// Restrict retrieval.
+    pub filter: Filter,
+}
+
+impl Default for AnswerOptions {
+    fn default() -> Self {
+        AnswerOptions {
+            sources: 5,
+            min_similarity: DEFAULT_MIN_SIMILARITY,
+            max_prompt_tokens: 1536,
+            generate: GenerateOptions {
+                max_tokens: 256,
+                ..Default::default()
+            },
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Default relevance floor for all-MiniLM-L6-v2, measured with `quarry eval
+/// --abstention` on SQuAD dev: questions asked of a library holding half the
+/// articles; at 0.39, 95% of answerable questions pass and 69% of questions
+/// whose article is absent are declined (BENCHMARKS.md).
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.39;
+
+/// A numbered source.
+#[derive(ts_rs::TS, Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    /// Its number in the answer, from 1.
+    pub n: usize,
+    /// Absolute path.
+    pub path: String,
+    /// Page, when the format has pages.
+    pub page: Option<u32>,
+    /// Heading above the passage.
+    pub heading: Option<String>,
+    /// The passage given to the model.
+    pub text: String,
+    /// Character offsets of the passage in the document text.
+    pub char_start: u64,
+    /// End offset.
+    pub char_end: u64,
+    /// Retrieval score.
+    pub score: f32,
+}
+
+/// Where the answer came from.
+#[derive(ts_rs::TS, Debug, Clone, Serialize, Deserialize)]
+pub struct Route {
+    /// `local`, `cloud`, `cache`, or `none` when no model was called.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// Model name.
+    pub model: Option<String>,
+    /// The task classifier's verdict, when the router ran.
+    #[serde(default)]
+    pub task: Option<crate::answer::router::TaskVerdict>,
+    /// The provider, for cloud answers.
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// Timings of an answer, in milliseconds.
+#[derive(ts_rs::TS, Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AnswerTimings {
+    /// Retrieval.
+    pub retrieval_ms: f64,
+    /// Until the first answer token.
+    pub first_token_ms: f64,
+    /// Everything.
+    pub total_ms: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Answer tokens.
+    pub generated_tokens: usize,
+    /// Prompt processing speed.
+    pub prefill_tokens_per_s: f64,
+    /// Generation speed.
+    pub decode_tokens_per_s: f64,
+    /// Deciding the route (task classification included).
+    #[serde(default)]
+    pub route_ms: f64,
+}
+
+/// Events of an answer, in order.
+#[derive(Debug, Clone)]
+pub enum AnswerEvent {
+    /// The sources were retrieved.
+    Sources(Vec<Source>),
+    /// The route was decided.
+    Route(Route),
+    /// Answer text.
+    Token(String),
+    /// Text was sent to a provider: exactly this.
+    Sent(crate::cloud::Preview),
+}
+
+/// A finished answer.
+#[derive(ts_rs::TS, Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    /// The query retrieval used (the question, or a follow-up joined with the previous question).
+    pub query: String,
+    /// The answer text with valid citations only.
+    pub answer: String,
+    /// The numbered sources.
+    pub sources: Vec<Source>,
+    /// Source numbers the answer cites.
+    pub cited: Vec<usize>,
+    /// Where it came from.
+    pub route: Route,
+    /// Timings.
+    pub timings: AnswerTimings,
+    /// What left the machine, for cloud answers.
+    #[serde(default)]
+    pub sent: Option<crate::cloud::Preview>,
+}
+
+impl Answer {
+    /// The answer to `retrieved`'s question: its text, the numbered sources
+    /// and those it cites, the route and the timings (nothing sent).
+    pub(crate) fn finished(
+        retrieved: &Retrieved,
+        text: String,
+        (sources, cited): (Vec<Source>, Vec<usize>),
+        route: Route,
+        timings: AnswerTimings,
+    ) -> Answer {
+        Answer {
+            query: retrieved.query.clone(),
+            answer: text,
+            sources,
+            cited,
+            route,
+            timings,
+            sent: None,
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+const SYSTEM: &str = "You answer questions using only the numbered sources the user gives you. \
+Cite every fact with the number of its source in square brackets, like [1]. \
+If the sources do not contain the answer, say that the documents do not contain it. Be brief.";
+
+fn source_header(s: &Source) -> String {
+    let name = std::path::Path::new(&s.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| s.path.clone());
+    let mut h = format!("[{}] {name}", s.n);
+    if let Some(p) = s.page {
+        h.push_str(&format!(", page {p}"));
+    }
+    if let Some(hd) = &s.heading {
+        h.push_str(&format!(", \"{hd}\""));
+    }
+    h
+}
+
+fn frame_messages(history: &[ChatMessage], question: &str, body: &str) -> Vec<ChatMessage> {
+    let mut m = vec![ChatMessage::new("system", SYSTEM)];
+    m.extend(history.iter().cloned());
+    m.push(ChatMessage::new(
+        "user",
+        format!("Sources:\n\n{body}\nQuestion: {question}"),
+    ));
+    m
+}
+
+/// The chat messages for a frontier model: the same instructions and
+/// numbered sources as the local prompt, all of `sources` (its window is large).
+pub fn cloud_messages(
+    history: &[ChatMessage],
+    question: &str,
+    sources: &[Source],
+) -> Vec<ChatMessage> {
+    let body: String = sources
+        .iter()
+        .map(|s| format!("{}\n{}\n\n", source_header(s), s.text.trim()))
+        .collect();
+    frame_messages(history, question, &body)
+}
+
+/// Build the chat messages for `question` with as many sources as fit in
+/// `budget` tokens; returns the messages and the sources actually used.
+pub fn build_prompt(
+    model: &LocalModel,
+    history: &[ChatMessage],
+    question: &str,
+    sources: &[Source],
+    budget: usize,
+) -> Result<(Vec<ChatMessage>, Vec<Source>)> {
+    let frame = |body: &str| frame_messages(history, question, body);
+    let base = model.count_tokens(&model.render_chat(&frame(""))?);
+    let mut remaining = budget.saturating_sub(base);
+    let mut body = String::new();
+    let mut used = Vec::new();
+    for s in sources {
+        let header = source_header(s);
+        let entry = format!("{header}\n{}\n\n", s.text.trim());
+        let cost = model.count_tokens(&entry);
+        if cost <= remaining {
+            remaining -= cost;
+            body.push_str(&entry);
+            used.push(s.clone());
+        } else if used.is_empty() && remaining > 64 {
+            // The best source alone is too long: keep its beginning.
+            let mut text = s.text.trim().to_string();
+            while model.count_tokens(&format!("{header}\n{text}\n\n")) > remaining
+                && text.len() > 64
+            {
+                let mut cut = text.len() * 3 / 4;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            body.push_str(&format!("{header}\n{text}\n\n"));
+            let mut s = s.clone();
+            s.text = text;
+            used.push(s);
+            break;
+        } else {
+            break;
+        }
+    }
+    Ok((frame(&body), used))
+}
+
+const REFERRING: &[&str] = &[
+    "it", "its", "it's", "they", "them", "their", "this", "that", "these", "those", "he", "she",
+    "his", "her", "him", "there", "then", "one", "ones", "same", "former", "latter",
+];
+
+/// The query retrieval should see for a follow-up question: a question that
+/// refers back ("when did it open?") or is very short is joined with the
+/// previous user question, so "it" finds what it refers to.
+pub fn retrieval_query(history: &[ChatMessage], question: &str) -> String {
+    let Some(previous) = history.iter().rev().find(|m| m.role == "user") else {
+        return question.to_string();
+    };
+    let words: Vec<String> = question
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let refers_back = words.iter().any(|w| REFERRING.contains(&w.as_str()));
+    if refers_back || words.len() < 4 {
+        format!("{} {}", previous.content.trim(), question.trim())
+    } else {
+        question.to_string()
+    }
+}
+
+/// Retrieved sources for a question, before any model is called.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    /// The query retrieval used.
+    pub query: String,
+    /// Numbered candidate sources, best first.
+    pub candidates: Vec<Source>,
+    /// Best vector similarity (0 when there was no vector hit).
+    pub best_similarity: f32,
+    /// Whether the best passage clears the relevance floor.
+    pub relevant: bool,
+    /// How long retrieval took.
+    pub elapsed: Duration,
+}
+
+/// Retrieve numbered sources for `question` (a follow-up is joined with the
+/// previous question, see [`retrieval_query`]).
+pub async fn retrieve(
+    library: &Library,
+    embedder: &Embedder,
+    question: &str,
+    history: &[ChatMessage],
+    opts: &AnswerOptions,
+) -> Result<Retrieved> {
+    let started = Instant::now();
+    let search = HybridSearch::new(library, Some(embedder))?;
+    let query = retrieval_query(history, question);
+    let results = search
+        .search(
+            &query,
+            &SearchOptions {
+                mode: SearchMode::Hybrid,
+                k: opts.sources,
+                filter: opts.filter.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut best_similarity = results.best_similarity.unwrap_or(0.0);
+    // While the embedding phase of indexing is behind, the best passages may
+    // be found by keyword only and have no vector to score: score those few
+    // now, so the relevance floor does not decline what the library holds.
+    if !results.hits.is_empty() && library.pending_embeddings().await? > 0 {
+        let q = embedder.embed_query(&query)?;
+        let texts: Vec<String> = results
+            .hits
+            .iter()
+            .map(|h| crate::embed::embedding_text(h.heading.as_deref(), &h.text))
+            .collect();
+        for v in embedder.embed_documents(&texts)? {
+            best_similarity = best_similarity.max(crate::embed::cosine(&q, &v));
+        }
+    }
+    let candidates: Vec<Source> = results
+        .hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Source {
+            n: i + 1,
+            path: h.path.clone(),
+            page: h.page,
+            heading: h.heading.clone(),
+            text: h.text.clone(),
+            char_start: h.char_start,
+            char_end: h.char_end,
+            score: h.score,
+        })
+        .collect();
+    Ok(Retrieved {
+        query,
+        relevant: best_similarity >= opts.min_similarity && !candidates.is_empty(),
+        candidates,
+        best_similarity,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The answer given when nothing relevant was retrieved: the model is not called.
+pub fn not_found(
+    retrieved: &Retrieved,
+    opts: &AnswerOptions,
+    started: Instant,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Answer {
+    on_event(AnswerEvent::Sources(Vec::new()));
+    let route = Route {
+        target: "none".into(),
+        reason: format!(
+            "no passage is relevant enough (best similarity {:.2} < {:.2}); no model was called",
+            retrieved.best_similarity, opts.min_similarity
+        ),
+        model: None,
+        task: None,
+        provider: None,
+    };
+    on_event(AnswerEvent::Route(route.clone()));
+    on_event(AnswerEvent::Token(NOT_FOUND.to_string()));
+    let total = ms(started.elapsed());
+    Answer {
+        query: retrieved.query.clone(),
+        answer: NOT_FOUND.to_string(),
+        sources: Vec::new(),
+        cited: Vec::new(),
+        route,
+        timings: AnswerTimings {
+            retrieval_ms: ms(retrieved.elapsed),
+            first_token_ms: total,
+            total_ms: total,
+            ..Default::default()
+        },
+        sent: None,
+    }
+}
+
+/// The local model's prompt budget under `opts`.
+pub fn local_budget(model: &LocalModel, opts: &AnswerOptions) -> usize {
+    opts.max_prompt_tokens.min(
+        model
+            .context_length()
+            .saturating_sub(opts.generate.max_tokens + 8),
+    )
+}
+
+/// Answer text as it streams from a model (local or remote): invalid
+/// citations are dropped before the user sees them, the shown text is kept.
+pub(crate) struct CitedText {
+    filter: CitationFilter,
+    shown: String,
+}
+
+impl CitedText {
+    pub(crate) fn new(sources: usize) -> Self {
+        CitedText {
+            filter: CitationFilter::new(sources),
+            shown: String::new(),
+        }
+    }
+
+    /// Feed a generated piece; what is visible goes to `on_event` (false stops).
+    pub(crate) fn push(
+        &mut self,
+        piece: &str,
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> bool {
+        let visible = self.filter.push(piece);
+        if visible.is_empty() {
+            return true;
+        }
+        self.shown.push_str(&visible);
+        on_event(AnswerEvent::Token(visible))
+    }
+
+    /// Flush what the filter held back; the final text and the cited numbers.
+    pub(crate) fn finish(
+        mut self,
+        sources: &[Source],
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> (String, Vec<usize>) {
+        let rest = self.filter.finish();
+        if !rest.is_empty() {
+            self.shown.push_str(&rest);
+            on_event(AnswerEvent::Token(rest));
+        }
+        finish_citations(self.shown.trim().to_string(), &self.filter, sources)
+    }
+}
+
+/// Keep only valid citations of `text`; when it cites nothing, attribute its
+/// sentences to the sources they repeat.
+fn finish_citations(
+    mut text: String,
+    filter: &CitationFilter,
+    sources: &[Source],
+) -> (String, Vec<usize>) {
+    let mut cited = filter.cited().to_vec();
+    if cited.is_empty() && !text.is_empty() {
+        // The model cited nothing: attribute sentences to the sources they
+        // repeat, so every claim that comes from a source still points at it.
+        let texts: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
+        let (annotated, found) = attribute(&text, &texts, 0.6);
+        text = annotated;
+        cited = found;
+    }
+    (text, cited)
+}
+
+/// Generate the answer with the local model from already-fitted messages.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_local(
+    model: &mut LocalModel,
+    retrieved: &Retrieved,
+    messages: &[ChatMessage],
+    sources: Vec<Source>,
+    route: Route,
+    opts: &AnswerOptions,
+    started: Instant,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Result<Answer> {
+    let prompt = model.render_chat(messages)?;
+    let generation_started = started.elapsed();
+    let mut text = CitedText::new(sources.len());
+    let (_, stats): (String, GenerationStats) =
+        model.generate(&prompt, &opts.generate, &mut |t| text.push(t, on_event))?;
+    let (text, cited) = text.finish(&sources, on_event);
+    let mut timings = AnswerTimings {
+        retrieval_ms: ms(retrieved.elapsed),
+        ..Default::default()
+    };
+    timings.first_token_ms = ms(generation_started + stats.first_token);
+    timings.total_ms = ms(started.elapsed());
+    timings.prompt_tokens = stats.prompt_tokens;
+    timings.generated_tokens = stats.generated_tokens;
+    timings.prefill_tokens_per_s =
+        stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
+    timings.decode_tokens_per_s =
+        stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
+    Ok(Answer::finished(
+        retrieved,
+        text,
+        (sources, cited),
+        route,
+        timings,
+    ))
+}
+
+/// Answer `question` from `library` with the local `model` (no routing, no
+/// cache: the pipeline `quarry eval --answers` measures).
+pub async fn answer(
+    library: &Library,
+    embedder: &Embedder,
+    model: &mut LocalModel,
+    question: &str,
+    history: &[ChatMessage],
+    opts: &AnswerOptions,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> Result<Answer> {
+    let started = Instant::now();
+    let retrieved = retrieve(library, embedder, question, history, opts).await?;
+    if !retrieved.relevant {
+        return Ok(not_found(&retrieved, opts, started, on_event));
+    }
+    let budget = local_budget(model, opts);
+    let (messages, sources) =
+        build_prompt(model, history, question, &retrieved.candidates, budget)?;
+    on_event(AnswerEvent::Sources(sources.clone()));
+    let route = Route {
+        target: "local".into(),
+        reason: "answered on this machine".into(),
+        model: Some(model.name().to_string()),
+        task: None,
+        provider: None,
+    };
+    on_event(AnswerEvent::Route(route.clone()));
+    generate_local(
+        model, &retrieved, &messages, sources, route, opts, started, on_event,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_ups_are_joined_with_the_previous_question() {
+        let h = vec![
+            ChatMessage::new("user", "Who designed the Eiffel Tower?"),
+            ChatMessage::new("assistant", "Gustave Eiffel's company [1]."),
+        ];
+        assert_eq!(
+            retrieval_query(&h, "When was it finished?"),
+            "Who designed the Eiffel Tower? When was it finished?"
+        );
+        assert_eq!(
+            retrieval_query(&h, "And Paris?"),
+            "Who designed the Eiffel Tower? And Paris?"
+        );
+        let q = "What is the boiling point of water at sea level?";
+        assert_eq!(retrieval_query(&h, q), q);
+        assert_eq!(
+            retrieval_query(&[], "When was it finished?"),
+            "When was it finished?"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Hybrid search: vector kNN (LanceDB) and BM25 (tantivy), fused.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use crate::retrieve::fusion::{reciprocal_rank_fusion, FusionConfig};
+use crate::store::library::Library;
+use crate::store::{DocState, Filter, Hit};
+
+/// Which retrieval to run.
+#[derive(ts_rs::TS, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Vector and keyword, fused.
+    Hybrid,
+    /// Vector only.
+    Vector,
+    /// Keyword (BM25) only.
+    Keyword,
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hybrid" => Ok(SearchMode::Hybrid),
+            "vector" => Ok(SearchMode::Vector),
+            "keyword" => Ok(SearchMode::Keyword),
+            other => Err(Error::InvalidInput(format!(
+                "unknown search mode '{other}' (hybrid, vector, keyword)"
+            ))),
+        }
+    }
+}
+
+/// Options of one search.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Retrieval mode.
+    pub mode: SearchMode,
+    /// Results to return.
+    pub k: usize,
+    /// Fusion settings (hybrid).
+    pub fusion: FusionConfig,
+    /// Restrict to part of the library.
+    pub filter: Filter,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            mode: SearchMode::Hybrid,
+            k: 10,
+            fusion: FusionConfig::default(),
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Where the time of a search went.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SearchTimings {
+    /// Embedding the query.
+    pub embed: Duration,
+    /// Vector search.
+    pub vector: Duration,
+    /// Keyword search.
+    pub keyword: Duration,
+    /// Everything.
+    pub total: Duration,
+}
+
+/// Results of a search.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// Timings.
+    pub timings: SearchTimings,
+    /// Cosine similarity of the best vector hit (when vector search ran): how
+    /// relevant the library is to the query at all.
+    pub best_similarity: Option<f32>,
+}
+
+/// A second retrieval stage that re-scores the fused candidates against the
+/// query, e.g. a cross-encoder. Quarry ships none yet (no cross-encoder
+/// weights are obtainable from the registries this project can reach); the
+/// stage is here so one plugs in without touching retrieval.
+pub trait Reranker: Send + Sync {
+    /// One relevance score per passage, higher is better.
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>>;
+    /// How many fused candidates to re-score (the rest keep their order below them).
+    fn depth(&self) -> usize {
+        30
+    }
+}
+
+/// Searches one library with one embedder.
+pub struct HybridSearch<'a> {
+    library: &'a Library,
+    embedder: Option<&'a Embedder>,
+    reranker: Option<&'a dyn Reranker>,
+}
+
+impl<'a> HybridSearch<'a> {
+    /// A searcher; `embedder` may be `None` for keyword-only use.
+    pub fn new(library: &'a Library, embedder: Option<&'a Embedder>) -> Result<Self> {
+        if let Some(e) = embedder {
+            if e.id() != library.meta().embedder {
+                return Err(Error::EmbedderMismatch {
+                    library: library.meta().embedder.clone(),
+                    requested: e.id().to_string(),
+                });
+            }
+        }
+        Ok(HybridSearch {
+            library,
+            embedder,
+            reranker: None,
+        })
+    }
+
+    /// Re-score the candidates of every mode with `reranker` before truncating to `k`.
+    pub fn with_reranker(mut self, reranker: &'a dyn Reranker) -> Self {
+        self.reranker = Some(reranker);
+        self
+    }
+
+    /// Run a search.
+    pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<SearchResults> {
+        let started = Instant::now();
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(Error::InvalidInput("empty query".into()));
+        }
+        let mut timings = SearchTimings::default();
+        // The chunks carry no dates: a date range becomes the list of the
+        // documents modified inside it.
+        let date_filter;
+        let filter = if opts.filter.has_dates() {
+            let paths: Vec<String> = self
+                .library
+                .documents()
+                .await?
+                .into_iter()
+                .filter(|d| d.state == DocState::Indexed && opts.filter.date_matches(d.mtime_ns))
+                .map(|d| d.path)
+                .collect();
+            if paths.is_empty() {
+                timings.total = started.elapsed();
+                return Ok(SearchResults {
+                    hits: Vec::new(),
+                    timings,
+                    best_similarity: None,
+                });
+            }
+            date_filter = Filter {
+                paths: Some(paths),
+                ..opts.filter.clone()
+            };
+            &date_filter
+        } else {
+            &opts.filter
+        };
+        let rerank_depth = self.reranker.map_or(0, |r| r.depth());
+        let depth = match opts.mode {
+            SearchMode::Hybrid => opts.fusion.depth.max(opts.k),
+            _ => opts.k,
+        }
+        .max(rerank_depth);
+        let mut vector_hits = Vec::new();
+        let mut best_similarity = None;
+        if opts.mode != SearchMode::Keyword {
+            let embedder = self
+                .embedder
+                .ok_or_else(|| Error::InvalidInput("vector search needs the embedder".into()))?;
+            let t = Instant::now();
+            let v = embedder.embed_query(query)?;
+            timings.embed = t.elapsed();
+            let t = Instant::now();
+            vector_hits = self.library.vectors.search(&v, depth, filter).await?;
+            timings.vector = t.elapsed();
+            best_similarity = vector_hits.first().map(|h| h.score);
+        }
+        let mut keyword_hits = Vec::new();
+        if opts.mode != SearchMode::Vector {
+            let t = Instant::now();
+            keyword_hits = self.library.keywords.search(query, depth, filter)?;
+            timings.keyword = t.elapsed();
+        }
+        let mut hits = match opts.mode {
+            SearchMode::Vector => vector_hits,
+            SearchMode::Keyword => keyword_hits,
+            SearchMode::Hybrid => reciprocal_rank_fusion(&vector_hits, &keyword_hits, &opts.fusion),
+        };
+        // Documents an indexing batch is rewriting right now may be half in
+        // one index and not the other: leave them out until it finishes.
+        // (An unreadable journal is reported by `quarry check`, not by search.)
+        if let Ok(Some(busy)) = crate::store::journal::in_flight(self.library.dir()) {
+            hits.retain(|h| !busy.contains(&crate::store::ids::doc_id(&h.path)));
+        }
+        if let Some(r) = self.reranker {
+            rerank(r, query, &mut hits)?;
+        }
+        hits.truncate(opts.k);
+        for h in &mut hits {
+            if h.snippet.as_ref().is_none_or(|(s, _)| s.is_empty()) {
+                let (s, ranges) = self.library.keywords.snippet_for(query, &h.text)?;
+                h.snippet = Some(if s.is_empty() {
+                    (lead(&h.text, 240), Vec::new())
+                } else {
+                    (s, ranges)
+                });
+            }
+        }
+        timings.total = started.elapsed();
+        Ok(SearchResults {
+            hits,
+            timings,
+            best_similarity,
+        })
+    }
+}
+
+/// Re-order the first `reranker.depth()` hits by the reranker's scores (stable
+/// for ties); the scores replace the hits' fused scores.
+fn rerank(reranker: &dyn Reranker, query: &str, hits: &mut [Hit]) -> Result<()> {
+    let n = reranker.depth().min(hits.len());
+    if n == 0 {
+        return Ok(());
+    }
+    let passages: Vec<&str> = hits[..n].iter().map(|h| h.text.as_str()).collect();
+    let scores = reranker.score(query, &passages)?;
+    if scores.len() != n {
+        return Err(Error::Internal(format!(
+            "the reranker scored {} of {n} passages",
+            scores.len()
+        )));
+    }
+    for (h, s) in hits[..n].iter_mut().zip(scores) {
+        h.score = s;
+    }
+    hits[..n].sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(())
+}
+
+/// The first `max` bytes of `text` at a char boundary, whitespace collapsed.
+fn lead(text: &str, max: usize) -> String {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scores a passage by how often it mentions the query's last word.
+    struct MentionCounter;
+
+    impl Reranker for MentionCounter {
+        fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+            let word = query.split_whitespace().last().unwrap_or("");
+            Ok(passages
+                .iter()
+                .map(|p| p.matches(word).count() as f32)
+                .collect())
+        }
+        fn depth(&self) -> usize {
+            3
+        }
+    }
+
+    fn hit(id: &str, text: &str, score: f32) -> Hit {
+        Hit {
+            chunk_id: id.into(),
+            path: format!("/{id}.txt"),
+            page: None,
+            heading: None,
+            char_start: 0,
+            char_end: text.len() as u64,
+            text: text.into(),
+            snippet: None,
+            score,
+        }
+    }
+
+    #[test]
+    fn reranker_reorders_only_its_depth() {
+        let mut hits = vec![
+            hit("a", "lease", 0.9),
+            hit("b", "lease lease lease", 0.8),
+            hit("c", "nothing", 0.7),
+            hit("d", "lease lease lease lease", 0.6),
+        ];
+        rerank(&MentionCounter, "notice lease", &mut hits).unwrap();
+        let order: Vec<&str> = hits.iter().map(|h| h.chunk_id.as_str()).collect();
+        // d is beyond depth 3 and stays last despite its score.
+        assert_eq!(order, vec!["b", "a", "c", "d"]);
+        assert_eq!(hits[0].score, 3.0);
+    }
+
+    #[test]
+    fn a_reranker_that_drops_scores_is_an_error() {
+        struct Short;
+        impl Reranker for Short {
+            fn score(&self, _: &str, _: &[&str]) -> Result<Vec<f32>> {
+                Ok(vec![1.0])
+            }
+        }
+        let mut hits = vec![hit("a", "x", 0.5), hit("b", "y", 0.4)];
+        assert!(rerank(&Short, "q", &mut hits).is_err());
+    }
+}

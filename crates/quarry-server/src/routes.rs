@@ -1,0 +1,168 @@
+//! Quarry's own JSON/SSE endpoints under `/api`: each route reads its
+//! request, makes the application layer's call and sends the typed view.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures::Stream;
+use quarry_app::calls::{
+    self, AskRequest, DocumentQuery, IndexRequest, OpenRequest, PrivacyRequest, RemoveRequest,
+    SearchQuery,
+};
+use quarry_app::models::{FetchRequest, ImportRequest};
+use quarry_app::views::{
+    AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
+    SettingsView, StatusView, StoppingView,
+};
+use quarry_app::{AppError, Engine, IndexProgress};
+use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
+use tokio_stream::StreamExt;
+
+use crate::error::ApiError;
+
+type Shared = State<Arc<Engine>>;
+type Reply<T> = Result<Json<T>, ApiError>;
+
+/// `GET /api/status`: the library's counts, failures and indexing progress.
+pub async fn status(State(engine): Shared) -> Reply<StatusView> {
+    Ok(Json(calls::status(&engine).await?))
+}
+
+/// `GET /api/status/stream`: SSE of indexing progress (`progress` events;
+/// the current state first).
+pub async fn status_stream(
+    State(engine): Shared,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // Subscribe first, then read the state: an update in between is not lost.
+    let updates = BroadcastStream::new(engine.subscribe()).filter_map(|u| u.ok());
+    let first = engine.progress();
+    let stream = tokio_stream::once(first)
+        .chain(updates)
+        .map(|p| Ok(event("progress", &p)));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// `POST /api/index`: add folders and index them in the background.
+pub async fn index(
+    State(engine): Shared,
+    Json(req): Json<IndexRequest>,
+) -> Result<(StatusCode, Json<IndexProgress>), ApiError> {
+    calls::index(&engine, req)?;
+    Ok((StatusCode::ACCEPTED, Json(engine.progress())))
+}
+
+/// `GET /api/search?q=…`: hybrid (or vector / keyword) search with snippets.
+pub async fn search(State(engine): Shared, Query(q): Query<SearchQuery>) -> Reply<SearchView> {
+    Ok(Json(calls::search(&engine, q).await?))
+}
+
+fn event(name: &str, data: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
+}
+
+/// `POST /api/ask`: an SSE stream of the answer's events (see
+/// [`AskEvent`]): the event's name, its data as JSON.
+pub async fn ask(
+    State(engine): Shared,
+    Json(req): Json<AskRequest>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        // A closed stream (the client left) stops generation.
+        let mut sink = |e: AskEvent| tx.send(event(e.name(), &e.data())).is_ok();
+        if let Err(e) = calls::answer_blocking(&engine, &handle, &req, &mut sink) {
+            sink(AskEvent::Error(e));
+        }
+    });
+    Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
+/// `GET /api/audit`: every outbound request recorded for this library.
+pub async fn audit(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let entries = quarry_core::cloud::audit::read(&engine.library_dir)?;
+    Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+/// `GET /api/settings`: the privacy modes (global, library, in force) and the
+/// providers with where their keys come from — never the keys.
+pub async fn settings(State(engine): Shared) -> Reply<SettingsView> {
+    Ok(Json(calls::settings(&engine)?))
+}
+
+/// `POST /api/settings/privacy`: change the global or the library's privacy mode.
+pub async fn set_privacy(
+    State(engine): Shared,
+    Json(req): Json<PrivacyRequest>,
+) -> Reply<SettingsView> {
+    Ok(Json(calls::set_privacy(&engine, req).await?))
+}
+
+/// `GET /api/document?path=…`: the extracted text of a document inside the
+/// library's folders (for the preview pane); anything else is refused.
+pub async fn document(
+    State(engine): Shared,
+    Query(q): Query<DocumentQuery>,
+) -> Reply<DocumentView> {
+    Ok(Json(calls::document(&engine, q).await?))
+}
+
+/// `GET /api/models`: the registry's models and the current fetch.
+pub async fn models(State(engine): Shared) -> Reply<ModelsView> {
+    let e = engine.clone();
+    let view = tokio::task::spawn_blocking(move || {
+        quarry_app::models::models_view(&e.models, &quarry_app::models::in_use(&e))
+    })
+    .await
+    .map_err(AppError::from)?;
+    Ok(Json(view))
+}
+
+/// `POST /api/models/fetch`: start fetching a model.
+pub async fn fetch_model(
+    State(engine): Shared,
+    Json(req): Json<FetchRequest>,
+) -> Reply<quarry_app::models::FetchProgress> {
+    engine.models.start_fetch(&req.id)?;
+    Ok(Json(engine.models.progress()))
+}
+
+/// `POST /api/models/import`: install a model from this machine.
+pub async fn import_model(
+    State(engine): Shared,
+    Json(req): Json<ImportRequest>,
+) -> Reply<ImportedView> {
+    Ok(Json(quarry_app::models::import(&engine.models, req).await?))
+}
+
+/// `POST /api/open`: open an indexed document in the system's viewer.
+pub async fn open(State(engine): Shared, Json(req): Json<OpenRequest>) -> Reply<OpenedView> {
+    Ok(Json(calls::open(&engine, req).await?))
+}
+
+/// `POST /api/index/cancel`: stop the running job after its current batch.
+/// (A JSON body is required, so a page on another origin cannot send it
+/// without a CORS preflight, which this server never grants.)
+pub async fn cancel_index(
+    State(engine): Shared,
+    Json(_): Json<serde_json::Value>,
+) -> Json<StoppingView> {
+    Json(StoppingView {
+        stopping: engine.cancel_indexing(),
+    })
+}
+
+/// `POST /api/folders/remove`: take a folder and its documents out of the library.
+pub async fn remove_folder(
+    State(engine): Shared,
+    Json(req): Json<RemoveRequest>,
+) -> Reply<RemovedView> {
+    Ok(Json(calls::remove_folder(&engine, req).await?))
+}

@@ -1,0 +1,231 @@
+// The Library screen: folders, their counts, indexing progress, skipped and failed files.
+
+import { $, el, showError } from "../dom";
+import { humanBytes, humanDuration, readyShare, sentence } from "../format";
+import { QuarryError, type FolderStatus, type Progress, type Transport } from "../transport";
+
+/** What the Library screen needs from the rest of the app. */
+export interface LibraryDeps {
+  /** Tell Search how much of the library meaning search covers (`pending` chunks still lack vectors). */
+  showCoverage(chunks: number, pending: number): void;
+  /** The engine has no models yet (a first run): `e` says which is missing. */
+  onModelsMissing(e: QuarryError): void;
+}
+
+/** What the Library screen offers the rest of the app. */
+export interface Library {
+  /** Re-read the library's status and redraw the screen (and Search's coverage line). */
+  refreshStatus(): Promise<void>;
+  /** Follow the indexing run's progress until it ends, then refresh. */
+  watchIndexing(): void;
+}
+
+/** Wire the Library screen's controls to `api`; nothing is fetched until `refreshStatus`. */
+export function initLibrary(api: Transport, deps: LibraryDeps): Library {
+  /** The library's folders, as last read. */
+  let folders: string[] = [];
+  /** What Resume indexes: a stopped run's paths (or every folder), else none. */
+  let resumePaths: string[] = [];
+  let lastPhase = "";
+  let lastRefresh = 0;
+  /** Stops following the progress, while it is followed. */
+  let watching: (() => void) | null = null;
+
+  async function refreshStatus() {
+    try {
+      const s = await api.status();
+      const lib = s.library;
+      const summary = $("summary");
+      summary.replaceChildren(
+        ...[
+          ["Documents", String(lib.documents)],
+          ["Chunks", String(lib.chunks)],
+          ...(lib.pending_embeddings > 0
+            ? [
+                [
+                  "Meaning search",
+                  `${readyShare(lib.chunks, lib.pending_embeddings)} of chunks ready; ` +
+                    `${lib.pending_embeddings} searchable by keyword until they are embedded`,
+                ],
+              ]
+            : []),
+          ["Skipped", String(lib.skipped)],
+          ["Failed", String(lib.failed)],
+          ["Size on disk", humanBytes(lib.size_bytes)],
+          ["Embedder", lib.embedder],
+          ["Library", lib.library],
+        ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
+      );
+      // Search says how much of the library meaning search covers yet.
+      deps.showCoverage(lib.chunks, lib.pending_embeddings);
+      const stats = new Map(lib.per_folder.map((f) => [f.path, f]));
+      $("folders").replaceChildren(
+        ...(lib.folders.length
+          ? lib.folders.map((f) => folderItem(f, stats.get(f), s.indexing.running))
+          : [el("li", {}, "No folders yet: add one above.")]),
+      );
+      folders = lib.folders;
+      $<HTMLButtonElement>("reindex").disabled = !lib.folders.length || s.indexing.running;
+      renderReasons(lib.failures.map(([path, reason]) => ({ path, reason })), s.indexing);
+      showProgress(s.indexing);
+    } catch (e) {
+      if (e instanceof QuarryError && e.code === "model_missing") return deps.onModelsMissing(e);
+      showError(sentence(e, "read the library's status"));
+    }
+  }
+
+  function folderItem(path: string, stats: FolderStatus | undefined, busy: boolean): HTMLLIElement {
+    const remove = el("button", { type: "button", className: "remove" }, "Remove");
+    remove.setAttribute("aria-label", `Remove ${path} from the library`);
+    remove.addEventListener("click", async () => {
+      if (!confirm(`Remove ${path} and its documents from the library? The files themselves stay.`)) return;
+      showError("");
+      try {
+        await api.removeFolder(path);
+        await refreshStatus();
+      } catch (e) {
+        showError(sentence(e, `remove ${path}`));
+      }
+    });
+    const recheck = el("button", { type: "button", className: "recheck", disabled: busy }, "Check for changes");
+    recheck.setAttribute("aria-label", `Check ${path} for new and changed files`);
+    recheck.addEventListener("click", () => indexFolders([path], `check ${path}`));
+    const counts = stats
+      ? [
+          `${stats.documents} documents, ${stats.chunks} chunks`,
+          stats.failed ? `${stats.failed} failed` : "",
+          stats.skipped ? `${stats.skipped} skipped` : "",
+          stats.last_indexed_ms ? `indexed ${new Date(stats.last_indexed_ms).toLocaleString()}` : "",
+        ]
+          .filter(Boolean)
+          .join(" · ")
+      : "";
+    return el(
+      "li",
+      {},
+      el("span", { className: "path" }, path),
+      " ",
+      recheck,
+      remove,
+      counts ? el("div", { className: "hint" }, counts) : "",
+    );
+  }
+
+  async function indexFolders(paths: string[], doing: string) {
+    showError("");
+    try {
+      await api.index(paths);
+      watchIndexing();
+    } catch (e) {
+      showError(sentence(e, doing));
+    }
+  }
+
+  function renderReasons(failures: { path: string; reason: string }[], p: Progress | null) {
+    const report = p?.report as { skipped?: { path: string; reason: string }[] } | null;
+    const all = [...failures, ...(report?.skipped ?? [])];
+    $("failures").replaceChildren(
+      ...(all.length
+        ? all.map((f) => el("li", {}, el("span", { className: "path" }, f.path), " — ", f.reason))
+        : [el("li", {}, "None.")]),
+    );
+  }
+
+  function showProgress(p: Progress) {
+    const box = $("progress");
+    if (p.phase === "idle") {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    const embedding = p.phase === "embedding" || (p.phase === "stopping" && p.embed_done > 0);
+    const bar = $<HTMLProgressElement>("progress-bar");
+    bar.max = Math.max(embedding ? p.embed_total : p.files_total, 1);
+    bar.value = p.phase === "done" ? bar.max : embedding ? p.embed_done : p.files_done;
+    const eta = p.eta_s != null && p.running ? `, about ${humanDuration(p.eta_s)} left` : "";
+    const waiting = Math.max(p.embed_total - p.embed_done, 0);
+    const text =
+      p.phase === "failed"
+        ? `Indexing failed: ${p.error?.message ?? "unknown error"}`
+        : p.phase === "stopped"
+          ? waiting > 0 && p.files_done >= p.files_total
+            ? `Stopped: every file is searchable by keyword; ${waiting} chunks still wait for meaning search. Resume carries on.`
+            : `Stopped: ${p.files_done} files done; Resume (or any later check) indexes the rest.`
+          : p.phase === "stopping"
+            ? "Stopping after the current batch…"
+            : p.phase === "done"
+              ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written` +
+                (p.embed_done ? `, ${p.embed_done} embedded` : "") +
+                ` in ${humanDuration(p.elapsed_s)}.`
+              : p.phase === "walking"
+                ? "Looking for files…"
+                : embedding
+                  ? `Keyword search is ready. Embedding for meaning search: ${p.embed_done} of ${p.embed_total} chunks, ` +
+                    `${p.embed_per_s.toFixed(1)} chunks/s${eta}`
+                  : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s${eta}`;
+    $("progress-text").textContent = text;
+    box.dataset.phase = p.phase;
+    $("stop-indexing").hidden = !p.running;
+    // A stopped job that only embedded has no paths of its own: resuming
+    // checks every folder, which carries on with the waiting chunks.
+    resumePaths = p.phase === "stopped" ? (p.paths.length ? p.paths : folders) : [];
+    $("resume-indexing").hidden = !resumePaths.length;
+    // Keyword search covers the new files once embedding starts: show their
+    // counts, and meaning search's share as it grows.
+    if (p.phase === "embedding" && (lastPhase !== "embedding" || Date.now() - lastRefresh > 30_000)) {
+      lastRefresh = Date.now();
+      refreshStatus();
+    }
+    lastPhase = p.phase;
+  }
+
+  function watchIndexing() {
+    watching?.();
+    watching = api.watchProgress((p) => {
+      showProgress(p);
+      if (!p.running && ["done", "failed", "stopped"].includes(p.phase)) {
+        watching?.();
+        watching = null;
+        refreshStatus();
+      }
+    });
+  }
+
+  async function addFolder(path: string) {
+    showError("");
+    try {
+      await api.index([path]);
+      $<HTMLInputElement>("folder").value = "";
+      watchIndexing();
+    } catch (err) {
+      showError(sentence(err, `add ${path}`));
+    }
+  }
+
+  $("resume-indexing").addEventListener("click", () => indexFolders(resumePaths, "resume indexing"));
+
+  $("add-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = $<HTMLInputElement>("folder");
+    const path = input.value.trim();
+    if (path) await addFolder(path);
+  });
+
+  if (api.pickFolder) {
+    const pick = $<HTMLButtonElement>("pick-folder");
+    pick.hidden = false;
+    pick.addEventListener("click", async () => {
+      try {
+        const folder = await api.pickFolder!();
+        if (folder) await addFolder(folder);
+      } catch (e) {
+        showError(sentence(e, "choose a folder"));
+      }
+    });
+  }
+
+  $("stop-indexing").addEventListener("click", () => api.cancelIndexing().catch((e) => showError(sentence(e, "stop indexing"))));
+  $("reindex").addEventListener("click", () => indexFolders(folders, "check the folders"));
+
+  return { refreshStatus, watchIndexing };
+}

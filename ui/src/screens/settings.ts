@@ -1,0 +1,186 @@
+// The Settings screen: privacy, providers, and the models (fetch and import).
+
+import type { PrivacyMode } from "../bindings/PrivacyMode";
+import type { Settings as SettingsData } from "../transport";
+import { $, el, showError } from "../dom";
+import { humanBytes, sentence } from "../format";
+import { QuarryError, type ModelInfo, type Transport } from "../transport";
+
+/** What the Settings screen needs from the rest of the app. */
+export interface SettingsDeps {
+  /** The default embedder is installed after `awaitModels`: open the library. */
+  onModelsReady(): Promise<void>;
+}
+
+/** What the Settings screen offers the rest of the app. */
+export interface Settings {
+  /** Load the settings and the models, as when the screen is shown. */
+  show(): void;
+  /** Re-read the settings (privacy mode and its badge, providers). */
+  reload(): Promise<void>;
+  /** A first run: once the default embedder is installed, call `onModelsReady` (once). */
+  awaitModels(): void;
+}
+
+/** Wire the Settings screen's controls to `api`; nothing is fetched until `show` or `reload`. */
+export function initSettings(api: Transport, deps: SettingsDeps): Settings {
+  /** A first run is waiting for the default embedder. */
+  let waitingForModels = false;
+  /** Polls a running model fetch. */
+  let fetchTimer: number | undefined;
+
+  async function loadSettings(given?: SettingsData) {
+    try {
+      const s = given ?? (await api.settings());
+      $<HTMLSelectElement>("privacy-mode").value = s.privacy.global;
+      $<HTMLInputElement>("never-leaves").checked = !!s.privacy.library?.never_leaves_device;
+      const inForce = s.privacy.in_force;
+      $("privacy-badge").textContent = `privacy: ${inForce.mode}`;
+      $("privacy-badge").title = inForce.why;
+      $("settings-list").replaceChildren(
+        ...[
+          ["Privacy mode in force", `${inForce.mode} (${inForce.why})`],
+          ["Never leaves this device", s.privacy.library?.never_leaves_device ? "yes" : "no"],
+          ["Library", s.library],
+          ["Embedder", s.embedder],
+          ["Local model", s.generator],
+          ["Default provider", s.default_provider ?? "the first one listed"],
+        ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]),
+      );
+      $("providers").replaceChildren(
+        ...(s.providers.length
+          ? s.providers.map((p) =>
+              el("li", {}, `${p.name}: ${p.model} at ${p.base_url}; key from ${p.key}${p.redact ? "; redacts personal data" : ""}`),
+            )
+          : [el("li", {}, "None configured: answers always come from this machine.")]),
+      );
+    } catch (e) {
+      if (e instanceof QuarryError && e.code === "model_missing") return;
+      showError(sentence(e, "read the settings"));
+    }
+  }
+
+  async function changePrivacy(change: { mode?: PrivacyMode; never_leaves_device?: boolean }) {
+    showError("");
+    try {
+      await loadSettings(await api.setPrivacy(change));
+    } catch (e) {
+      showError(sentence(e, "change the privacy settings"));
+      loadSettings();
+    }
+  }
+
+  async function loadModels() {
+    try {
+      const m = await api.models();
+      $("models-dir").textContent = `Models are kept in ${m.models_dir}.`;
+      $("models").replaceChildren(...m.models.map((x) => modelRow(x, m.fetch.running)));
+      const p = m.fetch;
+      const box = $("fetch-progress");
+      box.hidden = p.phase === "idle";
+      const bar = $<HTMLProgressElement>("fetch-bar");
+      bar.max = Math.max(p.bytes_total, 1);
+      bar.value = p.phase === "done" ? bar.max : Math.min(p.bytes_done, bar.max);
+      $("fetch-text").textContent =
+        p.phase === "failed"
+          ? `Could not fetch ${p.id}: ${p.error}`
+          : p.phase === "done"
+            ? `${p.id} is installed.`
+            : p.phase === "verifying"
+              ? `Checking ${p.id}'s files…`
+              : p.phase === "downloading"
+                ? `Fetching ${p.id}: ${p.file}, ${humanBytes(p.bytes_done)}${p.bytes_total ? ` of ${humanBytes(p.bytes_total)}` : ""}`
+                : `Fetching ${p.id} from ${p.source ?? "its source"}…`;
+      box.dataset.phase = p.phase;
+      clearTimeout(fetchTimer);
+      if (p.running) fetchTimer = window.setTimeout(loadModels, 500);
+      // The first run's models are in: open the library.
+      if (waitingForModels && m.models.some((x) => x.role === "embedder" && x.default && x.installed)) {
+        waitingForModels = false;
+        showError("");
+        deps.onModelsReady().then(() => {
+          loadSettings();
+          loadModels();
+        });
+      }
+    } catch (e) {
+      showError(sentence(e, "list the models"));
+    }
+  }
+
+  function modelRow(m: ModelInfo, fetching: boolean): HTMLTableRowElement {
+    const state = m.installed ? (m.in_use ? "installed, in use" : "installed") : "not installed";
+    let action: Node | string = "";
+    if (!m.installed && m.fetchable) {
+      const b = el("button", { type: "button", disabled: fetching }, "Fetch");
+      b.setAttribute("aria-label", `Fetch ${m.id}`);
+      b.addEventListener("click", async () => {
+        showError("");
+        try {
+          await api.fetchModel(m.id);
+          loadModels();
+        } catch (e) {
+          showError(sentence(e, `fetch ${m.id}`));
+        }
+      });
+      action = b;
+    }
+    const name = el("td", {}, el("strong", {}, m.id), m.default ? " (default)" : "", el("div", { className: "hint" }, m.description));
+    return el(
+      "tr",
+      {},
+      name,
+      el("td", {}, m.role),
+      el("td", {}, state),
+      el("td", {}, m.installed ? humanBytes(m.size_bytes) : "—"),
+      el("td", {}, action),
+    );
+  }
+
+  $("privacy-mode").addEventListener("change", () =>
+    changePrivacy({ mode: $<HTMLSelectElement>("privacy-mode").value as PrivacyMode }),
+  );
+  $("never-leaves").addEventListener("change", () =>
+    changePrivacy({ never_leaves_device: $<HTMLInputElement>("never-leaves").checked }),
+  );
+
+  $("import-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = $<HTMLInputElement>("import-path");
+    const path = input.value.trim();
+    if (!path) return;
+    showError("");
+    const button = $<HTMLButtonElement>("import-button");
+    button.disabled = true;
+    try {
+      const r = await api.importModel(path);
+      input.value = "";
+      $("fetch-progress").hidden = false;
+      $("fetch-text").textContent = `Imported ${r.id}.`;
+      await loadModels();
+    } catch (err) {
+      showError(sentence(err, `import ${path}`));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  if (api.pickModelFile) {
+    const pick = $<HTMLButtonElement>("pick-model");
+    pick.hidden = false;
+    pick.addEventListener("click", async () => {
+      const file = await api.pickModelFile!().catch(() => null);
+      if (file) $<HTMLInputElement>("import-path").value = file;
+    });
+  }
+
+  return {
+    show() {
+      loadSettings();
+      loadModels();
+    },
+    reload: () => loadSettings(),
+    awaitModels() {
+      waitingForModels = true;
+    },
+  };
+}
