@@ -371,3 +371,31 @@ fn ask_answers_from_sources_and_declines_unrelated_questions() {
     assert_eq!(none["timings"]["generated_tokens"].as_u64(), Some(0));
     assert!(none["sources"].as_array().unwrap().is_empty());
 }
+
+/// A PDF whose font names glyphs the parser does not know: the parser logs a
+/// warning per glyph. The terminal shows none of that unless asked.
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn dependency_warnings_stay_out_of_normal_output() {
+    let env = setup();
+    let noisy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/noisy");
+    let noisy = noisy.to_str().unwrap();
+    let (ok, _, quiet) = quarry(&env, &["index", noisy, "--no-embed"]);
+    assert!(ok, "{quiet}");
+    assert!(
+        !quiet.contains("pdf_extract"),
+        "dependency log in normal output: {quiet}"
+    );
+    assert!(!quiet.contains('\x1b'), "colour codes on a pipe: {quiet:?}");
+    let hits = search(&env, "keyword", "dredging", &[]);
+    assert_eq!(
+        file_names(&hits),
+        ["odd-glyphs.pdf"],
+        "the PDF was still indexed"
+    );
+    // --verbose brings the dependencies' warnings back.
+    std::fs::remove_dir_all(&env.library).unwrap();
+    let (ok, _, verbose) = quarry(&env, &["index", noisy, "--no-embed", "--verbose"]);
+    assert!(ok, "{verbose}");
+    assert!(verbose.contains("unknown glyph name"), "{verbose}");
+}
