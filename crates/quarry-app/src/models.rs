@@ -172,6 +172,9 @@ pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
                 size_bytes: if installed { size } else { 0 },
                 path: installed.then(|| dir.display().to_string()),
                 fetchable: !m.sources.is_empty(),
+                download_mb: m.download_mb,
+                ram_mb: m.ram_mb,
+                speed: m.speed.clone(),
             }
         })
         .collect();

@@ -195,6 +195,12 @@ pub struct ModelView {
     pub path: Option<String>,
     /// The registry knows where to fetch it.
     pub fetchable: bool,
+    /// Download size, megabytes (when the registry says).
+    pub download_mb: Option<u64>,
+    /// Memory it needs loaded, megabytes (when the registry says).
+    pub ram_mb: Option<u64>,
+    /// Its measured speed class on a 2-core laptop-class CPU.
+    pub speed: Option<String>,
 }
 
 /// Every registered model and the current fetch.

@@ -399,3 +399,40 @@ fn dependency_warnings_stay_out_of_normal_output() {
     assert!(ok, "{verbose}");
     assert!(verbose.contains("unknown glyph name"), "{verbose}");
 }
+
+/// A real instruction-tuned 1.5B model (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M,
+/// 1.1 GB: `quarry models fetch qwen2.5-coder-1.5b-instruct-q4_k_m`) answers
+/// from the right passage and cites it.
+#[test]
+#[ignore = "needs the real models, the 1.1 GB one included: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn a_real_1_5b_model_answers_from_the_source_and_cites_it() {
+    let env = setup();
+    let docs = env.docs.to_str().unwrap();
+    json(&env, &["index", docs, "--json"]);
+    let a = json(
+        &env,
+        &[
+            "ask",
+            "How much length did the Morteratsch glacier lose?",
+            "--model",
+            "qwen2.5-coder-1.5b-instruct-q4_k_m",
+            "--max-tokens",
+            "48",
+            "--json",
+        ],
+    );
+    assert_eq!(a["route"]["target"], "local", "{a}");
+    let answer = a["answer"].as_str().unwrap().to_lowercase();
+    assert!(answer.contains("forty") || answer.contains("40"), "{a}");
+    let first = &a["sources"][0];
+    assert!(
+        first["path"].as_str().unwrap().ends_with("glaciers.pdf"),
+        "{a}"
+    );
+    assert_eq!(first["page"], 2);
+    assert!(
+        a["cited"].as_array().unwrap().contains(&Value::from(1)),
+        "cites [1]: {a}"
+    );
+    assert!(a["timings"]["prompt_tokens"].as_u64().unwrap() > 100, "{a}");
+}

@@ -44,4 +44,16 @@ path: string | null,
 /**
  * The registry knows where to fetch it.
  */
-fetchable: boolean, };
+fetchable: boolean, 
+/**
+ * Download size, megabytes (when the registry says).
+ */
+download_mb: number | null, 
+/**
+ * Memory it needs loaded, megabytes (when the registry says).
+ */
+ram_mb: number | null, 
+/**
+ * Its measured speed class on a 2-core laptop-class CPU.
+ */
+speed: string | null, };

@@ -125,14 +125,25 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
       });
       action = b;
     }
-    const name = el("td", {}, el("strong", {}, m.id), m.default ? " (default)" : "", el("div", { className: "hint" }, m.description));
+    const facts = [
+      m.ram_mb != null ? `needs ~${(m.ram_mb / 1024).toFixed(1)} GB RAM` : null,
+      m.speed,
+    ].filter((f): f is string => !!f);
+    const name = el(
+      "td",
+      {},
+      el("strong", {}, m.id),
+      m.default ? " (default)" : "",
+      el("div", { className: "hint" }, m.description),
+      ...(facts.length ? [el("div", { className: "hint" }, facts.join(" · "))] : []),
+    );
     return el(
       "tr",
       {},
       name,
       el("td", {}, m.role),
       el("td", {}, state),
-      el("td", {}, m.installed ? humanBytes(m.size_bytes) : "—"),
+      el("td", {}, m.installed ? humanBytes(m.size_bytes) : m.download_mb != null ? `${m.download_mb} MB to fetch` : "—"),
       el("td", {}, action),
     );
   }

@@ -120,6 +120,18 @@ pub fn models_list(ctx: &Context, json: bool) -> Result<()> {
             m.description,
             if m.default { " (default)" } else { "" }
         );
+        let facts: Vec<String> = [
+            m.download_mb.map(|mb| format!("{mb} MB download")),
+            m.ram_mb
+                .map(|mb| format!("needs ~{:.1} GB RAM", mb as f64 / 1024.0)),
+            m.speed.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !facts.is_empty() {
+            println!("  {}", facts.join("; "));
+        }
         if installed {
             println!("  {}", ctx.store.dir(&m.id).display());
         }

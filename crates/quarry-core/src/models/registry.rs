@@ -96,6 +96,16 @@ pub struct ModelSpec {
     /// One line for humans.
     #[serde(default)]
     pub description: String,
+    /// Download size, megabytes.
+    #[serde(default)]
+    pub download_mb: Option<u64>,
+    /// Memory it needs loaded (peak resident set of a `quarry ask` with it),
+    /// megabytes.
+    #[serde(default)]
+    pub ram_mb: Option<u64>,
+    /// Its speed class as measured on a 2-core laptop-class CPU, for people.
+    #[serde(default)]
+    pub speed: Option<String>,
     /// Files the model folder must hold.
     pub files: Vec<FileSpec>,
     /// Where to get them, tried in order.
