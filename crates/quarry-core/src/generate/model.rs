@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_phi3, quantized_qwen2, quantized_qwen3};
+use candle_transformers::models::{quantized_phi3, quantized_qwen3};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
@@ -90,9 +90,8 @@ pub struct GenerationStats {
 }
 
 enum Net {
-    /// Quarry's own forward (llama, gemma3).
+    /// Quarry's own forward (llama, qwen2, gemma3).
     Decoder(super::decoder::Decoder),
-    Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
 }
@@ -102,7 +101,6 @@ impl Net {
         match self {
             // Positions restart at 0 and overwrite the cache in place.
             Net::Decoder(_) => {}
-            Net::Qwen2(m) => m.clear_kv_cache(),
             Net::Qwen3(m) => m.clear_kv_cache(),
             // These reset their caches when a forward starts at position 0.
             Net::Phi3(_) => {}
@@ -116,7 +114,6 @@ impl Net {
         let x = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
         Ok(match self {
             Net::Decoder(_) => unreachable!("handled above"),
-            Net::Qwen2(m) => m.forward(&x, pos)?,
             Net::Qwen3(m) => m.forward(&x, pos)?,
             Net::Phi3(m) => m.forward(&x, pos)?,
         })
@@ -127,7 +124,7 @@ impl Net {
 const DECODER_MAX_CONTEXT: usize = 8192;
 
 /// Architectures run by Quarry's own decoder rather than candle's models.
-const OWN_DECODER: &[&str] = &["llama", "gemma3"];
+const OWN_DECODER: &[&str] = &["llama", "qwen2", "gemma3"];
 
 /// Architectures Quarry runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
@@ -309,9 +306,6 @@ impl LocalModel {
                 a,
                 context_length,
                 !opts.quantized_prompts,
-            )?),
-            "qwen2" => Net::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
-                ct, &mut file, &device,
             )?),
             "qwen3" => Net::Qwen3(quantized_qwen3::ModelWeights::from_gguf(
                 ct, &mut file, &device,
