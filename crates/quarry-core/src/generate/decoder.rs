@@ -731,8 +731,7 @@ mod qwen2_reference {
             .unsqueeze(0)
             .unwrap();
         let mut b = row(&reference.forward(&x, 0).unwrap());
-        let mut pos = prompt.len();
-        for step in 0..4 {
+        for (step, pos) in (0..4).zip(prompt.len()..) {
             assert_eq!(a.len(), b.len());
             let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = a
@@ -755,7 +754,6 @@ mod qwen2_reference {
                 .unsqueeze(0)
                 .unwrap();
             b = row(&reference.forward(&x, pos).unwrap());
-            pos += 1;
         }
     }
 }
