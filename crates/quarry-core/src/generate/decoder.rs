@@ -381,120 +381,33 @@ impl Decoder {
             )));
         }
         let dev = Device::Cpu;
-        let (h, hk, dh) = (self.heads, self.kv_heads, self.head_dim);
-        let groups = h / hk;
-        let gemma = self.variant == Variant::Gemma3;
-        // Gemma and Qwen2 rotate the two halves of a head (NeoX); llama's GGUF
-        // weights are laid out for interleaved pairs.
-        let half_split = self.variant != Variant::Llama;
         let ids_t = Tensor::new(ids, &dev)?;
         let mut x = self.embeddings.index_select(&ids_t, 0)?; // (seq, width)
         if self.embed_scale != 1.0 {
             x = (x * self.embed_scale)?;
         }
+        let step = Step {
+            seq,
+            pos,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            eps: self.eps,
+            gemma: self.variant == Variant::Gemma3,
+            // Gemma and Qwen2 rotate the two halves of a head (NeoX); llama's
+            // GGUF weights are laid out for interleaved pairs.
+            half_split: self.variant != Variant::Llama,
+        };
         let ropes: Vec<(Tensor, Tensor)> = self
             .ropes
             .iter()
             .map(|(c, s)| Ok((c.narrow(0, pos, seq)?, s.narrow(0, pos, seq)?)))
             .collect::<Result<_>>()?;
-        let kv_len = pos + seq;
-        // Masks for the new rows against the visible keys, repeated per group:
-        // causal, and for sliding layers also no further back than the window.
-        let mut masks: Vec<(Option<usize>, Option<Tensor>, usize)> = Vec::new();
-        let mut mask_for = |window: Option<usize>| -> Result<(Option<Tensor>, usize)> {
-            if let Some((_, m, start)) = masks.iter().find(|(w, _, _)| *w == window) {
-                return Ok((m.clone(), *start));
-            }
-            // Keys before `start` are outside every new row's window.
-            let start = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let visible = kv_len - start;
-            let needs = seq > 1 || window.is_some_and(|w| kv_len - start > w);
-            let m = if needs {
-                let m: Vec<f32> = (0..seq)
-                    .flat_map(|i| {
-                        let q = pos + i;
-                        (start..kv_len).map(move |j| {
-                            let outside = window.is_some_and(|w| q >= j + w);
-                            if j > q || outside {
-                                f32::NEG_INFINITY
-                            } else {
-                                0.0
-                            }
-                        })
-                    })
-                    .collect();
-                let m = Tensor::from_vec(m, (1, seq, visible), &dev)?;
-                Some(
-                    m.broadcast_as((groups, seq, visible))?
-                        .reshape((1, groups * seq, visible))?,
-                )
-            } else {
-                None
-            };
-            masks.push((window, m.clone(), start));
-            Ok((m, start))
-        };
-        let scale = 1.0 / (dh as f64).sqrt();
+        let mut masks = Masks::new(&step);
         for b in &mut self.blocks {
             let n = candle_nn::ops::rms_norm(&x, &b.attn_norm, self.eps)?;
-            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-                Ok(t.reshape((seq, n, dh))?.transpose(0, 1)?.contiguous()?)
-            };
-            let [mut q, mut k, mut v]: [Tensor; 3] = b
-                .qkv
-                .forward(&n)?
-                .try_into()
-                .map_err(|_| Error::InvalidInput("query/key/value projections".into()))?;
-            if let Some([bq, bk, bv]) = &b.qkv_bias {
-                q = q.broadcast_add(bq)?;
-                k = k.broadcast_add(bk)?;
-                v = v.broadcast_add(bv)?;
-            }
-            let mut q = heads(q, h)?;
-            let mut k = heads(k, hk)?;
-            let v = heads(v, hk)?;
-            if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
-                q = candle_nn::ops::rms_norm(&q, qn, self.eps)?;
-                k = candle_nn::ops::rms_norm(&k, kn, self.eps)?;
-            }
-            let (cos, sin) = &ropes[b.rope];
-            let (q, k) = if half_split {
-                (
-                    candle_nn::rotary_emb::rope(&q.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
-                    candle_nn::rotary_emb::rope(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
-                )
-            } else {
-                (
-                    candle_nn::rotary_emb::rope_i(&q.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
-                    candle_nn::rotary_emb::rope_i(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?,
-                )
-            };
-            b.k_cache.slice_set(&k, 1, pos)?;
-            b.v_cache.slice_set(&v, 1, pos)?;
-            let (mask, start) = mask_for(b.window)?;
-            if seq == 1 && mask.is_none() {
-                if let Some(ctx) =
-                    decode_attention(&q, &b.k_cache, &b.v_cache, start, kv_len, groups, scale)?
-                {
-                    x = Self::finish_block(b, &ctx, x, gemma, self.eps)?;
-                    continue;
-                }
-            }
-            let keys = b.k_cache.narrow(1, start, kv_len - start)?; // (hk, kv, dh)
-            let values = b.v_cache.narrow(1, start, kv_len - start)?;
-            // Query heads of one KV head are consecutive: (hk, groups·seq, dh).
-            let q = (q.reshape((hk, groups * seq, dh))? * scale)?;
-            let mut scores = q.matmul(&keys.t()?)?; // (hk, groups·seq, kv)
-            if let Some(m) = &mask {
-                scores = scores.broadcast_add(m)?;
-            }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs.matmul(&values.contiguous()?)?; // (hk, groups·seq, dh)
-            let ctx = ctx
-                .reshape((h, seq, dh))?
-                .transpose(0, 1)?
-                .reshape((seq, h * dh))?;
-            x = Self::finish_block(b, &ctx, x, gemma, self.eps)?;
+            let ctx = step.attention(b, &n, &ropes[b.rope], &mut masks)?;
+            x = Self::finish_block(b, &ctx, x, step.gemma, self.eps)?;
         }
         let last = x.narrow(0, seq - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
@@ -536,6 +449,166 @@ impl Decoder {
         }
         x = (mlp + &x)?;
         Ok(x)
+    }
+}
+
+/// The shape of one forward step: `seq` new tokens at positions `pos..`.
+struct Step {
+    seq: usize,
+    pos: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    eps: f32,
+    gemma: bool,
+    half_split: bool,
+}
+
+impl Step {
+    fn kv_len(&self) -> usize {
+        self.pos + self.seq
+    }
+
+    fn groups(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// Split `t` (seq, n·dh) into heads: (n, seq, dh).
+    fn split_heads(&self, t: Tensor, n: usize) -> Result<Tensor> {
+        Ok(t.reshape((self.seq, n, self.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()?)
+    }
+
+    /// Queries, keys and values of block `b` for the normed input `n`: biases
+    /// (Qwen2), per-head norms (Gemma) and rotary embeddings applied.
+    fn qkv(&self, b: &Block, n: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<[Tensor; 3]> {
+        let [mut q, mut k, mut v]: [Tensor; 3] = b
+            .qkv
+            .forward(n)?
+            .try_into()
+            .map_err(|_| Error::InvalidInput("query/key/value projections".into()))?;
+        if let Some([bq, bk, bv]) = &b.qkv_bias {
+            q = q.broadcast_add(bq)?;
+            k = k.broadcast_add(bk)?;
+            v = v.broadcast_add(bv)?;
+        }
+        let mut q = self.split_heads(q, self.heads)?;
+        let mut k = self.split_heads(k, self.kv_heads)?;
+        let v = self.split_heads(v, self.kv_heads)?;
+        if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+            q = candle_nn::ops::rms_norm(&q, qn, self.eps)?;
+            k = candle_nn::ops::rms_norm(&k, kn, self.eps)?;
+        }
+        let rotate = |t: &Tensor| -> Result<Tensor> {
+            let t = t.unsqueeze(0)?;
+            let r = if self.half_split {
+                candle_nn::rotary_emb::rope(&t, cos, sin)?
+            } else {
+                candle_nn::rotary_emb::rope_i(&t, cos, sin)?
+            };
+            Ok(r.squeeze(0)?)
+        };
+        Ok([rotate(&q)?, rotate(&k)?, v])
+    }
+
+    /// Block `b`'s attention for the normed input `n`: the new keys and
+    /// values go into its cache; the result is the context (seq, heads·dh).
+    fn attention(
+        &self,
+        b: &mut Block,
+        n: &Tensor,
+        rope: &(Tensor, Tensor),
+        masks: &mut Masks,
+    ) -> Result<Tensor> {
+        let (h, hk, dh, seq) = (self.heads, self.kv_heads, self.head_dim, self.seq);
+        let (groups, kv_len) = (self.groups(), self.kv_len());
+        let scale = 1.0 / (dh as f64).sqrt();
+        let [q, k, v] = self.qkv(b, n, rope)?;
+        b.k_cache.slice_set(&k, 1, self.pos)?;
+        b.v_cache.slice_set(&v, 1, self.pos)?;
+        let (mask, start) = masks.get(b.window)?;
+        if seq == 1 && mask.is_none() {
+            if let Some(ctx) =
+                decode_attention(&q, &b.k_cache, &b.v_cache, start, kv_len, groups, scale)?
+            {
+                return Ok(ctx);
+            }
+        }
+        let keys = b.k_cache.narrow(1, start, kv_len - start)?; // (hk, kv, dh)
+        let values = b.v_cache.narrow(1, start, kv_len - start)?;
+        // Query heads of one KV head are consecutive: (hk, groups·seq, dh).
+        let q = (q.reshape((hk, groups * seq, dh))? * scale)?;
+        let mut scores = q.matmul(&keys.t()?)?; // (hk, groups·seq, kv)
+        if let Some(m) = &mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&values.contiguous()?)?; // (hk, groups·seq, dh)
+        Ok(ctx
+            .reshape((h, seq, dh))?
+            .transpose(0, 1)?
+            .reshape((seq, h * dh))?)
+    }
+}
+
+/// Attention masks of one step, by sliding window (`None`: global layers):
+/// causal, and for sliding layers also no further back than the window;
+/// built once per window and repeated per group of query heads.
+struct Masks {
+    seq: usize,
+    pos: usize,
+    groups: usize,
+    built: Vec<(Option<usize>, Option<Tensor>, usize)>,
+}
+
+impl Masks {
+    fn new(step: &Step) -> Self {
+        Masks {
+            seq: step.seq,
+            pos: step.pos,
+            groups: step.groups(),
+            built: Vec::new(),
+        }
+    }
+
+    /// The mask for `window` (none when nothing is hidden), and the first
+    /// cached position any new row can see.
+    fn get(&mut self, window: Option<usize>) -> Result<(Option<Tensor>, usize)> {
+        if let Some((_, m, start)) = self.built.iter().find(|(w, _, _)| *w == window) {
+            return Ok((m.clone(), *start));
+        }
+        let (seq, pos) = (self.seq, self.pos);
+        let kv_len = pos + seq;
+        // Keys before `start` are outside every new row's window.
+        let start = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let visible = kv_len - start;
+        let needs = seq > 1 || window.is_some_and(|w| kv_len - start > w);
+        let m = if needs {
+            let m: Vec<f32> = (0..seq)
+                .flat_map(|i| {
+                    let q = pos + i;
+                    (start..kv_len).map(move |j| {
+                        let outside = window.is_some_and(|w| q >= j + w);
+                        if j > q || outside {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            let m = Tensor::from_vec(m, (1, seq, visible), &Device::Cpu)?;
+            Some(m.broadcast_as((self.groups, seq, visible))?.reshape((
+                1,
+                self.groups * seq,
+                visible,
+            ))?)
+        } else {
+            None
+        };
+        self.built.push((window, m.clone(), start));
+        Ok((m, start))
     }
 }
 
