@@ -15,11 +15,11 @@ scripts/deps.sh
 echo "== web UI (ui/dist)"
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 echo "== quarry (command line and server)"
-cargo build -p quarry-cli
+cargo build --workspace --bin quarry
 desktop=""
 if [ "${QUARRY_SETUP_DESKTOP:-1}" != 0 ]; then
   echo "== quarry-desktop (the desktop app)"
-  cargo build -p quarry-desktop
+  cargo build --workspace --bin quarry-desktop
   desktop="$CARGO_TARGET_DIR/debug/quarry-desktop"
 fi
 quarry="$CARGO_TARGET_DIR/debug/quarry"
@@ -38,6 +38,6 @@ MSG
 if [ -n "$desktop" ]; then
   echo "  Desktop app:   $desktop"
 else
-  echo "  Desktop app:   cargo build -p quarry-desktop, then run $CARGO_TARGET_DIR/debug/quarry-desktop"
+  echo "  Desktop app:   cargo build --workspace --bin quarry-desktop, then run $CARGO_TARGET_DIR/debug/quarry-desktop"
 fi
 echo "  Installers:    node ui/node_modules/@tauri-apps/cli/tauri.js build  (see README, Installing the desktop app)"

@@ -1,6 +1,6 @@
 //! The UI's TypeScript types, generated from the views (`ui/src/bindings/`,
 //! checked in). A test fails when they are out of date; regenerate them with
-//! `QUARRY_WRITE_BINDINGS=1 cargo test -p quarry-app bindings`, and the UI's
+//! `QUARRY_WRITE_BINDINGS=1 cargo test --workspace bindings`, and the UI's
 //! type check then shows every place a changed view breaks.
 
 use std::path::{Path, PathBuf};
@@ -93,7 +93,7 @@ mod tests {
         let checked_in = read_dir(&ui_dir()).unwrap_or_default();
         assert!(
             generated == checked_in,
-            "ui/src/bindings is out of date: run `QUARRY_WRITE_BINDINGS=1 cargo test -p quarry-app bindings` \
+            "ui/src/bindings is out of date: run `QUARRY_WRITE_BINDINGS=1 cargo test --workspace bindings` \
              and fix what the UI's type check then reports"
         );
     }
