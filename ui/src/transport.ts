@@ -6,6 +6,7 @@ import type { Answer } from "./bindings/Answer";
 import type { AskEvent as WireAskEvent } from "./bindings/AskEvent";
 import type { AskRequest as WireAskRequest } from "./bindings/AskRequest";
 import type { DocumentView } from "./bindings/DocumentView";
+import type { Evidence } from "./bindings/Evidence";
 import type { FetchProgress } from "./bindings/FetchProgress";
 import type { FolderStatus } from "./bindings/FolderStatus";
 import type { HitView } from "./bindings/HitView";
@@ -31,9 +32,10 @@ export type ModelInfo = ModelView;
 export type Models = ModelsView;
 export type Settings = SettingsView;
 export type { WireAskEvent };
-export type { Answer, FetchProgress, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
+export type { Answer, Evidence, FetchProgress, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
 
 export type AskEvent =
+  | { kind: "evidence"; evidence: Evidence[] }
   | { kind: "sources"; sources: Source[] }
   | { kind: "route"; route: Route }
   | { kind: "token"; text: string }
@@ -60,6 +62,7 @@ export interface SearchOptions {
  * returned instead, for the caller to throw once the stream has ended. */
 export function dispatchAskEvent(e: WireAskEvent, on: (e: AskEvent) => void): QuarryError | null {
   switch (e.event) {
+    case "evidence": on({ kind: "evidence", evidence: e.data }); break;
     case "sources": on({ kind: "sources", sources: e.data }); break;
     case "route": on({ kind: "route", route: e.data }); break;
     case "token": on({ kind: "token", text: e.data.text }); break;

@@ -126,6 +126,12 @@ try {
   await page.waitForSelector("#answer[data-done=true]", { timeout: 180_000 });
   assert.equal(await page.getAttribute("#route-badge", "data-target"), "local");
   assert.ok((await page.textContent("#answer")).trim().length > 0);
+  // Evidence first: the best-matching sentences are listed, and one opens
+  // its document with the sentence highlighted.
+  assert.ok(!(await page.isHidden("#evidence")), "the best-matching sentences are shown");
+  assert.match(await page.textContent("#evidence-list"), /Morteratsch/);
+  await page.click("#evidence-list .evidence-item");
+  await page.waitForSelector("#source-preview .passage");
   const cite = (await page.$("#answer .cite")) ?? (await page.$("#sources .source.cited")) ?? (await page.$("#sources .source"));
   await cite.click();
   await page.waitForSelector("#source-preview .passage");

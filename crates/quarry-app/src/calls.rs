@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use quarry_core::answer::router::RouteOverride;
-use quarry_core::answer::{AnswerEvent, AnswerOptions};
+use quarry_core::answer::{prompt_prefix, AnswerEvent, AnswerOptions};
 use quarry_core::cloud::PrivacyMode;
 use quarry_core::generate::ChatMessage;
 use quarry_core::store::{DocState, Filter};
@@ -195,6 +195,7 @@ pub fn answer_blocking(
     let sink = std::cell::RefCell::new(sink);
     let mut on_event = |e: AnswerEvent| {
         let event = match e {
+            AnswerEvent::Evidence(e) => AskEvent::Evidence(e),
             AnswerEvent::Sources(s) => AskEvent::Sources(s),
             AnswerEvent::Route(r) => AskEvent::Route(r),
             AnswerEvent::Token(text) => AskEvent::Token { text },
@@ -213,7 +214,7 @@ pub fn answer_blocking(
     let model = model.as_mut().expect("loaded by lock_model");
     let mut cache = engine.cache.lock().unwrap_or_else(|p| p.into_inner());
     let mut asker = routing.asker(
-        (&lib, &engine.embedder, model),
+        (&lib, &engine.embedder, &mut *model),
         classifier,
         Some(&mut cache),
     );
@@ -224,7 +225,16 @@ pub fn answer_blocking(
         &mut confirm,
         &mut on_event,
     ))?;
+    // The follow-up's start (instructions and conversation) goes through the
+    // model while the user reads, as the front-ends keep the last 4 turns.
+    let mut next = req.history.clone();
+    next.push(ChatMessage::new("user", req.question.clone()));
+    next.push(ChatMessage::new("assistant", answer.answer.clone()));
     (sink.borrow_mut())(AskEvent::Done(Box::new(answer)));
+    let keep = next.len().saturating_sub(4);
+    if let Err(e) = prompt_prefix(model, &next[keep..]).and_then(|p| model.prefill_prefix(&p)) {
+        tracing::warn!("could not prepare the follow-up: {e}");
+    }
     Ok(())
 }
 

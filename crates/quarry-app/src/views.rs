@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use quarry_core::answer::evidence::Evidence;
 use quarry_core::answer::{Answer, Route, Source};
 use quarry_core::cloud::{LibraryPrivacy, Policy, Preview, PrivacyMode};
 use quarry_core::models::ModelRole;
@@ -222,6 +223,9 @@ pub struct ModelsView {
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum AskEvent {
+    /// The sentences of the sources that match the question best, within
+    /// moments of the question, while the answer is composed.
+    Evidence(Vec<Evidence>),
     /// The numbered sources.
     Sources(Vec<Source>),
     /// Where the answer comes from, and why.
@@ -245,6 +249,7 @@ impl AskEvent {
     /// The event's name (`sources`, `route`, `token`, …).
     pub fn name(&self) -> &'static str {
         match self {
+            AskEvent::Evidence(_) => "evidence",
             AskEvent::Sources(_) => "sources",
             AskEvent::Route(_) => "route",
             AskEvent::Token { .. } => "token",

@@ -328,6 +328,16 @@ fn ask_answers_from_sources_and_declines_unrelated_questions() {
     assert_eq!(sources[0]["page"].as_u64(), Some(2));
     let answer = a["answer"].as_str().unwrap();
     assert!(!answer.is_empty());
+    // Evidence first: the best-matching sentence is on the terminal before
+    // the model's route and answer.
+    let (ok, _, err) = quarry(&env, &["ask", GLACIER, "--no-cache"]);
+    assert!(ok, "{err}");
+    let shown = err.find("Best-matching sentences").expect(&err);
+    assert!(shown < err.find("[local:").expect(&err), "{err}");
+    assert!(
+        err[shown..].lines().nth(1).unwrap().contains("Morteratsch"),
+        "{err}"
+    );
     // Every citation points at a listed source.
     for n in a["cited"].as_array().unwrap() {
         let n = n.as_u64().unwrap() as usize;

@@ -199,11 +199,21 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         json!({"question": "How much length did the Morteratsch glacier lose?", "max_tokens": 40});
     let events = ask_sse(base, question.clone());
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names[0], "sources", "{names:?}");
-    assert_eq!(names[1], "route");
+    // Evidence first: the best-matching sentences before the model is called.
+    assert_eq!(names[0], "evidence", "{names:?}");
+    let evidence = events[0].1.as_array().unwrap();
+    assert!(
+        evidence[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Morteratsch"),
+        "{evidence:?}"
+    );
+    assert_eq!(names[1], "sources", "{names:?}");
+    assert_eq!(names[2], "route");
     assert!(names.contains(&"token"));
     assert_eq!(*names.last().unwrap(), "done", "{events:?}");
-    assert_eq!(events[1].1["target"], "local");
+    assert_eq!(events[2].1["target"], "local");
     let done = &events.last().unwrap().1;
     assert!(!done["answer"].as_str().unwrap().is_empty());
     assert!(done["sources"][0]["path"]
@@ -215,6 +225,31 @@ fn server_status_search_ask_index_and_openai_endpoints() {
     let route = &again.iter().find(|(n, _)| n == "route").unwrap().1;
     assert_eq!(route["target"], "cache", "{route}");
     assert_eq!(again.last().unwrap().1["answer"], done["answer"]);
+
+    // A follow-up does not process the conversation again: it was prepared
+    // while the user read the answer. A question without that history
+    // reuses only the instructions, so the follow-up reuses more.
+    let reused = |body: Value| {
+        let events = ask_sse(base, body);
+        let done = &events.last().unwrap().1;
+        assert!(done["timings"].is_object(), "{events:?}");
+        done["timings"]["reused_prompt_tokens"].as_u64().unwrap()
+    };
+    let history = json!([
+        {"role": "user", "content": "How much length did the Morteratsch glacier lose?"},
+        {"role": "assistant", "content": done["answer"]},
+    ]);
+    let follow_up = reused(
+        json!({"question": "And the Pers glacier, how much did it lose?",
+        "history": history, "max_tokens": 20, "no_cache": true}),
+    );
+    let alone = reused(json!({"question": "What did the Pers glacier lose?",
+        "max_tokens": 20, "no_cache": true}));
+    assert!(alone > 20, "the instructions are reused: {alone}");
+    assert!(
+        follow_up > alone + 20,
+        "the conversation is reused too: {follow_up} vs {alone}"
+    );
 
     // OpenAI-compatible endpoints.
     let models = get(&format!("{base}/v1/models"));

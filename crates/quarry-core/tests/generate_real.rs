@@ -245,3 +245,106 @@ fn stop_strings_and_cancel() {
         .unwrap();
     assert_eq!(stats.stop, quarry_core::generate::StopReason::Cancelled);
 }
+
+/// A RAG-shaped prompt: an answer that repeats words of its source.
+fn rag_prompt(model: &LocalModel) -> String {
+    model
+        .render_chat(&[ChatMessage::new(
+            "user",
+            "Source [1]: The Morteratsch glacier in the Swiss Alps lost almost forty metres \
+             of length this year, the largest loss since measurements began in 1878. \
+             The Pers glacier, which joins it, lost twenty-two metres.\n\n\
+             Repeat the first sentence of the source word for word.",
+        )])
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn prompt_lookup_drafts_but_never_changes_greedy_output() {
+    let mut model = load(true);
+    let prompt = rag_prompt(&model);
+    let run = |model: &mut LocalModel, lookup: bool| {
+        let opts = GenerateOptions {
+            max_tokens: 48,
+            lookup,
+            ..Default::default()
+        };
+        let mut streamed = String::new();
+        let (text, stats) = model
+            .generate(&prompt, &opts, &mut |t| {
+                streamed.push_str(t);
+                true
+            })
+            .unwrap();
+        assert_eq!(streamed, text);
+        (text, stats)
+    };
+    let (plain, plain_stats) = run(&mut model, false);
+    assert_eq!(plain_stats.drafted_tokens, 0);
+    let (drafted, stats) = run(&mut model, true);
+    assert_eq!(drafted, plain, "prompt lookup changed the output");
+    assert_eq!(stats.generated_tokens, plain_stats.generated_tokens);
+    assert!(
+        stats.accepted_tokens >= 5,
+        "copying the source should be drafted: {} of {} accepted in {drafted:?}",
+        stats.accepted_tokens,
+        stats.drafted_tokens
+    );
+    // Sampling never drafts.
+    let sampled = GenerateOptions {
+        max_tokens: 8,
+        temperature: 0.8,
+        ..Default::default()
+    };
+    let (_, s) = model.generate(&prompt, &sampled, &mut |_| true).unwrap();
+    assert_eq!(s.drafted_tokens, 0);
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn a_prompt_reuses_the_cached_prefix_and_answers_the_same() {
+    let mut model = load(true);
+    let prompt = rag_prompt(&model);
+    let opts = GenerateOptions {
+        max_tokens: 16,
+        ..Default::default()
+    };
+    let (first, stats) = model.generate(&prompt, &opts, &mut |_| true).unwrap();
+    assert_eq!(stats.reused_tokens, 0, "a fresh model has nothing to reuse");
+    // The same prompt again: all but its last token come from the cache.
+    let (again, stats) = model.generate(&prompt, &opts, &mut |_| true).unwrap();
+    assert_eq!(stats.reused_tokens, stats.prompt_tokens - 1);
+    assert_eq!(again, first);
+    // A prefix prepared ahead is not computed again; a different prompt
+    // after it reuses just the shared part.
+    let head = &prompt[..prompt.find("glacier").unwrap()];
+    let other = model
+        .render_chat(&[ChatMessage::new("user", "Name three colours.")])
+        .unwrap();
+    // The cache holds it, as the start of the last prompt (the last token
+    // may differ: a text cut mid-phrase can end in another token).
+    assert!(model.prefill_prefix(head).unwrap() <= 1);
+    let (_, stats) = model.generate(&other, &opts, &mut |_| true).unwrap();
+    assert!(
+        stats.reused_tokens > 0 && stats.reused_tokens < stats.prompt_tokens,
+        "reused {} of {}",
+        stats.reused_tokens,
+        stats.prompt_tokens
+    );
+    let computed = model.prefill_prefix(head).unwrap();
+    assert!(computed > 0, "the other prompt replaced part of it");
+    assert_eq!(model.prefill_prefix(head).unwrap(), 0, "prepared already");
+    let (again, stats) = model.generate(&prompt, &opts, &mut |_| true).unwrap();
+    assert!(
+        stats.reused_tokens + 1 >= computed,
+        "{}",
+        stats.reused_tokens
+    );
+    assert_eq!(again, first);
+    // And the answer is what a fresh model gives.
+    let mut fresh = load(true);
+    let (want, _) = fresh.generate(&other, &opts, &mut |_| true).unwrap();
+    let (got, _) = model.generate(&other, &opts, &mut |_| true).unwrap();
+    assert_eq!(got, want);
+}

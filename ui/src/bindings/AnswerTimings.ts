@@ -35,4 +35,18 @@ decode_tokens_per_s: number,
 /**
  * Deciding the route (task classification included).
  */
-route_ms: number, };
+route_ms: number, 
+/**
+ * Until the best-matching sentences were shown.
+ */
+evidence_ms: number, 
+/**
+ * Prompt tokens whose keys and values were reused (instructions or a
+ * conversation already processed).
+ */
+reused_prompt_tokens: number, 
+/**
+ * Answer tokens drafted from the sources and confirmed by the model in
+ * a batched step (prompt lookup).
+ */
+accepted_draft_tokens: number, };

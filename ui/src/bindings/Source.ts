@@ -21,9 +21,14 @@ page: number | null,
  */
 heading: string | null, 
 /**
- * The passage given to the model.
+ * The passage.
  */
 text: string, 
+/**
+ * What of the passage the local model read, when it was cut to the
+ * sentences that match the question (none: all of it).
+ */
+excerpt: string | null, 
 /**
  * Character offsets of the passage in the document text.
  */

@@ -4,7 +4,7 @@
 import type { RouteOverride } from "../bindings/RouteOverride";
 import { $, el, showError } from "../dom";
 import { baseName, sentence } from "../format";
-import type { Answer, Preview, Source, Transport } from "../transport";
+import type { Answer, Evidence, Preview, Source, Transport } from "../transport";
 
 /** What the Ask screen needs from the rest of the app. */
 export interface AskDeps {
@@ -46,6 +46,22 @@ export function initAsk(api: Transport, deps: AskDeps): void {
     );
   }
 
+  /** The sentences that match the question, shown while the answer is composed;
+   * a click shows the sentence in its document. */
+  function renderEvidence(evidence: Evidence[], sources: () => Source[]) {
+    $("evidence").hidden = evidence.length === 0;
+    $("evidence-list").replaceChildren(
+      ...evidence.map((e) => {
+        const b = el("button", { type: "button", className: "evidence-item" }, `[${e.n}] ${e.text}`);
+        b.addEventListener("click", () => {
+          const s = sources().find((x) => x.n === e.n);
+          if (s) deps.showPassage($("source-preview"), s.path, e.text, s.page);
+        });
+        return el("li", {}, b);
+      }),
+    );
+  }
+
   function renderSources(sources: Source[], cited: number[] = []) {
     $("sources").replaceChildren(
       ...sources.map((s) => {
@@ -74,12 +90,17 @@ export function initAsk(api: Transport, deps: AskDeps): void {
     $("consent").hidden = true;
     $("sent").hidden = true;
     $("answer").replaceChildren(el("span", { className: "hint" }, "Searching your documents…"));
+    renderEvidence([], () => sources);
     $("route-badge").replaceChildren();
     try {
       await api.ask(
         { question, history: history.slice(-4), route: $<HTMLSelectElement>("route").value as RouteOverride, confirm_send: confirmSend },
         (e) => {
           switch (e.kind) {
+            case "evidence":
+              renderEvidence(e.evidence, () => sources);
+              if (!text) $("answer").replaceChildren(el("span", { className: "hint" }, "Composing the answer…"));
+              break;
             case "sources":
               sources = e.sources;
               renderSources(sources);
@@ -147,6 +168,7 @@ export function initAsk(api: Transport, deps: AskDeps): void {
     history = [];
     lastAnswer = null;
     $("answer").replaceChildren();
+    renderEvidence([], () => []);
     $("sources").replaceChildren();
     $("route-badge").replaceChildren();
     $<HTMLInputElement>("question").value = "";

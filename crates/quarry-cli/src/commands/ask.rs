@@ -61,6 +61,27 @@ pub struct AnsweringArgs {
     /// Sources to retrieve per question, at most.
     #[arg(long, default_value_t = 5)]
     pub sources: usize,
+    /// Characters of each source the local model reads, around its sentences
+    /// that best match the question (0: whole passages).
+    #[arg(long, default_value_t = quarry_core::answer::evidence::Trim::default().chars)]
+    pub source_chars: usize,
+    /// Decode token by token, without drafting from the sources (same
+    /// output; for comparing speed).
+    #[arg(long)]
+    pub no_lookup: bool,
+}
+
+impl AnsweringArgs {
+    /// Answer options with these settings.
+    pub fn answer_options(&self) -> AnswerOptions {
+        let mut opts = AnswerOptions {
+            sources: self.sources,
+            ..Default::default()
+        };
+        opts.trim.chars = self.source_chars;
+        opts.generate.lookup = !self.no_lookup;
+        opts
+    }
 }
 
 /// Where answers may come from.
@@ -119,10 +140,26 @@ pub(crate) fn stream_to_stdout(e: &AnswerEvent, quiet: bool, cancelled: &AtomicB
                     p.bytes, p.provider, p.host
                 );
             }
+            AnswerEvent::Evidence(ev) => print_evidence(ev),
             AnswerEvent::Sources(_) => {}
         }
     }
     !cancelled.load(Ordering::SeqCst)
+}
+
+/// The best-matching sentences, on stderr while the answer is composed.
+fn print_evidence(evidence: &[quarry_core::answer::evidence::Evidence]) {
+    if evidence.is_empty() {
+        return;
+    }
+    eprintln!("Best-matching sentences while the answer is composed:");
+    for e in evidence {
+        let mut text: String = e.text.chars().take(200).collect();
+        if text.len() < e.text.len() {
+            text.push('…');
+        }
+        eprintln!("  [{}] {text}", e.n);
+    }
 }
 
 /// Show exactly what would be sent and ask the user (ask mode).
@@ -243,12 +280,9 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     let dir = ctx.library_dir(args.answering.lib.library.clone());
     let (library, embedder, mut model) =
         open_for_answers(ctx, &dir, args.answering.model.as_deref()).await?;
-    let mut opts = AnswerOptions {
-        sources: args.answering.sources,
-        filter: Filter {
-            path_prefix: args.path_prefix.clone(),
-            ..Default::default()
-        },
+    let mut opts = args.answering.answer_options();
+    opts.filter = Filter {
+        path_prefix: args.path_prefix.clone(),
         ..Default::default()
     };
     opts.generate.temperature = args.temperature;
@@ -284,9 +318,10 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
         let t = &result.timings;
         if result.route.target == "local" {
             eprintln!(
-                "\n[local: route {:.0} ms, first token {:.0} ms, total {:.0} ms, prompt {} tokens at {:.0} tok/s, {} tokens at {:.1} tok/s]",
-                t.route_ms, t.first_token_ms, t.total_ms, t.prompt_tokens,
-                t.prefill_tokens_per_s, t.generated_tokens, t.decode_tokens_per_s
+                "\n[local: evidence {:.0} ms, route {:.0} ms, first token {:.0} ms, total {:.0} ms, prompt {} tokens ({} reused) at {:.0} tok/s, {} tokens at {:.1} tok/s ({} drafted from the sources)]",
+                t.evidence_ms, t.route_ms, t.first_token_ms, t.total_ms, t.prompt_tokens,
+                t.reused_prompt_tokens, t.prefill_tokens_per_s, t.generated_tokens,
+                t.decode_tokens_per_s, t.accepted_draft_tokens
             );
         } else {
             eprintln!(

@@ -159,37 +159,53 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         if let Some(path) = &args.dump_prompt {
             std::fs::write(path, &prompt).with_context(|| format!("writing {}", path.display()))?;
         }
-        let opts = quarry_core::generate::GenerateOptions {
-            max_tokens: 64,
-            stop: Vec::new(),
-            ..Default::default()
-        };
-        let (_, stats) = model.generate(&prompt, &opts, &mut |_| true)?;
-        let prefill_tps = stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
-        let decode_tps =
-            stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
-        if !args.json {
-            println!(
-                "generate {}: prefill {} tokens at {:.1} tok/s (first token {:.2}s), decode {} tokens at {:.1} tok/s",
-                model.name(),
-                stats.prompt_tokens,
-                prefill_tps,
-                stats.first_token.as_secs_f64(),
-                stats.generated_tokens,
-                decode_tps
-            );
+        // Token by token first (the figure to hold against llama.cpp's), then
+        // with prompt-lookup drafting over the same prompt (its keys and
+        // values are reused, so only decoding differs); the text must match.
+        let mut rows = serde_json::Map::new();
+        let mut plain_text = String::new();
+        for lookup in [false, true] {
+            let opts = quarry_core::generate::GenerateOptions {
+                max_tokens: 64,
+                stop: Vec::new(),
+                lookup,
+                ..Default::default()
+            };
+            let (text, stats) = model.generate(&prompt, &opts, &mut |_| true)?;
+            let row = generation_row(&stats);
+            if !args.json {
+                println!(
+                    "generate {} ({}): prompt {} tokens ({} reused) at {:.1} tok/s (first token {:.2}s), decode {} tokens at {:.1} tok/s{}",
+                    model.name(),
+                    if lookup { "prompt lookup" } else { "token by token" },
+                    stats.prompt_tokens,
+                    stats.reused_tokens,
+                    row["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
+                    stats.first_token.as_secs_f64(),
+                    stats.generated_tokens,
+                    row["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+                    if lookup {
+                        format!(
+                            ", {} of {} drafted tokens accepted, same text: {}",
+                            stats.accepted_tokens,
+                            stats.drafted_tokens,
+                            text == plain_text
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if lookup {
+                rows.insert("lookup".into(), row);
+                rows.insert("lookup_same_text".into(), (text == plain_text).into());
+            } else {
+                rows.insert("model".into(), model.name().into());
+                rows.extend(row.as_object().cloned().unwrap_or_default());
+                plain_text = text;
+            }
         }
-        results.insert(
-            "generate".into(),
-            serde_json::json!({
-                "model": model.name(),
-                "prompt_tokens": stats.prompt_tokens,
-                "prefill_tokens_per_s": prefill_tps,
-                "first_token_s": stats.first_token.as_secs_f64(),
-                "generated_tokens": stats.generated_tokens,
-                "decode_tokens_per_s": decode_tps,
-            }),
-        );
+        results.insert("generate".into(), serde_json::Value::Object(rows));
     }
     quarry_core::store::set_ann_search(args.ann_nprobes, args.ann_refine);
     if let (false, Some(embedder)) = (args.synthetic.is_empty(), &embedder) {
@@ -352,4 +368,20 @@ async fn bench_synthetic(
     v["build_s"] = build_s.into();
     v["peak_rss_mb"] = peak.into();
     Ok(v)
+}
+
+/// One generation's figures, as `quarry bench --json` reports them.
+fn generation_row(stats: &quarry_core::generate::GenerationStats) -> serde_json::Value {
+    let prefill = stats.prompt_tokens.saturating_sub(stats.reused_tokens);
+    serde_json::json!({
+        "prompt_tokens": stats.prompt_tokens,
+        "reused_tokens": stats.reused_tokens,
+        "prefill_tokens_per_s": prefill as f64 / stats.prefill.as_secs_f64().max(1e-9),
+        "first_token_s": stats.first_token.as_secs_f64(),
+        "generated_tokens": stats.generated_tokens,
+        "decode_tokens_per_s":
+            stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9),
+        "drafted_tokens": stats.drafted_tokens,
+        "accepted_tokens": stats.accepted_tokens,
+    })
 }

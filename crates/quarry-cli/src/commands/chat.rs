@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
-use quarry_core::answer::{AnswerEvent, AnswerOptions};
+use quarry_core::answer::{prompt_prefix, AnswerEvent};
+use quarry_core::generate::{ChatMessage, LocalModel};
 
 use crate::context::Context;
 
@@ -26,16 +27,21 @@ pub struct ChatArgs {
     routing: RoutingArgs,
 }
 
+/// Process the start of the next prompt now (see [`prompt_prefix`]).
+fn warm(model: &mut LocalModel, history: &[ChatMessage]) {
+    let done = prompt_prefix(model, history).and_then(|p| model.prefill_prefix(&p));
+    if let Err(e) = done {
+        eprintln!("(could not prepare the conversation ahead: {e})");
+    }
+}
+
 /// `quarry chat`: several questions in a row; follow-ups see the conversation.
 pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
     use std::io::BufRead;
     let dir = ctx.library_dir(args.answering.lib.library.clone());
     let (mut library, embedder, mut model) =
         open_for_answers(ctx, &dir, args.answering.model.as_deref()).await?;
-    let mut opts = AnswerOptions {
-        sources: args.answering.sources,
-        ..Default::default()
-    };
+    let mut opts = args.answering.answer_options();
     opts.generate.max_tokens = args.max_tokens;
     opts.generate.temperature = args.temperature;
     let mut session = session_for(ctx, &library, &embedder, &args.routing)?;
@@ -44,10 +50,14 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
         "Ask about {} (Ctrl-C stops an answer; Ctrl-D or /quit leaves).",
         dir.display()
     );
-    let mut history: Vec<quarry_core::generate::ChatMessage> = Vec::new();
+    let mut history: Vec<ChatMessage> = Vec::new();
     let stdin = std::io::stdin();
     loop {
         eprint!("\n> ");
+        // While the user types, the instructions and the conversation so far
+        // go through the model: the question then costs only its sources.
+        let keep = history.len().saturating_sub(4);
+        warm(&mut model, &history[keep..]);
         let mut line = String::new();
         if stdin.lock().read_line(&mut line)? == 0 {
             break;
@@ -82,11 +92,8 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
             Ok(a) => {
                 println!();
                 print_sources(&a.sources, &a.cited);
-                history.push(quarry_core::generate::ChatMessage::new("user", question));
-                history.push(quarry_core::generate::ChatMessage::new(
-                    "assistant",
-                    a.answer,
-                ));
+                history.push(ChatMessage::new("user", question));
+                history.push(ChatMessage::new("assistant", a.answer));
             }
             Err(e) => eprintln!("error: {e}"),
         }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use crate::answer::cache::AnswerCache;
 use crate::answer::router::{decide, RouteInputs, RouteOverride, Target, TaskClassifier};
 use crate::answer::{
-    build_prompt, cloud_messages, generate_local, local_budget, not_found, retrieve, Answer,
-    AnswerEvent, AnswerOptions, AnswerTimings, CitedText, Route,
+    build_prompt, cloud_messages, generate_local, local_budget, not_found, retrieve, show_evidence,
+    Answer, AnswerEvent, AnswerOptions, AnswerTimings, CitedText, Route,
 };
 use crate::cloud::{Egress, Outbound, Policy, Preview};
 use crate::embed::Embedder;
@@ -95,12 +95,13 @@ impl Asker<'_> {
         let embed_ms = ms(started.elapsed());
         // Everything that changes the answer is part of the cache key.
         let scope = format!(
-            "{:?}|{}|{}|{}|{}",
+            "{:?}|{}|{}|{}|{}|{:?}",
             opts.answer.filter,
             self.model.name(),
             opts.answer.generate.max_tokens,
             opts.answer.sources,
-            opts.answer.min_similarity
+            opts.answer.min_similarity,
+            opts.answer.trim
         );
         let content_version = self.library.content_version().await?;
         let cacheable = opts.use_cache && history.is_empty() && opts.route == RouteOverride::Auto;
@@ -109,14 +110,14 @@ impl Asker<'_> {
                 return Ok(replay_cached(hit, started, on_event));
             }
         }
-        let retrieved =
+        let mut retrieved =
             retrieve(self.library, self.embedder, question, history, &opts.answer).await?;
         if !retrieved.relevant {
             return Ok(not_found(&retrieved, &opts.answer, started, on_event));
         }
+        let (trimmed, evidence_ms) = show_evidence(&mut retrieved, &opts.answer, started, on_event);
         let budget = local_budget(self.model, &opts.answer);
-        let (messages, fitted) =
-            build_prompt(self.model, history, question, &retrieved.candidates, budget)?;
+        let (messages, fitted) = build_prompt(self.model, history, question, &trimmed, budget)?;
         let route_started = Instant::now();
         let verdict = match (self.classifier, &vector) {
             (Some(c), Some(v)) => {
@@ -126,7 +127,7 @@ impl Asker<'_> {
             }
             _ => None,
         };
-        let left_out = retrieved.candidates.len() - fitted.len();
+        let left_out = trimmed.len() - fitted.len();
         let (target, reason) = self.decide_route(opts, verdict.as_ref(), &retrieved, left_out);
         let route_ms = ms(route_started.elapsed()) + if verdict.is_some() { embed_ms } else { 0.0 };
         // An answer cut short (the caller stopped it) or a fallback is not cached.
@@ -219,6 +220,7 @@ impl Asker<'_> {
             }
         };
         answer.timings.route_ms = route_ms;
+        answer.timings.evidence_ms = evidence_ms;
         if cacheable && !answer.answer.is_empty() && !fell_back && !stopped.get() {
             if let (Some(cache), Some(v)) = (self.cache.as_deref_mut(), vector) {
                 // A cache that cannot be written costs only a recomputation.

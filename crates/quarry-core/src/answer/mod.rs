@@ -6,6 +6,7 @@
 pub mod ask;
 pub mod cache;
 pub mod citations;
+pub mod evidence;
 pub mod router;
 
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::citations::{attribute, CitationFilter};
+use crate::answer::evidence::{best_sentences, Evidence, Trim};
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
@@ -38,6 +40,11 @@ pub struct AnswerOptions {
     pub generate: GenerateOptions,
     /// Restrict retrieval.
     pub filter: Filter,
+    /// How much of each source the local model reads, and which sources are
+    /// left out for matching the question far worse than the best.
+    pub trim: Trim,
+    /// Best-matching sentences shown before the answer.
+    pub evidence: usize,
 }
 
 impl Default for AnswerOptions {
@@ -51,6 +58,8 @@ impl Default for AnswerOptions {
                 ..Default::default()
             },
             filter: Filter::default(),
+            trim: Trim::default(),
+            evidence: 3,
         }
     }
 }
@@ -72,8 +81,12 @@ pub struct Source {
     pub page: Option<u32>,
     /// Heading above the passage.
     pub heading: Option<String>,
-    /// The passage given to the model.
+    /// The passage.
     pub text: String,
+    /// What of the passage the local model read, when it was cut to the
+    /// sentences that match the question (none: all of it).
+    #[serde(default)]
+    pub excerpt: Option<String>,
     /// Character offsets of the passage in the document text.
     pub char_start: u64,
     /// End offset.
@@ -119,11 +132,25 @@ pub struct AnswerTimings {
     /// Deciding the route (task classification included).
     #[serde(default)]
     pub route_ms: f64,
+    /// Until the best-matching sentences were shown.
+    #[serde(default)]
+    pub evidence_ms: f64,
+    /// Prompt tokens whose keys and values were reused (instructions or a
+    /// conversation already processed).
+    #[serde(default)]
+    pub reused_prompt_tokens: usize,
+    /// Answer tokens drafted from the sources and confirmed by the model in
+    /// a batched step (prompt lookup).
+    #[serde(default)]
+    pub accepted_draft_tokens: usize,
 }
 
 /// Events of an answer, in order.
 #[derive(Debug, Clone)]
 pub enum AnswerEvent {
+    /// The sentences of the sources that match the question best, shown
+    /// while the answer is composed.
+    Evidence(Vec<Evidence>),
     /// The sources were retrieved.
     Sources(Vec<Source>),
     /// The route was decided.
@@ -209,6 +236,43 @@ fn frame_messages(history: &[ChatMessage], question: &str, body: &str) -> Vec<Ch
     m
 }
 
+/// The start of every local prompt in a conversation with `history`: the
+/// instructions and the conversation so far, up to where the sources go.
+/// [`LocalModel::prefill_prefix`] on it before the question arrives leaves
+/// only the sources and the question to process when it does.
+pub fn prompt_prefix(model: &LocalModel, history: &[ChatMessage]) -> Result<String> {
+    const MARK: &str = "\u{E000}sources\u{E000}";
+    let rendered = model.render_chat(&frame_messages(history, "?", MARK))?;
+    Ok(rendered
+        .find(MARK)
+        .map(|i| rendered[..i].to_string())
+        .unwrap_or_default())
+}
+
+/// Evidence first: the candidates lose the sources that match the question
+/// far worse than the best (see [`evidence::drop_weak_sources`]), the
+/// best-matching sentences go to `on_event` at once, and the sources for the
+/// local model are the candidates cut to windows around those sentences.
+/// Returns them and the milliseconds until the evidence was shown.
+pub fn show_evidence(
+    retrieved: &mut Retrieved,
+    opts: &AnswerOptions,
+    started: Instant,
+    on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+) -> (Vec<Source>, f64) {
+    let query = retrieved.query.clone();
+    retrieved.candidates = evidence::drop_weak_sources(&query, &retrieved.candidates, opts.trim);
+    if opts.evidence > 0 {
+        let best = best_sentences(&query, &retrieved.candidates, opts.evidence);
+        on_event(AnswerEvent::Evidence(best));
+    }
+    let shown = ms(started.elapsed());
+    (
+        evidence::trim_sources(&query, &retrieved.candidates, opts.trim),
+        shown,
+    )
+}
+
 /// The chat messages for a frontier model: the same instructions and
 /// numbered sources as the local prompt, all of `sources` (its window is large).
 pub fn cloud_messages(
@@ -239,7 +303,8 @@ pub fn build_prompt(
     let mut used = Vec::new();
     for s in sources {
         let header = source_header(s);
-        let entry = format!("{header}\n{}\n\n", s.text.trim());
+        let read = s.excerpt.as_deref().unwrap_or(&s.text);
+        let entry = format!("{header}\n{}\n\n", read.trim());
         let cost = model.count_tokens(&entry);
         if cost <= remaining {
             remaining -= cost;
@@ -247,7 +312,7 @@ pub fn build_prompt(
             used.push(s.clone());
         } else if used.is_empty() && remaining > 64 {
             // The best source alone is too long: keep its beginning.
-            let mut text = s.text.trim().to_string();
+            let mut text = read.trim().to_string();
             while model.count_tokens(&format!("{header}\n{text}\n\n")) > remaining
                 && text.len() > 64
             {
@@ -259,7 +324,7 @@ pub fn build_prompt(
             }
             body.push_str(&format!("{header}\n{text}\n\n"));
             let mut s = s.clone();
-            s.text = text;
+            s.excerpt = Some(text);
             used.push(s);
             break;
         } else {
@@ -357,6 +422,7 @@ pub async fn retrieve(
             page: h.page,
             heading: h.heading.clone(),
             text: h.text.clone(),
+            excerpt: None,
             char_start: h.char_start,
             char_end: h.char_end,
             score: h.score,
@@ -506,10 +572,13 @@ pub fn generate_local(
     timings.total_ms = ms(started.elapsed());
     timings.prompt_tokens = stats.prompt_tokens;
     timings.generated_tokens = stats.generated_tokens;
-    timings.prefill_tokens_per_s =
-        stats.prompt_tokens as f64 / stats.prefill.as_secs_f64().max(1e-9);
+    // Over the tokens actually computed (the rest came from the cache).
+    timings.prefill_tokens_per_s = stats.prompt_tokens.saturating_sub(stats.reused_tokens) as f64
+        / stats.prefill.as_secs_f64().max(1e-9);
     timings.decode_tokens_per_s =
         stats.generated_tokens.saturating_sub(1) as f64 / stats.decode.as_secs_f64().max(1e-9);
+    timings.reused_prompt_tokens = stats.reused_tokens;
+    timings.accepted_draft_tokens = stats.accepted_tokens;
     Ok(Answer::finished(
         retrieved,
         text,
@@ -531,13 +600,13 @@ pub async fn answer(
     on_event: &mut dyn FnMut(AnswerEvent) -> bool,
 ) -> Result<Answer> {
     let started = Instant::now();
-    let retrieved = retrieve(library, embedder, question, history, opts).await?;
+    let mut retrieved = retrieve(library, embedder, question, history, opts).await?;
     if !retrieved.relevant {
         return Ok(not_found(&retrieved, opts, started, on_event));
     }
+    let (trimmed, evidence_ms) = show_evidence(&mut retrieved, opts, started, on_event);
     let budget = local_budget(model, opts);
-    let (messages, sources) =
-        build_prompt(model, history, question, &retrieved.candidates, budget)?;
+    let (messages, sources) = build_prompt(model, history, question, &trimmed, budget)?;
     on_event(AnswerEvent::Sources(sources.clone()));
     let route = Route {
         target: "local".into(),
@@ -547,9 +616,11 @@ pub async fn answer(
         provider: None,
     };
     on_event(AnswerEvent::Route(route.clone()));
-    generate_local(
+    let mut answer = generate_local(
         model, &retrieved, &messages, sources, route, opts, started, on_event,
-    )
+    )?;
+    answer.timings.evidence_ms = evidence_ms;
+    Ok(answer)
 }
 
 #[cfg(test)]

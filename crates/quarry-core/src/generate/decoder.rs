@@ -50,10 +50,11 @@ impl Linear {
         })
     }
 
-    /// `x`: (tokens, in) → (tokens, out).
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x`: (tokens, in) → (tokens, out); the dense copy serves prompts
+    /// (several rows) when `dense_ok`.
+    fn forward(&self, x: &Tensor, dense_ok: bool) -> Result<Tensor> {
         match &self.dense {
-            Some(w) if x.dim(0)? > 1 => Ok(x.matmul(&w.t()?)?),
+            Some(w) if dense_ok && x.dim(0)? > 1 => Ok(x.matmul(&w.t()?)?),
             _ => Ok(self.q.forward(x)?),
         }
     }
@@ -129,10 +130,11 @@ impl Projections {
         })
     }
 
-    /// `x`: (tokens, in) → one (tokens, out_i) tensor per part.
-    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    /// `x`: (tokens, in) → one (tokens, out_i) tensor per part; dense copies
+    /// serve prompts when `dense_ok`.
+    fn forward(&self, x: &Tensor, dense_ok: bool) -> Result<Vec<Tensor>> {
         match &self.stacked {
-            Some(stacked) if x.dim(0)? == 1 || self.parts.is_empty() => {
+            Some(stacked) if !dense_ok || x.dim(0)? == 1 || self.parts.is_empty() => {
                 let y = stacked.forward(x)?;
                 let mut out = Vec::with_capacity(self.sizes.len());
                 let mut offset = 0;
@@ -146,7 +148,7 @@ impl Projections {
                 .parts
                 .iter()
                 .map(|p| match p {
-                    PartProduct::Full(l) => l.forward(x),
+                    PartProduct::Full(l) => l.forward(x, dense_ok),
                     PartProduct::Dense(w) => Ok(x.matmul(&w.t()?)?),
                 })
                 .collect(),
@@ -372,12 +374,41 @@ impl Decoder {
 
     /// Logits of the last token of `ids`, which sit at positions `pos..`.
     pub fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {
+        let x = self.blocks_forward(ids, pos, false)?;
+        let last = x.narrow(0, ids.len() - 1, 1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
+        Ok(self
+            .output
+            .forward(&last, true)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?
+            .unsqueeze(0)?)
+    }
+
+    /// Logits after each token of `ids` (at positions `pos..`), computed
+    /// exactly as that many single-token [`Decoder::forward`] steps would:
+    /// the quantized products (whose rows are independent) and the decoding
+    /// attention kernel per row, all rows in one pass over the weights.
+    /// Speculative decoding verifies its drafts with this without changing
+    /// what greedy decoding produces. Returns one row of logits per token.
+    pub fn forward_steps(&mut self, ids: &[u32], pos: usize) -> Result<Vec<Vec<f32>>> {
+        let x = self.blocks_forward(ids, pos, true)?;
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
+        Ok(self
+            .output
+            .forward(&x, false)?
+            .to_dtype(DType::F32)?
+            .to_vec2()?)
+    }
+
+    /// The hidden states (seq, width) after the last block. `exact`: every
+    /// row as its own decoding step would compute it (see [`Decoder::forward_steps`]).
+    fn blocks_forward(&mut self, ids: &[u32], pos: usize, exact: bool) -> Result<Tensor> {
         let seq = ids.len();
-        if pos + seq > self.max_len {
+        if seq == 0 || pos + seq > self.max_len {
             return Err(Error::InvalidInput(format!(
-                "{} tokens exceed the {}-token context",
-                pos + seq,
-                self.max_len
+                "{} tokens at position {pos} do not fit the {}-token context",
+                seq, self.max_len
             )));
         }
         let dev = Device::Cpu;
@@ -397,6 +428,7 @@ impl Decoder {
             // Gemma and Qwen2 rotate the two halves of a head (NeoX); llama's
             // GGUF weights are laid out for interleaved pairs.
             half_split: self.variant != Variant::Llama,
+            exact,
         };
         let ropes: Vec<(Tensor, Tensor)> = self
             .ropes
@@ -407,47 +439,8 @@ impl Decoder {
         for b in &mut self.blocks {
             let n = candle_nn::ops::rms_norm(&x, &b.attn_norm, self.eps)?;
             let ctx = step.attention(b, &n, &ropes[b.rope], &mut masks)?;
-            x = Self::finish_block(b, &ctx, x, step.gemma, self.eps)?;
+            x = step.finish_block(b, &ctx, x)?;
         }
-        let last = x.narrow(0, seq - 1, 1)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.eps)?;
-        Ok(self
-            .output
-            .forward(&last)?
-            .squeeze(0)?
-            .to_dtype(DType::F32)?
-            .unsqueeze(0)?)
-    }
-
-    /// The rest of a block after attention: output projection, residual, MLP.
-    fn finish_block(
-        b: &Block,
-        ctx: &Tensor,
-        mut x: Tensor,
-        gemma: bool,
-        eps: f32,
-    ) -> Result<Tensor> {
-        let mut attn = b.o.forward(ctx)?;
-        if let Some(pn) = &b.post_attn_norm {
-            attn = candle_nn::ops::rms_norm(&attn, pn, eps)?;
-        }
-        x = (attn + &x)?;
-        let n = candle_nn::ops::rms_norm(&x, &b.ffn_norm, eps)?;
-        let [gate, up]: [Tensor; 2] = b
-            .gate_up
-            .forward(&n)?
-            .try_into()
-            .map_err(|_| Error::InvalidInput("gate/up projections".into()))?;
-        let gate = if gemma {
-            gate.gelu()?
-        } else {
-            candle_nn::ops::silu(&gate)?
-        };
-        let mut mlp = b.down.forward(&(gate * up)?)?;
-        if let Some(pn) = &b.post_ffn_norm {
-            mlp = candle_nn::ops::rms_norm(&mlp, pn, eps)?;
-        }
-        x = (mlp + &x)?;
         Ok(x)
     }
 }
@@ -462,9 +455,38 @@ struct Step {
     eps: f32,
     gemma: bool,
     half_split: bool,
+    /// Compute every row as its own single-token step would.
+    exact: bool,
 }
 
 impl Step {
+    /// The rest of a block after attention: output projection, residual, MLP.
+    fn finish_block(&self, b: &Block, ctx: &Tensor, mut x: Tensor) -> Result<Tensor> {
+        let (gemma, eps, dense_ok) = (self.gemma, self.eps, !self.exact);
+        let mut attn = b.o.forward(ctx, dense_ok)?;
+        if let Some(pn) = &b.post_attn_norm {
+            attn = candle_nn::ops::rms_norm(&attn, pn, eps)?;
+        }
+        x = (attn + &x)?;
+        let n = candle_nn::ops::rms_norm(&x, &b.ffn_norm, eps)?;
+        let [gate, up]: [Tensor; 2] = b
+            .gate_up
+            .forward(&n, dense_ok)?
+            .try_into()
+            .map_err(|_| Error::InvalidInput("gate/up projections".into()))?;
+        let gate = if gemma {
+            gate.gelu()?
+        } else {
+            candle_nn::ops::silu(&gate)?
+        };
+        let mut mlp = b.down.forward(&(gate * up)?, dense_ok)?;
+        if let Some(pn) = &b.post_ffn_norm {
+            mlp = candle_nn::ops::rms_norm(&mlp, pn, eps)?;
+        }
+        x = (mlp + &x)?;
+        Ok(x)
+    }
+
     fn kv_len(&self) -> usize {
         self.pos + self.seq
     }
@@ -485,7 +507,7 @@ impl Step {
     fn qkv(&self, b: &Block, n: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<[Tensor; 3]> {
         let [mut q, mut k, mut v]: [Tensor; 3] = b
             .qkv
-            .forward(n)?
+            .forward(n, !self.exact)?
             .try_into()
             .map_err(|_| Error::InvalidInput("query/key/value projections".into()))?;
         if let Some([bq, bk, bv]) = &b.qkv_bias {
@@ -527,6 +549,9 @@ impl Step {
         let [q, k, v] = self.qkv(b, n, rope)?;
         b.k_cache.slice_set(&k, 1, self.pos)?;
         b.v_cache.slice_set(&v, 1, self.pos)?;
+        if self.exact {
+            return self.attention_per_row(b, &q, scale);
+        }
         let (mask, start) = masks.get(b.window)?;
         if seq == 1 && mask.is_none() {
             if let Some(ctx) =
@@ -549,6 +574,30 @@ impl Step {
             .reshape((h, seq, dh))?
             .transpose(0, 1)?
             .reshape((seq, h * dh))?)
+    }
+
+    /// Attention of each new row with the decoding kernel, as if the rows
+    /// had come one step at a time: row `i` sees the cache up to its own
+    /// position (and no further back than the layer's window).
+    fn attention_per_row(&self, b: &Block, q: &Tensor, scale: f64) -> Result<Tensor> {
+        let rows = (0..self.seq)
+            .map(|i| {
+                let at = self.pos + i;
+                let start = b.window.map_or(0, |w| (at + 1).saturating_sub(w));
+                let qi = q.narrow(1, i, 1)?;
+                decode_attention(
+                    &qi,
+                    &b.k_cache,
+                    &b.v_cache,
+                    start,
+                    at + 1,
+                    self.groups(),
+                    scale,
+                )?
+                .ok_or_else(|| Error::InvalidInput("the KV cache is not contiguous f32".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&rows, 0)?)
     }
 }
 
@@ -613,16 +662,9 @@ impl Masks {
 }
 
 /// Attention of one new token against the cached keys `start..kv_len`,
-/// reading the caches in place. candle's path for the same step copied the
-/// value cache of every layer and spread three tiny matrix products over both
-/// threads; at a 1,600-token context decoding ran at half its 300-token speed.
-///
-/// Work is split by KV head and by ranges of cached positions: each task reads
-/// its rows of keys and values once for all the query heads that share them
-/// (grouped-query attention) and keeps a partial softmax (max, sum, weighted
-/// values); the parts of a head are merged at the end, rescaled to the
-/// common max. `None` when a tensor is not contiguous f32 on the CPU (the
-/// caller then uses candle's path).
+/// reading the caches in place ([`quarry_kernels::attention::decode`]).
+/// `None` when a tensor is not contiguous f32 on the CPU (the caller then
+/// uses candle's path).
 fn decode_attention(
     q: &Tensor,
     k_cache: &Tensor,
@@ -633,8 +675,11 @@ fn decode_attention(
     scale: f64,
 ) -> Result<Option<Tensor>> {
     let (h, _, dh) = q.dims3()?;
-    let hk = h / groups;
-    let max_len = k_cache.dim(1)?;
+    let shape = quarry_kernels::attention::CacheShape {
+        kv_heads: h / groups,
+        max_len: k_cache.dim(1)?,
+        head_dim: dh,
+    };
     let q = q.contiguous()?;
     let (qs, ql) = q.storage_and_layout();
     let (ks, kl) = k_cache.storage_and_layout();
@@ -642,110 +687,9 @@ fn decode_attention(
     let (Some(q), Some(k), Some(v)) = (cpu_f32(&qs, ql), cpu_f32(&ks, kl), cpu_f32(&vs, vl)) else {
         return Ok(None);
     };
-    let scale = scale as f32;
-    let len = kv_len - start;
-    // Enough tasks to keep every thread busy, none shorter than 64 positions.
-    let threads = candle_core::utils::get_num_threads().max(1);
-    let parts = (2 * threads).div_ceil(hk).min(len.div_ceil(64)).max(1);
-    let part_len = len.div_ceil(parts);
-    // Per task: for each of its query heads the max score, the sum of
-    // exp(score - max) and the values weighted by those exponentials.
-    let task = |task: usize| {
-        let (kvh, part) = (task / parts, task % parts);
-        let p0 = (part * part_len).min(len);
-        let n = ((part + 1) * part_len).min(len) - p0;
-        let base = (kvh * max_len + start + p0) * dh;
-        let queries = &q[kvh * groups * dh..(kvh + 1) * groups * dh];
-        let mut scores = vec![0f32; groups * n];
-        for (j, row) in k[base..base + n * dh].chunks_exact(dh).enumerate() {
-            for (g, qh) in queries.chunks_exact(dh).enumerate() {
-                scores[g * n + j] = dot(qh, row) * scale;
-            }
-        }
-        let mut maxes = vec![f32::NEG_INFINITY; groups];
-        let mut sums = vec![0f32; groups];
-        for g in 0..groups {
-            let row = &mut scores[g * n..(g + 1) * n];
-            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0.0;
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            maxes[g] = max;
-            sums[g] = sum;
-        }
-        let mut acc = vec![0f32; groups * dh];
-        for (j, row) in v[base..base + n * dh].chunks_exact(dh).enumerate() {
-            for (g, a) in acc.chunks_exact_mut(dh).enumerate() {
-                let w = scores[g * n + j];
-                for (a, &x) in a.iter_mut().zip(row) {
-                    *a += w * x;
-                }
-            }
-        }
-        (maxes, sums, acc)
-    };
-    // On candle's own worker threads: they spin between the model's other
-    // operations, so work handed to a second pool would compete with them.
-    type Partial = (Vec<f32>, Vec<f32>, Vec<f32>);
-    let slots: Vec<std::sync::Mutex<Option<Partial>>> = (0..hk * parts)
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
-    candle_core::utils::barrier_pool().execute_chunked(hk * parts, |range| {
-        for t in range {
-            let result = task(t);
-            *slots[t].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-        }
-    });
-    let partials: Vec<Partial> = slots
-        .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every task ran")
-        })
-        .collect();
-    let mut out = vec![0f32; h * dh];
-    for (head, o) in out.chunks_exact_mut(dh).enumerate() {
-        let (kvh, g) = (head / groups, head % groups);
-        let mine = &partials[kvh * parts..(kvh + 1) * parts];
-        let max = mine
-            .iter()
-            .filter(|p| p.1[g] > 0.0)
-            .fold(f32::NEG_INFINITY, |a, p| a.max(p.0[g]));
-        let mut denom = 0.0;
-        for (maxes, sums, acc) in mine.iter().filter(|p| p.1[g] > 0.0) {
-            let f = (maxes[g] - max).exp();
-            denom += sums[g] * f;
-            for (o, &a) in o.iter_mut().zip(&acc[g * dh..(g + 1) * dh]) {
-                *o += a * f;
-            }
-        }
-        let inv = 1.0 / denom;
-        for o in o.iter_mut() {
-            *o *= inv;
-        }
-    }
+    let out =
+        quarry_kernels::attention::decode(q, k, v, shape, groups, start, kv_len, scale as f32);
     Ok(Some(Tensor::from_vec(out, (1, h * dh), &Device::Cpu)?))
-}
-
-/// Dot product with eight independent sums, so it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The f32 values of a contiguous CPU tensor.
@@ -828,5 +772,73 @@ mod qwen2_reference {
                 .unwrap();
             b = row(&reference.forward(&x, pos).unwrap());
         }
+    }
+}
+
+#[cfg(test)]
+mod exact_steps {
+    use super::*;
+
+    fn decoder(id: &str, file: &str, arch: &str, max_len: usize) -> Decoder {
+        let dir = std::env::var_os("QUARRY_MODELS_DIR").expect("set QUARRY_MODELS_DIR");
+        let path = std::path::Path::new(&dir).join(id).join(file);
+        let mut f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("fetch {id}: {e}"));
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        Decoder::from_gguf(&ct, &mut f, arch, max_len, true).unwrap()
+    }
+
+    /// Several tokens through `forward_steps` give bit for bit the logits
+    /// that one `forward` per token gives: what lets prompt-lookup decoding
+    /// promise the same output as plain greedy decoding.
+    fn steps_match_single_steps(mut d: Decoder, prompt_len: usize) {
+        let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| 100 + i * 7 % 500).collect();
+        let next: Vec<u32> = vec![42, 1337, 7, 99, 512];
+        d.forward(&prompt, 0).unwrap();
+        let single: Vec<Vec<f32>> = next
+            .iter()
+            .zip(prompt_len..)
+            .map(|(&t, pos)| {
+                d.forward(&[t], pos)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            })
+            .collect();
+        // Garbage after the prompt, then the real rows over it: rows past
+        // what is verified must not leak into earlier ones.
+        d.forward_steps(&[5, 6, 7, 8, 9, 10, 11], prompt_len)
+            .unwrap();
+        let rows = d.forward_steps(&next, prompt_len).unwrap();
+        assert_eq!(rows.len(), next.len());
+        for (i, (a, b)) in rows.iter().zip(&single).enumerate() {
+            assert!(a == b, "row {i} differs from its single step");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+    fn batched_steps_equal_single_steps_llama() {
+        let d = decoder(
+            "smollm2-135m-instruct-q4_1",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "llama",
+            512,
+        );
+        steps_match_single_steps(d, 40);
+    }
+
+    #[test]
+    #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+    fn batched_steps_equal_single_steps_gemma_sliding_window() {
+        let d = decoder(
+            "gemma3-270m-q4_k_m",
+            "gemma-3-270m-q4_k_m.gguf",
+            "gemma3",
+            1024,
+        );
+        // Past Gemma 3 270M's 512-token window.
+        steps_match_single_steps(d, 600);
     }
 }

@@ -4,6 +4,7 @@
 //! (`tokenizer.chat_template`) is rendered with minijinja.
 
 mod decoder;
+mod lookup;
 mod model;
 mod spm;
 mod template;

@@ -40,6 +40,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Extra stop strings (the template's end-of-turn tokens always stop).
     pub stop: Vec<String>,
+    /// Prompt-lookup decoding when greedy: draft tokens from the prompt and
+    /// verify them in one step (same output, fewer passes over the weights).
+    pub lookup: bool,
 }
 
 impl Default for GenerateOptions {
@@ -50,6 +53,7 @@ impl Default for GenerateOptions {
             top_p: 0.9,
             seed: 299792458,
             stop: Vec::new(),
+            lookup: true,
         }
     }
 }
@@ -75,8 +79,14 @@ pub enum StopReason {
 pub struct GenerationStats {
     /// Prompt tokens.
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values were reused from the cache.
+    pub reused_tokens: usize,
     /// Generated tokens.
     pub generated_tokens: usize,
+    /// Tokens drafted by prompt lookup.
+    pub drafted_tokens: usize,
+    /// Drafted tokens the model confirmed.
+    pub accepted_tokens: usize,
     /// Time to process the prompt.
     pub prefill: Duration,
     /// Time to the first generated token.
@@ -147,6 +157,9 @@ pub struct LocalModel {
     context_length: usize,
     eos_ids: Vec<u32>,
     name: String,
+    /// The tokens whose keys and values sit in the decoder's cache, at
+    /// positions 0.. (always empty for models run by candle).
+    cached: Vec<u32>,
 }
 
 fn md_str(ct: &gguf_file::Content, key: &str) -> Option<String> {
@@ -323,6 +336,7 @@ impl LocalModel {
             context_length,
             eos_ids,
             name,
+            cached: Vec::new(),
         })
     }
 
@@ -377,6 +391,7 @@ impl LocalModel {
             ));
         }
         self.net.clear();
+        self.cached.clear();
         let logits = self.net.forward(&ids, 0)?.squeeze(0)?;
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
@@ -393,6 +408,7 @@ impl LocalModel {
             ));
         }
         self.net.clear();
+        self.cached.clear();
         let n = ids.len();
         self.net.forward(&ids[..n - 1], 0)?;
         let logits = self.net.forward(&ids[n - 1..], n - 1)?.squeeze(0)?;
@@ -401,6 +417,13 @@ impl LocalModel {
 
     /// Generate a continuation of `prompt` (already templated). `on_text`
     /// receives text as it is produced and returns `false` to stop.
+    ///
+    /// The prompt's longest common prefix with what the KV cache already
+    /// holds (the previous prompt and answer, or a prefix warmed with
+    /// [`LocalModel::prefill_prefix`]) is not computed again. Greedy decoding
+    /// drafts tokens by prompt lookup (see [`super::lookup`]) and verifies
+    /// them in one batched step whose logits equal the single steps', so the
+    /// output is the same as token-by-token decoding.
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -419,103 +442,87 @@ impl LocalModel {
                 self.context_length
             )));
         }
-        let sampling = if opts.temperature <= 0.0 {
-            Sampling::ArgMax
-        } else {
+        let (logits, reused) = self.prefill(&prompt_ids)?;
+        let prefill = started.elapsed();
+        let greedy = opts.temperature <= 0.0;
+        let mut sampler = LogitsProcessor::from_sampling(
+            opts.seed,
             Sampling::TopP {
                 p: opts.top_p,
-                temperature: opts.temperature,
+                temperature: opts.temperature.max(1e-6),
+            },
+        );
+        let mut pick = |logits: &Tensor| -> Result<u32> {
+            let logits = logits.to_dtype(candle_core::DType::F32)?;
+            if greedy {
+                Ok(argmax(&logits.to_vec1::<f32>()?))
+            } else {
+                Ok(sampler.sample(&logits)?)
             }
         };
-        let mut sampler = LogitsProcessor::from_sampling(opts.seed, sampling);
-        self.net.clear();
-        // Prefill in slices so attention memory stays bounded.
-        let mut logits = None;
-        let mut pos = 0;
-        for part in prompt_ids.chunks(512) {
-            logits = Some(self.net.forward(part, pos)?);
-            pos += part.len();
-        }
-        let prefill = started.elapsed();
-        let mut logits = logits.expect("non-empty prompt").squeeze(0)?;
-        let mut generated: Vec<u32> = Vec::new();
-        let mut emitted = 0usize;
-        let mut text = String::new();
+        let mut drafts = (greedy && opts.lookup && matches!(self.net, Net::Decoder(_)))
+            .then(|| super::lookup::Drafter::new(&prompt_ids));
+        let mut out = Emitter::new(&opts.stop);
+        let mut logits = Some(logits);
+        let mut pending: std::collections::VecDeque<u32> = Default::default();
+        let mut pos = prompt_ids.len();
         let mut first_token = None;
-        let stops: Vec<&str> = opts.stop.iter().map(String::as_str).collect();
-        let reason;
-        loop {
-            let next = sampler.sample(&logits.to_dtype(candle_core::DType::F32)?)?;
-            if first_token.is_none() {
-                first_token = Some(started.elapsed());
-            }
+        let (mut drafted, mut accepted) = (0usize, 0usize);
+        let reason = loop {
+            let next = match pending.pop_front() {
+                Some(t) => t,
+                None => pick(&logits.take().expect("logits of the last step"))?,
+            };
+            first_token.get_or_insert_with(|| started.elapsed());
             if self.eos_ids.contains(&next) {
-                reason = StopReason::EndOfTurn;
-                break;
+                break StopReason::EndOfTurn;
             }
-            generated.push(next);
-            text = self
-                .tokenizer
-                .decode(&generated, true)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            if let Some(cut) = stops.iter().filter_map(|s| text.find(s)).min() {
-                text.truncate(cut);
-                if text.len() > emitted {
-                    on_text(&text[emitted..]);
-                }
-                emitted = text.len();
-                reason = StopReason::StopString;
-                break;
+            if let Some(reason) = out.push(next, &self.tokenizer, on_text)? {
+                break reason;
             }
-            // Emit what cannot be the start of a stop string or a split character.
-            let mut safe = text.len();
-            for s in &stops {
-                for k in (1..s.len()).rev() {
-                    if text.ends_with(&s[..k]) {
-                        safe = safe.min(text.len() - k);
-                        break;
-                    }
-                }
+            if out.generated.len() >= opts.max_tokens {
+                break StopReason::MaxTokens;
             }
-            if text.ends_with('\u{FFFD}') {
-                safe = safe.min(text.len() - '\u{FFFD}'.len_utf8());
-            }
-            while !text.is_char_boundary(safe) {
-                safe -= 1;
-            }
-            if safe > emitted {
-                let keep_going = on_text(&text[emitted..safe]);
-                emitted = safe;
-                if !keep_going {
-                    reason = StopReason::Cancelled;
-                    break;
-                }
-            }
-            if generated.len() >= opts.max_tokens {
-                reason = StopReason::MaxTokens;
-                break;
+            if !pending.is_empty() {
+                // Verified already: its keys and values are in the cache.
+                continue;
             }
             if pos + 1 >= self.context_length {
-                reason = StopReason::ContextFull;
-                break;
+                break StopReason::ContextFull;
             }
-            logits = self.net.forward(&[next], pos)?.squeeze(0)?;
-            pos += 1;
-        }
-        if reason != StopReason::StopString
-            && reason != StopReason::Cancelled
-            && text.len() > emitted
-        {
-            let tail = text.trim_end_matches('\u{FFFD}');
-            if tail.len() > emitted {
-                on_text(&tail[emitted..]);
+            let room = self.context_length - pos - 2;
+            let draft = match drafts.as_mut() {
+                Some(d) => d.propose(&out.generated, room),
+                None => Vec::new(),
+            };
+            if draft.is_empty() {
+                logits = Some(self.net.forward(&[next], pos)?.squeeze(0)?);
+                self.cached.truncate(pos);
+                self.cached.push(next);
+                pos += 1;
+                continue;
             }
-        }
+            let (taken, after) = self.verify(next, &draft, pos)?;
+            drafts
+                .as_mut()
+                .expect("drafting")
+                .record(draft.len(), taken);
+            drafted += draft.len();
+            accepted += taken;
+            pending.extend(&draft[..taken]);
+            pending.push_back(after);
+            pos += 1 + taken;
+        };
+        let generated = out.generated.len();
+        let text = out.finish(reason, on_text);
         let total = started.elapsed();
         let first = first_token.unwrap_or(total);
         let stats = GenerationStats {
             prompt_tokens: prompt_ids.len(),
-            generated_tokens: generated.len(),
+            reused_tokens: reused,
+            generated_tokens: generated,
+            drafted_tokens: drafted,
+            accepted_tokens: accepted,
             prefill,
             first_token: first,
             decode: total.saturating_sub(first),
@@ -523,5 +530,180 @@ impl LocalModel {
             stop: reason,
         };
         Ok((text, stats))
+    }
+
+    /// Run the prompt through the model, reusing the cached keys and values
+    /// of its longest common prefix with the previous run. Returns the
+    /// logits after the prompt and how many prompt tokens were reused.
+    fn prefill(&mut self, ids: &[u32]) -> Result<(Tensor, usize)> {
+        let reusable = matches!(self.net, Net::Decoder(_));
+        // At least the last token runs, for its logits.
+        let reused = if reusable {
+            common_prefix(&self.cached, ids).min(ids.len() - 1)
+        } else {
+            0
+        };
+        // Invalid until the prompt is through (an error leaves it empty).
+        self.cached.clear();
+        if reused == 0 {
+            self.net.clear();
+        }
+        let mut logits = None;
+        let mut pos = reused;
+        // In slices, so attention memory stays bounded.
+        for part in ids[reused..].chunks(512) {
+            logits = Some(self.net.forward(part, pos)?);
+            pos += part.len();
+        }
+        if reusable {
+            self.cached = ids.to_vec();
+        }
+        Ok((logits.expect("a token to run").squeeze(0)?, reused))
+    }
+
+    /// Check `draft` (proposed after `next`, which sits at `pos`) with one
+    /// batched step: how many draft tokens the model itself would have
+    /// produced, and the token it produces after them.
+    fn verify(&mut self, next: u32, draft: &[u32], pos: usize) -> Result<(usize, u32)> {
+        let Net::Decoder(d) = &mut self.net else {
+            return Err(Error::InvalidInput("drafts need Quarry's decoder".into()));
+        };
+        let mut ids = Vec::with_capacity(draft.len() + 1);
+        ids.push(next);
+        ids.extend_from_slice(draft);
+        self.cached.truncate(pos);
+        let rows = d.forward_steps(&ids, pos)?;
+        let predicted: Vec<u32> = rows.iter().map(|r| argmax(r)).collect();
+        let taken = draft
+            .iter()
+            .zip(&predicted)
+            .take_while(|(d, p)| d == p)
+            .count();
+        // Keys and values past the accepted tokens are left to be overwritten.
+        self.cached.extend_from_slice(&ids[..=taken]);
+        Ok((taken, predicted[taken]))
+    }
+
+    /// Run `text` (already templated, the start of prompts to come: the
+    /// instructions, a conversation so far) through the model now, so that a
+    /// later [`LocalModel::generate`] whose prompt starts with it computes
+    /// only the rest. Returns how many tokens were computed (0 when the cache
+    /// already held them, or for models run by candle, which keep no prefix).
+    pub fn prefill_prefix(&mut self, text: &str) -> Result<usize> {
+        if !matches!(self.net, Net::Decoder(_)) {
+            return Ok(0);
+        }
+        let ids = self.token_ids(text)?;
+        if ids.len() >= self.context_length {
+            return Err(Error::InvalidInput(format!(
+                "a prefix of {} tokens does not fit the {}-token context",
+                ids.len(),
+                self.context_length
+            )));
+        }
+        let reused = common_prefix(&self.cached, &ids);
+        if reused == ids.len() {
+            return Ok(0);
+        }
+        self.cached.truncate(reused);
+        let mut pos = reused;
+        for part in ids[reused..].chunks(512) {
+            self.net.forward(part, pos)?;
+            pos += part.len();
+        }
+        self.cached = ids;
+        Ok(pos - reused)
+    }
+}
+
+/// Index of the largest value (the first of equals).
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Generated tokens turned into text for the caller: stop strings cut the
+/// text, and nothing is shown that could still turn out to be the start of a
+/// stop string or half of a character.
+struct Emitter<'a> {
+    stops: Vec<&'a str>,
+    generated: Vec<u32>,
+    text: String,
+    emitted: usize,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        Emitter {
+            stops: stops.iter().map(String::as_str).collect(),
+            generated: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+        }
+    }
+
+    /// Add a token; `Some` when generation must stop (a stop string, or the
+    /// caller said stop).
+    fn push(
+        &mut self,
+        token: u32,
+        tokenizer: &Tokenizer,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Option<StopReason>> {
+        self.generated.push(token);
+        self.text = tokenizer
+            .decode(&self.generated, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let text = &mut self.text;
+        if let Some(cut) = self.stops.iter().filter_map(|s| text.find(s)).min() {
+            text.truncate(cut);
+            if text.len() > self.emitted {
+                on_text(&text[self.emitted..]);
+            }
+            self.emitted = text.len();
+            return Ok(Some(StopReason::StopString));
+        }
+        let mut safe = text.len();
+        for s in &self.stops {
+            if let Some(k) = (1..s.len()).rev().find(|&k| text.ends_with(&s[..k])) {
+                safe = safe.min(text.len() - k);
+            }
+        }
+        if text.ends_with('\u{FFFD}') {
+            safe = safe.min(text.len() - '\u{FFFD}'.len_utf8());
+        }
+        while !text.is_char_boundary(safe) {
+            safe -= 1;
+        }
+        if safe > self.emitted {
+            let keep_going = on_text(&text[self.emitted..safe]);
+            self.emitted = safe;
+            if !keep_going {
+                return Ok(Some(StopReason::Cancelled));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Show what was held back (unless a stop string or the caller ended
+    /// it); the whole text.
+    fn finish(self, reason: StopReason, on_text: &mut dyn FnMut(&str) -> bool) -> String {
+        if reason != StopReason::StopString && reason != StopReason::Cancelled {
+            let tail = self.text.trim_end_matches('\u{FFFD}');
+            if tail.len() > self.emitted {
+                on_text(&tail[self.emitted..]);
+            }
+        }
+        self.text
     }
 }

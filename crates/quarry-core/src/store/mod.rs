@@ -10,7 +10,7 @@ mod keywords;
 pub mod library;
 mod merges;
 pub mod privacy;
-mod tokenize;
+pub(crate) mod tokenize;
 mod vectors;
 
 pub use keywords::KeywordIndex;

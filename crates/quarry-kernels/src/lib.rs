@@ -1,0 +1,9 @@
+//! Quarry's own CPU kernels: the loops that run per token and per cached
+//! position, where the speed of generation is decided. They live in their own
+//! crate so that the dev profile (tests, `cargo run`) optimises them as the
+//! release build does, while the rest of the engine builds fast.
+//!
+//! Work is spread over candle's worker threads: they spin between the model's
+//! other operations, so a second pool would compete with them.
+
+pub mod attention;
