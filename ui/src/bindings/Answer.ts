@@ -3,6 +3,7 @@ import type { AnswerTimings } from "./AnswerTimings";
 import type { Preview } from "./Preview";
 import type { Route } from "./Route";
 import type { Source } from "./Source";
+import type { Support } from "./Support";
 
 /**
  * A finished answer.
@@ -35,4 +36,8 @@ timings: AnswerTimings,
 /**
  * What left the machine, for cloud answers.
  */
-sent: Preview | null, };
+sent: Preview | null, 
+/**
+ * Whether the cited sources back the answer's sentences.
+ */
+support: Support, };

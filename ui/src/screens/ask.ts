@@ -62,6 +62,12 @@ export function initAsk(api: Transport, deps: AskDeps): void {
     );
   }
 
+  /** The answer's sentences that their cited sources do not back. */
+  function renderUnsupported(sentences: string[]) {
+    $("unsupported").hidden = sentences.length === 0;
+    $("unsupported-list").replaceChildren(...sentences.map((s) => el("li", {}, s)));
+  }
+
   function renderSources(sources: Source[], cited: number[] = []) {
     $("sources").replaceChildren(
       ...sources.map((s) => {
@@ -91,6 +97,7 @@ export function initAsk(api: Transport, deps: AskDeps): void {
     $("sent").hidden = true;
     $("answer").replaceChildren(el("span", { className: "hint" }, "Searching your documents…"));
     renderEvidence([], () => sources);
+    renderUnsupported([]);
     $("route-badge").replaceChildren();
     try {
       await api.ask(
@@ -133,6 +140,7 @@ export function initAsk(api: Transport, deps: AskDeps): void {
               break;
             case "done":
               lastAnswer = e.answer;
+              renderUnsupported(e.answer.support.unsupported);
               renderAnswerText(e.answer.answer, e.answer.sources);
               renderSources(e.answer.sources, e.answer.cited);
               $<HTMLButtonElement>("copy-md").disabled = false;
@@ -169,6 +177,7 @@ export function initAsk(api: Transport, deps: AskDeps): void {
     lastAnswer = null;
     $("answer").replaceChildren();
     renderEvidence([], () => []);
+    renderUnsupported([]);
     $("sources").replaceChildren();
     $("route-badge").replaceChildren();
     $<HTMLInputElement>("question").value = "";

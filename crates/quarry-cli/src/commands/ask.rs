@@ -256,6 +256,17 @@ pub(crate) async fn open_for_answers(
     Ok((library, embedder, model))
 }
 
+/// The answer's sentences that their cited sources do not back.
+pub(crate) fn print_support(support: &quarry_core::answer::support::Support) {
+    if support.unsupported.is_empty() {
+        return;
+    }
+    println!("\nNot backed by the source it cites (check before relying on it):");
+    for s in &support.unsupported {
+        println!("  ! {s}");
+    }
+}
+
 pub(crate) fn print_sources(sources: &[Source], cited: &[usize]) {
     if sources.is_empty() {
         return;
@@ -314,6 +325,7 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!();
+        print_support(&result.support);
         print_sources(&result.sources, &result.cited);
         let t = &result.timings;
         if result.route.target == "local" {

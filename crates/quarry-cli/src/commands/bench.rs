@@ -165,6 +165,8 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         let mut rows = serde_json::Map::new();
         let mut plain_text = String::new();
         for lookup in [false, true] {
+            // Both runs compute the whole prompt.
+            model.forget_prefix();
             let opts = quarry_core::generate::GenerateOptions {
                 max_tokens: 64,
                 stop: Vec::new(),

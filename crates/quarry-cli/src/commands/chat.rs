@@ -9,8 +9,8 @@ use quarry_core::generate::{ChatMessage, LocalModel};
 use crate::context::Context;
 
 use super::ask::{
-    ask_routed, cancel_on_ctrl_c, open_for_answers, print_sources, session_for, stream_to_stdout,
-    AnsweringArgs, RoutingArgs,
+    ask_routed, cancel_on_ctrl_c, open_for_answers, print_sources, print_support, session_for,
+    stream_to_stdout, AnsweringArgs, RoutingArgs,
 };
 
 #[derive(clap::Args)]
@@ -91,6 +91,7 @@ pub async fn chat(ctx: &Context, args: ChatArgs) -> Result<()> {
         match result {
             Ok(a) => {
                 println!();
+                print_support(&a.support);
                 print_sources(&a.sources, &a.cited);
                 history.push(ChatMessage::new("user", question));
                 history.push(ChatMessage::new("assistant", a.answer));

@@ -39,6 +39,19 @@ pub struct EvalArgs {
     /// Generator for --answers: a registry id or a .gguf path.
     #[arg(long)]
     model: Option<String>,
+    /// For --answers: sources per question.
+    #[arg(long, default_value_t = 5)]
+    sources: usize,
+    /// For --answers: characters of each source the model reads around its
+    /// best-matching sentences (0: whole passages).
+    #[arg(long, default_value_t = quarry_core::answer::evidence::Trim::default().chars)]
+    source_chars: usize,
+    /// For --answers: most answer tokens.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// For --answers: decode token by token (no prompt-lookup drafting).
+    #[arg(long)]
+    no_lookup: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -96,7 +109,13 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let mut out = serde_json::Map::new();
     if args.answers {
         let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
-        let opts = quarry_core::answer::AnswerOptions::default();
+        let mut opts = quarry_core::answer::AnswerOptions {
+            sources: args.sources,
+            ..Default::default()
+        };
+        opts.trim.chars = args.source_chars;
+        opts.generate.max_tokens = args.max_tokens;
+        opts.generate.lookup = !args.no_lookup;
         let quiet = args.json;
         let mut n = 0;
         let scores = quarry_core::eval::answers::evaluate_answers(
@@ -109,11 +128,14 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
                 n += 1;
                 if !quiet {
                     eprintln!(
-                        "[{n}/{}] {} → {} (gold: {})",
+                        "[{n}/{}] {} → {} (gold: {}) [first token {:.0} ms, prompt {} tokens, {} unsupported]",
                         queries.len(),
                         q.text,
-                        a.replace('\n', " "),
-                        q.answers.join(" | ")
+                        a.answer.replace('\n', " "),
+                        q.answers.join(" | "),
+                        a.timings.first_token_ms,
+                        a.timings.prompt_tokens,
+                        a.support.unsupported.len()
                     );
                 }
             },
@@ -122,17 +144,29 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         if !args.json {
             println!(
                 "answers ({} questions, {}): exact match {:.3}  F1 {:.3}  contains gold {:.3}  \
-                 cited {:.1}%  abstained {:.1}% ({:.1}% before the model)  first token p50 {:.0} ms  total p50 {:.0} ms",
+                 cited {:.1}%  supported sentences {:.1}% of {}  abstained {:.1}% ({:.1}% before the model)",
                 scores.questions,
                 model.name(),
                 scores.exact_match,
                 scores.f1,
                 scores.contains_answer,
                 scores.cited * 100.0,
+                scores.supported_sentences * 100.0,
+                scores.cited_sentences,
                 scores.abstained * 100.0,
                 scores.abstained_before_model * 100.0,
+            );
+            println!(
+                "  evidence p50 {:.0} ms  first token p10/p50/p90 {:.0}/{:.0}/{:.0} ms  total p50 {:.0} ms  \
+                 prompt p50 {:.0} tokens  decode p50 {:.1} tok/s  drafted {:.0}% of answer tokens",
+                scores.evidence_ms_p50,
+                scores.first_token_ms_p10,
                 scores.first_token_ms_p50,
-                scores.total_ms_p50
+                scores.first_token_ms_p90,
+                scores.total_ms_p50,
+                scores.prompt_tokens_p50,
+                scores.decode_tokens_per_s_p50,
+                scores.drafted_share * 100.0
             );
         }
         let mut v = serde_json::to_value(&scores)?;

@@ -164,6 +164,7 @@ mod tests {
             },
             timings: AnswerTimings::default(),
             sent: None,
+            support: Default::default(),
         }
     }
 

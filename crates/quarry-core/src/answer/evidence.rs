@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::answer::Source;
+use crate::answer::source::Source;
 use crate::store::tokenize::analyzer;
 
 /// A sentence of a source that matches the question.
@@ -81,7 +81,7 @@ fn is_abbreviation(before: &str) -> bool {
 }
 
 /// The analyzed terms of `text` (as the keyword index sees them).
-fn terms(text: &str) -> Vec<String> {
+pub(crate) fn terms(text: &str) -> Vec<String> {
     let mut a = analyzer();
     let mut stream = a.token_stream(text);
     let mut out = Vec::new();

@@ -8,6 +8,10 @@ pub mod cache;
 pub mod citations;
 pub mod evidence;
 pub mod router;
+mod source;
+pub mod support;
+
+pub use source::Source;
 
 use std::time::{Duration, Instant};
 
@@ -69,31 +73,6 @@ impl Default for AnswerOptions {
 /// articles; at 0.39, 95% of answerable questions pass and 69% of questions
 /// whose article is absent are declined (BENCHMARKS.md).
 pub const DEFAULT_MIN_SIMILARITY: f32 = 0.39;
-
-/// A numbered source.
-#[derive(ts_rs::TS, Debug, Clone, Serialize, Deserialize)]
-pub struct Source {
-    /// Its number in the answer, from 1.
-    pub n: usize,
-    /// Absolute path.
-    pub path: String,
-    /// Page, when the format has pages.
-    pub page: Option<u32>,
-    /// Heading above the passage.
-    pub heading: Option<String>,
-    /// The passage.
-    pub text: String,
-    /// What of the passage the local model read, when it was cut to the
-    /// sentences that match the question (none: all of it).
-    #[serde(default)]
-    pub excerpt: Option<String>,
-    /// Character offsets of the passage in the document text.
-    pub char_start: u64,
-    /// End offset.
-    pub char_end: u64,
-    /// Retrieval score.
-    pub score: f32,
-}
 
 /// Where the answer came from.
 #[derive(ts_rs::TS, Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +158,9 @@ pub struct Answer {
     /// What left the machine, for cloud answers.
     #[serde(default)]
     pub sent: Option<crate::cloud::Preview>,
+    /// Whether the cited sources back the answer's sentences.
+    #[serde(default)]
+    pub support: support::Support,
 }
 
 impl Answer {
@@ -193,6 +175,7 @@ impl Answer {
     ) -> Answer {
         Answer {
             query: retrieved.query.clone(),
+            support: support::check(&text, &sources),
             answer: text,
             sources,
             cited,
@@ -207,9 +190,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The instructions. Short answers (the name, number or phrase asked for)
+/// measured better on squaddev with the 1.5B than "be brief": see BENCHMARKS.md.
 const SYSTEM: &str = "You answer questions using only the numbered sources the user gives you. \
-Cite every fact with the number of its source in square brackets, like [1]. \
-If the sources do not contain the answer, say that the documents do not contain it. Be brief.";
+Answer in as few words as the question allows (a name, a number or a short phrase when that \
+is the answer) and cite its source in square brackets, like [1]. \
+If the sources do not contain the answer, say that the documents do not contain it.";
 
 fn source_header(s: &Source) -> String {
     let name = std::path::Path::new(&s.path)
@@ -471,6 +457,7 @@ pub fn not_found(
             ..Default::default()
         },
         sent: None,
+        support: Default::default(),
     }
 }
 

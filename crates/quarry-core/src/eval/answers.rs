@@ -152,8 +152,34 @@ pub struct AnswerScores {
     pub abstained_before_model: f64,
     /// Median time to first token.
     pub first_token_ms_p50: f64,
+    /// Time to first token, 10th and 90th percentiles.
+    pub first_token_ms_p10: f64,
+    /// 90th percentile.
+    pub first_token_ms_p90: f64,
+    /// Median time until the best-matching sentences were shown.
+    pub evidence_ms_p50: f64,
     /// Median total time.
     pub total_ms_p50: f64,
+    /// Median prompt length of the answers the model gave, in tokens.
+    pub prompt_tokens_p50: f64,
+    /// Median decoding speed, tokens per second.
+    pub decode_tokens_per_s_p50: f64,
+    /// Share of answer tokens drafted from the sources and confirmed.
+    pub drafted_share: f64,
+    /// Sentences that cite a source, over all answers.
+    pub cited_sentences: usize,
+    /// Share of them that their cited sources back (numbers and most words).
+    pub supported_sentences: f64,
+}
+
+/// The `p`th percentile of `v` (nearest rank, as [`percentile_ms`]; 0 when empty).
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let idx = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[idx.clamp(1, v.len()) - 1]
 }
 
 /// Ask every question with [`answer`] and score the answers against the gold ones.
@@ -163,16 +189,19 @@ pub async fn evaluate_answers(
     model: &mut LocalModel,
     queries: &[Query],
     opts: &AnswerOptions,
-    on_answer: &mut dyn FnMut(&Query, &str),
+    on_answer: &mut dyn FnMut(&Query, &crate::answer::Answer),
 ) -> Result<AnswerScores> {
     let (mut em, mut f1, mut contains) = (0.0, 0.0, 0.0);
     let (mut cited, mut answered, mut declined, mut floor) = (0usize, 0usize, 0usize, 0usize);
     let mut first = Vec::new();
     let mut total = Vec::new();
+    let (mut evidence, mut prompts, mut decode) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut generated, mut drafted) = (0usize, 0usize);
+    let (mut sentences, mut unsupported) = (0usize, 0usize);
     let asked: Vec<&Query> = queries.iter().filter(|q| !q.answers.is_empty()).collect();
     for q in &asked {
         let a = answer(library, embedder, model, &q.text, &[], opts, &mut |_| true).await?;
-        on_answer(q, &a.answer);
+        on_answer(q, &a);
         first.push(Duration::from_secs_f64(a.timings.first_token_ms / 1000.0));
         total.push(Duration::from_secs_f64(a.timings.total_ms / 1000.0));
         if a.route.target == "none" {
@@ -180,6 +209,13 @@ pub async fn evaluate_answers(
             declined += 1;
             continue;
         }
+        evidence.push(a.timings.evidence_ms);
+        prompts.push(a.timings.prompt_tokens as f64);
+        decode.push(a.timings.decode_tokens_per_s);
+        generated += a.timings.generated_tokens;
+        drafted += a.timings.accepted_draft_tokens;
+        sentences += a.support.cited_sentences;
+        unsupported += a.support.unsupported.len();
         if declines(&a.answer) {
             declined += 1;
         } else {
@@ -203,7 +239,15 @@ pub async fn evaluate_answers(
         abstained: declined as f64 / n,
         abstained_before_model: floor as f64 / n,
         first_token_ms_p50: percentile_ms(&mut first, 50.0),
+        first_token_ms_p10: percentile_ms(&mut first, 10.0),
+        first_token_ms_p90: percentile_ms(&mut first, 90.0),
+        evidence_ms_p50: percentile(&mut evidence, 50.0),
         total_ms_p50: percentile_ms(&mut total, 50.0),
+        prompt_tokens_p50: percentile(&mut prompts, 50.0),
+        decode_tokens_per_s_p50: percentile(&mut decode, 50.0),
+        drafted_share: drafted as f64 / generated.max(1) as f64,
+        cited_sentences: sentences,
+        supported_sentences: 1.0 - unsupported as f64 / sentences.max(1) as f64,
     })
 }
 

@@ -422,8 +422,9 @@ impl LocalModel {
     /// holds (the previous prompt and answer, or a prefix warmed with
     /// [`LocalModel::prefill_prefix`]) is not computed again. Greedy decoding
     /// drafts tokens by prompt lookup (see [`super::lookup`]) and verifies
-    /// them in one batched step whose logits equal the single steps', so the
-    /// output is the same as token-by-token decoding.
+    /// them in one batched step computed as the single steps would be (see
+    /// [`super::decoder::Decoder::forward_steps`] for where the quantized
+    /// kernels make that exact and where only nearly so).
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -582,6 +583,11 @@ impl LocalModel {
         // Keys and values past the accepted tokens are left to be overwritten.
         self.cached.extend_from_slice(&ids[..=taken]);
         Ok((taken, predicted[taken]))
+    }
+
+    /// Forget the cached keys and values: the next prompt is computed whole.
+    pub fn forget_prefix(&mut self) {
+        self.cached.clear();
     }
 
     /// Run `text` (already templated, the start of prompts to come: the

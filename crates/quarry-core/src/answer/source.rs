@@ -1,0 +1,28 @@
+//! A numbered source of an answer.
+
+use serde::{Deserialize, Serialize};
+
+/// A numbered source.
+#[derive(ts_rs::TS, Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    /// Its number in the answer, from 1.
+    pub n: usize,
+    /// Absolute path.
+    pub path: String,
+    /// Page, when the format has pages.
+    pub page: Option<u32>,
+    /// Heading above the passage.
+    pub heading: Option<String>,
+    /// The passage.
+    pub text: String,
+    /// What of the passage the local model read, when it was cut to the
+    /// sentences that match the question (none: all of it).
+    #[serde(default)]
+    pub excerpt: Option<String>,
+    /// Character offsets of the passage in the document text.
+    pub char_start: u64,
+    /// End offset.
+    pub char_end: u64,
+    /// Retrieval score.
+    pub score: f32,
+}
