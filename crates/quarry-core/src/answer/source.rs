@@ -26,3 +26,21 @@ pub struct Source {
     /// Retrieval score.
     pub score: f32,
 }
+
+#[cfg(test)]
+impl Source {
+    /// Source `n` of `/docs/n.txt`, `text` its whole passage.
+    pub(crate) fn for_test(n: usize, text: &str) -> Source {
+        Source {
+            n,
+            path: format!("/docs/{n}.txt"),
+            page: None,
+            heading: None,
+            text: text.into(),
+            excerpt: None,
+            char_start: 0,
+            char_end: text.len() as u64,
+            score: 1.0,
+        }
+    }
+}

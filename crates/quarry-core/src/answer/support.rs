@@ -173,17 +173,7 @@ mod tests {
     use super::*;
 
     fn source(n: usize, text: &str) -> Source {
-        Source {
-            n,
-            path: format!("/docs/{n}.txt"),
-            page: None,
-            heading: None,
-            text: text.into(),
-            excerpt: None,
-            char_start: 0,
-            char_end: text.len() as u64,
-            score: 1.0,
-        }
+        Source::for_test(n, text)
     }
 
     #[test]

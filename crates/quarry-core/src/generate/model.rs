@@ -130,6 +130,9 @@ impl Net {
     }
 }
 
+/// Tokens of a prompt processed in one forward pass at most.
+const PREFILL_SLICE: usize = 512;
+
 /// Longest context Quarry's own decoder preallocates a KV cache for.
 const DECODER_MAX_CONTEXT: usize = 8192;
 
@@ -445,23 +448,8 @@ impl LocalModel {
         }
         let (logits, reused) = self.prefill(&prompt_ids)?;
         let prefill = started.elapsed();
-        let greedy = opts.temperature <= 0.0;
-        let mut sampler = LogitsProcessor::from_sampling(
-            opts.seed,
-            Sampling::TopP {
-                p: opts.top_p,
-                temperature: opts.temperature.max(1e-6),
-            },
-        );
-        let mut pick = |logits: &Tensor| -> Result<u32> {
-            let logits = logits.to_dtype(candle_core::DType::F32)?;
-            if greedy {
-                Ok(argmax(&logits.to_vec1::<f32>()?))
-            } else {
-                Ok(sampler.sample(&logits)?)
-            }
-        };
-        let mut drafts = (greedy && opts.lookup && matches!(self.net, Net::Decoder(_)))
+        let mut picker = Picker::new(opts);
+        let mut drafts = (picker.greedy() && opts.lookup && matches!(self.net, Net::Decoder(_)))
             .then(|| super::lookup::Drafter::new(&prompt_ids));
         let mut out = Emitter::new(&opts.stop);
         let mut logits = Some(logits);
@@ -472,7 +460,7 @@ impl LocalModel {
         let reason = loop {
             let next = match pending.pop_front() {
                 Some(t) => t,
-                None => pick(&logits.take().expect("logits of the last step"))?,
+                None => picker.pick(&logits.take().expect("logits of the last step"))?,
             };
             first_token.get_or_insert_with(|| started.elapsed());
             if self.eos_ids.contains(&next) {
@@ -491,28 +479,23 @@ impl LocalModel {
             if pos + 1 >= self.context_length {
                 break StopReason::ContextFull;
             }
-            let room = self.context_length - pos - 2;
-            let draft = match drafts.as_mut() {
-                Some(d) => d.propose(&out.generated, room),
-                None => Vec::new(),
-            };
-            if draft.is_empty() {
-                logits = Some(self.net.forward(&[next], pos)?.squeeze(0)?);
-                self.cached.truncate(pos);
-                self.cached.push(next);
-                pos += 1;
-                continue;
+            match self.advance(next, pos, drafts.as_mut(), &out.generated)? {
+                Advance::Logits(l) => {
+                    logits = Some(l);
+                    pos += 1;
+                }
+                Advance::Verified {
+                    draft,
+                    taken,
+                    after,
+                } => {
+                    drafted += draft.len();
+                    accepted += taken;
+                    pending.extend(&draft[..taken]);
+                    pending.push_back(after);
+                    pos += 1 + taken;
+                }
             }
-            let (taken, after) = self.verify(next, &draft, pos)?;
-            drafts
-                .as_mut()
-                .expect("drafting")
-                .record(draft.len(), taken);
-            drafted += draft.len();
-            accepted += taken;
-            pending.extend(&draft[..taken]);
-            pending.push_back(after);
-            pos += 1 + taken;
         };
         let generated = out.generated.len();
         let text = out.finish(reason, on_text);
@@ -533,14 +516,48 @@ impl LocalModel {
         Ok((text, stats))
     }
 
+    /// Run `next` (at `pos`) through the model: alone, for the logits of the
+    /// token after it; or with a draft from `drafts`, verified in one step.
+    fn advance(
+        &mut self,
+        next: u32,
+        pos: usize,
+        drafts: Option<&mut super::lookup::Drafter>,
+        generated: &[u32],
+    ) -> Result<Advance> {
+        let room = self.context_length - pos - 2;
+        let draft = drafts
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.propose(generated, room));
+        match drafts {
+            Some(d) if !draft.is_empty() => {
+                let (taken, after) = self.verify(next, &draft, pos)?;
+                d.record(draft.len(), taken);
+                Ok(Advance::Verified {
+                    draft,
+                    taken,
+                    after,
+                })
+            }
+            _ => {
+                let logits = self.net.forward(&[next], pos)?.squeeze(0)?;
+                self.cached.truncate(pos);
+                self.cached.push(next);
+                Ok(Advance::Logits(logits))
+            }
+        }
+    }
+
     /// Run the prompt through the model, reusing the cached keys and values
     /// of its longest common prefix with the previous run. Returns the
     /// logits after the prompt and how many prompt tokens were reused.
     fn prefill(&mut self, ids: &[u32]) -> Result<(Tensor, usize)> {
         let reusable = matches!(self.net, Net::Decoder(_));
-        // At least the last token runs, for its logits.
+        // The last two tokens always run, together: a prompt's last logits
+        // then come from the same kernels (several rows) as when it is
+        // processed whole, so a reused prefix does not change the answer.
         let reused = if reusable {
-            common_prefix(&self.cached, ids).min(ids.len() - 1)
+            common_prefix(&self.cached, ids).min(ids.len().saturating_sub(2))
         } else {
             0
         };
@@ -549,17 +566,27 @@ impl LocalModel {
         if reused == 0 {
             self.net.clear();
         }
-        let mut logits = None;
-        let mut pos = reused;
-        // In slices, so attention memory stays bounded.
-        for part in ids[reused..].chunks(512) {
-            logits = Some(self.net.forward(part, pos)?);
-            pos += part.len();
-        }
+        let logits = self.run_slices(ids, reused)?;
         if reusable {
             self.cached = ids.to_vec();
         }
         Ok((logits.expect("a token to run").squeeze(0)?, reused))
+    }
+
+    /// Run `ids[from..]` (at their positions) through the model in slices
+    /// that end at the same positions whatever `from` is, so attention memory
+    /// stays bounded and a token's result does not depend on what was
+    /// cached; a last token is never run alone. The logits after the last.
+    fn run_slices(&mut self, ids: &[u32], from: usize) -> Result<Option<Tensor>> {
+        let mut logits = None;
+        let mut pos = from;
+        while pos < ids.len() {
+            let end = ((pos / PREFILL_SLICE + 1) * PREFILL_SLICE).min(ids.len());
+            let end = if ids.len() - end == 1 { ids.len() } else { end };
+            logits = Some(self.net.forward(&ids[pos..end], pos)?);
+            pos = end;
+        }
+        Ok(logits)
     }
 
     /// Check `draft` (proposed after `next`, which sits at `pos`) with one
@@ -612,13 +639,58 @@ impl LocalModel {
             return Ok(0);
         }
         self.cached.truncate(reused);
-        let mut pos = reused;
-        for part in ids[reused..].chunks(512) {
-            self.net.forward(part, pos)?;
-            pos += part.len();
-        }
+        self.run_slices(&ids, reused)?;
+        let computed = ids.len() - reused;
         self.cached = ids;
-        Ok(pos - reused)
+        Ok(computed)
+    }
+}
+
+/// What a decoding step produced.
+enum Advance {
+    /// The logits after the token.
+    Logits(Tensor),
+    /// A draft was checked: its first `taken` tokens are confirmed (their
+    /// keys and values cached) and `after` is the model's token after them.
+    Verified {
+        draft: Vec<u32>,
+        taken: usize,
+        after: u32,
+    },
+}
+
+/// Picks the next token: the arg-max when greedy (also what drafts are
+/// checked against), else nucleus sampling.
+struct Picker {
+    greedy: bool,
+    sampler: LogitsProcessor,
+}
+
+impl Picker {
+    fn new(opts: &GenerateOptions) -> Self {
+        Picker {
+            greedy: opts.temperature <= 0.0,
+            sampler: LogitsProcessor::from_sampling(
+                opts.seed,
+                Sampling::TopP {
+                    p: opts.top_p,
+                    temperature: opts.temperature.max(1e-6),
+                },
+            ),
+        }
+    }
+
+    fn greedy(&self) -> bool {
+        self.greedy
+    }
+
+    fn pick(&mut self, logits: &Tensor) -> Result<u32> {
+        let logits = logits.to_dtype(candle_core::DType::F32)?;
+        if self.greedy {
+            Ok(argmax(&logits.to_vec1::<f32>()?))
+        } else {
+            Ok(self.sampler.sample(&logits)?)
+        }
     }
 }
 
