@@ -283,10 +283,6 @@ fn window(text: &str, sentences: &[&Scored], budget: usize) -> String {
 mod tests {
     use super::*;
 
-    fn source(n: usize, text: &str) -> Source {
-        Source::for_test(n, text)
-    }
-
     #[test]
     fn sentences_split_at_stops_not_abbreviations() {
         let t = "Dr. Smith arrived, e.g. at noon. It rained!  Then J. R. Tolkien left?\nNew line";
@@ -305,11 +301,11 @@ mod tests {
     #[test]
     fn the_best_sentence_holds_the_rare_question_words() {
         let sources = vec![
-            source(
+            Source::for_test(
                 1,
                 "The tower is in Paris. It was completed in 1889 for the fair.",
             ),
-            source(2, "Paris is the capital of France. The tower is tall."),
+            Source::for_test(2, "Paris is the capital of France. The tower is tall."),
         ];
         let ev = best_sentences("When was the tower completed?", &sources, 2);
         assert_eq!(ev[0].n, 1);
@@ -327,7 +323,10 @@ mod tests {
         text.push_str(" The treaty was signed in Utrecht in 1713.");
         text.push(' ');
         text.push_str(&filler[10..].join(" "));
-        let sources = vec![source(1, &text), source(2, "Nothing relevant here at all.")];
+        let sources = vec![
+            Source::for_test(1, &text),
+            Source::for_test(2, "Nothing relevant here at all."),
+        ];
         let trim = Trim {
             chars: 120,
             min_share: 0.5,
@@ -359,9 +358,9 @@ mod tests {
         assert_eq!(all.len(), 2);
         // Dropping renumbers what is left.
         let swapped = vec![
-            source(1, "Nothing here."),
-            source(2, &text),
-            source(3, "Treaty."),
+            Source::for_test(1, "Nothing here."),
+            Source::for_test(2, &text),
+            Source::for_test(3, "Treaty."),
         ];
         let kept = drop_weak_sources(q, &swapped, trim);
         let ns: Vec<(usize, bool)> = kept.iter().map(|s| (s.n, s.text == text)).collect();

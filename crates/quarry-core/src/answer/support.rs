@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::answer::citations::strip_citations;
 use crate::answer::evidence::{sentence_spans, terms};
 use crate::answer::source::Source;
 
@@ -122,7 +123,7 @@ pub fn check(answer: &str, sources: &[Source]) -> Support {
 
 /// Whether `source` holds the numbers and most of the words of `sentence`.
 fn backs(sentence: &str, source: &str) -> bool {
-    let claim = strip_markers(sentence);
+    let claim = strip_citations(sentence);
     let source_numbers: HashSet<String> = numbers(source).into_iter().collect();
     if !numbers(&claim).iter().all(|n| source_numbers.contains(n)) {
         return false;
@@ -148,42 +149,18 @@ fn singular(mut w: String) -> String {
     w
 }
 
-/// `sentence` without its citation markers.
-fn strip_markers(sentence: &str) -> String {
-    let mut out = String::with_capacity(sentence.len());
-    let mut rest = sentence;
-    while let Some(open) = rest.find('[') {
-        match rest[open..].find(']') {
-            Some(close) if !citations(&rest[open..=open + close]).is_empty() => {
-                out.push_str(&rest[..open]);
-                rest = &rest[open + close + 1..];
-            }
-            _ => {
-                out.push_str(&rest[..=open]);
-                rest = &rest[open + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn source(n: usize, text: &str) -> Source {
-        Source::for_test(n, text)
-    }
-
     #[test]
     fn sentences_are_checked_against_the_sources_they_cite() {
         let sources = vec![
-            source(
+            Source::for_test(
                 1,
                 "The Morteratsch glacier lost almost forty metres of length in 2023.",
             ),
-            source(2, "Ferry ticket sales rose by 1,250 this summer."),
+            Source::for_test(2, "Ferry ticket sales rose by 1,250 this summer."),
         ];
         let s = check(
             "The Morteratsch glacier lost forty metres [1]. Ticket sales rose by 1250 [2]. \
@@ -219,7 +196,7 @@ mod tests {
             vec!["1878", "35", "7", "8"]
         );
         assert_eq!(
-            strip_markers("Yes [1], see [note] [2]."),
+            strip_citations("Yes [1], see [note] [2]."),
             "Yes , see [note] ."
         );
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::answer::citations::strip_citations;
 use crate::answer::{answer, AnswerOptions};
 use crate::embed::Embedder;
 use crate::error::Result;
@@ -92,32 +93,6 @@ pub fn contains_answer(prediction: &str, golds: &[String]) -> f64 {
     } else {
         0.0
     }
-}
-
-/// The answer text without its `[n]` citation markers.
-pub fn strip_citations(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find(']') {
-            Some(close)
-                if close > 0
-                    && after[..close]
-                        .chars()
-                        .all(|c| c.is_ascii_digit() || c == ',' || c == ' ') =>
-            {
-                rest = &after[close + 1..];
-            }
-            _ => {
-                out.push('[');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Whether an answer says the documents do not hold the answer.
