@@ -43,6 +43,10 @@ enum Command {
     Ask(commands::ask::AskArgs),
     /// Ask several questions in a row; follow-ups see the conversation.
     Chat(commands::chat::ChatArgs),
+    /// Fill a schema's fields from each document into a table (CSV, XLSX, JSON), every value cited and checked.
+    Extract(commands::extract::ExtractArgs),
+    /// Put each document into one of your categories, with the words that show it.
+    Classify(commands::extract::ClassifyArgs),
     /// Configure remote providers (OpenAI-compatible chat APIs) and their keys.
     Provider {
         #[command(subcommand)]
@@ -111,6 +115,8 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Search(args) => c::search::search(ctx, args).await,
         Command::Ask(args) => c::ask::ask(ctx, args).await,
         Command::Chat(args) => c::chat::chat(ctx, args).await,
+        Command::Extract(args) => c::extract::extract(ctx, args).await,
+        Command::Classify(args) => c::extract::classify(ctx, args).await,
         Command::Provider { action } => c::provider::provider(ctx, action),
         Command::Privacy(args) => c::privacy::privacy(ctx, args).await,
         Command::Audit(args) => c::audit::run(ctx, args).await,

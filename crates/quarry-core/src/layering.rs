@@ -16,6 +16,7 @@ const STAGES: &[&[&str]] = &[
     &["generate"],
     &["cloud"],
     &["answer"],
+    &["tasks"],
     &["eval"],
 ];
 

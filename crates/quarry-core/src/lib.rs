@@ -18,7 +18,9 @@
 //! 8. [`generate`]: local GGUF models;
 //! 9. [`cloud`]: privacy policy and the one way out to a provider;
 //! 10. [`answer`]: grounded answers, the router, the answer cache;
-//! 11. [`eval`]: retrieval and answer quality, scale runs.
+//! 11. [`tasks`]: task specialists — fields extracted from each document
+//!     into a table, classification — every value checked and cited;
+//! 12. [`eval`]: retrieval, answer and extraction quality, scale runs.
 //!
 //! Nothing here knows which front-end (CLI, server, desktop) is calling.
 
@@ -46,6 +48,8 @@ pub mod generate;
 pub mod cloud;
 
 pub mod answer;
+
+pub mod tasks;
 
 pub mod eval;
 

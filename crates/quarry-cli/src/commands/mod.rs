@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chat;
 pub mod check;
 pub mod eval;
+pub mod extract;
 pub mod index;
 pub mod models;
 pub mod privacy;

@@ -22,6 +22,18 @@ pub struct SearchArgs {
     /// Number of results.
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    fusion: FusionArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which documents a command looks at (`search`, `extract`, `classify`).
+#[derive(clap::Args, Clone, Default)]
+pub struct FilterArgs {
     /// Only files whose path starts with this.
     #[arg(long)]
     path_prefix: Option<String>,
@@ -34,11 +46,37 @@ pub struct SearchArgs {
     /// Only files modified before this local date (YYYY-MM-DD).
     #[arg(long, value_parser = parse_local_date)]
     modified_before: Option<i64>,
-    #[command(flatten)]
-    fusion: FusionArgs,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+impl FilterArgs {
+    /// The filter these flags describe (a relative prefix is resolved like
+    /// a path the user typed).
+    pub fn filter(&self) -> Filter {
+        let path_prefix = self.path_prefix.as_ref().map(|p| absolute(p));
+        Filter {
+            path_prefix,
+            extensions: self
+                .ext
+                .iter()
+                .map(|e| e.trim_start_matches('.').to_lowercase())
+                .collect(),
+            modified_after_ms: self.modified_after,
+            modified_before_ms: self.modified_before,
+            paths: None,
+        }
+    }
+}
+
+/// `p` made absolute against the current directory (as typed, when it cannot be).
+pub fn absolute(p: &str) -> String {
+    let pb = PathBuf::from(p);
+    if pb.is_relative() {
+        std::env::current_dir()
+            .map(|c| c.join(&pb).to_string_lossy().to_string())
+            .unwrap_or_else(|_| p.to_string())
+    } else {
+        p.to_string()
+    }
 }
 
 /// Hybrid fusion settings shared by `search` and `eval`.
@@ -83,32 +121,11 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> Result<()> {
         _ => Some(ctx.load_embedder(&lib.meta().embedder)?),
     };
     let fusion = args.fusion.config()?;
-    let path_prefix = args.path_prefix.map(|p| {
-        // A relative prefix is resolved like a path the user typed.
-        let pb = PathBuf::from(&p);
-        if pb.is_relative() {
-            std::env::current_dir()
-                .map(|c| c.join(&pb).to_string_lossy().to_string())
-                .unwrap_or(p)
-        } else {
-            p
-        }
-    });
     let opts = SearchOptions {
         mode: args.mode,
         k: args.k,
         fusion,
-        filter: Filter {
-            path_prefix,
-            extensions: args
-                .ext
-                .iter()
-                .map(|e| e.trim_start_matches('.').to_lowercase())
-                .collect(),
-            modified_after_ms: args.modified_after,
-            modified_before_ms: args.modified_before,
-            paths: None,
-        },
+        filter: args.filter.filter(),
     };
     let searcher = HybridSearch::new(&lib, embedder.as_ref())?;
     let results = searcher.search(&args.query, &opts).await?;

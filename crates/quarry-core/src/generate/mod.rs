@@ -3,6 +3,7 @@
 //! is built from the GGUF's own metadata and the chat template
 //! (`tokenizer.chat_template`) is rendered with minijinja.
 
+mod constrained;
 mod decoder;
 mod lookup;
 mod model;
@@ -10,6 +11,7 @@ mod spm;
 mod template;
 mod tokenizer;
 
+pub use constrained::json_grammar;
 pub use model::{GenerateOptions, GenerationStats, LoadOptions, LocalModel, StopReason};
 pub use template::{ChatMessage, ChatTemplate};
 pub use tokenizer::tokenizer_from_gguf;

@@ -87,6 +87,8 @@ pub struct GenerationStats {
     pub drafted_tokens: usize,
     /// Drafted tokens the model confirmed.
     pub accepted_tokens: usize,
+    /// Tokens a grammar forced (constrained decoding), run in batches.
+    pub forced_tokens: usize,
     /// Time to process the prompt.
     pub prefill: Duration,
     /// Time to the first generated token.
@@ -97,6 +99,33 @@ pub struct GenerationStats {
     pub total: Duration,
     /// Why it stopped.
     pub stop: StopReason,
+}
+
+impl GenerationStats {
+    /// The times of a generation that started at `started` and ends now;
+    /// the token counts are left at zero for the caller to fill in.
+    pub(super) fn timed(
+        started: Instant,
+        prefill: Duration,
+        first_token: Option<Duration>,
+        stop: StopReason,
+    ) -> Self {
+        let total = started.elapsed();
+        let first = first_token.unwrap_or(total);
+        GenerationStats {
+            prompt_tokens: 0,
+            reused_tokens: 0,
+            generated_tokens: 0,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
+            forced_tokens: 0,
+            prefill,
+            first_token: first,
+            decode: total.saturating_sub(first),
+            total,
+            stop,
+        }
+    }
 }
 
 enum Net {
@@ -163,6 +192,10 @@ pub struct LocalModel {
     /// The tokens whose keys and values sit in the decoder's cache, at
     /// positions 0.. (always empty for models run by candle).
     cached: Vec<u32>,
+    /// What each token's text is in bytes, for constrained decoding.
+    token_bytes: Vec<Vec<u8>>,
+    /// Built at the first constrained generation.
+    grammars: Option<super::constrained::Grammars>,
 }
 
 fn md_str(ct: &gguf_file::Content, key: &str) -> Option<String> {
@@ -283,6 +316,8 @@ impl LocalModel {
         };
         let tokenizer =
             super::tokenizer::tokenizer_from_gguf(&ct).map_err(|e| load_err(&path_used, e))?;
+        // Without it only constrained decoding is unavailable (and says so).
+        let token_bytes = super::constrained::token_bytes(&ct).unwrap_or_default();
         let token_text = |key: &str| {
             md_u32(&ct, key)
                 .and_then(|id| tokenizer.id_to_token(id))
@@ -340,6 +375,8 @@ impl LocalModel {
             eos_ids,
             name,
             cached: Vec::new(),
+            token_bytes,
+            grammars: None,
         })
     }
 
@@ -435,17 +472,7 @@ impl LocalModel {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(String, GenerationStats)> {
         let started = Instant::now();
-        let prompt_ids = self.token_ids(prompt)?;
-        if prompt_ids.is_empty() {
-            return Err(Error::InvalidInput("empty prompt".into()));
-        }
-        if prompt_ids.len() >= self.context_length {
-            return Err(Error::InvalidInput(format!(
-                "prompt of {} tokens does not fit the {}-token context",
-                prompt_ids.len(),
-                self.context_length
-            )));
-        }
+        let prompt_ids = self.prompt_ids(prompt)?;
         let (logits, reused) = self.prefill(&prompt_ids)?;
         let prefill = started.elapsed();
         let mut picker = Picker::new(opts);
@@ -499,21 +526,68 @@ impl LocalModel {
         };
         let generated = out.generated.len();
         let text = out.finish(reason, on_text);
-        let total = started.elapsed();
-        let first = first_token.unwrap_or(total);
-        let stats = GenerationStats {
-            prompt_tokens: prompt_ids.len(),
-            reused_tokens: reused,
-            generated_tokens: generated,
-            drafted_tokens: drafted,
-            accepted_tokens: accepted,
-            prefill,
-            first_token: first,
-            decode: total.saturating_sub(first),
-            total,
-            stop: reason,
-        };
+        let mut stats = GenerationStats::timed(started, prefill, first_token, reason);
+        stats.prompt_tokens = prompt_ids.len();
+        stats.reused_tokens = reused;
+        stats.generated_tokens = generated;
+        stats.drafted_tokens = drafted;
+        stats.accepted_tokens = accepted;
         Ok((text, stats))
+    }
+
+    /// The tokens of a prompt that fits the context.
+    pub(super) fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        let prompt_ids = self.token_ids(prompt)?;
+        if prompt_ids.is_empty() {
+            return Err(Error::InvalidInput("empty prompt".into()));
+        }
+        if prompt_ids.len() >= self.context_length {
+            return Err(Error::InvalidInput(format!(
+                "prompt of {} tokens does not fit the {}-token context",
+                prompt_ids.len(),
+                self.context_length
+            )));
+        }
+        Ok(prompt_ids)
+    }
+
+    /// Run `ids` (from position `pos`) through the model; the logits after
+    /// the last.
+    pub(super) fn step(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+        let logits = self.net.forward(ids, pos)?.squeeze(0)?;
+        if matches!(self.net, Net::Decoder(_)) {
+            self.cached.truncate(pos);
+            self.cached.extend_from_slice(ids);
+        }
+        Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
+    }
+
+    /// The grammar engine over this model's vocabulary, for logits `n_vocab` wide.
+    pub(super) fn grammars(&mut self, n_vocab: usize) -> Result<&super::constrained::Grammars> {
+        if self
+            .grammars
+            .as_ref()
+            .is_none_or(|g| g.n_vocab() != n_vocab)
+        {
+            if self.token_bytes.is_empty() {
+                return Err(Error::Tokenizer(format!(
+                    "{}: the GGUF's token list could not be read, so output cannot be constrained",
+                    self.name
+                )));
+            }
+            self.grammars = Some(super::constrained::Grammars::new(
+                &self.token_bytes,
+                &self.tokenizer,
+                &self.eos_ids,
+                n_vocab,
+            )?);
+        }
+        Ok(self.grammars.as_ref().expect("built above"))
+    }
+
+    /// End-of-turn token ids.
+    pub(super) fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
     }
 
     /// Run `next` (at `pos`) through the model: alone, for the logits of the
@@ -551,7 +625,7 @@ impl LocalModel {
     /// Run the prompt through the model, reusing the cached keys and values
     /// of its longest common prefix with the previous run. Returns the
     /// logits after the prompt and how many prompt tokens were reused.
-    fn prefill(&mut self, ids: &[u32]) -> Result<(Tensor, usize)> {
+    pub(super) fn prefill(&mut self, ids: &[u32]) -> Result<(Tensor, usize)> {
         let reusable = matches!(self.net, Net::Decoder(_));
         // The last two tokens always run, together: a prompt's last logits
         // then come from the same kernels (several rows) as when it is
@@ -661,13 +735,13 @@ enum Advance {
 
 /// Picks the next token: the arg-max when greedy (also what drafts are
 /// checked against), else nucleus sampling.
-struct Picker {
+pub(super) struct Picker {
     greedy: bool,
     sampler: LogitsProcessor,
 }
 
 impl Picker {
-    fn new(opts: &GenerateOptions) -> Self {
+    pub(super) fn new(opts: &GenerateOptions) -> Self {
         Picker {
             greedy: opts.temperature <= 0.0,
             sampler: LogitsProcessor::from_sampling(
@@ -682,6 +756,15 @@ impl Picker {
 
     fn greedy(&self) -> bool {
         self.greedy
+    }
+
+    /// Pick from logits some of which may be minus infinity (masked).
+    pub(super) fn pick_from(&mut self, logits: &[f32]) -> Result<u32> {
+        if self.greedy {
+            Ok(argmax(logits))
+        } else {
+            self.pick(&Tensor::new(logits, &Device::Cpu)?)
+        }
     }
 
     fn pick(&mut self, logits: &Tensor) -> Result<u32> {
@@ -713,15 +796,15 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 /// Generated tokens turned into text for the caller: stop strings cut the
 /// text, and nothing is shown that could still turn out to be the start of a
 /// stop string or half of a character.
-struct Emitter<'a> {
+pub(super) struct Emitter<'a> {
     stops: Vec<&'a str>,
-    generated: Vec<u32>,
+    pub(super) generated: Vec<u32>,
     text: String,
     emitted: usize,
 }
 
 impl<'a> Emitter<'a> {
-    fn new(stops: &'a [String]) -> Self {
+    pub(super) fn new(stops: &'a [String]) -> Self {
         Emitter {
             stops: stops.iter().map(String::as_str).collect(),
             generated: Vec::new(),
@@ -732,7 +815,7 @@ impl<'a> Emitter<'a> {
 
     /// Add a token; `Some` when generation must stop (a stop string, or the
     /// caller said stop).
-    fn push(
+    pub(super) fn push(
         &mut self,
         token: u32,
         tokenizer: &Tokenizer,
@@ -775,7 +858,11 @@ impl<'a> Emitter<'a> {
 
     /// Show what was held back (unless a stop string or the caller ended
     /// it); the whole text.
-    fn finish(self, reason: StopReason, on_text: &mut dyn FnMut(&str) -> bool) -> String {
+    pub(super) fn finish(
+        self,
+        reason: StopReason,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> String {
         if reason != StopReason::StopString && reason != StopReason::Cancelled {
             let tail = self.text.trim_end_matches('\u{FFFD}');
             if tail.len() > self.emitted {

@@ -39,6 +39,7 @@ pub fn load_installed_with(
 }
 
 /// Indices of the `n` largest logits, best first.
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn top(logits: &[f32], n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     idx.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
