@@ -47,6 +47,8 @@ pub fn export_to(dir: &Path) -> Result<(), ts_rs::ExportError> {
     RemoveRequest::export_all(&cfg)?;
     FetchRequest::export_all(&cfg)?;
     ImportRequest::export_all(&cfg)?;
+    crate::tasks::ExtractRequest::export_all(&cfg)?;
+    crate::tasks::ExtractUpdate::export_all(&cfg)?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! - [`models`]: the models folder, a background fetch with progress, imports.
 //! - [`session`]: the routing (privacy policy, egress) and ask session.
 //! - [`calls`]: the calls every front-end makes, request in, view out.
+//! - [`tasks`]: extraction runs streamed as updates, and their tables.
 //! - [`views`]: what the front-ends receive, typed; the UI's TypeScript types
 //!   are generated from them (`ui/src/bindings/`).
 //! - [`error`]: `{code, message}` errors and the one table from error kinds to
@@ -24,6 +25,7 @@ pub mod error;
 pub mod logging;
 pub mod models;
 pub mod session;
+pub mod tasks;
 pub mod viewer;
 pub mod views;
 

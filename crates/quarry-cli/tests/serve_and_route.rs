@@ -888,3 +888,75 @@ fn dates_models_and_opening_in_the_system_viewer() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn extraction_streams_its_table_over_http_and_exports_it() {
+    let claim = "Claim notification. Policy number: HX-44120-B. Claimant: Maria Fernandes. \
+                 The loss happened on 14 February 2024.";
+    let env = setup(&[("claim.txt", claim)]);
+    let server = serve_with(&env, &["--model", GENERATOR]);
+    let claim_path = env.docs.join("claim.txt").to_string_lossy().to_string();
+    let schema = json!({"fields": [
+        {"name": "policy_number", "description": "the insurance policy number"},
+        {"name": "claimant", "description": "who makes the claim"},
+    ]});
+    let request = json!({"schema": schema, "paths": [claim_path]});
+    let body = ureq::post(&format!("{}/api/extract", server.base))
+        .send_json(request.clone())
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let events: Vec<(String, Value)> = sse(&body)
+        .into_iter()
+        .map(|(n, d)| (n, serde_json::from_str(&d).unwrap()))
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["started", "document", "done"], "{body}");
+    assert_eq!(events[0].1["total"], 1, "{body}");
+    assert_eq!(events[0].1["schema"]["fields"].as_array().unwrap().len(), 2);
+    let doc = &events[1].1["fields"];
+    assert_eq!(doc["path"], claim_path.as_str(), "{body}");
+    for f in ["policy_number", "claimant"] {
+        let v = &doc["fields"][f];
+        assert!(v["verified"].is_boolean(), "{f}: {doc}");
+        if !v["value"].is_null() {
+            assert_eq!(v["citation"]["path"], claim_path.as_str(), "{f}: {doc}");
+        }
+    }
+    assert_eq!(events[2].1["extracted"], 1, "{body}");
+
+    // The kept results as files.
+    let table = |format: &str| {
+        let mut r = request.clone();
+        r["format"] = json!(format);
+        let resp = ureq::post(&format!("{}/api/extract/table", server.base))
+            .send_json(r)
+            .unwrap();
+        let mime = resp.content_type().to_string();
+        let mut bytes = Vec::new();
+        resp.into_reader().read_to_end(&mut bytes).unwrap();
+        (mime, bytes)
+    };
+    let (mime, csv) = table("csv");
+    assert!(mime.starts_with("text/csv"), "{mime}");
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(
+        csv.starts_with("path,policy_number,claimant,unverified,error\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    let (_, xlsx) = table("xlsx");
+    assert_eq!(&xlsx[..2], b"PK", "an xlsx is a zip");
+
+    // A schema that cannot be read is an error event, not a dropped stream.
+    let body = ureq::post(&format!("{}/api/extract", server.base))
+        .send_json(json!({"schema": {"fields": [{"name": "a", "type": "money"}]}}))
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let events = sse(&body);
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(events[0].0, "error", "{body}");
+    assert!(events[0].1.contains("unknown type"), "{body}");
+}

@@ -10,6 +10,8 @@
 //! | POST | `/api/folders/remove` | `{"path": ...}`: remove a folder and its documents |
 //! | GET | `/api/search?q=&mode=&k=&path_prefix=&ext=` | hybrid search with snippets |
 //! | POST | `/api/ask` | SSE: `sources`, `route`, `token`, `consent`, `sent`, `done`, `error` |
+//! | POST | `/api/extract` | `{"schema", "paths"?, "ext"?, "redo"?}`: SSE `started`, `document` (one per document, fields cited and checked), `done`, `error` |
+//! | POST | `/api/extract/table` | the same request with `"format"`: `csv`, `xlsx` or `json`: the kept results as a file |
 //! | GET | `/api/audit` | what left the machine |
 //! | GET | `/v1/models` | OpenAI-compatible model list |
 //! | POST | `/v1/chat/completions` | OpenAI-compatible chat, streaming or not |
@@ -125,6 +127,8 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         .route("/api/folders/remove", post(routes::remove_folder))
         .route("/api/search", get(routes::search))
         .route("/api/ask", post(routes::ask))
+        .route("/api/extract", post(routes::extract))
+        .route("/api/extract/table", post(routes::extract_table))
         .route("/api/audit", get(routes::audit))
         .route("/api/settings", get(routes::settings))
         .route("/api/settings/privacy", post(routes::set_privacy))

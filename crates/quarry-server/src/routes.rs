@@ -14,6 +14,7 @@ use quarry_app::calls::{
     SearchQuery,
 };
 use quarry_app::models::{FetchRequest, ImportRequest};
+use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate};
 use quarry_app::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
     SettingsView, StatusView, StoppingView,
@@ -83,6 +84,43 @@ pub async fn ask(
         }
     });
     Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
+/// `POST /api/extract`: an SSE stream of an extraction run (see
+/// [`ExtractUpdate`]); leaving the stream stops the run (what is done is kept).
+pub async fn extract(
+    State(engine): Shared,
+    Json(req): Json<ExtractRequest>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = |e: ExtractUpdate| tx.send(event(e.name(), &e.data())).is_ok();
+        if let Err(e) = tasks::extract_blocking(&engine, &handle, &req, &mut sink) {
+            sink(ExtractUpdate::Error(e));
+        }
+    });
+    Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
+/// `POST /api/extract/table`: the kept results of an extraction as a CSV,
+/// XLSX or JSON file.
+pub async fn extract_table(
+    State(engine): Shared,
+    Json(req): Json<ExtractRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let (bytes, mime) = tasks::table(&engine, &req).await?;
+    let ext = req.format.as_deref().unwrap_or("json");
+    let disposition = format!("attachment; filename=\"extraction.{ext}\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, mime.to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `GET /api/audit`: every outbound request recorded for this library.

@@ -36,7 +36,12 @@ pub struct EvalArgs {
     /// the local model).
     #[arg(long)]
     answers: bool,
-    /// Generator for --answers: a registry id or a .gguf path.
+    /// Evaluate extraction instead: --dataset is a folder with docs/,
+    /// schema.json and truth.jsonl (see bench/extract/); per-field accuracy,
+    /// unverified share and documents per minute (use --limit).
+    #[arg(long, conflicts_with = "answers")]
+    extract: bool,
+    /// Generator for --answers and --extract: a registry id or a .gguf path.
     #[arg(long)]
     model: Option<String>,
     /// For --answers: sources per question.
@@ -74,6 +79,9 @@ pub(crate) fn work_dir(ctx: &Context, dataset: &std::path::Path, work: Option<Pa
 }
 
 pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
+    if args.extract {
+        return eval_extraction(ctx, args).await;
+    }
     let data = Dataset::load(&args.dataset)
         .with_context(|| format!("reading {}", args.dataset.display()))?;
     let work = work_dir(ctx, &args.dataset, args.work);
@@ -254,4 +262,108 @@ pub(crate) async fn index_quietly(
         &mut |_| {},
     )
     .await?)
+}
+
+/// `--extract`: fill the set's schema from its documents and score each field.
+async fn eval_extraction(ctx: &Context, args: EvalArgs) -> Result<()> {
+    use quarry_core::eval::extraction::{score, ExtractionSet};
+    use quarry_core::tasks::extract::ExtractOptions;
+    use quarry_core::tasks::results::ResultStore;
+
+    let set = ExtractionSet::load(&args.dataset)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
+    let work = work_dir(ctx, &args.dataset, args.work.clone());
+    let embedder = ctx.load_embedder(&ctx.default_embedder()?)?;
+    let mut library =
+        Library::open_or_create(&work.join("library"), embedder.id(), embedder.dim()).await?;
+    let docs_dir = set.dir.join("docs").canonicalize()?;
+    index_quietly(&mut library, &docs_dir, &embedder).await?;
+    let wanted: Vec<String> = set
+        .labelled
+        .iter()
+        .take(args.queries.unwrap_or(usize::MAX))
+        .map(|l| set.doc_path(l).to_string_lossy().to_string())
+        .collect();
+    let docs: Vec<_> = quarry_core::tasks::select_documents(&library, &Default::default(), &[])
+        .await?
+        .into_iter()
+        .filter(|d| wanted.contains(&d.path))
+        .collect();
+    let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
+    let model_key = ctx.store.generator_name(args.model.as_deref())?;
+    let mut store = ResultStore::open(library.dir(), &set.schema, &model_key)?;
+    let search = HybridSearch::new(&library, Some(&embedder))?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let quiet = args.json;
+    let (rows, summary) = quarry_core::tasks::extract_all(
+        &search,
+        &mut model,
+        &set.schema,
+        &docs,
+        &mut store,
+        &ExtractOptions::default(),
+        &never,
+        &mut |e| {
+            if let quarry_core::tasks::ExtractEvent::Document {
+                done,
+                total,
+                fields,
+                ..
+            } = e
+            {
+                if !quiet {
+                    eprintln!("[{done}/{total}] {} ({} ms)", fields.path, fields.ms);
+                }
+            }
+        },
+    )
+    .await?;
+    let scores = score(&set, &rows);
+    let fresh: Vec<_> = rows
+        .iter()
+        .filter(|r| r.error.is_none() && r.ms > 0)
+        .collect();
+    let ms: u64 = fresh.iter().map(|r| r.ms).sum();
+    let docs_per_min = if ms == 0 {
+        0.0
+    } else {
+        fresh.len() as f64 * 60_000.0 / ms as f64
+    };
+    let prompt_p50 = {
+        let mut p: Vec<usize> = fresh.iter().map(|r| r.prompt_tokens).collect();
+        p.sort_unstable();
+        p.get(p.len() / 2).copied().unwrap_or(0)
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": model.name(),
+                "documents": rows.len(),
+                "failed": summary.failed,
+                "documents_per_minute": docs_per_min,
+                "prompt_tokens_p50": prompt_p50,
+                "fields": scores,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "extraction ({} documents, {}): {:.2} documents/min, prompt p50 {prompt_p50} tokens, {} failed",
+        rows.len(),
+        model.name(),
+        docs_per_min,
+        summary.failed
+    );
+    println!(
+        "{:<20} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "field", "accuracy", "overlap", "precision", "unverified", "verif.prec"
+    );
+    for s in &scores {
+        println!(
+            "{:<20} {:>8.3} {:>8.3} {:>10.3} {:>10.3} {:>10.3}",
+            s.field, s.accuracy, s.overlap, s.precision, s.unverified_share, s.verified_precision
+        );
+    }
+    Ok(())
 }

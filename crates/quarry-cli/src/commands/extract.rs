@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
 use quarry_core::tasks::results::ResultStore;
 use quarry_core::tasks::schema::Schema;
@@ -69,10 +69,13 @@ pub struct ClassifyArgs {
 }
 
 pub async fn extract(ctx: &Context, args: ExtractArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.schema)
-        .with_context(|| format!("reading {}", args.schema.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", args.schema.display()))?;
+    // The user's file: a missing or malformed one is theirs to fix (exit 2).
+    let text = std::fs::read_to_string(&args.schema).map_err(|e| {
+        quarry_core::Error::InvalidInput(format!("cannot read {}: {e}", args.schema.display()))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        quarry_core::Error::InvalidInput(format!("{} is not JSON: {e}", args.schema.display()))
+    })?;
     let schema = Schema::parse(&value)?;
     run(ctx, schema, args.task).await
 }
@@ -99,7 +102,8 @@ async fn run(ctx: &Context, schema: Schema, args: TaskArgs) -> Result<()> {
     let embedder = ctx.load_embedder(&lib.meta().embedder).ok();
     let search = HybridSearch::new(&lib, embedder.as_ref())?;
     let mut model = load_generator(ctx, args.model.as_deref())?;
-    let mut store = ResultStore::open(lib.dir(), &schema, model.name())?;
+    let model_key = ctx.store.generator_name(args.model.as_deref())?;
+    let mut store = ResultStore::open(lib.dir(), &schema, &model_key)?;
     let opts = ExtractOptions {
         per_field: args.per_field.max(1),
         passage_tokens: args.passage_tokens,
@@ -133,25 +137,13 @@ async fn run(ctx: &Context, schema: Schema, args: TaskArgs) -> Result<()> {
     finish(&schema, &rows, &summary, &args, store.path(), &cancelled)
 }
 
-/// The selected documents: the filter's, under one of `paths` when given.
+/// The selected documents: the filter's, under one of the paths when given.
 async fn documents(
     lib: &Library,
     args: &TaskArgs,
 ) -> Result<Vec<quarry_core::store::DocumentRecord>> {
     let roots: Vec<String> = args.paths.iter().map(|p| absolute(p)).collect();
-    let docs = select_documents(lib, &args.filter.filter()).await?;
-    Ok(docs
-        .into_iter()
-        .filter(|d| {
-            roots.is_empty()
-                || roots.iter().any(|r| {
-                    let r = r.trim_end_matches(std::path::MAIN_SEPARATOR);
-                    d.path == r
-                        || d.path
-                            .starts_with(&format!("{r}{}", std::path::MAIN_SEPARATOR))
-                })
-        })
-        .collect())
+    Ok(select_documents(lib, &args.filter.filter(), &roots).await?)
 }
 
 fn finish(

@@ -3,6 +3,7 @@
 //! latency. [`answers`]: answer quality; [`scale`]: synthetic scale runs.
 
 pub mod answers;
+pub mod extraction;
 pub mod scale;
 
 use std::collections::{HashMap, HashSet};

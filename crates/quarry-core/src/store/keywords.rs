@@ -171,8 +171,8 @@ impl KeywordIndex {
         let mut parser = QueryParser::for_index(&self.index, vec![f.text, f.heading, f.title]);
         parser.set_field_boost(f.heading, 1.5);
         parser.set_field_boost(f.title, 1.5);
-        // Lenient: a stray quote or colon in a question is not an error.
-        parser.parse_query_lenient(query).0
+        // Lenient: an unbalanced quote in a question is not an error.
+        parser.parse_query_lenient(&plain_query(query)).0
     }
 
     /// BM25 top-`limit` chunks for `query`, with highlighted snippets.
@@ -263,4 +263,36 @@ fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// What a user typed as words and quoted phrases only: tantivy's query
+/// syntax (`field:`, `*`, `^2`, `~`, ranges, a leading `-` or `+`) would
+/// otherwise turn "the Files: * section" into a query on a field that does
+/// not exist, or "title:x" into a search of titles only.
+fn plain_query(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut prev = ' ';
+    for c in query.chars() {
+        let syntax = matches!(
+            c,
+            ':' | '*' | '?' | '^' | '~' | '\\' | '/' | '(' | ')' | '[' | ']' | '{' | '}' | '!'
+        );
+        let operator = matches!(c, '-' | '+') && (prev.is_whitespace() || prev == '"');
+        out.push(if syntax || operator { ' ' } else { c });
+        prev = c;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_query;
+
+    #[test]
+    fn query_syntax_is_read_as_plain_words() {
+        assert_eq!(plain_query("the Files: * section"), "the Files    section");
+        assert_eq!(plain_query("title:x"), "title x");
+        assert_eq!(plain_query("GPL-2+ -only"), "GPL-2+  only");
+        assert_eq!(plain_query("\"exact phrase\""), "\"exact phrase\"");
+    }
 }

@@ -24,9 +24,22 @@ use extract::{extract_document, DocumentFields, ExtractOptions};
 use results::ResultStore;
 use schema::Schema;
 
-/// The indexed documents a filter selects (path prefix, extensions, dates),
-/// by path.
-pub async fn select_documents(library: &Library, filter: &Filter) -> Result<Vec<DocumentRecord>> {
+/// Whether `path` is `root` or inside it.
+fn under(path: &str, root: &str) -> bool {
+    let root = root.trim_end_matches(['/', '\\']);
+    path == root
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with(['/', '\\']))
+}
+
+/// The indexed documents a filter selects (path prefix, extensions, dates)
+/// that are one of `roots` or inside one (all when `roots` is empty), by path.
+pub async fn select_documents(
+    library: &Library,
+    filter: &Filter,
+    roots: &[String],
+) -> Result<Vec<DocumentRecord>> {
     let mut docs: Vec<DocumentRecord> = library
         .documents()
         .await?
@@ -48,6 +61,7 @@ pub async fn select_documents(library: &Library, filter: &Filter) -> Result<Vec<
         })
         .filter(|d| filter.date_matches(d.mtime_ns))
         .filter(|d| filter.paths.as_ref().is_none_or(|ps| ps.contains(&d.path)))
+        .filter(|d| roots.is_empty() || roots.iter().any(|r| under(&d.path, r)))
         .collect();
     docs.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(docs)
@@ -78,7 +92,7 @@ pub enum ExtractEvent {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
     /// Documents extracted now.
     pub extracted: usize,
@@ -166,5 +180,16 @@ fn failed(doc: &DocumentRecord, e: crate::Error) -> DocumentFields {
         prompt_tokens: 0,
         generated_tokens: 0,
         ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_root_holds_itself_and_what_is_inside_it_only() {
+        assert!(super::under("/a/b.txt", "/a"));
+        assert!(super::under("/a/b.txt", "/a/"));
+        assert!(super::under("/a/b.txt", "/a/b.txt"));
+        assert!(!super::under("/ab/c.txt", "/a"));
     }
 }

@@ -19,8 +19,8 @@ pub struct ResultStore {
 }
 
 impl ResultStore {
-    /// Open (or start) the results of `schema` with the model named `model`
-    /// in the library at `library_dir`.
+    /// Open (or start) the results of `schema` with the model `model` (its
+    /// registry id or file stem) in the library at `library_dir`.
     pub fn open(library_dir: &Path, schema: &Schema, model: &str) -> Result<Self> {
         let key = run_key(schema, model);
         let path = library_dir

@@ -1,0 +1,199 @@
+//! Extraction for the HTTP and desktop front-ends: a run streamed as events
+//! (the table fills in document by document), and the kept results as a
+//! CSV, XLSX or JSON table.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
+use quarry_core::tasks::results::ResultStore;
+use quarry_core::tasks::schema::Schema;
+use quarry_core::tasks::table::{to_csv, to_json, to_xlsx, TableFormat};
+use quarry_core::tasks::{extract_all, select_documents, ExtractEvent, RunSummary};
+use quarry_core::{HybridSearch, SearchMode};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::engine::Engine;
+use crate::error::{AppError, AppResult};
+
+/// An extraction (`POST /api/extract`, `POST /api/extract/table`).
+#[derive(Debug, Clone, Deserialize, TS)]
+pub struct ExtractRequest {
+    /// The fields: a JSON Schema object, or `{"fields": [{"name", "type",
+    /// "description", "choices"?}]}`.
+    #[ts(type = "unknown")]
+    pub schema: serde_json::Value,
+    /// Only documents that are one of these files or inside these folders
+    /// (default: every indexed document).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Only these extensions (no dot).
+    #[serde(default)]
+    pub ext: Vec<String>,
+    /// Extract again where a result is kept for the same content.
+    #[serde(default)]
+    pub redo: bool,
+    /// For a table: `csv`, `xlsx` or `json` (default).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// What an extraction run streams.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum ExtractUpdate {
+    /// The run starts: the schema as read (the table's columns), the
+    /// documents selected and how many are kept from before.
+    Started {
+        /// The fields.
+        schema: Schema,
+        /// Documents selected.
+        total: usize,
+        /// Documents whose kept result is reused.
+        kept: usize,
+    },
+    /// A document is done.
+    Document {
+        /// Documents done so far.
+        done: usize,
+        /// Documents selected.
+        total: usize,
+        /// Whether the result was kept from an earlier run.
+        kept: bool,
+        /// Its fields.
+        fields: DocumentFields,
+    },
+    /// The run ended.
+    Done(RunSummary),
+    /// The run failed.
+    Error(AppError),
+}
+
+impl ExtractUpdate {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExtractUpdate::Started { .. } => "started",
+            ExtractUpdate::Document { .. } => "document",
+            ExtractUpdate::Done(_) => "done",
+            ExtractUpdate::Error(_) => "error",
+        }
+    }
+
+    /// The event's data alone, as JSON.
+    pub fn data(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v.get_mut("data")
+            .map(serde_json::Value::take)
+            .unwrap_or_default()
+    }
+}
+
+fn schema_of(req: &ExtractRequest) -> AppResult<Schema> {
+    Ok(Schema::parse(&req.schema)?)
+}
+
+fn filter_of(req: &ExtractRequest) -> quarry_core::store::Filter {
+    quarry_core::store::Filter {
+        extensions: req
+            .ext
+            .iter()
+            .map(|e| e.trim_start_matches('.').to_lowercase())
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Run an extraction with the engine's model, sending each update to `sink`
+/// (which returns false to stop: the client left). Results are kept per
+/// document as they come, as with `quarry extract`.
+pub fn extract_blocking(
+    engine: &Engine,
+    handle: &tokio::runtime::Handle,
+    req: &ExtractRequest,
+    sink: &mut dyn FnMut(ExtractUpdate) -> bool,
+) -> AppResult<()> {
+    let schema = schema_of(req)?;
+    let lib = engine.library();
+    let docs = handle.block_on(select_documents(&lib, &filter_of(req), &req.paths))?;
+    if docs.is_empty() {
+        return Err(AppError::user(
+            "no_documents",
+            "no indexed documents match: index a folder first",
+        ));
+    }
+    let mut model = engine.lock_model()?;
+    let model = model.as_mut().expect("loaded by lock_model");
+    let mut store = ResultStore::open(lib.dir(), &schema, &engine.model_name)?;
+    if req.redo {
+        docs.iter().for_each(|d| store.forget(&d.path));
+    }
+    let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
+    let opts = ExtractOptions {
+        mode: SearchMode::Hybrid,
+        ..Default::default()
+    };
+    let stop = AtomicBool::new(false);
+    let mut on_event = |e: ExtractEvent| {
+        let update = match e {
+            ExtractEvent::Started { total, kept } => ExtractUpdate::Started {
+                schema: schema.clone(),
+                total,
+                kept,
+            },
+            ExtractEvent::Document {
+                done,
+                total,
+                kept,
+                fields,
+            } => ExtractUpdate::Document {
+                done,
+                total,
+                kept,
+                fields,
+            },
+        };
+        if !sink(update) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    let (_, summary) = handle.block_on(extract_all(
+        &search,
+        model,
+        &schema,
+        &docs,
+        &mut store,
+        &opts,
+        &stop,
+        &mut on_event,
+    ))?;
+    sink(ExtractUpdate::Done(summary));
+    Ok(())
+}
+
+/// The kept results of `req`'s schema with the engine's model, as a table
+/// file: its bytes and its MIME type. Documents not extracted yet (or
+/// changed since) are left out.
+pub async fn table(engine: &Engine, req: &ExtractRequest) -> AppResult<(Vec<u8>, &'static str)> {
+    let schema = schema_of(req)?;
+    let lib = engine.library();
+    let docs = select_documents(&lib, &filter_of(req), &req.paths).await?;
+    let store = ResultStore::open(lib.dir(), &schema, &engine.model_name)?;
+    let rows: Vec<DocumentFields> = docs
+        .iter()
+        .filter_map(|d| store.fresh(&d.path, &d.hash).cloned())
+        .collect();
+    let format = req.format.as_deref().unwrap_or("json");
+    let format = TableFormat::of(std::path::Path::new(&format!("table.{format}")))?;
+    Ok(match format {
+        TableFormat::Csv => (to_csv(&schema, &rows)?, "text/csv; charset=utf-8"),
+        TableFormat::Xlsx => (
+            to_xlsx(&schema, &rows)?,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+        TableFormat::Json => (
+            serde_json::to_vec_pretty(&to_json(&schema, &rows)).map_err(AppError::internal)?,
+            "application/json",
+        ),
+    })
+}
