@@ -12,6 +12,7 @@ use quarry_app::calls::{
     SearchQuery,
 };
 use quarry_app::models::{self as app_models, ImportRequest, ModelManager};
+use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate};
 use quarry_app::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, SearchView, SettingsView,
     StatusView,
@@ -160,6 +161,52 @@ pub async fn ask(
     lock(&asks.0).remove(&ask_id);
     result?
 }
+/// Run an extraction, sending each update to the UI's channel; `run_id`
+/// stops it through `cancel_ask` (what is done is kept).
+#[tauri::command]
+pub async fn extract(
+    cell: State<'_, EngineCell>,
+    asks: State<'_, Asks>,
+    request: ExtractRequest,
+    run_id: u64,
+    on_event: Channel<ExtractUpdate>,
+) -> R<()> {
+    let engine = cell.get().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    lock(&asks.0).insert(run_id, stop.clone());
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut sink = |e: ExtractUpdate| !stop.load(Ordering::Relaxed) && on_event.send(e).is_ok();
+        tasks::extract_blocking(&engine, &handle, &request, &mut sink)
+    })
+    .await;
+    lock(&asks.0).remove(&run_id);
+    result?
+}
+
+/// Save the kept results of an extraction as a table where the user
+/// chooses; the path, or nothing if the save dialog was cancelled.
+#[tauri::command]
+pub async fn export_table(
+    app: tauri::AppHandle,
+    cell: State<'_, EngineCell>,
+    request: ExtractRequest,
+) -> R<Option<String>> {
+    use tauri_plugin_dialog::DialogExt;
+    let format = request.format.clone().unwrap_or_else(|| "json".into());
+    let (bytes, _) = tasks::table(&*cell.get().await?, &request).await?;
+    let dialog = app
+        .dialog()
+        .file()
+        .set_title("Save the table")
+        .set_file_name(format!("extraction.{format}"));
+    let Some(path) = picked(|send| dialog.save_file(send)).await else {
+        return Ok(None);
+    };
+    quarry_core::fsio::write_atomically(std::path::Path::new(&path), &bytes)?;
+    Ok(Some(path))
+}
+
 /// Stop the answer `ask_id` (the UI's Stop button); false if it had ended.
 #[tauri::command]
 pub fn cancel_ask(asks: State<'_, Asks>, ask_id: u64) -> bool {

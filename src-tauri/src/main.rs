@@ -33,6 +33,8 @@ fn main() {
             commands::search,
             commands::ask,
             commands::cancel_ask,
+            commands::extract,
+            commands::export_table,
             commands::pick_folder,
             commands::open_document,
             commands::models,

@@ -1,4 +1,4 @@
-// Quarry's UI: the transport to the engine, the tabs, and the four screens.
+// Quarry's UI: the transport to the engine, the tabs, and the five screens.
 // Each screen keeps its own state; they reach each other only through the
 // functions wired together here.
 
@@ -6,6 +6,7 @@ import "./style.css";
 import { showError } from "./dom";
 import { initTabs } from "./tabs";
 import { initAsk } from "./screens/ask";
+import { initExtract } from "./screens/extract";
 import { initLibrary } from "./screens/library";
 import { initSearch } from "./screens/search";
 import { initSettings } from "./screens/settings";
@@ -22,6 +23,7 @@ const library = initLibrary(api, {
 });
 const search = initSearch(api);
 initAsk(api, { showPassage: search.showPassage });
+initExtract(api, { showPassage: search.showPassage });
 const settings = initSettings(api, { onModelsReady: () => library.refreshStatus() });
 
 /** A first run without models: Settings, where they are fetched. */

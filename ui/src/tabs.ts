@@ -3,11 +3,11 @@
 import { $ } from "./dom";
 
 /** The screens in tab order; each has a `tab-<name>` button and a `<name>` panel. */
-export const screens = ["library", "search", "ask", "settings"] as const;
+export const screens = ["library", "search", "ask", "extract", "settings"] as const;
 export type Screen = (typeof screens)[number];
 
 /** The field each screen focuses when it is shown by a click. */
-const firstField: Partial<Record<Screen, string>> = { library: "folder", search: "query", ask: "question" };
+const firstField: Partial<Record<Screen, string>> = { library: "folder", search: "query", ask: "question", extract: "extract-folder" };
 
 export interface Tabs {
   /** Show screen `name`; with `focus`, focus its tab (arrow keys), else its first field. */

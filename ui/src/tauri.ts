@@ -1,5 +1,5 @@
 // The desktop transport: the same interface as HttpTransport, over Tauri IPC
-// (commands), events (indexing progress) and a channel (answer events).
+// (commands), events (indexing progress) and channels (answer and extraction events).
 
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
@@ -9,6 +9,8 @@ import {
   type AskEvent,
   type AskRequest,
   type Doc,
+  type ExtractRequest,
+  type ExtractUpdate,
   type Hit,
   type ImportedView,
   type Models,
@@ -98,6 +100,28 @@ export class TauriTransport implements Transport {
 
   document(path: string): Promise<Doc> {
     return call("document", { path });
+  }
+
+  async extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
+    let failure: QuarryError | null = null;
+    let aborted = false;
+    const runId = nextAsk++;
+    signal?.addEventListener("abort", () => {
+      aborted = true;
+      call("cancel_ask", { askId: runId }).catch(() => {});
+    });
+    const channel = new Channel<ExtractUpdate>();
+    channel.onmessage = (u) => {
+      if (aborted) return;
+      if (u.event === "error") failure = new QuarryError(u.data.code, u.data.message);
+      else on(u);
+    };
+    await call("extract", { request: req, runId, onEvent: channel });
+    if (failure) throw failure;
+  }
+
+  async exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string> {
+    return (await call<string | null>("export_table", { request: { ...req, format } })) ?? "";
   }
 
   settings(): Promise<Settings> {

@@ -7,6 +7,8 @@ import type { AskEvent as WireAskEvent } from "./bindings/AskEvent";
 import type { AskRequest as WireAskRequest } from "./bindings/AskRequest";
 import type { DocumentView } from "./bindings/DocumentView";
 import type { Evidence } from "./bindings/Evidence";
+import type { ExtractRequest as WireExtractRequest } from "./bindings/ExtractRequest";
+import type { ExtractUpdate } from "./bindings/ExtractUpdate";
 import type { FetchProgress } from "./bindings/FetchProgress";
 import type { FolderStatus } from "./bindings/FolderStatus";
 import type { HitView } from "./bindings/HitView";
@@ -42,6 +44,17 @@ export type AskEvent =
   | { kind: "consent"; preview: Preview }
   | { kind: "sent"; preview: Preview }
   | { kind: "done"; answer: Answer };
+
+export type { ExtractUpdate };
+
+/** An extraction: the wire request, every field but the schema optional. */
+export type ExtractRequest = Partial<WireExtractRequest> & { schema: unknown };
+
+/** A table of kept results, ready to save. */
+export interface TableFile {
+  name: string;
+  bytes: Blob;
+}
 
 /** A question: the wire request, every field but the question optional. */
 export type AskRequest = Partial<WireAskRequest> & { question: string };
@@ -90,6 +103,10 @@ export interface Transport {
   search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
+  /** Run an extraction: updates as each document is done; aborting stops it (what is done is kept). */
+  extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void>;
+  /** Save the kept results of `req` as a `format` table; where it went (a path, or the downloaded file's name). */
+  exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string>;
   settings(): Promise<Settings>;
   setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings>;
   /** Open an indexed document in the system's viewer (at `page` for PDFs where it can). */
@@ -207,6 +224,40 @@ export class HttpTransport implements Transport {
 
   async document(path: string): Promise<Doc> {
     return json<Doc>(await fetch(`${this.base}/api/document?${new URLSearchParams({ path })}`));
+  }
+
+  async extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
+    const r = await fetch(`${this.base}/api/extract`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(req),
+      signal,
+    });
+    if (!r.ok || !r.body) await json(r);
+    let failure: QuarryError | null = null;
+    await readSse(r.body!, (event, data) => {
+      const u = { event, data: JSON.parse(data) } as ExtractUpdate;
+      if (u.event === "error") failure = new QuarryError(u.data.code, u.data.message);
+      else on(u);
+    });
+    if (failure) throw failure;
+  }
+
+  async exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string> {
+    const r = await fetch(`${this.base}/api/extract/table`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...req, format }),
+    });
+    if (!r.ok) await json(r);
+    const name = `extraction.${format}`;
+    const link = Object.assign(document.createElement("a"), {
+      href: URL.createObjectURL(await r.blob()),
+      download: name,
+    });
+    link.click();
+    URL.revokeObjectURL(link.href);
+    return name;
   }
 
   async settings(): Promise<Settings> {

@@ -1,6 +1,7 @@
 // The web UI in a real browser (Debian's chromium driven by playwright-core)
 // against a real `quarry serve` on loopback with the real models: add a
-// folder and watch it index, search, ask and open a citation, and see a bad
+// folder and watch it index, search, ask and open a citation, extract a
+// table and export it, and see a bad
 // path reported as a sentence. Screenshots of each screen are saved.
 //
 //   QUARRY_BIN=path/to/quarry node tests/browser.mjs
@@ -57,7 +58,7 @@ const browser = await chromium.launch({
 const problems = [];
 let failed = false;
 try {
-  const page = await browser.newPage({ viewport: { width: 1024, height: 700 } });
+  const page = await browser.newPage({ viewport: { width: 1024, height: 700 }, acceptDownloads: true });
   page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
   page.on("pageerror", (e) => problems.push(String(e)));
   const t0 = Date.now();
@@ -137,6 +138,32 @@ try {
   await page.waitForSelector("#source-preview .passage");
   assert.ok(!(await page.isDisabled("#copy-md")), "the answer can be copied as Markdown");
   await page.screenshot({ path: join(shots, "ask.png") });
+
+  // Extract: two fields over one document; the table fills in, a value opens
+  // its passage, and the table downloads as CSV.
+  await page.click("#tab-extract");
+  await page.fill("#fields .field-row:nth-child(1) .field-name", "sender");
+  await page.fill("#fields .field-row:nth-child(1) .field-description", "who sent the message");
+  await page.click("#add-field");
+  await page.fill("#fields .field-row:nth-child(2) .field-name", "kind");
+  await page.selectOption("#fields .field-row:nth-child(2) .field-type", "enum");
+  await page.fill("#fields .field-row:nth-child(2) .field-choices", "meeting, party, other");
+  await page.fill("#extract-folder", join(docs, "invite.eml"));
+  await page.click("#extract-button");
+  await page.waitForSelector("#extract-table[data-done=true]", { timeout: 180_000 });
+  assert.deepEqual(await page.$$eval("#extract-head th", (h) => h.map((x) => x.textContent)), ["Document", "sender", "kind"]);
+  assert.equal(await page.$$eval("#extract-rows tr", (r) => r.length), 1);
+  assert.match(await page.textContent("#extract-rows th"), /invite\.eml/);
+  assert.match(await page.textContent("#extract-status"), /1 extracted/);
+  const value = await page.$("#extract-rows td[data-cited] .cell-value");
+  assert.ok(value, "at least one value is cited");
+  await value.click();
+  await page.waitForSelector("#extract-preview .passage");
+  await page.screenshot({ path: join(shots, "extract.png") });
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
+  const csv = readFileSync(await download.path(), "utf8");
+  assert.match(csv, /^path,sender,kind,unverified,error\n/);
+  assert.match(csv, /invite\.eml/);
 
   // Remove the folder again (after confirming): the library is empty.
   await page.click("#tab-library");

@@ -2,8 +2,8 @@
 // window on a virtual X display (Xvfb), driven over W3C WebDriver by Debian's
 // WebKitWebDriver (what tauri-driver wraps on Linux). The app opens a library
 // indexed beforehand and must, over Tauri IPC: render, show the library's
-// counts, search, answer with the local model over a channel, and list the
-// models. It reports the window's time to first paint and saves screenshots
+// counts, search, answer with the local model over a channel, extract a
+// table over another, and list the models. It reports the window's time to first paint and saves screenshots
 // (the webview's own and the whole X screen, to show the window itself).
 //
 //   xvfb-run -a -s "-screen 0 1280x800x24" \
@@ -173,6 +173,19 @@ try {
   await click("#answer .cite, #sources .source");
   await until("the cited passage", () => js("return document.querySelector('#source-preview mark.passage, #source-preview blockquote.passage') !== null"));
   await shot("desktop-ask.png");
+
+  // Extract over IPC and a channel: a field over one document fills the table.
+  await click("#tab-extract");
+  await type("#fields .field-row .field-name", "sender");
+  await type("#fields .field-row .field-description", "who sent the message");
+  await type("#extract-folder", join(docs, "invite.eml"));
+  await click("#extract-button");
+  await until("the extracted table", () => js("return document.querySelector('#extract-table').dataset.done === 'true'"), 180_000);
+  const table = await js("return { rows: document.querySelectorAll('#extract-rows tr').length, head: [...document.querySelectorAll('#extract-head th')].map((h) => h.textContent), status: document.querySelector('#extract-status').textContent }");
+  assert.equal(table.rows, 1, JSON.stringify(table));
+  assert.deepEqual(table.head, ["Document", "sender"]);
+  assert.match(table.status, /1 extracted/);
+  await shot("desktop-extract.png");
 
   // Settings: the models, from the same store the CLI uses.
   await click("#tab-settings");
