@@ -64,6 +64,8 @@ def holder(copyright_value):
     first = next((l for l in copyright_value.split("\n") if l.strip() and l.strip() != "."), "")
     s = re.sub(r"(?i)copyright|\(c\)|©", " ", first)
     s = re.sub(r"<[^>]*>", " ", s)
+    s = re.sub(r"https?://\S+", " ", s)
+    s = re.sub(r"(?i)[,.]?\s*all rights reserved.*$", " ", s)
     s = re.sub(r"\b\d{4}\b(\s*[-–,]\s*\d{2,4}\b)*", " ", s)
     s = re.sub(r"^[\s,.:;-]+|[\s,.:;-]+$", "", s)
     s = re.sub(r"\s+", " ", s)

@@ -8,7 +8,7 @@ use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
 use quarry_core::tasks::results::ResultStore;
 use quarry_core::tasks::schema::Schema;
 use quarry_core::tasks::table::{to_csv, to_json, to_xlsx, TableFormat};
-use quarry_core::tasks::{extract_all, select_documents, ExtractEvent, RunSummary};
+use quarry_core::tasks::{extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary};
 use quarry_core::{HybridSearch, SearchMode};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -53,16 +53,7 @@ pub enum ExtractUpdate {
         kept: usize,
     },
     /// A document is done.
-    Document {
-        /// Documents done so far.
-        done: usize,
-        /// Documents selected.
-        total: usize,
-        /// Whether the result was kept from an earlier run.
-        kept: bool,
-        /// Its fields.
-        fields: DocumentFields,
-    },
+    Document(DocumentDone),
     /// The run ended.
     Done(RunSummary),
     /// The run failed.
@@ -141,17 +132,7 @@ pub fn extract_blocking(
                 total,
                 kept,
             },
-            ExtractEvent::Document {
-                done,
-                total,
-                kept,
-                fields,
-            } => ExtractUpdate::Document {
-                done,
-                total,
-                kept,
-                fields,
-            },
+            ExtractEvent::Document(d) => ExtractUpdate::Document(d),
         };
         if !sink(update) {
             stop.store(true, Ordering::SeqCst);

@@ -304,15 +304,12 @@ async fn eval_extraction(ctx: &Context, args: EvalArgs) -> Result<()> {
         &ExtractOptions::default(),
         &never,
         &mut |e| {
-            if let quarry_core::tasks::ExtractEvent::Document {
-                done,
-                total,
-                fields,
-                ..
-            } = e
-            {
+            if let quarry_core::tasks::ExtractEvent::Document(d) = e {
                 if !quiet {
-                    eprintln!("[{done}/{total}] {} ({} ms)", fields.path, fields.ms);
+                    eprintln!(
+                        "[{}/{}] {} ({} ms)",
+                        d.done, d.total, d.fields.path, d.fields.ms
+                    );
                 }
             }
         },

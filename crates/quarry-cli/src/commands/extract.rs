@@ -13,7 +13,7 @@ use quarry_core::tasks::results::ResultStore;
 use quarry_core::tasks::schema::Schema;
 use quarry_core::tasks::table::{cell_text, to_json, write_table};
 use quarry_core::tasks::verify::Check;
-use quarry_core::tasks::{extract_all, select_documents, ExtractEvent, RunSummary};
+use quarry_core::tasks::{extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary};
 use quarry_core::{HybridSearch, Library, SearchMode};
 
 use super::ask::{cancel_on_ctrl_c, load_generator};
@@ -252,12 +252,12 @@ impl Progress {
             ExtractEvent::Started { total, kept } => {
                 eprintln!("extracting from {total} documents ({kept} kept from an earlier run)");
             }
-            ExtractEvent::Document {
+            ExtractEvent::Document(DocumentDone {
                 done,
                 total,
                 kept,
                 fields,
-            } => {
+            }) => {
                 if *kept {
                     return;
                 }

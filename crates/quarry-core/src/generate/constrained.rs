@@ -316,19 +316,22 @@ mod tests {
 
     #[test]
     fn masks_forbid_what_the_grammar_does_not_allow() {
-        // A vocabulary of single characters: a grammar for "ab" allows 'a' first.
-        let bytes: Vec<Vec<u8>> = ["a", "b", "c"]
-            .iter()
-            .map(|s| s.as_bytes().to_vec())
+        // A vocabulary of the 256 single bytes and an end token: a grammar
+        // for "a" or "b" then "c" allows those two first and refuses 'c'.
+        // (Forced continuations need a real tokenizer: see constrained_real.)
+        let bytes: Vec<Vec<u8>> = (0..=255u8)
+            .map(|b| vec![b])
             .chain(std::iter::once(special("<eos>")))
             .collect();
         let tokenizer = Tokenizer::new(tokenizers::models::bpe::BPE::default());
-        let g = Grammars::new(&bytes, &tokenizer, &[3], 4).unwrap();
-        let mut m = g.matcher(TopLevelGrammar::from_regex("ab")).unwrap();
-        let mask = m.compute_mask().unwrap();
-        let mut logits = vec![1.0, 2.0, 3.0, 4.0];
-        apply_mask(&mut logits, &mask);
-        assert_eq!(logits[0], 1.0);
-        assert!(logits[1..].iter().all(|l| *l == f32::NEG_INFINITY));
+        let g = Grammars::new(&bytes, &tokenizer, &[256], 257).unwrap();
+        let mut m = g.matcher(TopLevelGrammar::from_regex("(a|b)c")).unwrap();
+        let allowed = |m: &mut Matcher| {
+            let mut logits = vec![0.0; 257];
+            apply_mask(&mut logits, &m.compute_mask().unwrap());
+            (0..257).filter(|&i| logits[i] == 0.0).collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(&mut m), vec![b'a' as usize, b'b' as usize]);
+        assert!(m.consume_token(b'c' as u32).is_err());
     }
 }

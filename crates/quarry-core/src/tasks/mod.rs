@@ -79,16 +79,20 @@ pub enum ExtractEvent {
         kept: usize,
     },
     /// A document is done.
-    Document {
-        /// Documents done so far (kept ones included).
-        done: usize,
-        /// Documents selected.
-        total: usize,
-        /// Whether the result was kept from an earlier run.
-        kept: bool,
-        /// Its fields.
-        fields: DocumentFields,
-    },
+    Document(DocumentDone),
+}
+
+/// A document done in an extraction run.
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
+pub struct DocumentDone {
+    /// Documents done so far (kept ones included).
+    pub done: usize,
+    /// Documents selected.
+    pub total: usize,
+    /// Whether the result was kept from an earlier run.
+    pub kept: bool,
+    /// Its fields.
+    pub fields: DocumentFields,
 }
 
 /// What a run did.
@@ -159,12 +163,12 @@ pub async fn extract_all(
             summary.extracted += 1;
         }
         rows.push(fields.clone());
-        on_event(ExtractEvent::Document {
+        on_event(ExtractEvent::Document(DocumentDone {
             done: rows.len(),
             total,
             kept: was_kept,
             fields,
-        });
+        }));
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok((rows, summary))
