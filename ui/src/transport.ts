@@ -208,18 +208,28 @@ export class HttpTransport implements Transport {
   }
 
   async ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void> {
-    const r = await fetch(`${this.base}/api/ask`, {
+    let failure: QuarryError | null = null;
+    await this.postEvents("/api/ask", req, signal, (event, data) => {
+      failure = dispatchAskEvent({ event, data } as WireAskEvent, on) ?? failure;
+    });
+    if (failure) throw failure;
+  }
+
+  /** POST `body` to `path` and pass on each server-sent event of the reply, its data parsed. */
+  private async postEvents(
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    on: (event: string, data: unknown) => void,
+  ): Promise<void> {
+    const r = await fetch(`${this.base}${path}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify(req),
+      body: JSON.stringify(body),
       signal,
     });
     if (!r.ok || !r.body) await json(r);
-    let failure: QuarryError | null = null;
-    await readSse(r.body!, (event, data) => {
-      failure = dispatchAskEvent({ event, data: JSON.parse(data) } as WireAskEvent, on) ?? failure;
-    });
-    if (failure) throw failure;
+    await readSse(r.body!, (event, data) => on(event, JSON.parse(data)));
   }
 
   async document(path: string): Promise<Doc> {
@@ -227,16 +237,9 @@ export class HttpTransport implements Transport {
   }
 
   async extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
-    const r = await fetch(`${this.base}/api/extract`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(req),
-      signal,
-    });
-    if (!r.ok || !r.body) await json(r);
     let failure: QuarryError | null = null;
-    await readSse(r.body!, (event, data) => {
-      const u = { event, data: JSON.parse(data) } as ExtractUpdate;
+    await this.postEvents("/api/extract", req, signal, (event, data) => {
+      const u = { event, data } as ExtractUpdate;
       if (u.event === "error") failure = new QuarryError(u.data.code, u.data.message);
       else on(u);
     });

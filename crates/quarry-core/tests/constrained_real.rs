@@ -5,7 +5,9 @@ mod common;
 
 use proptest::prelude::*;
 use quarry_core::generate::{ChatMessage, GenerateOptions, LocalModel, StopReason};
-use quarry_core::tasks::schema::{Field, FieldType, Schema, MAX_LIST_ITEMS, MAX_TEXT_CHARS};
+use quarry_core::tasks::schema::{
+    Field, FieldType, Schema, MAX_LIST_ITEMS, MAX_NUMBER, MAX_TEXT_CHARS,
+};
 use serde_json::Value;
 
 fn smollm() -> LocalModel {
@@ -31,7 +33,9 @@ fn conforms(schema: &Schema, v: &Value) -> Result<(), String> {
         let ok = match (&f.kind, x) {
             (_, Value::Null) => true,
             (FieldType::String, Value::String(s)) => s.chars().count() <= MAX_TEXT_CHARS,
-            (FieldType::Number, Value::Number(_)) => true,
+            (FieldType::Number, Value::Number(n)) => {
+                n.as_f64().is_some_and(|x| x.abs() <= MAX_NUMBER)
+            }
             (FieldType::Date, Value::String(s)) => {
                 s.len() == 10
                     && s.chars().enumerate().all(|(i, c)| {
@@ -87,42 +91,69 @@ fn schema() -> impl Strategy<Value = Schema> {
     )
 }
 
+/// Generate for `schema` with hot sampling from `seed`: the output must be
+/// JSON valid for it, finished by the grammar, with its keys forced.
+fn check_one(model: &mut LocalModel, schema: &Schema, seed: u64) -> Result<(), TestCaseError> {
+    let lines: Vec<String> = schema.fields.iter().map(|f| f.prompt_line()).collect();
+    let prompt = model
+        .render_chat(&[ChatMessage::new(
+            "user",
+            format!(
+                "Fill in:\n{}\nfrom: the invoice of 3 May 2021, EUR 1,200.",
+                lines.join("\n")
+            ),
+        )])
+        .unwrap();
+    // Hot sampling walks paths greedy decoding never takes.
+    let opts = GenerateOptions {
+        temperature: 1.5,
+        top_p: 1.0,
+        seed,
+        max_tokens: 2000,
+        ..Default::default()
+    };
+    let (v, stats) = model
+        .generate_json(prompt.as_str(), &schema.output_schema(), &opts, &mut |_| {
+            true
+        })
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(stats.stop, StopReason::EndOfTurn);
+    prop_assert!(stats.forced_tokens > 0, "keys are forced");
+    conforms(schema, &v).map_err(TestCaseError::fail)?;
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
 fn constrained_output_is_always_valid_json_for_the_schema() {
     let model = std::cell::RefCell::new(smollm());
+    // PROPTEST_CASES runs more (12 in the test command).
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok());
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 12,
+        cases: cases.unwrap_or(12),
         ..ProptestConfig::default()
     });
+    // Found by this test in CI: a number sampled until no f64 held it.
+    let regression = Schema {
+        fields: vec![
+            Field {
+                name: "dbk".into(),
+                kind: FieldType::Number,
+                description: "r tk ib n sa".into(),
+            },
+            Field {
+                name: "u___b_".into(),
+                kind: FieldType::Number,
+                description: "q wu ubw uyx gvo by s".into(),
+            },
+        ],
+    };
+    check_one(&mut model.borrow_mut(), &regression, 3789952507990879219).unwrap();
     runner
         .run(&(schema(), any::<u64>()), |(schema, seed)| {
-            let lines: Vec<String> = schema.fields.iter().map(|f| f.prompt_line()).collect();
-            let mut model = model.borrow_mut();
-            let prompt = model
-                .render_chat(&[ChatMessage::new(
-                    "user",
-                    format!(
-                        "Fill in:\n{}\nfrom: the invoice of 3 May 2021, EUR 1,200.",
-                        lines.join("\n")
-                    ),
-                )])
-                .unwrap();
-            // Hot sampling walks paths greedy decoding never takes.
-            let opts = GenerateOptions {
-                temperature: 1.5,
-                top_p: 1.0,
-                seed,
-                max_tokens: 2000,
-                ..Default::default()
-            };
-            let (v, stats) = model
-                .generate_json(&prompt, &schema.output_schema(), &opts, &mut |_| true)
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(stats.stop, StopReason::EndOfTurn);
-            prop_assert!(stats.forced_tokens > 0, "keys are forced");
-            conforms(&schema, &v).map_err(TestCaseError::fail)?;
-            Ok(())
+            check_one(&mut model.borrow_mut(), &schema, seed)
         })
         .unwrap();
 }

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 pub const MAX_FIELDS: usize = 32;
 /// Longest text value the model may write.
 pub const MAX_TEXT_CHARS: usize = 200;
+/// Largest magnitude of a number field.
+pub const MAX_NUMBER: f64 = 1e15;
 /// Most items of a list field.
 pub const MAX_LIST_ITEMS: usize = 12;
 
@@ -51,7 +53,15 @@ impl FieldType {
     fn json_schema(&self) -> Value {
         match self {
             FieldType::String => json!({"type": "string", "maxLength": MAX_TEXT_CHARS}),
-            FieldType::Number => json!({"type": "number"}),
+            // Bounded, with at most 6 decimals: JSON's own numbers have no
+            // limit, and a model sampling hot can write digits (or an
+            // exponent) until no f64 holds the value.
+            FieldType::Number => json!({
+                "type": "number",
+                "minimum": -MAX_NUMBER,
+                "maximum": MAX_NUMBER,
+                "multipleOf": 0.000001,
+            }),
             FieldType::Date => {
                 json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"})
             }
