@@ -27,11 +27,16 @@ impl ResultStore {
             .join("tasks")
             .join(format!("extract-{key}.jsonl"));
         let mut done = HashMap::new();
-        if let Ok(text) = fs_err::read_to_string(&path) {
-            for line in text.lines() {
-                if let Ok(d) = serde_json::from_str::<DocumentFields>(line) {
-                    done.insert(d.path.clone(), d);
-                }
+        // None yet is a first run; anything else unreadable is an error,
+        // not a silent redo of every document.
+        let text = match fs_err::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for line in text.lines() {
+            if let Ok(d) = serde_json::from_str::<DocumentFields>(line) {
+                done.insert(d.path.clone(), d);
             }
         }
         Ok(ResultStore { path, done })
