@@ -17,9 +17,16 @@ cargo build --workspace --all-targets
 # Every test, the ones that need the real models included (a plain `cargo test`
 # is the fast tier: it skips them, saying why).
 cargo test --workspace -- --include-ignored
+# The official MCP TypeScript SDK, for the agents' tests (the browser test's
+# Settings step and tests/mcp/agent.mjs).
+(cd tests/mcp && npm ci --no-audit --no-fund --loglevel=error)
 # The web UI in Debian's chromium (playwright-core, no browser download)
 # against a real `quarry serve`; screenshots go to artifacts/screenshots.
 QUARRY_BIN="$CARGO_TARGET_DIR/debug/quarry" node ui/tests/browser.mjs
+# Quarry as an MCP server, driven by the official MCP TypeScript SDK's client
+# over stdio (`quarry mcp`, `quarry-desktop mcp`) and HTTP (`quarry serve`'s /mcp).
+QUARRY_BIN="$CARGO_TARGET_DIR/debug/quarry" QUARRY_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/quarry-desktop" \
+  node tests/mcp/agent.mjs
 # The desktop app: the Tauri binary in WebKitGTK on a virtual X display,
 # driven by WebKitWebDriver; screenshots and the time to first paint.
 QUARRY_BIN="$CARGO_TARGET_DIR/debug/quarry" QUARRY_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/quarry-desktop" \

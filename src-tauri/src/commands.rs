@@ -12,7 +12,7 @@ use quarry_app::calls::{
     SearchQuery,
 };
 use quarry_app::models::{self as app_models, ImportRequest, ModelManager};
-use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate};
+use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate, SummarizeRequest, SummaryUpdate};
 use quarry_app::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, SearchView, SettingsView,
     StatusView,
@@ -150,17 +150,32 @@ pub async fn ask(
     on_event: Channel<AskEvent>,
 ) -> R<()> {
     let engine = cell.get().await?;
+    streamed(&asks, ask_id, on_event, move |handle, sink| {
+        calls::answer_blocking(&engine, handle, &request, sink)
+    })
+    .await
+}
+
+/// Run `work` on a blocking thread under the stop flag `run_id` (set by
+/// `cancel_ask`), its updates going to the UI's channel; the run is over,
+/// and forgotten, when this returns.
+async fn streamed<U, F>(asks: &Asks, run_id: u64, on_event: Channel<U>, work: F) -> R<()>
+where
+    U: tauri::ipc::IpcResponse + Clone + Send + 'static,
+    F: FnOnce(&tokio::runtime::Handle, &mut dyn FnMut(U) -> bool) -> R<()> + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
-    lock(&asks.0).insert(ask_id, stop.clone());
+    lock(&asks.0).insert(run_id, stop.clone());
     let handle = tokio::runtime::Handle::current();
     let result = tokio::task::spawn_blocking(move || {
-        let mut sink = |e: AskEvent| !stop.load(Ordering::Relaxed) && on_event.send(e).is_ok();
-        calls::answer_blocking(&engine, &handle, &request, &mut sink)
+        let mut sink = |e: U| !stop.load(Ordering::Relaxed) && on_event.send(e).is_ok();
+        work(&handle, &mut sink)
     })
     .await;
-    lock(&asks.0).remove(&ask_id);
+    lock(&asks.0).remove(&run_id);
     result?
 }
+
 /// Run an extraction, sending each update to the UI's channel; `run_id`
 /// stops it through `cancel_ask` (what is done is kept).
 #[tauri::command]
@@ -172,16 +187,27 @@ pub async fn extract(
     on_event: Channel<ExtractUpdate>,
 ) -> R<()> {
     let engine = cell.get().await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    lock(&asks.0).insert(run_id, stop.clone());
-    let handle = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut sink = |e: ExtractUpdate| !stop.load(Ordering::Relaxed) && on_event.send(e).is_ok();
-        tasks::extract_blocking(&engine, &handle, &request, &mut sink)
+    streamed(&asks, run_id, on_event, move |handle, sink| {
+        tasks::extract_blocking(&engine, handle, &request, sink)
     })
-    .await;
-    lock(&asks.0).remove(&run_id);
-    result?
+    .await
+}
+
+/// Summarise a document, sending each update to the UI's channel; `run_id`
+/// stops it through `cancel_ask` (a stopped summary is not kept).
+#[tauri::command]
+pub async fn summarize(
+    cell: State<'_, EngineCell>,
+    asks: State<'_, Asks>,
+    request: SummarizeRequest,
+    run_id: u64,
+    on_event: Channel<SummaryUpdate>,
+) -> R<()> {
+    let engine = cell.get().await?;
+    streamed(&asks, run_id, on_event, move |handle, sink| {
+        tasks::summarize_blocking(&engine, handle, &request, sink)
+    })
+    .await
 }
 
 /// Save the kept results of an extraction as a table where the user
@@ -274,6 +300,82 @@ pub async fn settings(cell: State<'_, EngineCell>) -> R<SettingsView> {
 #[tauri::command]
 pub async fn set_privacy(cell: State<'_, EngineCell>, change: PrivacyRequest) -> R<SettingsView> {
     calls::set_privacy(&*cell.get().await?, change).await
+}
+
+/// Whether agents may read the library, the snippet to connect one (this
+/// app's binary, `quarry-desktop mcp`), and what they read.
+#[tauri::command]
+pub async fn agents(cell: State<'_, EngineCell>) -> R<quarry_app::agents::AgentsView> {
+    let engine = cell.get().await?;
+    let binary = std::env::current_exe().map_err(AppError::internal)?;
+    quarry_app::agents::agents_view(&engine, &binary)
+}
+
+/// The app's MCP-over-HTTP endpoint while it runs: how to stop it, and its address.
+#[derive(Default)]
+pub struct AgentsEndpoint(Mutex<Option<(tokio::sync::oneshot::Sender<()>, String)>>);
+
+/// Start (`on`) or stop the MCP endpoint over HTTP, on loopback only; its
+/// address while it runs (`http://127.0.0.1:PORT/mcp`).
+#[tauri::command]
+pub async fn serve_agents(
+    cell: State<'_, EngineCell>,
+    endpoint: State<'_, AgentsEndpoint>,
+    on: bool,
+) -> R<Option<String>> {
+    if !on {
+        if let Some((stop, _)) = endpoint.0.lock().expect("endpoint lock").take() {
+            let _ = stop.send(());
+        }
+        return Ok(None);
+    }
+    if let Some((_, url)) = endpoint.0.lock().expect("endpoint lock").as_ref() {
+        return Ok(Some(url.clone()));
+    }
+    let engine = cell.get().await?;
+    let options = quarry_server::ServeOptions {
+        addr: ([127, 0, 0, 1], agents_port()).into(),
+        token: None,
+        ui_dir: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, address) = tokio::sync::oneshot::channel();
+    let server = quarry_server::serve(
+        engine,
+        options,
+        move |addr| {
+            let _ = bound.send(addr);
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    let failed = tauri::async_runtime::spawn(server);
+    let addr = match address.await {
+        Ok(addr) => addr,
+        Err(_) => {
+            let why = match failed.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "it stopped at once".into(),
+            };
+            return Err(AppError::user(
+                "serve_failed",
+                format!("could not serve agents over HTTP: {why}"),
+            ));
+        }
+    };
+    let url = format!("http://{addr}/mcp");
+    *endpoint.0.lock().expect("endpoint lock") = Some((stop, url.clone()));
+    Ok(Some(url))
+}
+
+/// The port of the app's MCP endpoint: `QUARRY_AGENTS_PORT`, else 7312
+/// (`quarry serve` takes 7311).
+fn agents_port() -> u16 {
+    std::env::var("QUARRY_AGENTS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(7312)
 }
 
 /// The registry's models: installed, in use, size; the current fetch. Works

@@ -6,15 +6,23 @@
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod agents;
 mod commands;
 
 use tauri::Manager;
 
 fn main() {
     quarry_app::logging::init(false);
+    // `quarry-desktop mcp [--library DIR]`: the library over MCP on stdio, no
+    // window (what Settings tells agents' clients to start).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "mcp") {
+        std::process::exit(agents::serve_stdio(&args[1..]));
+    }
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(commands::Asks::default())
+        .manage(commands::AgentsEndpoint::default())
         .setup(|app| {
             app.manage(commands::EngineCell::new(app.handle().clone()));
             // Open the library while the window paints (a failure, such as
@@ -34,6 +42,7 @@ fn main() {
             commands::ask,
             commands::cancel_ask,
             commands::extract,
+            commands::summarize,
             commands::export_table,
             commands::pick_folder,
             commands::open_document,
@@ -44,6 +53,8 @@ fn main() {
             commands::document,
             commands::settings,
             commands::set_privacy,
+            commands::agents,
+            commands::serve_agents,
         ])
         .run(tauri::generate_context!())
         .expect("error while running Quarry");

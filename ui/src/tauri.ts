@@ -1,5 +1,5 @@
 // The desktop transport: the same interface as HttpTransport, over Tauri IPC
-// (commands), events (indexing progress) and channels (answer and extraction events).
+// (commands), events (indexing progress) and channels (answer, extraction and summary events).
 
 import { Channel, invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
@@ -19,10 +19,13 @@ import {
   type SearchOptions,
   type Settings,
   type Status,
+  type SummarizeRequest,
+  type SummaryUpdate,
   type Transport,
   type WireAskEvent,
 } from "./transport";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
+import type { AgentsView } from "./bindings/AgentsView";
 import type { SearchView } from "./bindings/SearchView";
 
 async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
@@ -102,7 +105,21 @@ export class TauriTransport implements Transport {
     return call("document", { path });
   }
 
-  async extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
+  extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
+    return this.run("extract", req, on, signal);
+  }
+
+  summarize(req: SummarizeRequest, on: (u: SummaryUpdate) => void, signal?: AbortSignal): Promise<void> {
+    return this.run("summarize", req, on, signal);
+  }
+
+  /** A streamed task command: its updates to `on`, an error update thrown at the end; aborting stops it. */
+  private async run<U extends { event: string; data: unknown }>(
+    command: string,
+    request: unknown,
+    on: (u: U) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     let failure: QuarryError | null = null;
     let aborted = false;
     const runId = nextAsk++;
@@ -110,13 +127,15 @@ export class TauriTransport implements Transport {
       aborted = true;
       call("cancel_ask", { askId: runId }).catch(() => {});
     });
-    const channel = new Channel<ExtractUpdate>();
+    const channel = new Channel<U>();
     channel.onmessage = (u) => {
       if (aborted) return;
-      if (u.event === "error") failure = new QuarryError(u.data.code, u.data.message);
-      else on(u);
+      if (u.event === "error") {
+        const e = u.data as { code: string; message: string };
+        failure = new QuarryError(e.code, e.message);
+      } else on(u);
     };
-    await call("extract", { request: req, runId, onEvent: channel });
+    await call(command, { request, runId, onEvent: channel });
     if (failure) throw failure;
   }
 
@@ -130,6 +149,14 @@ export class TauriTransport implements Transport {
 
   setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings> {
     return call("set_privacy", { change });
+  }
+
+  agents(): Promise<AgentsView> {
+    return call("agents");
+  }
+
+  serveAgents(on: boolean): Promise<string | null> {
+    return call("serve_agents", { on });
   }
 
   openDocument(path: string, page: number | null): Promise<OpenedView> {

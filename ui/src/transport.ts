@@ -21,8 +21,11 @@ import type { Preview } from "./bindings/Preview";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
 import type { Route } from "./bindings/Route";
 import type { SettingsView } from "./bindings/SettingsView";
+import type { AgentsView } from "./bindings/AgentsView";
 import type { Source } from "./bindings/Source";
 import type { StatusView } from "./bindings/StatusView";
+import type { SummarizeRequest as WireSummarizeRequest } from "./bindings/SummarizeRequest";
+import type { SummaryUpdate } from "./bindings/SummaryUpdate";
 
 // The engine's views, generated from the Rust types (quarry-app's views):
 // a change there that the UI does not follow fails this type check.
@@ -43,9 +46,13 @@ export type AskEvent =
   | { kind: "token"; text: string }
   | { kind: "consent"; preview: Preview }
   | { kind: "sent"; preview: Preview }
+  | { kind: "reading"; done: number; total: number }
   | { kind: "done"; answer: Answer };
 
-export type { ExtractUpdate };
+export type { ExtractUpdate, SummaryUpdate };
+
+/** A summary: the document's path, `redo` optional. */
+export type SummarizeRequest = Partial<WireSummarizeRequest> & { path: string };
 
 /** An extraction: the wire request, every field but the schema optional. */
 export type ExtractRequest = Partial<WireExtractRequest> & { schema: unknown };
@@ -81,6 +88,7 @@ export function dispatchAskEvent(e: WireAskEvent, on: (e: AskEvent) => void): Qu
     case "token": on({ kind: "token", text: e.data.text }); break;
     case "consent": on({ kind: "consent", preview: e.data }); break;
     case "sent": on({ kind: "sent", preview: e.data }); break;
+    case "reading": on({ kind: "reading", done: e.data.done, total: e.data.total }); break;
     case "done": on({ kind: "done", answer: e.data }); break;
     case "error": return new QuarryError(e.data.code, e.data.message);
   }
@@ -105,10 +113,16 @@ export interface Transport {
   document(path: string): Promise<Doc>;
   /** Run an extraction: updates as each document is done; aborting stops it (what is done is kept). */
   extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void>;
+  /** Summarise a document from every passage: progress, then the text as it is written, then the summary with its cited passages; aborting stops it. */
+  summarize(req: SummarizeRequest, on: (u: SummaryUpdate) => void, signal?: AbortSignal): Promise<void>;
   /** Save the kept results of `req` as a `format` table; where it went (a path, or the downloaded file's name). */
   exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string>;
   settings(): Promise<Settings>;
   setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings>;
+  /** Whether agents may read the library, how to connect one, and what they read. */
+  agents(): Promise<AgentsView>;
+  /** The desktop app's own MCP-over-HTTP endpoint: start (true) or stop it; its address while it runs. */
+  serveAgents?(on: boolean): Promise<string | null>;
   /** Open an indexed document in the system's viewer (at `page` for PDFs where it can). */
   openDocument(path: string, page: number | null): Promise<OpenedView>;
   models(): Promise<Models>;
@@ -236,12 +250,28 @@ export class HttpTransport implements Transport {
     return json<Doc>(await fetch(`${this.base}/api/document?${new URLSearchParams({ path })}`));
   }
 
-  async extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
+  extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
+    return this.postTask("/api/extract", req, on, signal);
+  }
+
+  summarize(req: SummarizeRequest, on: (u: SummaryUpdate) => void, signal?: AbortSignal): Promise<void> {
+    return this.postTask("/api/summarize", req, on, signal);
+  }
+
+  /** A task's server-sent updates to `on`; an error update is thrown once the stream has ended. */
+  private async postTask<U extends { event: string; data: unknown }>(
+    path: string,
+    req: unknown,
+    on: (u: U) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     let failure: QuarryError | null = null;
-    await this.postEvents("/api/extract", req, signal, (event, data) => {
-      const u = { event, data } as ExtractUpdate;
-      if (u.event === "error") failure = new QuarryError(u.data.code, u.data.message);
-      else on(u);
+    await this.postEvents(path, req, signal, (event, data) => {
+      const u = { event, data } as U;
+      if (u.event === "error") {
+        const e = u.data as { code: string; message: string };
+        failure = new QuarryError(e.code, e.message);
+      } else on(u);
     });
     if (failure) throw failure;
   }
@@ -261,6 +291,10 @@ export class HttpTransport implements Transport {
     link.click();
     URL.revokeObjectURL(link.href);
     return name;
+  }
+
+  async agents(): Promise<AgentsView> {
+    return json(await fetch(`${this.base}/api/agents`));
   }
 
   async settings(): Promise<Settings> {

@@ -1,7 +1,7 @@
 // The web UI in a real browser (Debian's chromium driven by playwright-core)
 // against a real `quarry serve` on loopback with the real models: add a
 // folder and watch it index, search, ask and open a citation, extract a
-// table and export it, and see a bad
+// table and export it, see an agent's MCP call in Settings, and see a bad
 // path reported as a sentence. Screenshots of each screen are saved.
 //
 //   QUARRY_BIN=path/to/quarry node tests/browser.mjs
@@ -15,7 +15,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
@@ -104,6 +104,18 @@ try {
   await page.waitForFunction(() => document.querySelector("#results .hit-row .open").dataset.opened === "true");
   for (let i = 0; i < 100 && !existsSync(opened); i++) await page.waitForTimeout(50);
   assert.match(readFileSync(opened, "utf8"), /glaciers\.pdf --page 2/);
+  // Summarize the document shown: the summary streams in above its text,
+  // and a citation in it marks its passage in the document.
+  await page.click("#preview .summarize");
+  await page.waitForSelector("#preview .summary[data-done=true]", { timeout: 180_000 });
+  assert.ok((await page.textContent("#preview .summary-text")).trim().length > 20, "a summary, not a word");
+  assert.match(await page.textContent("#preview .summary-status"), /Written by .* from all \d+ passages/);
+  const summaryCite = await page.$("#preview .summary .cite");
+  if (summaryCite) {
+    await summaryCite.click();
+    await page.waitForSelector("#preview .doc-block.cited");
+  }
+  await page.screenshot({ path: join(shots, "summary.png") });
   // A date range outside every file's modification time finds nothing.
   await page.fill("#after", "2100-01-01");
   await page.dispatchEvent("#after", "change");
@@ -172,8 +184,32 @@ try {
   await page.waitForFunction(() => /No folders yet/.test(document.querySelector("#folders").textContent));
   assert.match(await page.textContent("#summary"), /Documents\s*0/);
 
+  // An agent (the official MCP SDK's client, over /mcp) searches the library
+  // before Settings opens: Settings shows the call in what agents read.
+  const sdk = (p) => import(pathToFileURL(join(repo, "tests/mcp/node_modules/@modelcontextprotocol/sdk/dist/esm", p)).href);
+  const { Client } = await sdk("client/index.js");
+  const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
+  const agent = new Client({ name: "quarry-browser-test", version: "1.0.0" });
+  await agent.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+  const searched = await agent.callTool({ name: "search", arguments: { query: "glaciers" } });
+  assert.ok(!searched.isError, JSON.stringify(searched));
+  await agent.close();
+
   await page.click("#tab-settings");
   await page.waitForFunction(() => /local-only/.test(document.querySelector("#settings-list").textContent));
+  await page.waitForFunction(() => /quarry-browser-test/.test(document.querySelector("#agents-log").textContent));
+  assert.match(await page.textContent("#agents-log"), /search/);
+  assert.match(await page.textContent("#agents-claude"), /"mcpServers"[\s\S]*"mcp",\s*"--library"/);
+  assert.ok(await page.isChecked("#agents-shared"), "agents may read a library by default");
+  const shared = async () => (await (await fetch(`${base}/api/agents`)).json()).shared;
+  const until = async (want) => {
+    for (let i = 0; i < 50 && (await shared()) !== want; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await shared(), want, `agents shared: ${want}`);
+  };
+  await page.uncheck("#agents-shared");
+  await until(false);
+  await page.check("#agents-shared");
+  await until(true);
   // Privacy settings change from the UI; never-leaves-device wins over the global mode.
   await page.selectOption("#privacy-mode", "ask");
   await page.waitForFunction(() => /ask \(the global privacy mode is ask\)/.test(document.querySelector("#settings-list").textContent));

@@ -3,7 +3,7 @@
 // WebKitWebDriver (what tauri-driver wraps on Linux). The app opens a library
 // indexed beforehand and must, over Tauri IPC: render, show the library's
 // counts, search, answer with the local model over a channel, extract a
-// table over another, and list the models. It reports the window's time to first paint and saves screenshots
+// table over another, list the models, and serve an agent over MCP. It reports the window's time to first paint and saves screenshots
 // (the webview's own and the whole X screen, to show the window itself).
 //
 //   xvfb-run -a -s "-screen 0 1280x800x24" \
@@ -18,7 +18,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } fr
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import assert from "node:assert/strict";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -44,6 +44,8 @@ const env = {
   WEBKIT_DISABLE_COMPOSITING_MODE: "1",
   LIBGL_ALWAYS_SOFTWARE: "1",
 };
+// The app's own MCP endpoint, on a port nothing else holds.
+env.QUARRY_AGENTS_PORT = String(await freePort());
 execFileSync(quarry, ["index", docs, "--library", env.QUARRY_LIBRARY_DIR], { env, stdio: "inherit" });
 
 async function freePort() {
@@ -173,6 +175,12 @@ try {
   await click("#answer .cite, #sources .source");
   await until("the cited passage", () => js("return document.querySelector('#source-preview mark.passage, #source-preview blockquote.passage') !== null"));
   await shot("desktop-ask.png");
+  // Summarize the document in the preview over a channel.
+  await click("#source-preview .summarize");
+  await until("the summary", () => js("return document.querySelector('#source-preview .summary')?.dataset.done === 'true'"), 180_000);
+  const summary = await js("return document.querySelector('#source-preview .summary-text').textContent");
+  assert.ok(summary.trim().length > 20, `a summary, not a word: ${summary}`);
+  await shot("desktop-summary.png");
 
   // Extract over IPC and a channel: a field over one document fills the table.
   await click("#tab-extract");
@@ -193,6 +201,27 @@ try {
     js("return [...document.querySelectorAll('#models tr')].filter(r => r.textContent.includes('in use')).length"),
   );
   assert.ok(inUse >= 1, "the embedder in use is listed");
+  // Agents: the app serves MCP over HTTP on demand; a real client (the
+  // official SDK) searches through it, and stopping it closes the port.
+  await click("#agents-http");
+  const url = await until("the agents' endpoint", () =>
+    js("const m = document.querySelector('#agents-http-state').textContent.match(/http:\\/\\/\\S+\\/mcp/); return m ? m[0] : null"),
+  );
+  const sdk = (p) => import(pathToFileURL(join(repo, "tests/mcp/node_modules/@modelcontextprotocol/sdk/dist/esm", p)).href);
+  const { Client } = await sdk("client/index.js");
+  const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
+  const agent = new Client({ name: "quarry-desktop-test", version: "1.0.0" });
+  await agent.connect(new StreamableHTTPClientTransport(new URL(url)));
+  const found = await agent.callTool({ name: "search", arguments: { query: "Morteratsch glacier", k: 2 } });
+  assert.ok(!found.isError && found.structuredContent.hits.length > 0, JSON.stringify(found));
+  await agent.close();
+  await click("#agents-http");
+  await until("the endpoint to stop", () => js("return document.querySelector('#agents-http-state').textContent === ''"));
+  await assert.rejects(fetch(url, { method: "POST" }), "the stopped endpoint refuses connections");
+  // Settings lists the call in what agents read.
+  await click("#tab-library");
+  await click("#tab-settings");
+  await until("the agent's call in the log", () => js("return /quarry-desktop-test/.test(document.querySelector('#agents-log').textContent)"));
   await shot("desktop-settings.png");
 
   const error = await js("const e = document.querySelector('#error'); return e.hidden ? '' : e.textContent");

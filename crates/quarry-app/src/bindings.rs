@@ -49,6 +49,9 @@ pub fn export_to(dir: &Path) -> Result<(), ts_rs::ExportError> {
     ImportRequest::export_all(&cfg)?;
     crate::tasks::ExtractRequest::export_all(&cfg)?;
     crate::tasks::ExtractUpdate::export_all(&cfg)?;
+    crate::tasks::SummarizeRequest::export_all(&cfg)?;
+    crate::tasks::SummaryUpdate::export_all(&cfg)?;
+    crate::agents::AgentsView::export_all(&cfg)?;
     Ok(())
 }
 

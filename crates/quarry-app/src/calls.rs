@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use quarry_core::answer::router::RouteOverride;
-use quarry_core::answer::{prompt_prefix, AnswerEvent, AnswerOptions};
+use quarry_core::answer::{prompt_prefix, AnswerEvent, AnswerOptions, WholeReading};
 use quarry_core::cloud::PrivacyMode;
 use quarry_core::generate::ChatMessage;
 use quarry_core::store::{DocState, Filter};
@@ -150,6 +150,10 @@ pub struct AskRequest {
     /// Do not use or fill the answer cache.
     #[serde(default)]
     pub no_cache: bool,
+    /// When to read every passage of the documents: `auto` (default: for
+    /// "list every…", "how many … mentioned" and summaries), `always`, `never`.
+    #[serde(default)]
+    pub whole: WholeReading,
 }
 
 impl AskRequest {
@@ -157,6 +161,7 @@ impl AskRequest {
     fn answer_options(&self) -> AnswerOptions {
         let mut opts = AnswerOptions {
             filter: filter_of(self.path_prefix.clone(), None),
+            whole: self.whole,
             ..Default::default()
         };
         if let Some(n) = self.sources {
@@ -200,6 +205,7 @@ pub fn answer_blocking(
             AnswerEvent::Route(r) => AskEvent::Route(r),
             AnswerEvent::Token(text) => AskEvent::Token { text },
             AnswerEvent::Sent(p) => AskEvent::Sent(p),
+            AnswerEvent::Reading { done, total } => AskEvent::Reading { done, total },
         };
         (sink.borrow_mut())(event)
     };
@@ -282,12 +288,15 @@ pub struct PrivacyRequest {
     /// Mark (or unmark) the library never-leaves-device.
     #[serde(default)]
     pub never_leaves_device: Option<bool>,
+    /// Refuse (true) or allow (false) agents' MCP calls on the library.
+    #[serde(default)]
+    pub not_shared_with_agents: Option<bool>,
 }
 
 /// Change the privacy settings; returns the settings after the change.
 pub async fn set_privacy(engine: &Engine, req: PrivacyRequest) -> AppResult<SettingsView> {
     use quarry_core::cloud::Settings;
-    if req.library || req.never_leaves_device.is_some() {
+    if req.library || req.never_leaves_device.is_some() || req.not_shared_with_agents.is_some() {
         let mut lib = quarry_core::Library::open(&engine.library_dir).await?;
         let mut p = lib.meta().privacy.clone();
         if req.library {
@@ -295,6 +304,9 @@ pub async fn set_privacy(engine: &Engine, req: PrivacyRequest) -> AppResult<Sett
         }
         if let Some(flag) = req.never_leaves_device {
             p.never_leaves_device = flag;
+        }
+        if let Some(flag) = req.not_shared_with_agents {
+            p.not_shared_with_agents = flag;
         }
         lib.set_privacy(p)?;
         engine.reload().await;
@@ -308,7 +320,7 @@ pub async fn set_privacy(engine: &Engine, req: PrivacyRequest) -> AppResult<Sett
 
 /// `path` resolved, when it is an indexed document inside the library's
 /// folders; anything else is refused.
-async fn library_document(engine: &Engine, path: &Path) -> AppResult<PathBuf> {
+pub async fn library_document(engine: &Engine, path: &Path) -> AppResult<PathBuf> {
     let lib = engine.library();
     let path = path.canonicalize().map_err(|e| {
         AppError::new(

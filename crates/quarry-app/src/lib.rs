@@ -9,6 +9,8 @@
 //! - [`session`]: the routing (privacy policy, egress) and ask session.
 //! - [`calls`]: the calls every front-end makes, request in, view out.
 //! - [`tasks`]: extraction runs streamed as updates, and their tables.
+//! - [`agents`]: what agents (MCP clients) read: the access log, and the
+//!   setup snippets for their settings.
 //! - [`views`]: what the front-ends receive, typed; the UI's TypeScript types
 //!   are generated from them (`ui/src/bindings/`).
 //! - [`error`]: `{code, message}` errors and the one table from error kinds to
@@ -18,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod bindings;
 pub mod calls;
 pub mod engine;

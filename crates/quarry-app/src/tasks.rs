@@ -1,12 +1,16 @@
-//! Extraction for the HTTP and desktop front-ends: a run streamed as events
-//! (the table fills in document by document), and the kept results as a
-//! CSV, XLSX or JSON table.
+//! Task specialists for the HTTP and desktop front-ends: an extraction run
+//! streamed as events (the table fills in document by document), the kept
+//! results as a CSV, XLSX or JSON table, and a document's summary streamed
+//! as it is written.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use quarry_core::answer::whole::WholeOptions;
+use quarry_core::answer::AnswerEvent;
 use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
 use quarry_core::tasks::results::ResultStore;
 use quarry_core::tasks::schema::Schema;
+use quarry_core::tasks::summarize::{indexed_document, summarize, Summary, SummaryStore};
 use quarry_core::tasks::table::{to_csv, to_json, to_xlsx, TableFormat};
 use quarry_core::tasks::{extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary};
 use quarry_core::{HybridSearch, SearchMode};
@@ -73,10 +77,7 @@ impl ExtractUpdate {
 
     /// The event's data alone, as JSON.
     pub fn data(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        v.get_mut("data")
-            .map(serde_json::Value::take)
-            .unwrap_or_default()
+        crate::views::event_data(self)
     }
 }
 
@@ -178,3 +179,93 @@ pub async fn table(engine: &Engine, req: &ExtractRequest) -> AppResult<(Vec<u8>,
         ),
     })
 }
+
+/// A summary of one document (`POST /api/summarize`).
+#[derive(Debug, Clone, Deserialize, TS)]
+pub struct SummarizeRequest {
+    /// The document's absolute path (an indexed document).
+    pub path: String,
+    /// Write it again where one is kept for the same content.
+    #[serde(default)]
+    pub redo: bool,
+}
+
+/// What a summary streams.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum SummaryUpdate {
+    /// `done` of `total` parts of the document read.
+    Reading {
+        /// Parts read.
+        done: usize,
+        /// Parts in all.
+        total: usize,
+    },
+    /// Summary text, as it is written.
+    Token {
+        /// The text.
+        text: String,
+    },
+    /// The summary, and whether it was kept from before.
+    Done {
+        /// The summary and the passages it cites.
+        summary: Box<Summary>,
+        /// Kept from an earlier run (no model call).
+        kept: bool,
+    },
+    /// It failed.
+    Error(AppError),
+}
+
+impl SummaryUpdate {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SummaryUpdate::Reading { .. } => "reading",
+            SummaryUpdate::Token { .. } => "token",
+            SummaryUpdate::Done { .. } => "done",
+            SummaryUpdate::Error(_) => "error",
+        }
+    }
+
+    /// The event's data alone, as JSON.
+    pub fn data(&self) -> serde_json::Value {
+        crate::views::event_data(self)
+    }
+}
+
+/// Summarise a document with the engine's model, sending each update to
+/// `sink` (false stops: the client left; a stopped summary is not kept).
+pub fn summarize_blocking(
+    engine: &Engine,
+    handle: &tokio::runtime::Handle,
+    req: &SummarizeRequest,
+    sink: &mut dyn FnMut(SummaryUpdate) -> bool,
+) -> AppResult<()> {
+    let lib = engine.library();
+    let doc = handle.block_on(indexed_document(&lib, &req.path))?;
+    let mut model = engine.lock_model()?;
+    let model = model.as_mut().expect("loaded by lock_model");
+    let mut store = SummaryStore::summaries(lib.dir(), &engine.model_name)?;
+    if req.redo {
+        store.forget(&doc.path);
+    }
+    let mut on_event = |e: AnswerEvent| match e {
+        AnswerEvent::Reading { done, total } => sink(SummaryUpdate::Reading { done, total }),
+        AnswerEvent::Token(text) => sink(SummaryUpdate::Token { text }),
+        _ => true,
+    };
+    let opts = WholeOptions {
+        max_passages: SUMMARY_PASSAGES,
+        ..Default::default()
+    };
+    let (summary, kept) = summarize(&lib, model, &mut store, &doc, &opts, &mut on_event)?;
+    sink(SummaryUpdate::Done {
+        summary: Box::new(summary),
+        kept,
+    });
+    Ok(())
+}
+
+/// Most passages a summary in the app reads (as `quarry summarize`'s default).
+pub const SUMMARY_PASSAGES: usize = 200;

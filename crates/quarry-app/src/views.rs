@@ -239,6 +239,13 @@ pub enum AskEvent {
     Consent(Preview),
     /// Exactly what left the machine.
     Sent(Preview),
+    /// Reading whole documents: `done` of `total` parts read.
+    Reading {
+        /// Parts read.
+        done: usize,
+        /// Parts in all.
+        total: usize,
+    },
     /// The whole answer.
     Done(Box<Answer>),
     /// The answer failed.
@@ -255,6 +262,7 @@ impl AskEvent {
             AskEvent::Token { .. } => "token",
             AskEvent::Consent(_) => "consent",
             AskEvent::Sent(_) => "sent",
+            AskEvent::Reading { .. } => "reading",
             AskEvent::Done(_) => "done",
             AskEvent::Error(_) => "error",
         }
@@ -262,11 +270,16 @@ impl AskEvent {
 
     /// The event's data alone, as JSON.
     pub fn data(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        v.get_mut("data")
-            .map(serde_json::Value::take)
-            .unwrap_or_default()
+        event_data(self)
     }
+}
+
+/// The `data` of an event serialised as `{event, data}`.
+pub fn event_data(event: &impl Serialize) -> serde_json::Value {
+    let mut v = serde_json::to_value(event).unwrap_or_default();
+    v.get_mut("data")
+        .map(serde_json::Value::take)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

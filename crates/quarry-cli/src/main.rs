@@ -47,6 +47,8 @@ enum Command {
     Extract(commands::extract::ExtractArgs),
     /// Put each document into one of your categories, with the words that show it.
     Classify(commands::extract::ClassifyArgs),
+    /// Summarise documents from every passage, each point citing its passage.
+    Summarize(commands::summarize::SummarizeArgs),
     /// Configure remote providers (OpenAI-compatible chat APIs) and their keys.
     Provider {
         #[command(subcommand)]
@@ -54,10 +56,12 @@ enum Command {
     },
     /// Show or set the privacy mode (globally, or for one library).
     Privacy(commands::privacy::PrivacyArgs),
-    /// List every request that sent text off this machine.
-    Audit(context::LibraryJsonArgs),
-    /// Serve the library over HTTP on loopback (JSON, SSE, OpenAI-compatible).
+    /// List every request that sent text off this machine (--mcp: every call agents made).
+    Audit(commands::audit::AuditArgs),
+    /// Serve the library over HTTP on loopback (JSON, SSE, OpenAI-compatible, MCP at /mcp).
     Serve(commands::serve::ServeArgs),
+    /// Serve the library to agents over MCP on stdio (Claude Desktop, Cursor, VS Code…).
+    Mcp(commands::mcp::McpArgs),
     /// Measure retrieval quality on a BEIR-layout dataset.
     Eval(commands::eval::EvalArgs),
     /// Measure speed (embedding throughput).
@@ -117,10 +121,12 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Chat(args) => c::chat::chat(ctx, args).await,
         Command::Extract(args) => c::extract::extract(ctx, args).await,
         Command::Classify(args) => c::extract::classify(ctx, args).await,
+        Command::Summarize(args) => c::summarize::summarize(ctx, args).await,
         Command::Provider { action } => c::provider::provider(ctx, action),
         Command::Privacy(args) => c::privacy::privacy(ctx, args).await,
         Command::Audit(args) => c::audit::run(ctx, args).await,
         Command::Serve(args) => c::serve::serve(ctx, args).await,
+        Command::Mcp(args) => c::mcp::mcp(ctx, args).await,
         Command::Eval(args) => c::eval::eval(ctx, args).await,
         Command::Bench(args) => c::bench::bench(ctx, args).await,
     }

@@ -191,3 +191,18 @@ pub fn hits(hits: &[Hit], took: Duration) {
 pub fn hits_json(hits: &[Hit]) -> Vec<quarry_app::views::HitView> {
     hits.iter().map(Into::into).collect()
 }
+
+/// Progress of a whole-document reading on stderr: one line rewritten in
+/// place on a terminal (and cleared at the end), the start alone otherwise.
+pub fn reading_progress(done: usize, total: usize) {
+    let tty = std::io::stderr().is_terminal();
+    if done < total {
+        if tty {
+            eprint!("\r\x1b[2K[reading part {} of {total}…]", done + 1);
+        } else if done == 0 {
+            eprintln!("[reading {total} parts]");
+        }
+    } else if tty {
+        eprint!("\r\x1b[2K");
+    }
+}

@@ -891,7 +891,7 @@ fn dates_models_and_opening_in_the_system_viewer() {
 
 #[test]
 #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
-fn extraction_streams_its_table_over_http_and_exports_it() {
+fn extraction_and_summaries_stream_over_http_and_tables_export() {
     let claim = "Claim notification. Policy number: HX-44120-B. Claimant: Maria Fernandes. \
                  The loss happened on 14 February 2024.";
     let env = setup(&[("claim.txt", claim)]);
@@ -959,4 +959,48 @@ fn extraction_streams_its_table_over_http_and_exports_it() {
     assert_eq!(events.len(), 1, "{body}");
     assert_eq!(events[0].0, "error", "{body}");
     assert!(events[0].1.contains("unknown type"), "{body}");
+
+    // A summary streams its text, then comes with the passages it cites;
+    // asked again, it is the kept one.
+    let summarize = |path: &str| {
+        let body = ureq::post(&format!("{}/api/summarize", server.base))
+            .send_json(json!({ "path": path }))
+            .unwrap()
+            .into_string()
+            .unwrap();
+        sse(&body)
+            .into_iter()
+            .map(|(n, d)| (n, serde_json::from_str::<Value>(&d).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let events = summarize(&claim_path);
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done", "{events:?}");
+    let streamed: String = events
+        .iter()
+        .filter(|(n, _)| n == "token")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    let text = done["summary"]["text"].as_str().unwrap();
+    assert!(!text.is_empty(), "{done}");
+    assert_eq!(done["kept"], false, "{done}");
+    assert_eq!(done["summary"]["path"], claim_path.as_str(), "{done}");
+    assert!(
+        streamed.contains(text.split('[').next().unwrap().trim()),
+        "{streamed} / {text}"
+    );
+    let again = summarize(&claim_path);
+    assert_eq!(again.last().unwrap().1["kept"], true, "{again:?}");
+    assert_eq!(again.last().unwrap().1["summary"]["text"], text);
+    // Not an indexed document: an error event that says so.
+    let events = summarize("/nowhere/missing.txt");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "error", "{events:?}");
+    assert!(
+        events[0].1["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an indexed document"),
+        "{events:?}"
+    );
 }

@@ -13,6 +13,8 @@
 //! | POST | `/api/extract` | `{"schema", "paths"?, "ext"?, "redo"?}`: SSE `started`, `document` (one per document, fields cited and checked), `done`, `error` |
 //! | POST | `/api/extract/table` | the same request with `"format"`: `csv`, `xlsx` or `json`: the kept results as a file |
 //! | GET | `/api/audit` | what left the machine |
+//! | POST/GET/DELETE | `/mcp` | MCP over streamable HTTP: the library's tools and resources for agents (`quarry-mcp`), every call in the access log |
+//! | GET | `/api/agents` | the agents' access log and the setup snippets for their clients |
 //! | GET | `/v1/models` | OpenAI-compatible model list |
 //! | POST | `/v1/chat/completions` | OpenAI-compatible chat, streaming or not |
 //! | GET | `/api/settings` | privacy modes in force and the providers (never keys) |
@@ -48,6 +50,7 @@ use axum::Router;
 pub use error::ApiError;
 use quarry_app::{AppError, Engine};
 use quarry_core::ErrorKind;
+use tokio_util::sync::CancellationToken;
 
 /// How the server listens.
 #[derive(Debug, Clone)]
@@ -113,8 +116,8 @@ async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
     next.run(req).await
 }
 
-/// The HTTP routes over `engine`.
-pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
+/// The HTTP routes over `engine`; cancelling `mcp` ends the MCP sessions.
+pub fn router(engine: Arc<Engine>, options: &ServeOptions, mcp: CancellationToken) -> Router {
     let g = Arc::new(Guard {
         token: options.token.clone(),
         loopback_only: options.addr.ip().is_loopback(),
@@ -129,6 +132,7 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
         .route("/api/ask", post(routes::ask))
         .route("/api/extract", post(routes::extract))
         .route("/api/extract/table", post(routes::extract_table))
+        .route("/api/summarize", post(routes::summarize))
         .route("/api/audit", get(routes::audit))
         .route("/api/settings", get(routes::settings))
         .route("/api/settings/privacy", post(routes::set_privacy))
@@ -150,6 +154,8 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions) -> Router {
                 })
             },
         )
+        .route("/api/agents", get(routes::agents))
+        .nest_service("/mcp", quarry_mcp::http_service(engine.clone(), mcp))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .fallback_service(ui_service(options.ui_dir.as_deref()))
@@ -201,9 +207,14 @@ pub async fn serve(
     check_options(&options).map_err(|e| std::io::Error::other(e.message))?;
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     on_bound(listener.local_addr()?);
-    let app = router(engine, &options);
+    let mcp = CancellationToken::new();
+    let app = router(engine, &options, mcp.clone());
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open MCP streams would otherwise hold the shutdown.
+            mcp.cancel();
+        })
         .await
 }
 

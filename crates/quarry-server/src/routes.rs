@@ -14,7 +14,7 @@ use quarry_app::calls::{
     SearchQuery,
 };
 use quarry_app::models::{FetchRequest, ImportRequest};
-use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate};
+use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate, SummarizeRequest, SummaryUpdate};
 use quarry_app::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
     SettingsView, StatusView, StoppingView,
@@ -103,6 +103,23 @@ pub async fn extract(
     Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
 }
 
+/// `POST /api/summarize`: a document's summary as server-sent events
+/// (`reading` progress, `token` text, then `done` with the cited passages).
+pub async fn summarize(
+    State(engine): Shared,
+    Json(req): Json<SummarizeRequest>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = |e: SummaryUpdate| tx.send(event(e.name(), &e.data())).is_ok();
+        if let Err(e) = tasks::summarize_blocking(&engine, &handle, &req, &mut sink) {
+            sink(SummaryUpdate::Error(e));
+        }
+    });
+    Sse::new(UnboundedReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
+}
+
 /// `POST /api/extract/table`: the kept results of an extraction as a CSV,
 /// XLSX or JSON file.
 pub async fn extract_table(
@@ -127,6 +144,13 @@ pub async fn extract_table(
 pub async fn audit(State(engine): Shared) -> Result<Json<serde_json::Value>, ApiError> {
     let entries = quarry_core::cloud::audit::read(&engine.library_dir)?;
     Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+/// `GET /api/agents`: whether agents may read the library, the snippet to
+/// connect one (this `quarry` binary over stdio), and what they read.
+pub async fn agents(State(engine): Shared) -> Reply<quarry_app::agents::AgentsView> {
+    let binary = std::env::current_exe().unwrap_or_else(|_| "quarry".into());
+    Ok(Json(quarry_app::agents::agents_view(&engine, &binary)?))
 }
 
 /// `GET /api/settings`: the privacy modes (global, library, in force) and the

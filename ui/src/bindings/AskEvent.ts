@@ -17,4 +17,12 @@ export type AskEvent = { "event": "evidence", "data": Array<Evidence> } | { "eve
 /**
  * The text.
  */
-text: string, } } | { "event": "consent", "data": Preview } | { "event": "sent", "data": Preview } | { "event": "done", "data": Answer } | { "event": "error", "data": AppError };
+text: string, } } | { "event": "consent", "data": Preview } | { "event": "sent", "data": Preview } | { "event": "reading", "data": { 
+/**
+ * Parts read.
+ */
+done: number, 
+/**
+ * Parts in all.
+ */
+total: number, } } | { "event": "done", "data": Answer } | { "event": "error", "data": AppError };

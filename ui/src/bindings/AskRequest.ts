@@ -2,6 +2,7 @@
 import type { ChatMessage } from "./ChatMessage";
 import type { PrivacyMode } from "./PrivacyMode";
 import type { RouteOverride } from "./RouteOverride";
+import type { WholeReading } from "./WholeReading";
 
 /**
  * A question (`POST /api/ask`).
@@ -46,4 +47,9 @@ path_prefix: string | null,
 /**
  * Do not use or fill the answer cache.
  */
-no_cache: boolean, };
+no_cache: boolean, 
+/**
+ * When to read every passage of the documents: `auto` (default: for
+ * "list every…", "how many … mentioned" and summaries), `always`, `never`.
+ */
+whole: WholeReading, };

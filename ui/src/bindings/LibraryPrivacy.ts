@@ -12,4 +12,9 @@ mode?: PrivacyMode | null,
 /**
  * No text of this library ever leaves the machine, whatever else is set.
  */
-never_leaves_device: boolean, };
+never_leaves_device: boolean, 
+/**
+ * Agents (MCP clients) may not read this library: every MCP call on it
+ * is refused and logged.
+ */
+not_shared_with_agents?: boolean, };

@@ -16,4 +16,8 @@ library: boolean,
 /**
  * Mark (or unmark) the library never-leaves-device.
  */
-never_leaves_device: boolean | null, };
+never_leaves_device: boolean | null, 
+/**
+ * Refuse (true) or allow (false) agents' MCP calls on the library.
+ */
+not_shared_with_agents: boolean | null, };

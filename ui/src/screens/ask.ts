@@ -69,8 +69,12 @@ export function initAsk(api: Transport, deps: AskDeps): void {
   }
 
   function renderSources(sources: Source[], cited: number[] = []) {
+    // A whole-document reading numbers every passage: once the answer is
+    // done, list those it cites.
+    const many = sources.length > 12 && cited.length > 0;
+    const shown = many ? sources.filter((s) => cited.includes(s.n)) : sources;
     $("sources").replaceChildren(
-      ...sources.map((s) => {
+      ...shown.map((s) => {
         const b = el(
           "button",
           { type: "button", className: "source" + (cited.includes(s.n) ? " cited" : "") },
@@ -79,6 +83,7 @@ export function initAsk(api: Transport, deps: AskDeps): void {
         b.addEventListener("click", () => showSource(s));
         return el("li", {}, b);
       }),
+      ...(many ? [el("li", { className: "hint" }, `${sources.length - shown.length} other passages were read and not cited`)] : []),
     );
   }
 
@@ -137,6 +142,14 @@ export function initAsk(api: Transport, deps: AskDeps): void {
             case "sent":
               $("sent-text").textContent = previewText(e.preview);
               $("sent").hidden = false;
+              break;
+            case "reading":
+              if (!text) {
+                $("answer").replaceChildren(el("span", { className: "hint", id: "reading" },
+                  e.done < e.total
+                    ? `Reading the documents: part ${e.done + 1} of ${e.total}…`
+                    : "Read every part; writing the answer…"));
+              }
               break;
             case "done":
               lastAnswer = e.answer;

@@ -4,6 +4,7 @@
 import { $, el, showError } from "../dom";
 import { baseName, readyShare, sentence } from "../format";
 import type { Hit, Transport } from "../transport";
+import { summarizeButton } from "./summary";
 
 /** What the Search screen offers the rest of the app. */
 export interface Search {
@@ -103,9 +104,10 @@ export function initSearch(api: Transport): Search {
   async function showPassage(pane: HTMLElement, path: string, passage: string, page: number | null) {
     const seq = (previewSeq.get(pane) ?? 0) + 1;
     previewSeq.set(pane, seq);
+    const where = el("p", { className: "path" }, path + (page ? `, page ${page}` : ""));
     pane.replaceChildren(
-      el("h2", {}, baseName(path), " ", openButton(path, page)),
-      el("p", { className: "path" }, path + (page ? `, page ${page}` : "")),
+      el("h2", {}, baseName(path), " ", openButton(path, page), " ", summarizeButton(api, pane, where, path)),
+      where,
     );
     try {
       const doc = await api.document(path);
@@ -113,7 +115,7 @@ export function initSearch(api: Transport): Search {
       let target: HTMLElement | null = null;
       const needle = passage.trim().slice(0, 80);
       for (const b of doc.blocks) {
-        const p = el("p", {});
+        const p = el("p", { className: "doc-block" });
         const at = needle ? b.text.indexOf(needle) : -1;
         if (at >= 0 && !target) {
           const end = Math.min(b.text.length, at + passage.trim().length);

@@ -1,5 +1,6 @@
 // The Settings screen: privacy, providers, and the models (fetch and import).
 
+import type { AgentAccess } from "../bindings/AgentAccess";
 import type { PrivacyMode } from "../bindings/PrivacyMode";
 import type { Settings as SettingsData } from "../transport";
 import { $, el, showError } from "../dom";
@@ -60,14 +61,52 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     }
   }
 
-  async function changePrivacy(change: { mode?: PrivacyMode; never_leaves_device?: boolean }) {
+  async function changePrivacy(change: {
+    mode?: PrivacyMode;
+    never_leaves_device?: boolean;
+    not_shared_with_agents?: boolean;
+  }) {
     showError("");
     try {
       await loadSettings(await api.setPrivacy(change));
+      loadAgents();
     } catch (e) {
       showError(sentence(e, "change the privacy settings"));
       loadSettings();
     }
+  }
+
+  async function loadAgents() {
+    try {
+      const a = await api.agents();
+      $<HTMLInputElement>("agents-shared").checked = a.shared;
+      $("agents-claude").textContent = a.setup.claude_desktop;
+      $("agents-vscode").textContent = a.setup.vscode;
+      $("agents-claude-file").textContent = a.setup.claude_config_file ? ` (here: ${a.setup.claude_config_file})` : "";
+      $("agents-count").textContent = a.total ? `(${a.total} calls in all; the latest first)` : "(none yet)";
+      $("agents-log").replaceChildren(...a.recent.map(accessRow));
+    } catch (e) {
+      if (e instanceof QuarryError && e.code === "model_missing") return;
+      showError(sentence(e, "read what agents did"));
+    }
+  }
+
+  function accessRow(e: AgentAccess): HTMLTableRowElement {
+    const row = el(
+      "tr",
+      {},
+      el("td", {}, new Date(e.time).toLocaleString()),
+      el("td", {}, `${e.client} (${e.transport})`),
+      el("td", { title: e.arguments }, e.tool),
+      el("td", {}, e.reason ? `${e.outcome}: ${e.reason}` : e.outcome),
+      el(
+        "td",
+        { title: e.documents.join("\n") },
+        `${humanBytes(e.bytes_returned)}${e.documents.length ? ` from ${e.documents.length} document${e.documents.length > 1 ? "s" : ""}` : ""}`,
+      ),
+    );
+    row.dataset.outcome = e.outcome;
+    return row;
   }
 
   async function loadModels() {
@@ -154,6 +193,29 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
   $("never-leaves").addEventListener("change", () =>
     changePrivacy({ never_leaves_device: $<HTMLInputElement>("never-leaves").checked }),
   );
+  $("agents-shared").addEventListener("change", () =>
+    changePrivacy({ not_shared_with_agents: !$<HTMLInputElement>("agents-shared").checked }),
+  );
+  if (api.serveAgents) {
+    // The desktop app runs its own MCP endpoint on demand.
+    $("agents-http-row").hidden = false;
+    $("agents-http-hint").hidden = true;
+    let serving: string | null = null;
+    const button = $<HTMLButtonElement>("agents-http");
+    button.addEventListener("click", async () => {
+      showError("");
+      button.disabled = true;
+      try {
+        serving = await api.serveAgents!(serving === null);
+        button.textContent = serving ? "Stop serving agents over HTTP" : "Serve agents over HTTP";
+        $("agents-http-state").textContent = serving ? `Agents can connect at ${serving} (this machine only).` : "";
+      } catch (e) {
+        showError(sentence(e, "serve agents over HTTP"));
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
 
   $("import-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -188,6 +250,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     show() {
       loadSettings();
       loadModels();
+      loadAgents();
     },
     reload: () => loadSettings(),
     awaitModels() {

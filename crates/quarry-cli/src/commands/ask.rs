@@ -43,6 +43,10 @@ pub struct AskArgs {
     /// Only files whose path starts with this.
     #[arg(long)]
     path_prefix: Option<String>,
+    /// Read every passage of the documents instead of the best few: auto
+    /// (for "list every…", "how many … mentioned", summaries), always or never.
+    #[arg(long, default_value = "auto")]
+    whole: quarry_core::answer::WholeReading,
     /// Print one JSON object at the end instead of streaming.
     #[arg(long)]
     json: bool,
@@ -141,6 +145,7 @@ pub(crate) fn stream_to_stdout(e: &AnswerEvent, quiet: bool, cancelled: &AtomicB
                 );
             }
             AnswerEvent::Evidence(ev) => print_evidence(ev),
+            AnswerEvent::Reading { done, total } => crate::render::reading_progress(*done, *total),
             AnswerEvent::Sources(_) => {}
         }
     }
@@ -272,7 +277,9 @@ pub(crate) fn print_sources(sources: &[Source], cited: &[usize]) {
         return;
     }
     println!("\nSources:");
-    for s in sources {
+    // A whole-document reading numbers every passage: list the cited ones.
+    let many = sources.len() > 12;
+    for s in sources.iter().filter(|s| !many || cited.contains(&s.n)) {
         let mut line = format!("[{}] {}", s.n, s.path);
         if let Some(p) = s.page {
             line.push_str(&format!(", page {p}"));
@@ -284,6 +291,12 @@ pub(crate) fn print_sources(sources: &[Source], cited: &[usize]) {
             line.push_str("  (not cited)");
         }
         println!("{line}");
+    }
+    if many {
+        println!(
+            "({} other passages were read and not cited)",
+            sources.len() - cited.len()
+        );
     }
 }
 
@@ -301,6 +314,7 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     opts.generate.seed = args.seed;
     opts.generate.max_tokens = args.max_tokens;
     opts.generate.stop = args.stop.clone();
+    opts.whole = args.whole;
     if let Some(m) = args.min_similarity {
         opts.min_similarity = m;
     }

@@ -1,4 +1,5 @@
-//! `quarry audit`: every request that sent text off this machine.
+//! `quarry audit`: every request that sent text off this machine; with
+//! `--mcp`, every call agents made on the library over MCP.
 
 use std::path::PathBuf;
 
@@ -8,9 +9,57 @@ use quarry_core::Library;
 
 use crate::context::Context;
 
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    lib: crate::context::LibraryArg,
+    /// Show what agents read over MCP (`quarry mcp`, `/mcp`) instead.
+    #[arg(long)]
+    mcp: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Run `quarry audit`.
-pub async fn run(ctx: &Context, args: crate::context::LibraryJsonArgs) -> Result<()> {
+pub async fn run(ctx: &Context, args: AuditArgs) -> Result<()> {
+    if args.mcp {
+        return agents(ctx, args.lib.library, args.json).await;
+    }
     audit(ctx, args.lib.library, args.json).await
+}
+
+/// Every call agents made, oldest first.
+async fn agents(ctx: &Context, library: Option<PathBuf>, json: bool) -> Result<()> {
+    let dir = ctx.library_dir(library);
+    let lib = Library::open(&dir).await?;
+    let entries = quarry_app::agents::read(lib.dir()).map_err(|e| anyhow::anyhow!(e.message))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("No agent has called {} over MCP.", lib.dir().display());
+        return Ok(());
+    }
+    for e in &entries {
+        println!(
+            "{}  {}  {} ({})  {}  {} bytes  {}",
+            e.time,
+            e.client,
+            e.tool,
+            e.transport,
+            e.outcome,
+            e.bytes_returned,
+            e.reason.as_deref().unwrap_or(&e.arguments),
+        );
+        for d in &e.documents {
+            println!("    {d}");
+        }
+    }
+    let refused = entries.iter().filter(|e| e.outcome == "refused").count();
+    println!("{} calls by agents, {refused} refused.", entries.len());
+    Ok(())
 }
 
 pub async fn audit(ctx: &Context, library: Option<PathBuf>, json: bool) -> Result<()> {

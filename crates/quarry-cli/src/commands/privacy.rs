@@ -18,6 +18,9 @@ pub struct PrivacyArgs {
     /// Mark the library never-leaves-device (on) or clear the mark (off).
     #[arg(long, value_parser = ["on", "off"])]
     never_leaves_device: Option<String>,
+    /// Let agents (MCP clients: `quarry mcp`, `/mcp`) read the library (on) or refuse them (off).
+    #[arg(long, value_parser = ["on", "off"])]
+    agents: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -30,8 +33,8 @@ pub async fn privacy(ctx: &Context, args: PrivacyArgs) -> Result<()> {
         Some(dir) => Some(Library::open(dir).await?),
         None => None,
     };
-    if args.never_leaves_device.is_some() && library.is_none() {
-        bail!("--never-leaves-device applies to a library: add --library DIR");
+    if (args.never_leaves_device.is_some() || args.agents.is_some()) && library.is_none() {
+        bail!("--never-leaves-device and --agents apply to a library: add --library DIR");
     }
     if let Some(lib) = library.as_mut() {
         let mut p: LibraryPrivacy = lib.meta().privacy.clone();
@@ -40,6 +43,9 @@ pub async fn privacy(ctx: &Context, args: PrivacyArgs) -> Result<()> {
         }
         if let Some(flag) = &args.never_leaves_device {
             p.never_leaves_device = flag == "on";
+        }
+        if let Some(flag) = &args.agents {
+            p.not_shared_with_agents = flag == "off";
         }
         if p != lib.meta().privacy {
             lib.set_privacy(p)?;
@@ -75,6 +81,14 @@ pub async fn privacy(ctx: &Context, args: PrivacyArgs) -> Result<()> {
                     "; never leaves this device"
                 } else {
                     ""
+                }
+            );
+            println!(
+                "Agents (MCP): {}",
+                if p.not_shared_with_agents {
+                    "refused: this library is not shared with agents"
+                } else {
+                    "may search and read it (quarry mcp)"
                 }
             );
         }

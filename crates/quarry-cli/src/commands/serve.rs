@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use quarry_app::{Engine, EngineParts, ModelManager};
@@ -28,15 +29,20 @@ pub struct ServeArgs {
     ui: Option<PathBuf>,
 }
 
-pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
-    let dir = ctx.library_dir(args.lib.library.clone());
-    let (library, embedder) = Library::open_with_embedder(&dir, &ctx.store).await?;
-    let models = std::sync::Arc::new(ModelManager::new(ctx.store.clone()));
+/// The engine over the library in `dir` with generator `model`, kept fresh
+/// while it serves (`quarry serve`, `quarry mcp`).
+pub async fn open_engine(
+    ctx: &Context,
+    dir: &std::path::Path,
+    model: Option<String>,
+) -> Result<Arc<Engine>> {
+    let (library, embedder) = Library::open_with_embedder(dir, &ctx.store).await?;
+    let models = Arc::new(ModelManager::new(ctx.store.clone()));
     let engine = Engine::new(EngineParts::standard(
         library,
         embedder,
         models,
-        args.model.clone(),
+        model,
         ctx.dirs.config.clone(),
     )?);
     // Chunks a stopped run left without vectors are embedded in the background.
@@ -44,6 +50,12 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
     // Writes from other processes become visible, and no search reads a
     // version old enough to have been pruned.
     engine.keep_fresh();
+    Ok(engine)
+}
+
+pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
+    let dir = ctx.library_dir(args.lib.library.clone());
+    let engine = open_engine(ctx, &dir, args.model.clone()).await?;
     let ui_dir = args.ui.clone().or_else(|| {
         let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
         built.join("index.html").is_file().then_some(built)

@@ -7,15 +7,49 @@ use std::time::Instant;
 
 use crate::answer::cache::AnswerCache;
 use crate::answer::router::{decide, RouteInputs, RouteOverride, Target, TaskClassifier};
+use crate::answer::whole::{bounded, needs_every_passage, Reader, WholeOptions, WholeTask};
 use crate::answer::{
     build_prompt, cloud_messages, generate_local, local_budget, not_found, retrieve, show_evidence,
     Answer, AnswerEvent, AnswerOptions, AnswerTimings, CitedText, Route,
 };
+use crate::answer::{Retrieved, Source, WholeReading};
 use crate::cloud::{Egress, Outbound, Policy, Preview};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::generate::{ChatMessage, LocalModel};
 use crate::store::library::Library;
+use crate::store::selection::select_documents;
+use crate::store::Filter;
+
+/// Most documents a whole reading takes from the best passages (a folder
+/// or file filter chooses any number, bounded by their passages).
+pub const WHOLE_DOCUMENTS: usize = 3;
+
+/// Why a whole reading read what it read, in the user's terms.
+fn whole_reason(paths: &[String], passages: usize, left_out: usize) -> String {
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.clone())
+        })
+        .collect();
+    let docs = if names.len() == 1 {
+        format!("1 document ({})", names[0])
+    } else {
+        format!("{} documents ({})", names.len(), names.join(", "))
+    };
+    if left_out == 0 {
+        format!("the question needs whole documents: read all {passages} passages of {docs} on this machine")
+    } else {
+        format!(
+            "the question needs whole documents: read the first {} of {passages} passages of {docs} on this machine; choose a folder or file to read all of one",
+            passages - left_out
+        )
+    }
+}
 
 /// What answering needs; everything but the library, embedder and model is optional.
 pub struct Asker<'a> {
@@ -95,13 +129,14 @@ impl Asker<'_> {
         let embed_ms = ms(started.elapsed());
         // Everything that changes the answer is part of the cache key.
         let scope = format!(
-            "{:?}|{}|{}|{}|{}|{:?}",
+            "{:?}|{}|{}|{}|{}|{:?}|{:?}",
             opts.answer.filter,
             self.model.name(),
             opts.answer.generate.max_tokens,
             opts.answer.sources,
             opts.answer.min_similarity,
-            opts.answer.trim
+            opts.answer.trim,
+            opts.answer.whole
         );
         let content_version = self.library.content_version().await?;
         let cacheable = opts.use_cache && history.is_empty() && opts.route == RouteOverride::Auto;
@@ -112,6 +147,15 @@ impl Asker<'_> {
         }
         let mut retrieved =
             retrieve(self.library, self.embedder, question, history, &opts.answer).await?;
+        if self.reads_whole(question, &retrieved, opts) {
+            let (answer, stopped) = self
+                .read_whole(question, &retrieved, opts, started, on_event)
+                .await?;
+            if cacheable && !answer.answer.is_empty() && !stopped {
+                self.remember(question, vector, &content_version, &scope, &answer);
+            }
+            return Ok(answer);
+        }
         if !retrieved.relevant {
             return Ok(not_found(&retrieved, &opts.answer, started, on_event));
         }
@@ -222,14 +266,111 @@ impl Asker<'_> {
         answer.timings.route_ms = route_ms;
         answer.timings.evidence_ms = evidence_ms;
         if cacheable && !answer.answer.is_empty() && !fell_back && !stopped.get() {
-            if let (Some(cache), Some(v)) = (self.cache.as_deref_mut(), vector) {
-                // A cache that cannot be written costs only a recomputation.
-                if let Err(e) = cache.insert(question, v, &content_version, &scope, &answer) {
-                    tracing::warn!("answer cache: {e}");
-                }
-            }
+            self.remember(question, vector, &content_version, &scope, &answer);
         }
         Ok(answer)
+    }
+
+    /// Keep `answer` in the cache (one that cannot be written costs only a
+    /// recomputation).
+    fn remember(
+        &mut self,
+        question: &str,
+        vector: Option<Vec<f32>>,
+        content_version: &str,
+        scope: &str,
+        answer: &Answer,
+    ) {
+        if let (Some(cache), Some(v)) = (self.cache.as_deref_mut(), vector) {
+            if let Err(e) = cache.insert(question, v, content_version, scope, answer) {
+                tracing::warn!("answer cache: {e}");
+            }
+        }
+    }
+
+    /// Whether the question is answered from every passage of its documents.
+    fn reads_whole(&self, question: &str, retrieved: &Retrieved, opts: &AskOptions) -> bool {
+        let scoped = opts.answer.filter != Filter::default();
+        let wanted = match opts.answer.whole {
+            WholeReading::Never => false,
+            WholeReading::Always => true,
+            WholeReading::Auto => needs_every_passage(question),
+        };
+        // Without a folder or file chosen, the documents are those of the
+        // best passages: there must be relevant ones.
+        wanted && (scoped || retrieved.relevant)
+    }
+
+    /// Answer from every passage of the documents in scope: those the
+    /// filter selects, else those of the best passages (at most
+    /// [`WHOLE_DOCUMENTS`]). Always on this machine. Also says whether the
+    /// caller stopped it.
+    async fn read_whole(
+        &mut self,
+        question: &str,
+        retrieved: &Retrieved,
+        opts: &AskOptions,
+        started: Instant,
+        on_event: &mut dyn FnMut(AnswerEvent) -> bool,
+    ) -> Result<(Answer, bool)> {
+        let whole = WholeOptions::default();
+        let paths = self.whole_scope(retrieved, opts).await?;
+        let mut sources = Vec::new();
+        for p in &paths {
+            for h in self.library.passages_of(p)? {
+                sources.push(Source::of_hit(sources.len() + 1, &h));
+            }
+        }
+        let all = sources.len();
+        let (sources, left_out) = bounded(sources, whole.max_passages);
+        let route = Route {
+            target: "local".into(),
+            reason: whole_reason(&paths, all, left_out),
+            model: Some(self.model.name().to_string()),
+            task: None,
+            provider: None,
+        };
+        on_event(AnswerEvent::Sources(sources.clone()));
+        on_event(AnswerEvent::Route(route.clone()));
+        let before = started.elapsed();
+        let reading = Reader::new(self.model, WholeTask::Question(question), &whole, on_event)
+            .read(&sources)?;
+        let timings = AnswerTimings {
+            retrieval_ms: ms(retrieved.elapsed),
+            first_token_ms: ms(before + reading.first_token),
+            total_ms: ms(started.elapsed()),
+            prompt_tokens: reading.prompt_tokens,
+            generated_tokens: reading.generated_tokens,
+            prefill_tokens_per_s: reading.prompt_tokens as f64
+                / reading.prefill.as_secs_f64().max(1e-9),
+            decode_tokens_per_s: reading.generated_tokens as f64
+                / reading.decode.as_secs_f64().max(1e-9),
+            ..Default::default()
+        };
+        let stopped = reading.stopped;
+        let answer = Answer::finished(
+            retrieved,
+            reading.text,
+            (sources, reading.cited),
+            route,
+            timings,
+        );
+        Ok((answer, stopped))
+    }
+
+    /// The documents a whole reading covers, in order.
+    async fn whole_scope(&self, retrieved: &Retrieved, opts: &AskOptions) -> Result<Vec<String>> {
+        if opts.answer.filter != Filter::default() {
+            let docs = select_documents(self.library, &opts.answer.filter, &[]).await?;
+            return Ok(docs.into_iter().map(|d| d.path).collect());
+        }
+        let mut paths: Vec<String> = Vec::new();
+        for c in &retrieved.candidates {
+            if !paths.contains(&c.path) && paths.len() < WHOLE_DOCUMENTS {
+                paths.push(c.path.clone());
+            }
+        }
+        Ok(paths)
     }
 
     /// The question's embedding, when the classifier or the cache needs it.

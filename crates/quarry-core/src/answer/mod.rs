@@ -1,7 +1,8 @@
 //! Grounded answers: retrieve, number the sources, fit them into the model's
 //! context, generate with citations, and keep only citations that exist.
 //! [`ask`] is the whole question pipeline (cache, [`router`], local model or
-//! provider); [`cache`] remembers answers; [`citations`] checks them.
+//! provider); [`cache`] remembers answers; [`citations`] checks them;
+//! [`whole`] reads every passage for summaries and "list every…" questions.
 
 pub mod ask;
 pub mod cache;
@@ -10,6 +11,7 @@ pub mod evidence;
 pub mod router;
 mod source;
 pub mod support;
+pub mod whole;
 
 pub use source::Source;
 
@@ -49,6 +51,37 @@ pub struct AnswerOptions {
     pub trim: Trim,
     /// Best-matching sentences shown before the answer.
     pub evidence: usize,
+    /// When to read every passage of the documents instead of the best few.
+    pub whole: WholeReading,
+}
+
+/// When a question is answered from every passage of the documents
+/// ([`whole`]) rather than the passages that match it best.
+#[derive(ts_rs::TS, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WholeReading {
+    /// For questions that ask for every item, a count or a summary
+    /// ([`whole::needs_every_passage`]).
+    #[default]
+    Auto,
+    /// For every question.
+    Always,
+    /// Never: the best passages only.
+    Never,
+}
+
+impl std::str::FromStr for WholeReading {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(WholeReading::Auto),
+            "always" => Ok(WholeReading::Always),
+            "never" => Ok(WholeReading::Never),
+            o => Err(crate::Error::InvalidInput(format!(
+                "unknown reading '{o}' (use auto, always or never)"
+            ))),
+        }
+    }
 }
 
 impl Default for AnswerOptions {
@@ -64,6 +97,7 @@ impl Default for AnswerOptions {
             filter: Filter::default(),
             trim: Trim::default(),
             evidence: 3,
+            whole: WholeReading::Auto,
         }
     }
 }
@@ -138,6 +172,14 @@ pub enum AnswerEvent {
     Token(String),
     /// Text was sent to a provider: exactly this.
     Sent(crate::cloud::Preview),
+    /// Reading whole documents: `done` of `total` parts read (the answer
+    /// follows once all are).
+    Reading {
+        /// Parts read.
+        done: usize,
+        /// Parts in all.
+        total: usize,
+    },
 }
 
 /// A finished answer.
@@ -402,17 +444,7 @@ pub async fn retrieve(
         .hits
         .iter()
         .enumerate()
-        .map(|(i, h)| Source {
-            n: i + 1,
-            path: h.path.clone(),
-            page: h.page,
-            heading: h.heading.clone(),
-            text: h.text.clone(),
-            excerpt: None,
-            char_start: h.char_start,
-            char_end: h.char_end,
-            score: h.score,
-        })
+        .map(|(i, h)| Source::of_hit(i + 1, h))
         .collect();
     Ok(Retrieved {
         query,

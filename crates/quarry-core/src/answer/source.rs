@@ -27,6 +27,23 @@ pub struct Source {
     pub score: f32,
 }
 
+impl Source {
+    /// Source `n`: the passage of `hit`.
+    pub fn of_hit(n: usize, hit: &crate::store::Hit) -> Source {
+        Source {
+            n,
+            path: hit.path.clone(),
+            page: hit.page,
+            heading: hit.heading.clone(),
+            text: hit.text.clone(),
+            excerpt: None,
+            char_start: hit.char_start,
+            char_end: hit.char_end,
+            score: hit.score,
+        }
+    }
+}
+
 #[cfg(test)]
 impl Source {
     /// Source `n` of `/docs/n.txt`, `text` its whole passage.

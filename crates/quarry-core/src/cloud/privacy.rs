@@ -107,6 +107,7 @@ mod tests {
         let lib = LibraryPrivacy {
             mode: Some(PrivacyMode::Auto),
             never_leaves_device: true,
+            ..Default::default()
         };
         let global = Settings {
             privacy: PrivacyMode::Auto,
@@ -127,6 +128,7 @@ mod tests {
         let lib = LibraryPrivacy {
             mode: Some(PrivacyMode::Auto),
             never_leaves_device: false,
+            ..Default::default()
         };
         assert_eq!(
             Policy::resolve(Some(PrivacyMode::LocalOnly), &lib, &global).mode,

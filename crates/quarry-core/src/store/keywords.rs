@@ -212,31 +212,65 @@ impl KeywordIndex {
         snippets.set_max_num_chars(240);
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let d: TantivyDocument = searcher.doc(address)?;
-            let text_of = |field| {
-                d.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            };
-            let num_of = |field| d.get_first(field).and_then(|v| v.as_u64());
-            let text = text_of(f.text).unwrap_or_default();
-            let snippet = snippets.snippet(&text);
-            hits.push(Hit {
-                chunk_id: text_of(f.id).unwrap_or_default(),
-                path: text_of(f.path).unwrap_or_default(),
-                page: num_of(f.page).map(|p| p as u32),
-                heading: text_of(f.heading),
-                char_start: num_of(f.char_start).unwrap_or(0),
-                char_end: num_of(f.char_end).unwrap_or(0),
-                snippet: Some((
-                    snippet.fragment().to_string(),
-                    snippet.highlighted().to_vec(),
-                )),
-                text,
-                score,
-            });
+            let mut hit = self.stored_hit(&searcher.doc(address)?);
+            let snippet = snippets.snippet(&hit.text);
+            hit.snippet = Some((
+                snippet.fragment().to_string(),
+                snippet.highlighted().to_vec(),
+            ));
+            hit.score = score;
+            hits.push(hit);
         }
         Ok(hits)
+    }
+
+    /// Every chunk of the document at `path`, in reading order (whole-document
+    /// tasks: summaries, "list every…" questions).
+    pub fn chunks_in_order(&self, path: &str) -> Result<Vec<Hit>> {
+        let mut hits = self.stored_hits(self.fields.path, path)?;
+        hits.sort_by_key(|h| (h.char_start, h.char_end));
+        Ok(hits)
+    }
+
+    /// The chunk with id `id`, when the index has it.
+    pub fn chunk_by_id(&self, id: &str) -> Result<Option<Hit>> {
+        Ok(self.stored_hits(self.fields.id, id)?.into_iter().next())
+    }
+
+    /// Every chunk whose `field` is exactly `value`, as stored (no score).
+    fn stored_hits(&self, field: Field, value: &str) -> Result<Vec<Hit>> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(
+            Term::from_field_text(field, value),
+            IndexRecordOption::Basic,
+        );
+        let addresses = searcher.search(&q, &tantivy::collector::DocSetCollector)?;
+        addresses
+            .into_iter()
+            .map(|a| Ok(self.stored_hit(&searcher.doc(a)?)))
+            .collect()
+    }
+
+    /// A chunk as stored (no snippet, no score).
+    fn stored_hit(&self, d: &TantivyDocument) -> Hit {
+        let f = &self.fields;
+        let text_of = |field| {
+            d.get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let num_of = |field| d.get_first(field).and_then(|v| v.as_u64());
+        Hit {
+            chunk_id: text_of(f.id).unwrap_or_default(),
+            path: text_of(f.path).unwrap_or_default(),
+            page: num_of(f.page).map(|p| p as u32),
+            heading: text_of(f.heading),
+            char_start: num_of(f.char_start).unwrap_or(0),
+            char_end: num_of(f.char_end).unwrap_or(0),
+            text: text_of(f.text).unwrap_or_default(),
+            snippet: None,
+            score: 0.0,
+        }
     }
 
     /// Highlighted snippet of `text` for `query` (for hits found by vector search).

@@ -391,6 +391,17 @@ impl Library {
         self.vectors.documents().await
     }
 
+    /// Every passage of the indexed document at `path`, in reading order
+    /// (none when the library does not hold it).
+    pub fn passages_of(&self, path: &str) -> Result<Vec<crate::store::Hit>> {
+        self.keywords.chunks_in_order(path)
+    }
+
+    /// The passage with id `id` (a search hit's `chunk_id`), when the library holds it.
+    pub fn passage(&self, id: &str) -> Result<Option<crate::store::Hit>> {
+        self.keywords.chunk_by_id(id)
+    }
+
     /// Every chunk that has its vector (benchmarks, re-embedding).
     pub async fn chunk_records(&self) -> Result<Vec<crate::store::ChunkRecord>> {
         self.vectors.chunk_records(None).await

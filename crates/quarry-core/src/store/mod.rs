@@ -10,6 +10,7 @@ mod keywords;
 pub mod library;
 mod merges;
 pub mod privacy;
+pub mod selection;
 pub(crate) mod tokenize;
 mod vectors;
 

@@ -62,4 +62,8 @@ pub struct LibraryPrivacy {
     /// No text of this library ever leaves the machine, whatever else is set.
     #[serde(default)]
     pub never_leaves_device: bool,
+    /// Agents (MCP clients) may not read this library: every MCP call on it
+    /// is refused and logged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_shared_with_agents: bool,
 }

@@ -2,13 +2,17 @@
 //! document ([`extract`]), classifying documents (an enum field,
 //! [`schema::Schema::classifier`]), with every value checked against the
 //! passage it came from ([`verify`]), kept per document as it is produced
-//! ([`results`]) and written as a table ([`table`]).
+//! ([`results`]) and written as a table ([`table`]); and summaries of whole
+//! documents, every point cited ([`summarize`]).
 
 pub mod extract;
 pub mod results;
 pub mod schema;
+pub mod summarize;
 pub mod table;
 pub mod verify;
+
+pub use crate::store::selection::select_documents;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -18,54 +22,10 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::generate::LocalModel;
 use crate::retrieve::HybridSearch;
-use crate::store::library::Library;
-use crate::store::{DocState, DocumentRecord, Filter};
+use crate::store::DocumentRecord;
 use extract::{extract_document, DocumentFields, ExtractOptions};
 use results::ResultStore;
 use schema::Schema;
-
-/// Whether `path` is `root` or inside it.
-fn under(path: &str, root: &str) -> bool {
-    let root = root.trim_end_matches(['/', '\\']);
-    path == root
-        || path
-            .strip_prefix(root)
-            .is_some_and(|rest| rest.starts_with(['/', '\\']))
-}
-
-/// The indexed documents a filter selects (path prefix, extensions, dates)
-/// that are one of `roots` or inside one (all when `roots` is empty), by path.
-pub async fn select_documents(
-    library: &Library,
-    filter: &Filter,
-    roots: &[String],
-) -> Result<Vec<DocumentRecord>> {
-    let mut docs: Vec<DocumentRecord> = library
-        .documents()
-        .await?
-        .into_iter()
-        .filter(|d| d.state == DocState::Indexed && d.chunks > 0)
-        .filter(|d| {
-            filter
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| d.path.starts_with(p))
-        })
-        .filter(|d| {
-            filter.extensions.is_empty()
-                || std::path::Path::new(&d.path).extension().is_some_and(|e| {
-                    filter
-                        .extensions
-                        .contains(&e.to_string_lossy().to_lowercase())
-                })
-        })
-        .filter(|d| filter.date_matches(d.mtime_ns))
-        .filter(|d| filter.paths.as_ref().is_none_or(|ps| ps.contains(&d.path)))
-        .filter(|d| roots.is_empty() || roots.iter().any(|r| under(&d.path, r)))
-        .collect();
-    docs.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(docs)
-}
 
 /// Progress of an extraction run.
 #[derive(ts_rs::TS, Debug, Clone, Serialize)]
@@ -184,16 +144,5 @@ fn failed(doc: &DocumentRecord, e: crate::Error) -> DocumentFields {
         prompt_tokens: 0,
         generated_tokens: 0,
         ms: 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_root_holds_itself_and_what_is_inside_it_only() {
-        assert!(super::under("/a/b.txt", "/a"));
-        assert!(super::under("/a/b.txt", "/a/"));
-        assert!(super::under("/a/b.txt", "/a/b.txt"));
-        assert!(!super::under("/ab/c.txt", "/a"));
     }
 }

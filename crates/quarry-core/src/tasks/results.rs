@@ -8,24 +8,61 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use super::extract::{DocumentFields, PROMPT_VERSION};
 use super::schema::Schema;
 use crate::error::Result;
 
+/// A per-document result that can be kept: which document, which content,
+/// and whether it failed (a failed one is done again).
+pub trait Kept: Serialize + DeserializeOwned + Clone {
+    /// The document's absolute path.
+    fn path(&self) -> &str;
+    /// sha256 of the content the result comes from.
+    fn hash(&self) -> &str;
+    /// Whether it failed.
+    fn failed(&self) -> bool;
+}
+
+impl Kept for DocumentFields {
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
 /// The results of one schema with one model in one library.
-pub struct ResultStore {
+pub type ResultStore = KeptResults<DocumentFields>;
+
+/// Results of one kind, by document path, in one JSON-lines file.
+pub struct KeptResults<T> {
     path: PathBuf,
-    done: HashMap<String, DocumentFields>,
+    done: HashMap<String, T>,
 }
 
 impl ResultStore {
     /// Open (or start) the results of `schema` with the model `model` (its
     /// registry id or file stem) in the library at `library_dir`.
     pub fn open(library_dir: &Path, schema: &Schema, model: &str) -> Result<Self> {
-        let key = run_key(schema, model);
-        let path = library_dir
-            .join("tasks")
-            .join(format!("extract-{key}.jsonl"));
+        let key = short_key(&format!("{}\n{model}\n{PROMPT_VERSION}", schema.key()));
+        Self::open_file(
+            library_dir
+                .join("tasks")
+                .join(format!("extract-{key}.jsonl")),
+        )
+    }
+}
+
+impl<T: Kept> KeptResults<T> {
+    /// Open (or start) the results kept at `path`.
+    pub fn open_file(path: PathBuf) -> Result<Self> {
         let mut done = HashMap::new();
         // None yet is a first run; anything else unreadable is an error,
         // not a silent redo of every document.
@@ -35,23 +72,23 @@ impl ResultStore {
             Err(e) => return Err(e.into()),
         };
         for line in text.lines() {
-            if let Ok(d) = serde_json::from_str::<DocumentFields>(line) {
-                done.insert(d.path.clone(), d);
+            if let Ok(d) = serde_json::from_str::<T>(line) {
+                done.insert(d.path().to_string(), d);
             }
         }
-        Ok(ResultStore { path, done })
+        Ok(KeptResults { path, done })
     }
 
     /// The kept result for a document with content `hash`, unless the
     /// content changed or the document failed last time.
-    pub fn fresh(&self, path: &str, hash: &str) -> Option<&DocumentFields> {
+    pub fn fresh(&self, path: &str, hash: &str) -> Option<&T> {
         self.done
             .get(path)
-            .filter(|d| d.hash == hash && d.error.is_none())
+            .filter(|d| d.hash() == hash && !d.failed())
     }
 
     /// Keep a document's result (durably, before returning).
-    pub fn record(&mut self, fields: DocumentFields) -> Result<()> {
+    pub fn record(&mut self, fields: T) -> Result<()> {
         if let Some(dir) = self.path.parent() {
             fs_err::create_dir_all(dir)?;
         }
@@ -63,7 +100,7 @@ impl ResultStore {
             .open(&self.path)?;
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
-        self.done.insert(fields.path.clone(), fields);
+        self.done.insert(fields.path().to_string(), fields);
         Ok(())
     }
 
@@ -79,9 +116,8 @@ impl ResultStore {
     }
 }
 
-/// Schema, model and prompt version in one short key.
-fn run_key(schema: &Schema, model: &str) -> String {
+/// What a run depends on (schema, model, prompt version) in one short key.
+pub fn short_key(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    let text = format!("{}\n{model}\n{PROMPT_VERSION}", schema.key());
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
