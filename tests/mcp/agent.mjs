@@ -227,6 +227,22 @@ async function checkNotShared(client) {
   assert.equal(again.error, null, "shared again");
 }
 
+// Nothing is served that is not on record: with the access log unwritable
+// (a folder where the file should be), calls are refused.
+async function checkLogFailsClosed(client) {
+  const log = path.join(library, "agent-access.jsonl");
+  fs.renameSync(log, `${log}.kept`);
+  fs.mkdirSync(log);
+  try {
+    const refused = await call(client, "search", { query: "glaciers" });
+    assert.match(refused.error ?? "", /refused: the access log cannot be written/);
+  } finally {
+    fs.rmdirSync(log);
+    fs.renameSync(`${log}.kept`, log);
+  }
+  assert.equal((await call(client, "search", { query: "glaciers" })).error, null);
+}
+
 async function timeSearches(client, n) {
   const ms = [];
   for (let i = 0; i < n; i++) {
@@ -322,6 +338,7 @@ await checkTools(client);
 const top = await checkReading(client);
 await checkResources(client, top);
 await checkNotShared(client);
+await checkLogFailsClosed(client);
 await checkAskStaysLocal(client);
 const stdio = await timeSearches(client, 10);
 await client.close();

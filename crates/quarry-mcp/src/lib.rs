@@ -139,7 +139,8 @@ impl QuarryMcp {
     }
 
     /// Run `work` under governance: refused when the library is not shared,
-    /// capped in size, and logged whatever the outcome.
+    /// capped in size, and logged whatever the outcome; refused when the log
+    /// cannot be written.
     async fn governed<T, F>(
         &self,
         ctx: &RequestContext<RoleServer>,
@@ -169,8 +170,13 @@ impl QuarryMcp {
                 entry.reason = Some(why.clone());
             }
         }
+        // Nothing goes back to an agent unless the call is on record.
         if let Err(e) = self.log.record(&entry) {
             tracing::warn!("could not write the agent access log: {}", e.message);
+            return Err(Failure::Refused(format!(
+                "the access log cannot be written, so nothing is served: {}",
+                e.message
+            )));
         }
         result.map(|served| served.value)
     }
