@@ -171,13 +171,17 @@ fn keywords_first_then_vectors_equals_one_run() {
     ] {
         assert_eq!(a[key], b[key], "{key}: {a} vs {b}");
     }
-    for q in [
-        "steel truss corrosion",
-        "bread with caraway",
-        "budget meeting",
-    ] {
+    for q in ["steel truss corrosion", "bread with caraway"] {
         let x = search(&lib, &config, q, "hybrid", 5);
         assert_eq!(x, search(&once, &config, q, "hybrid", 5), "{q}");
+    }
+    // The minutes are near-duplicates whose scores tie, so their order (and
+    // which five of them come first) is not fixed: both libraries must find
+    // five of them and nothing else.
+    for library in [&lib, &once] {
+        let x = search(library, &config, "budget meeting", "hybrid", 5);
+        assert_eq!(x.len(), 5, "{x:?}");
+        assert!(x.iter().all(|p| p.starts_with("minutes-")), "{x:?}");
     }
     let check = run_json(&lib, &config, &["check", "--json"]);
     assert_eq!(check["consistent"], true, "{check}");
