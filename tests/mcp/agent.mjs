@@ -111,7 +111,7 @@ async function stdioClient(command = bin) {
 async function checkTools(client) {
   const { tools } = await client.listTools();
   const names = tools.map((t) => t.name).sort();
-  for (const want of ["ask", "list_folders", "read_document", "read_passage", "search", "status", "summarize"]) {
+  for (const want of ["ask", "list_folders", "read_document", "read_passage", "search", "status", "summarize", "extract"]) {
     assert.ok(names.includes(want), `tool ${want} listed: ${names}`);
   }
   const search = tools.find((t) => t.name === "search");
@@ -215,6 +215,37 @@ async function checkAskStaysLocal(client) {
   assert.equal(b.route.target, "local", "the failed provider falls back to the local model");
   quarry("privacy", "local-only");
   t.close();
+}
+
+// extract: a row per document, every value cited and checked; progress
+// reported as documents finish; capped, with the rest named; kept for next time.
+async function checkExtract(client) {
+  const args = {
+    schema: { fields: [{ name: "subject", type: "string", description: "what the document is about, in a few words" }] },
+    ext: "pdf,eml",
+    max_documents: 1,
+  };
+  const seen = [];
+  const result = await client.callTool({ name: "extract", arguments: args }, undefined, {
+    onprogress: (p) => seen.push(p),
+    timeout: 600_000,
+  });
+  assert.ok(!result.isError, text(result));
+  const v = result.structuredContent;
+  assert.equal(v.documents.length, 1, JSON.stringify(v));
+  const row = v.documents[0];
+  assert.equal(path.basename(row.path), "glaciers.pdf", "documents are taken in path order");
+  assert.ok(v.left_out.some((p) => p.endsWith("invite.eml")), JSON.stringify(v.left_out));
+  assert.equal(v.extracted + v.kept_from_before, 1);
+  const subject = row.fields.subject;
+  assert.ok(subject && typeof subject.verified === "boolean", JSON.stringify(row));
+  if (subject.value !== null) assert.equal(subject.citation.path, row.path, JSON.stringify(subject));
+  assert.deepEqual(seen.map((p) => [p.progress, p.total]), [[1, 1]], JSON.stringify(seen));
+  const again = await call(client, "extract", args);
+  assert.equal(again.value.kept_from_before, 1, "the kept row is reused");
+  assert.deepEqual(again.value.documents, v.documents);
+  const none = await call(client, "extract", { schema: args.schema, paths: [outside] });
+  assert.match(none.error ?? "", /no indexed documents match/);
 }
 
 async function checkNotShared(client) {
@@ -324,6 +355,7 @@ function checkAccessLog() {
   assert.ok(mine.some((e) => e.tool === "read_document" && e.outcome === "refused" && e.arguments.includes("not-in-the-library")));
   assert.ok(mine.some((e) => e.tool === "search" && e.outcome === "refused" && /not shared/.test(e.reason)));
   assert.ok(mine.some((e) => e.tool === "ask" && e.outcome === "served"));
+  assert.ok(mine.some((e) => e.tool === "extract" && e.outcome === "served" && e.documents.length === 1));
   assert.ok(mine.some((e) => e.transport === "http" && e.tool === "read_passage"));
   const human = quarry("audit", "--mcp", "--library", library);
   assert.match(human, /calls by agents, \d+ refused/);
@@ -337,6 +369,7 @@ assert.equal(client.getServerVersion().name, "quarry");
 await checkTools(client);
 const top = await checkReading(client);
 await checkResources(client, top);
+await checkExtract(client);
 await checkNotShared(client);
 await checkLogFailsClosed(client);
 await checkAskStaysLocal(client);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use quarry_core::answer::whole::WholeOptions;
 use quarry_core::answer::AnswerEvent;
+use quarry_core::store::DocumentRecord;
 use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
 use quarry_core::tasks::results::ResultStore;
 use quarry_core::tasks::schema::Schema;
@@ -96,6 +97,11 @@ fn filter_of(req: &ExtractRequest) -> quarry_core::store::Filter {
     }
 }
 
+/// The indexed documents `req` selects, in path order.
+pub async fn documents(engine: &Engine, req: &ExtractRequest) -> AppResult<Vec<DocumentRecord>> {
+    Ok(select_documents(&engine.library(), &filter_of(req), &req.paths).await?)
+}
+
 /// Run an extraction with the engine's model, sending each update to `sink`
 /// (which returns false to stop: the client left). Results are kept per
 /// document as they come, as with `quarry extract`.
@@ -107,7 +113,7 @@ pub fn extract_blocking(
 ) -> AppResult<()> {
     let schema = schema_of(req)?;
     let lib = engine.library();
-    let docs = handle.block_on(select_documents(&lib, &filter_of(req), &req.paths))?;
+    let docs = handle.block_on(documents(engine, req))?;
     if docs.is_empty() {
         return Err(AppError::user(
             "no_documents",

@@ -6,7 +6,8 @@
 //!   clients launch servers) and streamable HTTP ([`http_service`], mounted
 //!   at `/mcp` by `quarry serve` behind its loopback-or-token guard).
 //! - [`tools`]: `search`, `ask`, `read_passage`, `read_document`,
-//!   `list_folders`, `status`, `summarize`.
+//!   `list_folders`, `status`, `summarize`, `extract`; the long ones
+//!   report progress when the client asks for it and stop when it cancels.
 //! - [`resources`]: every indexed document as `quarry://document/…` and
 //!   every passage as `quarry://passage/ID`, so a client can attach a cited
 //!   passage.
@@ -30,8 +31,9 @@ use rmcp::model::{
     PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
     ServerConfig,
 };
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, ServiceExt};
 use tokio_util::sync::CancellationToken;
 
 pub use rmcp::transport::streamable_http_server::{
@@ -46,8 +48,8 @@ const INSTRUCTIONS: &str = "Quarry searches the user's private document library 
 Use `search` to find passages (cite them by path and page), `read_passage` to read a hit in full, \
 `read_document` to read a document in pages of text, `ask` for an answer grounded in the \
 library with numbered citations (it runs under the library's privacy settings: a local-only \
-library is answered by the local model), `summarize` for one document. Every call is logged \
-for the user.";
+library is answered by the local model), `summarize` for one document, `extract` to fill \
+fields from documents into a table with a citation per value. Every call is logged for the user.";
 
 /// One MCP session over a library: the engine, the access log, and which
 /// transport it came in on.
@@ -201,6 +203,58 @@ impl QuarryMcp {
             Err(Failure::Failed(why)) => CallToolResult::error(vec![ContentBlock::text(why)]),
         })
     }
+}
+
+/// A long call's link back to its client: progress notifications (when the
+/// client sent a progress token) in order, and whether it cancelled.
+#[derive(Clone)]
+pub struct Progress {
+    send: Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>,
+    token: Option<ProgressToken>,
+    cancel: CancellationToken,
+}
+
+impl Progress {
+    /// The progress link of the request in `ctx`; call on the runtime.
+    pub fn of(ctx: &RequestContext<RoleServer>) -> Self {
+        let token = ctx.meta.get_progress_token();
+        let send = token.as_ref().map(|_| forward(ctx.peer.clone()));
+        Progress {
+            send,
+            token,
+            cancel: ctx.ct.clone(),
+        }
+    }
+
+    /// Tell the client `done` of `total` are done; from any thread.
+    pub fn report(&self, done: usize, total: usize, message: String) {
+        if let (Some(send), Some(token)) = (&self.send, &self.token) {
+            let note = ProgressNotificationParam::new(token.clone(), done as f64)
+                .with_total(total as f64)
+                .with_message(message);
+            let _ = send.send(note);
+        }
+    }
+
+    /// Whether the client cancelled the request.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// A task that sends notifications to `peer` in the order they come.
+fn forward(
+    peer: Peer<RoleServer>,
+) -> tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam> {
+    let (send, mut notes) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(note) = notes.recv().await {
+            if peer.notify_progress(note).await.is_err() {
+                break;
+            }
+        }
+    });
+    send
 }
 
 /// Refuse a result larger than [`MAX_RESULT_BYTES`].

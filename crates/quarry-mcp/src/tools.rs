@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use quarry_app::calls::{self, AskRequest, SearchQuery};
-use quarry_app::tasks::{self, SummarizeRequest, SummaryUpdate};
+use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate, SummarizeRequest, SummaryUpdate};
 use quarry_app::views::AskEvent;
 use quarry_app::{AppError, Engine};
 use quarry_core::answer::{Answer, Source, WholeReading};
@@ -19,13 +19,17 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::resources::{self, document_uri, passage_uri};
-use crate::{Failure, QuarryMcp, Served};
+use crate::{Failure, Progress, QuarryMcp, Served};
 
 /// Hits a search returns unless asked otherwise, and at most.
 const DEFAULT_K: usize = 8;
 const MAX_K: usize = 50;
 /// Characters of a document one `read_document` returns unless asked otherwise.
 const DEFAULT_DOCUMENT_CHARS: usize = 20_000;
+/// Documents one `extract` call reads unless asked otherwise, and at most:
+/// each takes the local model seconds to a minute.
+const DEFAULT_EXTRACT_DOCUMENTS: usize = 10;
+const MAX_EXTRACT_DOCUMENTS: usize = 50;
 
 /// `search` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -93,6 +97,26 @@ pub struct DocumentArgs {
 pub struct SummarizeArgs {
     /// The document's absolute path (a document indexed in the library).
     pub path: String,
+}
+
+/// `extract` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ExtractArgs {
+    /// The fields to fill: `{"fields": [{"name", "type", "description",
+    /// "choices"?}]}` with type one of string, number, date, boolean, enum
+    /// (with choices) or list; or a JSON Schema object.
+    pub schema: serde_json::Value,
+    /// Only documents that are one of these files or inside these folders
+    /// (absolute paths; default: every indexed document).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Only these file extensions, comma-separated (`pdf,docx`).
+    #[serde(default)]
+    pub ext: Option<String>,
+    /// Most documents this call reads (default 10, at most 50), in path
+    /// order; the rest are named in `left_out` for a next call.
+    #[serde(default)]
+    pub max_documents: Option<usize>,
 }
 
 #[rmcp::tool_router(vis = "pub(crate)")]
@@ -206,11 +230,34 @@ impl QuarryMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let logged = json!({"path": args.path});
+        let progress = Progress::of(&ctx);
         self.tool_call(
             &ctx,
             "summarize",
             logged,
-            summarize(self.engine.clone(), args),
+            summarize(self.engine.clone(), args, progress),
+        )
+        .await
+    }
+
+    /// Fill fields from documents into a table, every value cited.
+    #[rmcp::tool(
+        description = "Extract fields from documents of the library into a table with the local model: one row per document, each value with its citation (path, page, passage) and whether it was found in that passage (verified). Constrained output: values always fit the schema. About a minute a document on a laptop CPU; results are kept, so asking again for unchanged documents is immediate.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    pub async fn extract(
+        &self,
+        Parameters(args): Parameters<ExtractArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let logged = json!({"schema": args.schema, "paths": args.paths, "ext": args.ext,
+            "max_documents": args.max_documents});
+        let progress = Progress::of(&ctx);
+        self.tool_call(
+            &ctx,
+            "extract",
+            logged,
+            extract(self.engine.clone(), args, progress),
         )
         .await
     }
@@ -437,7 +484,11 @@ async fn status(engine: &Engine) -> Result<Served, Failure> {
     Ok(Served::json(value, Vec::new()))
 }
 
-async fn summarize(engine: Arc<Engine>, args: SummarizeArgs) -> Result<Served, Failure> {
+async fn summarize(
+    engine: Arc<Engine>,
+    args: SummarizeArgs,
+    progress: Progress,
+) -> Result<Served, Failure> {
     let handle = tokio::runtime::Handle::current();
     let req = SummarizeRequest {
         path: args.path,
@@ -446,11 +497,21 @@ async fn summarize(engine: Arc<Engine>, args: SummarizeArgs) -> Result<Served, F
     let (summary, kept) = tokio::task::spawn_blocking(move || {
         let mut done = None;
         tasks::summarize_blocking(&engine, &handle, &req, &mut |u| {
-            if let SummaryUpdate::Done { summary, kept } = u {
-                done = Some((*summary, kept));
+            match u {
+                SummaryUpdate::Reading { done, total } => {
+                    progress.report(done, total, format!("read {done} of {total} parts"))
+                }
+                SummaryUpdate::Done { summary, kept } => done = Some((*summary, kept)),
+                _ => {}
             }
-            true
+            !progress.cancelled()
         })?;
+        if progress.cancelled() {
+            return Err(AppError::user(
+                "cancelled",
+                "the client cancelled the summary",
+            ));
+        }
         done.ok_or_else(|| AppError::internal("the summary ended without a result"))
     })
     .await
@@ -471,4 +532,83 @@ async fn summarize(engine: Arc<Engine>, args: SummarizeArgs) -> Result<Served, F
         "kept_from_before": kept,
     });
     Ok(Served::json(value, vec![summary.path]))
+}
+
+/// The extraction `args` asks for, capped at its most documents: the
+/// request over the documents read now, and the paths left out.
+async fn extract_request(
+    engine: &Engine,
+    args: ExtractArgs,
+) -> Result<(ExtractRequest, Vec<String>), Failure> {
+    let limit = args
+        .max_documents
+        .unwrap_or(DEFAULT_EXTRACT_DOCUMENTS)
+        .clamp(1, MAX_EXTRACT_DOCUMENTS);
+    let ext = args.ext.as_deref().unwrap_or("");
+    let mut req = ExtractRequest {
+        schema: args.schema,
+        paths: args.paths,
+        ext: ext
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(String::from)
+            .collect(),
+        redo: false,
+        format: None,
+    };
+    let mut docs: Vec<String> = tasks::documents(engine, &req)
+        .await?
+        .into_iter()
+        .map(|d| d.path)
+        .collect();
+    if docs.is_empty() {
+        return Err(Failure::Failed(
+            "no indexed documents match these paths and extensions".into(),
+        ));
+    }
+    let left_out = docs.split_off(limit.min(docs.len()));
+    req.paths = docs;
+    Ok((req, left_out))
+}
+
+async fn extract(
+    engine: Arc<Engine>,
+    args: ExtractArgs,
+    progress: Progress,
+) -> Result<Served, Failure> {
+    let (req, left_out) = extract_request(&engine, args).await?;
+    let handle = tokio::runtime::Handle::current();
+    let (schema, rows, summary) = tokio::task::spawn_blocking(move || {
+        let (mut schema, mut rows, mut summary) = (None, Vec::new(), None);
+        tasks::extract_blocking(&engine, &handle, &req, &mut |u| {
+            match u {
+                ExtractUpdate::Started { schema: s, .. } => schema = Some(s),
+                ExtractUpdate::Document(d) => {
+                    progress.report(d.done, d.total, d.fields.path.clone());
+                    rows.push(d.fields);
+                }
+                ExtractUpdate::Done(s) => summary = Some(s),
+                ExtractUpdate::Error(_) => {}
+            }
+            !progress.cancelled()
+        })?;
+        match (schema, summary) {
+            (Some(schema), Some(summary)) => Ok((schema, rows, summary)),
+            _ => Err(AppError::internal("the extraction ended without a result")),
+        }
+    })
+    .await
+    .map_err(|e| Failure::Failed(format!("the extraction stopped: {e}")))??;
+    let paths = rows.iter().map(|r| r.path.clone()).collect();
+    let value = json!({
+        "documents": quarry_core::tasks::table::to_json(&schema, &rows),
+        "extracted": summary.extracted,
+        "kept_from_before": summary.kept,
+        "failed": summary.failed,
+        "cancelled": summary.cancelled,
+        "seconds": summary.seconds,
+        "left_out": left_out,
+    });
+    Ok(Served::json(value, paths))
 }
