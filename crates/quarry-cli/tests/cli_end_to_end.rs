@@ -410,6 +410,88 @@ fn dependency_warnings_stay_out_of_normal_output() {
     assert!(verbose.contains("unknown glyph name"), "{verbose}");
 }
 
+const LONG_NOTES: &[(&str, &str)] = &[
+    ("beekeeping.txt", "A healthy hive in late summer holds about forty thousand bees; the keeper checks the brood frames every ten days and leaves the honey above the queen excluder for winter stores."),
+    ("harbour.txt", "The harbour master records every ship that enters the inner basin, its draught and its berth, and closes the lock gates two hours before low water to keep the basin level steady."),
+    ("orchard.txt", "Apple trees in the north orchard are pruned in February while dormant, cutting out crossing branches so that light reaches the fruiting spurs and air moves freely against scab."),
+    ("printing.txt", "The letterpress is inked with a brayer, the forme is locked up in the chase, and each sheet of damp cotton paper is fed by hand so the type bites evenly into it."),
+    ("weather.txt", "The weather station logs air pressure, humidity and wind speed every ten minutes and sends the readings to the county office, which issues frost warnings to farmers."),
+];
+
+/// `quarry eval --synthetic`: the local model writes questions from the
+/// user's own library, and every mode is scored on them, with the caveat.
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn eval_on_the_users_own_library_without_labels() {
+    let env = setup();
+    // The fixtures are short; these five have passages long enough to ask about.
+    for (name, topic) in LONG_NOTES {
+        let body = format!("{topic} ").repeat(4);
+        std::fs::write(env.docs.join(name), body).unwrap();
+    }
+    let docs = env.docs.to_str().unwrap();
+    let (ok, _, err) = quarry(&env, &["index", docs]);
+    assert!(ok, "{err}");
+    let v = json(&env, &["eval", "--synthetic", "4", "--json"]);
+    let questions = v["questions"].as_array().expect("questions");
+    assert!(!questions.is_empty() && questions.len() <= 4, "{v}");
+    assert_eq!(
+        v["passages"], 4,
+        "four documents have a long enough passage"
+    );
+    for q in questions {
+        let path = q["path"].as_str().unwrap();
+        assert!(path.starts_with(docs), "{q}");
+        assert!(
+            q["question"].as_str().unwrap().split_whitespace().count() >= 3,
+            "{q}"
+        );
+    }
+    for mode in ["keyword", "vector", "hybrid"] {
+        let m = &v["modes"][mode];
+        assert_eq!(
+            m["queries"].as_u64().unwrap() as usize,
+            questions.len(),
+            "{v}"
+        );
+        let ndcg = m["ndcg@10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ndcg), "{mode}: {ndcg}");
+    }
+    assert!(v["caveat"].as_str().unwrap().contains("compare the modes"));
+    // The human form says what the figure cannot say; an empty library is a clear error.
+    let (ok, out, err) = quarry(&env, &["eval", "--synthetic", "1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("do not compare them with other libraries"),
+        "{out}"
+    );
+    let root = env.library.parent().unwrap();
+    let (nothing, empty) = (root.join("nothing"), root.join("empty"));
+    std::fs::create_dir(&nothing).unwrap();
+    let (ok, _, err) = quarry(
+        &env,
+        &[
+            "index",
+            nothing.to_str().unwrap(),
+            "--library",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = quarry(
+        &env,
+        &[
+            "eval",
+            "--synthetic",
+            "2",
+            "--library",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("index some documents first"), "{err}");
+}
+
 /// A real instruction-tuned 1.5B model (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M,
 /// 1.1 GB: `quarry models fetch qwen2.5-coder-1.5b-instruct-q4_k_m`) answers
 /// from the right passage and cites it.

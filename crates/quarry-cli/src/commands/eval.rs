@@ -12,8 +12,18 @@ use crate::context::Context;
 #[derive(clap::Args)]
 pub struct EvalArgs {
     /// BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.
+    #[arg(long, required_unless_present = "synthetic")]
+    dataset: Option<PathBuf>,
+    /// Measure the search modes on your own library instead, without labels:
+    /// the local model (--model) writes one question for each of N passages
+    /// spread over the library, and each mode is scored on finding the
+    /// document the question came from (about 10 s a question with a 1.5B
+    /// model on a laptop CPU). Prints what the figure can and cannot say.
+    #[arg(long, value_name = "N", conflicts_with_all = ["dataset", "answers", "extract"])]
+    synthetic: Option<usize>,
+    /// The library for --synthetic (default: the usual one).
     #[arg(long)]
-    dataset: PathBuf,
+    library: Option<PathBuf>,
     /// Comma-separated modes.
     #[arg(long, default_value = "keyword,vector,hybrid", value_delimiter = ',')]
     modes: Vec<SearchMode>,
@@ -60,6 +70,11 @@ pub struct EvalArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also write each query's keyword and vector rankings (corpus id, chunk
+    /// id, score; 150 chunks each) as JSON lines to this file, to study
+    /// fusion offline (bench/retrieval/).
+    #[arg(long)]
+    dump_runs: Option<PathBuf>,
 }
 
 pub(crate) fn work_dir(ctx: &Context, dataset: &std::path::Path, work: Option<PathBuf>) -> PathBuf {
@@ -79,12 +94,15 @@ pub(crate) fn work_dir(ctx: &Context, dataset: &std::path::Path, work: Option<Pa
 }
 
 pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
+    if let Some(n) = args.synthetic {
+        return eval_synthetic(ctx, &args, n).await;
+    }
     if args.extract {
         return eval_extraction(ctx, args).await;
     }
-    let data = Dataset::load(&args.dataset)
-        .with_context(|| format!("reading {}", args.dataset.display()))?;
-    let work = work_dir(ctx, &args.dataset, args.work);
+    let dataset = args.dataset.clone().context("--dataset is required")?;
+    let data = Dataset::load(&dataset).with_context(|| format!("reading {}", dataset.display()))?;
+    let work = work_dir(ctx, &dataset, args.work);
     let embedder = ctx.load_embedder(&ctx.default_embedder()?)?;
     let (library, report) = dataset_library(&data, &work, &embedder).await?;
     if !args.json {
@@ -181,6 +199,9 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         v["model"] = model.name().into();
         out.insert("answers".into(), v);
     }
+    if let Some(path) = &args.dump_runs {
+        dump_runs(&search, queries, path).await?;
+    }
     let modes: &[SearchMode] = if args.answers { &[] } else { &args.modes };
     for mode in modes {
         let opts = SearchOptions {
@@ -234,6 +255,135 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--synthetic N`: the modes on the user's own library, with questions the
+/// local model writes from N of its passages.
+async fn eval_synthetic(ctx: &Context, args: &EvalArgs, n: usize) -> Result<()> {
+    use quarry_core::eval::synthetic::{sample_passages, score_modes, write_questions, CAVEAT};
+    if n == 0 {
+        anyhow::bail!("--synthetic needs at least one question");
+    }
+    let dir = ctx.library_dir(args.library.clone());
+    let library = Library::open(&dir).await?;
+    let embedder = ctx.load_embedder(&library.meta().embedder)?;
+    let passages = sample_passages(&library, n).await?;
+    if passages.is_empty() {
+        anyhow::bail!(
+            "the library at {} has no passage of 200 characters or more to write a question from: index some documents first",
+            dir.display()
+        );
+    }
+    let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
+    let started = std::time::Instant::now();
+    let quiet = args.json;
+    let total = passages.len();
+    let questions = write_questions(&mut model, &passages, &mut |i, q| {
+        if !quiet {
+            match q {
+                Some(q) => eprintln!("[{}/{total}] {q}", i + 1),
+                None => eprintln!("[{}/{total}] (no usable question; left out)", i + 1),
+            }
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    if questions.is_empty() {
+        anyhow::bail!("the model wrote no usable question from {total} passages");
+    }
+    let search = HybridSearch::new(&library, Some(&embedder))?;
+    let template = SearchOptions {
+        fusion: args.fusion.config()?,
+        ..Default::default()
+    };
+    let scores = score_modes(&search, &questions, &args.modes, &template).await?;
+    if args.json {
+        let mut modes = serde_json::Map::new();
+        for (mode, s) in &scores {
+            modes.insert(
+                serde_json::to_value(mode)?.as_str().unwrap_or("?").into(),
+                serde_json::to_value(s)?,
+            );
+        }
+        let out = serde_json::json!({
+            "questions": questions,
+            "passages": total,
+            "model": model.name(),
+            "writing_seconds": seconds,
+            "modes": modes,
+            "caveat": CAVEAT,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{} questions written by {} from {total} passages of {total} documents in {seconds:.0} s",
+        questions.len(),
+        model.name()
+    );
+    for (mode, s) in &scores {
+        let name = serde_json::to_value(mode)?
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "{name:<8} nDCG@10 {:.3}  R@10 {:.3}  MRR@10 {:.3}  p50 {:.1} ms",
+            s.ndcg10, s.recall10, s.mrr10, s.p50_ms
+        );
+    }
+    println!("\n{}", textwrap_plain(CAVEAT, 78));
+    Ok(())
+}
+
+/// `text` wrapped at `width` columns on spaces.
+fn textwrap_plain(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        if line > 0 && line + 1 + word.len() > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += word.len();
+    }
+    out
+}
+
+/// Write each query's keyword and vector rankings to `path` as JSON lines.
+async fn dump_runs(
+    search: &HybridSearch<'_>,
+    queries: &[quarry_core::eval::Query],
+    path: &std::path::Path,
+) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for q in queries {
+        let mut line = serde_json::json!({"id": q.id, "query": q.text});
+        for (name, mode) in [
+            ("keyword", SearchMode::Keyword),
+            ("vector", SearchMode::Vector),
+        ] {
+            let opts = SearchOptions {
+                mode,
+                k: 150,
+                ..Default::default()
+            };
+            let hits = search.search(&q.text, &opts).await?.hits;
+            line[name] = hits
+                .iter()
+                .map(|h| {
+                    let doc = quarry_core::eval::corpus_id_of(&h.path);
+                    serde_json::json!([doc, h.chunk_id, h.score])
+                })
+                .collect();
+        }
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// The library of a dataset's corpus under `work` (written out as files and
 /// indexed incrementally, so re-runs are quick), with the index report.
 pub(crate) async fn dataset_library(
@@ -270,9 +420,10 @@ async fn eval_extraction(ctx: &Context, args: EvalArgs) -> Result<()> {
     use quarry_core::tasks::extract::ExtractOptions;
     use quarry_core::tasks::results::ResultStore;
 
-    let set = ExtractionSet::load(&args.dataset)
-        .with_context(|| format!("reading {}", args.dataset.display()))?;
-    let work = work_dir(ctx, &args.dataset, args.work.clone());
+    let dataset = args.dataset.clone().context("--dataset is required")?;
+    let set =
+        ExtractionSet::load(&dataset).with_context(|| format!("reading {}", dataset.display()))?;
+    let work = work_dir(ctx, &dataset, args.work.clone());
     let embedder = ctx.load_embedder(&ctx.default_embedder()?)?;
     let mut library =
         Library::open_or_create(&work.join("library"), embedder.id(), embedder.dim()).await?;

@@ -82,10 +82,14 @@ pub fn absolute(p: &str) -> String {
 /// Hybrid fusion settings shared by `search` and `eval`.
 #[derive(clap::Args, Clone, Copy)]
 pub struct FusionArgs {
+    /// How hybrid search combines its two lists: `scores` (standardised
+    /// scores, the default) or `ranks` (reciprocal rank fusion, vector weight 0.3).
+    #[arg(long)]
+    fusion: Option<quarry_core::retrieve::fusion::FusionMethod>,
     /// Weight of vector results in fusion, 0..1 (keyword gets the rest).
     #[arg(long)]
     vector_weight: Option<f32>,
-    /// Reciprocal rank fusion constant k.
+    /// Reciprocal rank fusion constant k (ranks only).
     #[arg(long)]
     rrf_k: Option<f32>,
     /// Results each retriever contributes to fusion.
@@ -96,7 +100,10 @@ pub struct FusionArgs {
 impl FusionArgs {
     /// The defaults with the given flags applied.
     pub fn config(&self) -> Result<FusionConfig> {
-        let mut fusion = FusionConfig::default();
+        let mut fusion = match self.fusion {
+            Some(quarry_core::retrieve::fusion::FusionMethod::Ranks) => FusionConfig::ranks(),
+            _ => FusionConfig::default(),
+        };
         if let Some(w) = self.vector_weight {
             if !(0.0..=1.0).contains(&w) {
                 bail!("--vector-weight must be between 0 and 1");

@@ -5,6 +5,7 @@
 pub mod answers;
 pub mod extraction;
 pub mod scale;
+pub mod synthetic;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -225,6 +226,17 @@ pub async fn evaluate(
     qrels: &HashMap<String, HashMap<String, u32>>,
     opts: &SearchOptions,
 ) -> Result<ModeScores> {
+    evaluate_by(search, queries, qrels, opts, corpus_id_of).await
+}
+
+/// [`evaluate`] with documents named by `id_of(path)` in `qrels`.
+pub async fn evaluate_by(
+    search: &HybridSearch<'_>,
+    queries: &[Query],
+    qrels: &HashMap<String, HashMap<String, u32>>,
+    opts: &SearchOptions,
+    id_of: impl Fn(&str) -> String,
+) -> Result<ModeScores> {
     let mut sums = [0f64; 4];
     let mut latencies = Vec::with_capacity(queries.len());
     let mut opts = opts.clone();
@@ -241,7 +253,7 @@ pub async fn evaluate(
         let ranked: Vec<String> = results
             .hits
             .iter()
-            .map(|h| corpus_id_of(&h.path))
+            .map(|h| id_of(&h.path))
             .filter(|id| seen.insert(id.clone()))
             .take(100)
             .collect();

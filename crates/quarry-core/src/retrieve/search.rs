@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::retrieve::fusion::{reciprocal_rank_fusion, FusionConfig};
+use crate::retrieve::fusion::{fuse, FusionConfig};
 use crate::store::library::Library;
 use crate::store::{DocState, Filter, Hit};
 
@@ -194,7 +194,7 @@ impl<'a> HybridSearch<'a> {
         let mut hits = match opts.mode {
             SearchMode::Vector => vector_hits,
             SearchMode::Keyword => keyword_hits,
-            SearchMode::Hybrid => reciprocal_rank_fusion(&vector_hits, &keyword_hits, &opts.fusion),
+            SearchMode::Hybrid => fuse(&vector_hits, &keyword_hits, &opts.fusion),
         };
         // Documents an indexing batch is rewriting right now may be half in
         // one index and not the other: leave them out until it finishes.

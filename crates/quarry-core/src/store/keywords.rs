@@ -311,16 +311,25 @@ fn plain_query(query: &str) -> String {
             c,
             ':' | '*' | '?' | '^' | '~' | '\\' | '/' | '(' | ')' | '[' | ']' | '{' | '}' | '!'
         );
+        // `prev` is what was written, so `--flag` loses both signs.
         let operator = matches!(c, '-' | '+') && (prev.is_whitespace() || prev == '"');
-        out.push(if syntax || operator { ' ' } else { c });
-        prev = c;
+        let kept = if syntax || operator { ' ' } else { c };
+        out.push(kept);
+        prev = kept;
     }
-    out
+    // The parser's operators in capitals are words here ("Do NOT copy").
+    out.split(' ')
+        .map(|w| match w {
+            "AND" | "OR" | "NOT" | "IN" => w.to_lowercase(),
+            _ => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::plain_query;
+    use super::*;
 
     #[test]
     fn query_syntax_is_read_as_plain_words() {
@@ -328,5 +337,61 @@ mod tests {
         assert_eq!(plain_query("title:x"), "title x");
         assert_eq!(plain_query("GPL-2+ -only"), "GPL-2+  only");
         assert_eq!(plain_query("\"exact phrase\""), "\"exact phrase\"");
+        assert_eq!(
+            plain_query("spamd --allowed-ips=1"),
+            "spamd   allowed-ips=1"
+        );
+        assert_eq!(
+            plain_query("Do NOT \"copy\" IN OR"),
+            "Do not \"copy\" in or"
+        );
+    }
+
+    /// Mail subjects once panicked inside tantivy: a phrase excluded with
+    /// `--flag` or `NOT "…"` (its exclusion scorer cannot seek a phrase).
+    #[test]
+    fn queries_that_read_as_exclusions_search_as_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = KeywordIndex::open(dir.path()).unwrap();
+        let mut writer = index.writer().unwrap();
+        let chunks: Vec<ChunkRecord> = [
+            "spamd must be first in the allowed ips list",
+            "allowed ips are checked by spamd",
+            "do not copy this file",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| ChunkRecord {
+            id: format!("c{i}"),
+            doc_id: format!("d{i}"),
+            path: format!("/docs/{i}.txt"),
+            ext: "txt".into(),
+            index: 0,
+            title: None,
+            heading: None,
+            page: None,
+            char_start: 0,
+            char_end: text.len() as u64,
+            text: text.to_string(),
+            vector: Vec::new(),
+        })
+        .collect();
+        index.add(&writer, &chunks).unwrap();
+        writer.commit().unwrap();
+        index.reload().unwrap();
+        let filter = Filter::default();
+        for q in [
+            "BUG: spamd --allowed-ips=[127.0.0.1 must be first]",
+            "Do NOT \"copy this\"",
+            "-\"allowed ips\" spamd",
+        ] {
+            let hits = index.search(q, 10, &filter).unwrap();
+            assert!(!hits.is_empty(), "{q}: no hits");
+        }
+        let hits = index.search("Do NOT \"copy this\"", 10, &filter).unwrap();
+        assert_eq!(
+            hits[0].chunk_id, "c2",
+            "the phrase is searched for, not excluded"
+        );
     }
 }
