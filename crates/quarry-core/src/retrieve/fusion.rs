@@ -244,7 +244,11 @@ mod tests {
         // the vector list's top three are a close call, its pick just ahead.
         let vector = scored(&[("v", 0.501), ("x", 0.500), ("k", 0.4995), ("y", 0.499)]);
         let keyword = scored(&[("k", 30.0), ("v", 5.0), ("x", 4.9), ("y", 4.8)]);
-        let f = score_fusion(&vector, &keyword, &FusionConfig::default());
+        let scores = FusionConfig {
+            vector_weight: 0.5,
+            ..Default::default()
+        };
+        let f = score_fusion(&vector, &keyword, &scores);
         assert_eq!(order(&f)[0], "k");
         // Rank fusion sees only the ranks (v: 1st and 2nd, k: 3rd and 1st)
         // and puts the vector's pick first at the same weights.
