@@ -215,15 +215,24 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// The progress link of the request in `ctx`; call on the runtime.
-    pub fn of(ctx: &RequestContext<RoleServer>) -> Self {
+    /// The progress link of the request in `ctx` (call on the runtime), and
+    /// what to await before the result goes back, so that no notification
+    /// arrives after it (a client drops those).
+    pub fn of(ctx: &RequestContext<RoleServer>) -> (Self, Sent) {
         let token = ctx.meta.get_progress_token();
-        let send = token.as_ref().map(|_| forward(ctx.peer.clone()));
-        Progress {
+        let (send, task) = match &token {
+            Some(_) => {
+                let (send, task) = forward(ctx.peer.clone());
+                (Some(send), Some(task))
+            }
+            None => (None, None),
+        };
+        let progress = Progress {
             send,
             token,
             cancel: ctx.ct.clone(),
-        }
+        };
+        (progress, Sent(task))
     }
 
     /// Tell the client `done` of `total` are done; from any thread.
@@ -242,19 +251,44 @@ impl Progress {
     }
 }
 
-/// A task that sends notifications to `peer` in the order they come.
+/// Done when every progress notification of a call has been sent: the
+/// [`Progress`] (and its clones) dropped and the queue drained.
+pub struct Sent(Option<tokio::task::JoinHandle<()>>);
+
+impl Sent {
+    /// Wait for it.
+    pub async fn wait(self) {
+        if let Some(task) = self.0 {
+            let _ = task.await;
+        }
+    }
+
+    /// `work`'s output once `work` is done (dropping its [`Progress`]) and
+    /// its notifications are sent.
+    pub async fn after<T>(self, work: impl std::future::Future<Output = T>) -> T {
+        let out = work.await;
+        self.wait().await;
+        out
+    }
+}
+
+/// A task that sends notifications to `peer` in the order they come, until
+/// every sender is dropped.
 fn forward(
     peer: Peer<RoleServer>,
-) -> tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam> {
+) -> (
+    tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>,
+    tokio::task::JoinHandle<()>,
+) {
     let (send, mut notes) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some(note) = notes.recv().await {
             if peer.notify_progress(note).await.is_err() {
                 break;
             }
         }
     });
-    send
+    (send, task)
 }
 
 /// Refuse a result larger than [`MAX_RESULT_BYTES`].

@@ -230,14 +230,10 @@ impl QuarryMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let logged = json!({"path": args.path});
-        let progress = Progress::of(&ctx);
-        self.tool_call(
-            &ctx,
-            "summarize",
-            logged,
-            summarize(self.engine.clone(), args, progress),
-        )
-        .await
+        let (progress, sent) = Progress::of(&ctx);
+        let work = summarize(self.engine.clone(), args, progress);
+        self.tool_call(&ctx, "summarize", logged, sent.after(work))
+            .await
     }
 
     /// Fill fields from documents into a table, every value cited.
@@ -252,14 +248,10 @@ impl QuarryMcp {
     ) -> Result<CallToolResult, ErrorData> {
         let logged = json!({"schema": args.schema, "paths": args.paths, "ext": args.ext,
             "max_documents": args.max_documents});
-        let progress = Progress::of(&ctx);
-        self.tool_call(
-            &ctx,
-            "extract",
-            logged,
-            extract(self.engine.clone(), args, progress),
-        )
-        .await
+        let (progress, sent) = Progress::of(&ctx);
+        let work = extract(self.engine.clone(), args, progress);
+        self.tool_call(&ctx, "extract", logged, sent.after(work))
+            .await
     }
 }
 
