@@ -236,6 +236,7 @@ async function checkExtract(client) {
   const row = v.documents[0];
   assert.equal(path.basename(row.path), "glaciers.pdf", "documents are taken in path order");
   assert.ok(v.left_out.some((p) => p.endsWith("invite.eml")), JSON.stringify(v.left_out));
+  assert.equal(v.left_out_count, v.left_out.length);
   assert.equal(v.extracted + v.kept_from_before, 1);
   const subject = row.fields.subject;
   assert.ok(subject && typeof subject.verified === "boolean", JSON.stringify(row));

@@ -30,6 +30,8 @@ const DEFAULT_DOCUMENT_CHARS: usize = 20_000;
 /// each takes the local model seconds to a minute.
 const DEFAULT_EXTRACT_DOCUMENTS: usize = 10;
 const MAX_EXTRACT_DOCUMENTS: usize = 50;
+/// Documents left for a next `extract` call named in a result (all are counted).
+const MAX_LEFT_OUT_NAMED: usize = 100;
 
 /// `search` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -114,7 +116,8 @@ pub struct ExtractArgs {
     #[serde(default)]
     pub ext: Option<String>,
     /// Most documents this call reads (default 10, at most 50), in path
-    /// order; the rest are named in `left_out` for a next call.
+    /// order; the rest are counted in `left_out_count` and the first 100 of
+    /// them named in `left_out`, for a next call.
     #[serde(default)]
     pub max_documents: Option<usize>,
 }
@@ -600,7 +603,8 @@ async fn extract(
         "failed": summary.failed,
         "cancelled": summary.cancelled,
         "seconds": summary.seconds,
-        "left_out": left_out,
+        "left_out": left_out.iter().take(MAX_LEFT_OUT_NAMED).collect::<Vec<_>>(),
+        "left_out_count": left_out.len(),
     });
     Ok(Served::json(value, paths))
 }
