@@ -7,3 +7,4 @@
 //! other operations, so a second pool would compete with them.
 
 pub mod attention;
+pub mod quantized;

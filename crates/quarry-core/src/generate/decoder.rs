@@ -5,9 +5,11 @@
 //! - prompt processing (many tokens): dense f32 matrix products when the model
 //!   is small enough to keep a dequantized copy (gemm, both cores), else the
 //!   quantized kernels;
-//! - decoding (one token): quantized dot products (memory-bound, 4× less data),
+//! - decoding (one token): quantized products (memory-bound, 4× less data),
 //!   query/key/value and gate/up stacked into one product each, and an
 //!   attention kernel over the cache split by KV head and position range;
+//! - the quantized products are Quarry's own for Q4_K and Q6_K on CPUs with
+//!   AVX-512 VNNI ([`super::linear`]), candle's otherwise;
 //! - a preallocated KV cache written in place (no copy of the whole cache per
 //!   token) and grouped-query attention without repeating K/V.
 //!
@@ -24,137 +26,14 @@
 //! half-split (NeoX) rotary embeddings; it is checked against candle's
 //! `quantized_qwen2` on the same file.
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::{DType, Device, Tensor};
 
+use super::linear::{Linear, Projections};
 use crate::error::{Error, Result};
 
 /// Models up to this many bytes of f32 block weights keep a dense copy for prompts.
 const DENSE_BUDGET_BYTES: usize = 1 << 30;
-
-struct Linear {
-    q: QMatMul,
-    dense: Option<Tensor>,
-}
-
-impl Linear {
-    fn new(t: QTensor, dense: bool) -> Result<Self> {
-        let d = if dense {
-            Some(t.dequantize(&Device::Cpu)?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            q: QMatMul::from_qtensor(t)?,
-            dense: d,
-        })
-    }
-
-    /// `x`: (tokens, in) → (tokens, out); the dense copy serves prompts
-    /// (several rows) when `dense_ok`.
-    fn forward(&self, x: &Tensor, dense_ok: bool) -> Result<Tensor> {
-        match &self.dense {
-            Some(w) if dense_ok && x.dim(0)? > 1 => Ok(x.matmul(&w.t()?)?),
-            _ => Ok(self.q.forward(x)?),
-        }
-    }
-}
-
-/// Several linear maps of the same input (query/key/value; gate/up). When
-/// their weights share a quantization type they are kept as one quantized
-/// matrix whose rows are the parts' rows, run as one product: the input is
-/// quantized once and the threads meet once instead of once per part, which
-/// is most of the cost of a decoding step in a small model. Models with dense
-/// copies use the parts' own dense products for prompts, whose outputs come
-/// out contiguous (slices of one wide product made the element-wise work after
-/// them strided: Gemma's prefill lost 12% that way). Each weight is held
-/// once in quantized form either way.
-struct Projections {
-    /// The parts' quantized rows stacked, when their types match.
-    stacked: Option<QMatMul>,
-    /// Per-part products: dense copies only (for prompts) when stacked,
-    /// complete `Linear`s otherwise; empty when stacked without dense copies.
-    parts: Vec<PartProduct>,
-    sizes: Vec<usize>,
-}
-
-enum PartProduct {
-    Full(Linear),
-    Dense(Tensor),
-}
-
-impl Projections {
-    fn new(ts: Vec<QTensor>, dense: bool) -> Result<Self> {
-        let sizes: Vec<usize> = ts
-            .iter()
-            .map(|t| t.shape().dims().first().copied().unwrap_or(0))
-            .collect();
-        let same = ts.windows(2).all(|w| {
-            w[0].dtype() == w[1].dtype() && w[0].shape().dims()[1..] == w[1].shape().dims()[1..]
-        });
-        if ts.len() > 1 && same && ts[0].shape().dims().len() == 2 {
-            let dtype = ts[0].dtype();
-            let cols = ts[0].shape().dims()[1];
-            let mut bytes = Vec::new();
-            for t in &ts {
-                bytes.extend_from_slice(&t.data()?);
-            }
-            // Quantized rows are whole blocks, so the parts' bytes one after
-            // another are exactly the stacked matrix.
-            let stacked = candle_core::quantized::ggml_file::qtensor_from_ggml(
-                dtype,
-                &bytes,
-                vec![sizes.iter().sum(), cols],
-                &Device::Cpu,
-            )?;
-            let parts = if dense {
-                ts.iter()
-                    .map(|t| Ok(PartProduct::Dense(t.dequantize(&Device::Cpu)?)))
-                    .collect::<Result<_>>()?
-            } else {
-                Vec::new()
-            };
-            return Ok(Projections {
-                stacked: Some(QMatMul::from_qtensor(stacked)?),
-                parts,
-                sizes,
-            });
-        }
-        Ok(Projections {
-            stacked: None,
-            parts: ts
-                .into_iter()
-                .map(|t| Ok(PartProduct::Full(Linear::new(t, dense)?)))
-                .collect::<Result<_>>()?,
-            sizes,
-        })
-    }
-
-    /// `x`: (tokens, in) → one (tokens, out_i) tensor per part; dense copies
-    /// serve prompts when `dense_ok`.
-    fn forward(&self, x: &Tensor, dense_ok: bool) -> Result<Vec<Tensor>> {
-        match &self.stacked {
-            Some(stacked) if !dense_ok || x.dim(0)? == 1 || self.parts.is_empty() => {
-                let y = stacked.forward(x)?;
-                let mut out = Vec::with_capacity(self.sizes.len());
-                let mut offset = 0;
-                for &n in &self.sizes {
-                    out.push(y.narrow(1, offset, n)?);
-                    offset += n;
-                }
-                Ok(out)
-            }
-            _ => self
-                .parts
-                .iter()
-                .map(|p| match p {
-                    PartProduct::Full(l) => l.forward(x, dense_ok),
-                    PartProduct::Dense(w) => Ok(x.matmul(&w.t()?)?),
-                })
-                .collect(),
-        }
-    }
-}
 
 struct Block {
     attn_norm: Tensor,
@@ -390,11 +269,11 @@ impl Decoder {
     /// products (no dense copies) and the decoding attention kernel per row,
     /// all rows in one pass over the weights. Speculative decoding verifies
     /// its drafts with this. The rows equal the single steps bit for bit where
-    /// candle computes a quantized row the same whether it comes alone or
-    /// with others (Q8_0, and k-quants whose shapes it does not repack:
-    /// SmolLM2, Gemma 3 270M — tested); on x86 with AVX-512 VNNI candle runs
-    /// Q4_K/Q6_K rows through repacked tiles when there are several and its
-    /// compact kernels when there is one, so there they agree to the last
+    /// a quantized row is computed the same whether it comes alone or with
+    /// others: Quarry's Q4_K/Q6_K kernels (tested), candle's Q8_0, and the
+    /// k-quants candle does not repack (SmolLM2, Gemma 3 270M — tested). Where
+    /// candle's repacked tiles serve several rows and its compact kernels one
+    /// (Q4_K/Q6_K on CPUs without Quarry's kernels), rows agree to the last
     /// bits only and a near-tie between two tokens can resolve differently.
     /// Returns one row of logits per token.
     pub fn forward_steps(&mut self, ids: &[u32], pos: usize) -> Result<Vec<Vec<f32>>> {
@@ -846,5 +725,22 @@ mod exact_steps {
         );
         // Past Gemma 3 270M's 512-token window.
         steps_match_single_steps(d, 600);
+    }
+
+    /// Qwen2.5's Q4_K/Q6_K weights go through Quarry's kernels on CPUs that
+    /// have them (candle's repacked tiles were only close to its single rows).
+    #[test]
+    #[ignore = "needs the real models, the 1.1 GB one included: scripts/test.sh fetches them and runs it (--include-ignored)"]
+    fn batched_steps_equal_single_steps_qwen2() {
+        let d = decoder(
+            "qwen2.5-coder-1.5b-instruct-q4_k_m",
+            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            "qwen2",
+            512,
+        );
+        if !quarry_kernels::quantized::simd_available() {
+            eprintln!("this CPU has no AVX-512 VNNI: candle's kernels, rows only close");
+        }
+        steps_match_single_steps(d, 40);
     }
 }

@@ -5,6 +5,7 @@
 
 mod constrained;
 mod decoder;
+mod linear;
 mod lookup;
 mod model;
 mod spm;

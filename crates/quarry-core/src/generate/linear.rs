@@ -1,0 +1,170 @@
+//! The decoder's linear maps over quantized GGUF weights: Quarry's own
+//! kernels ([`quarry_kernels::quantized`]) for the k-quants they cover on
+//! CPUs that have them, candle's quantized products otherwise, and dense f32
+//! copies for the prompts of models small enough to keep them.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use quarry_kernels::quantized::{QMatrix, WeightType};
+
+use crate::error::Result;
+
+/// A quantized weight matrix's product: repacked for Quarry's kernels when
+/// its type and shape have one on this CPU, else candle's.
+enum QuantProduct {
+    Packed(QMatrix),
+    Candle(QMatMul),
+}
+
+impl QuantProduct {
+    fn new(t: QTensor) -> Result<Self> {
+        let ty = match t.dtype() {
+            GgmlDType::Q4K => Some(WeightType::Q4K),
+            GgmlDType::Q6K => Some(WeightType::Q6K),
+            _ => None,
+        };
+        if let (Some(ty), [n, k]) = (ty, t.shape().dims()) {
+            if let Some(m) = QMatrix::new(ty, &t.data()?, *n, *k) {
+                return Ok(QuantProduct::Packed(m));
+            }
+        }
+        Ok(QuantProduct::Candle(QMatMul::from_qtensor(t)?))
+    }
+
+    /// `x`: (tokens, in) → (tokens, out).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            QuantProduct::Candle(q) => Ok(q.forward(x)?),
+            QuantProduct::Packed(m) => {
+                let rows = x.dim(0)?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let y = m.matmul(&xs, rows);
+                Ok(Tensor::from_vec(y, (rows, m.rows()), &Device::Cpu)?)
+            }
+        }
+    }
+}
+
+pub(super) struct Linear {
+    q: QuantProduct,
+    dense: Option<Tensor>,
+}
+
+impl Linear {
+    pub(super) fn new(t: QTensor, dense: bool) -> Result<Self> {
+        let d = if dense {
+            Some(t.dequantize(&Device::Cpu)?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            q: QuantProduct::new(t)?,
+            dense: d,
+        })
+    }
+
+    /// `x`: (tokens, in) → (tokens, out); the dense copy serves prompts
+    /// (several rows) when `dense_ok`.
+    pub(super) fn forward(&self, x: &Tensor, dense_ok: bool) -> Result<Tensor> {
+        match &self.dense {
+            Some(w) if dense_ok && x.dim(0)? > 1 => Ok(x.matmul(&w.t()?)?),
+            _ => self.q.forward(x),
+        }
+    }
+}
+
+/// Several linear maps of the same input (query/key/value; gate/up). When
+/// their weights share a quantization type they are kept as one quantized
+/// matrix whose rows are the parts' rows, run as one product: the input is
+/// quantized once and the threads meet once instead of once per part, which
+/// is most of the cost of a decoding step in a small model. Models with dense
+/// copies use the parts' own dense products for prompts, whose outputs come
+/// out contiguous (slices of one wide product made the element-wise work after
+/// them strided: Gemma's prefill lost 12% that way). Each weight is held
+/// once in quantized form either way.
+pub(super) struct Projections {
+    /// The parts' quantized rows stacked, when their types match.
+    stacked: Option<QuantProduct>,
+    /// Per-part products: dense copies only (for prompts) when stacked,
+    /// complete `Linear`s otherwise; empty when stacked without dense copies.
+    parts: Vec<PartProduct>,
+    sizes: Vec<usize>,
+}
+
+enum PartProduct {
+    Full(Linear),
+    Dense(Tensor),
+}
+
+impl Projections {
+    pub(super) fn new(ts: Vec<QTensor>, dense: bool) -> Result<Self> {
+        let sizes: Vec<usize> = ts
+            .iter()
+            .map(|t| t.shape().dims().first().copied().unwrap_or(0))
+            .collect();
+        let same = ts.windows(2).all(|w| {
+            w[0].dtype() == w[1].dtype() && w[0].shape().dims()[1..] == w[1].shape().dims()[1..]
+        });
+        if ts.len() > 1 && same && ts[0].shape().dims().len() == 2 {
+            let dtype = ts[0].dtype();
+            let cols = ts[0].shape().dims()[1];
+            let mut bytes = Vec::new();
+            for t in &ts {
+                bytes.extend_from_slice(&t.data()?);
+            }
+            // Quantized rows are whole blocks, so the parts' bytes one after
+            // another are exactly the stacked matrix.
+            let stacked = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                &bytes,
+                vec![sizes.iter().sum(), cols],
+                &Device::Cpu,
+            )?;
+            let parts = if dense {
+                ts.iter()
+                    .map(|t| Ok(PartProduct::Dense(t.dequantize(&Device::Cpu)?)))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            };
+            return Ok(Projections {
+                stacked: Some(QuantProduct::new(stacked)?),
+                parts,
+                sizes,
+            });
+        }
+        Ok(Projections {
+            stacked: None,
+            parts: ts
+                .into_iter()
+                .map(|t| Ok(PartProduct::Full(Linear::new(t, dense)?)))
+                .collect::<Result<_>>()?,
+            sizes,
+        })
+    }
+
+    /// `x`: (tokens, in) → one (tokens, out_i) tensor per part; dense copies
+    /// serve prompts when `dense_ok`.
+    pub(super) fn forward(&self, x: &Tensor, dense_ok: bool) -> Result<Vec<Tensor>> {
+        match &self.stacked {
+            Some(stacked) if !dense_ok || x.dim(0)? == 1 || self.parts.is_empty() => {
+                let y = stacked.forward(x)?;
+                let mut out = Vec::with_capacity(self.sizes.len());
+                let mut offset = 0;
+                for &n in &self.sizes {
+                    out.push(y.narrow(1, offset, n)?);
+                    offset += n;
+                }
+                Ok(out)
+            }
+            _ => self
+                .parts
+                .iter()
+                .map(|p| match p {
+                    PartProduct::Full(l) => l.forward(x, dense_ok),
+                    PartProduct::Dense(w) => Ok(x.matmul(&w.t()?)?),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Products of quantized weight matrices (GGUF k-quants) with f32
+//! activations: the matrix products of a decoder step.
+//!
+//! Weights are repacked once at load into tiles of 16 output rows × 256
+//! inputs, so that one AVX-512 VNNI `vpdpbusd` computes 4 products for each of
+//! 16 rows and no horizontal sums are needed. The tiles keep the GGUF's bits
+//! per weight (Q4_K: 4-bit quants, 6-bit scales as bytes; Q6_K: 6 bits split
+//! into a nibble and a bit pair) rather than widening them, because a
+//! decoding step streams every weight once and its speed is the bytes it
+//! reads; the next tile is prefetched while one is computed. Activations are
+//! quantized per 256-value block to 8 bits, with the sums the weights'
+//! offsets need.
+//!
+//! One kernel serves one to four activation rows (decoding, draft
+//! verification) and prompts (rows in blocks of 64 whose quantized
+//! activations stay in cache while a tile column is reused across them). Rows
+//! are computed independently: a row's result does not depend on how many
+//! rows come with it, so verifying drafts gives exactly the logits of
+//! decoding them one by one.
+//!
+//! The SIMD path needs AVX-512 with VNNI; [`QMatrix::new`] returns `None`
+//! elsewhere so the caller keeps its portable path.
+
+mod act;
+mod q4k;
+mod q6k;
+
+pub use act::{quantize_rows, QBlock};
+
+/// Values per quantization block (GGUF's `QK_K`).
+pub const BLOCK: usize = 256;
+/// Output rows per tile.
+pub const TILE_ROWS: usize = 16;
+/// Activation rows per kernel call.
+const MAX_ROWS: usize = 4;
+/// Prompt rows whose quantized activations are reused across a tile column.
+const ROW_BLOCK: usize = 64;
+
+/// Whether this CPU runs the SIMD kernels (AVX-512 F/BW/VL with VNNI, F16C).
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The GGUF weight types with a kernel here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    /// 4.5 bits per weight.
+    Q4K,
+    /// 6.56 bits per weight.
+    Q6K,
+}
+
+/// One kernel call: a tile column (`kb` tiles from `tiles`) against
+/// consecutive activation rows (`kb` blocks each from `acts`), writing 16
+/// outputs per row at `out + row · stride`.
+struct Column<T> {
+    tiles: *const T,
+    kb: usize,
+    acts: *const QBlock,
+    out: *mut f32,
+    stride: usize,
+}
+
+impl<T> Column<T> {
+    /// Tile column `nt` of `tiles` (`kb` tiles per column).
+    fn at(
+        tiles: &[T],
+        nt: usize,
+        kb: usize,
+        acts: *const QBlock,
+        out: *mut f32,
+        stride: usize,
+    ) -> Self {
+        let tiles = tiles[nt * kb..].as_ptr();
+        Column {
+            tiles,
+            kb,
+            acts,
+            out,
+            stride,
+        }
+    }
+}
+
+/// A tile type: 16 rows × 256 inputs of one GGUF weight type.
+trait TileKind: Sized {
+    /// Bytes of one GGUF block (256 weights of one row).
+    const GGUF_BLOCK_BYTES: usize;
+    /// Pack block column `b` of the 16 rows starting at `row0` of a matrix
+    /// with `kb` blocks per row: `(gguf, kb, row0, b)`.
+    const PACK: fn(&[u8], usize, usize, usize) -> Self;
+    /// Output `row` of the product with one row of activations (`kb` blocks),
+    /// in plain Rust with exact integer sums, the SIMD kernels' reference:
+    /// `(tiles, kb, row, acts)`.
+    const REFERENCE: fn(&[Self], usize, usize, &[QBlock]) -> f32;
+    /// The SIMD kernel for 1, 2, 3 and 4 activation rows. Safety: the CPU has
+    /// the SIMD features and the [`Column`]'s pointers cover what it names.
+    #[cfg(target_arch = "x86_64")]
+    const KERNELS: [unsafe fn(Column<Self>); 4];
+}
+
+/// A tile type's [`TileKind::KERNELS`] from its generic kernel.
+macro_rules! kernels {
+    ($($column:ident)::+) => {
+        [
+            $($column)::+::<1>,
+            $($column)::+::<2>,
+            $($column)::+::<3>,
+            $($column)::+::<4>,
+        ]
+    };
+}
+use kernels;
+
+/// Store a kernel's accumulators: 16 outputs per row, rows `stride` apart.
+///
+/// # Safety
+/// AVX-512 F; `out + m · stride` is writable for 16 values for every row `m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_rows<const MT: usize>(
+    acc: &[std::arch::x86_64::__m512; MT],
+    out: *mut f32,
+    stride: usize,
+) {
+    for (m, v) in acc.iter().enumerate() {
+        std::arch::x86_64::_mm512_storeu_ps(out.add(m * stride), *v);
+    }
+}
+
+/// Prefetch `count` cache lines from line `first` of `base` (the next tile,
+/// which may lie past the last one: prefetches do not fault).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_lines(base: *const u8, first: usize, count: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for l in first..first + count {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(l * 64) as *const i8) };
+    }
+}
+
+/// Repack GGUF data of an `n × k` matrix (shape checked to tile); `None` when
+/// the data is not that shape's size.
+fn pack_tiles<T: TileKind>(gguf: &[u8], n: usize, k: usize) -> Option<Vec<T>> {
+    let kb = k / BLOCK;
+    if gguf.len() != n * kb * T::GGUF_BLOCK_BYTES {
+        return None;
+    }
+    let tiles = (0..n / TILE_ROWS)
+        .flat_map(|nt| (0..kb).map(move |b| (nt, b)))
+        .map(|(nt, b)| T::PACK(gguf, kb, nt * TILE_ROWS, b))
+        .collect();
+    Some(tiles)
+}
+
+/// Run the SIMD kernel for `rows` (1..=4) activation rows.
+///
+/// # Safety
+/// The CPU has the SIMD features; `c.tiles` holds `c.kb` tiles, `c.acts`
+/// `rows · kb` blocks, and `c.out + row · c.stride` is writable for 16 values.
+unsafe fn column_dispatch<T: TileKind>(c: Column<T>, rows: usize) {
+    #[cfg(target_arch = "x86_64")]
+    T::KERNELS[rows.clamp(1, MAX_ROWS) - 1](c);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (c, rows);
+        unreachable!("no SIMD kernel on this architecture");
+    }
+}
+
+enum Tiles {
+    Q4K(Vec<q4k::Tile>),
+    Q6K(Vec<q6k::Tile>),
+}
+
+/// A quantized matrix of `n` output rows and `k` inputs, repacked for the SIMD
+/// kernels (Q4_K 8% and Q6_K 1% larger than in the GGUF file).
+pub struct QMatrix {
+    n: usize,
+    k: usize,
+    tiles: Tiles,
+}
+
+impl QMatrix {
+    /// Repack the GGUF data of an `n × k` matrix. `None` when this CPU has no
+    /// SIMD kernel, the shape does not tile (`n` a multiple of 16, `k` of
+    /// 256) or the data is not that shape's size.
+    pub fn new(ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
+        if !simd_available() {
+            return None;
+        }
+        Self::pack(ty, gguf, n, k)
+    }
+
+    /// Repack without asking the CPU (the reference product runs anywhere).
+    fn pack(ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
+        if n == 0 || k == 0 || !n.is_multiple_of(TILE_ROWS) || !k.is_multiple_of(BLOCK) {
+            return None;
+        }
+        let tiles = match ty {
+            WeightType::Q4K => Tiles::Q4K(pack_tiles(gguf, n, k)?),
+            WeightType::Q6K => Tiles::Q6K(pack_tiles(gguf, n, k)?),
+        };
+        Some(QMatrix { n, k, tiles })
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Inputs per row.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// `x` (`m × k`, row-major) times the transposed matrix: `m × n`.
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "activations are m × k");
+        let acts = quantize_rows(x, m, self.k);
+        let mut out = vec![0f32; m * self.n];
+        let (kb, tiles_n) = (self.k / BLOCK, self.n / TILE_ROWS);
+        let out_ptr = out.as_mut_ptr() as usize;
+        let run = |nt: usize, r0: usize, rows: usize| {
+            let acts = acts[r0 * kb..].as_ptr();
+            let out = (out_ptr as *mut f32).wrapping_add(r0 * self.n + nt * TILE_ROWS);
+            // SAFETY: `new` checked the CPU and the shape; every (tile column,
+            // row) slot of `out` is written by exactly one call.
+            unsafe {
+                match &self.tiles {
+                    Tiles::Q4K(t) => {
+                        column_dispatch(Column::at(t, nt, kb, acts, out, self.n), rows)
+                    }
+                    Tiles::Q6K(t) => {
+                        column_dispatch(Column::at(t, nt, kb, acts, out, self.n), rows)
+                    }
+                }
+            }
+        };
+        let pool = candle_core::utils::barrier_pool();
+        if m <= MAX_ROWS {
+            pool.execute_chunked(tiles_n, |range| range.for_each(|nt| run(nt, 0, m)));
+        } else {
+            let blocks = m.div_ceil(ROW_BLOCK);
+            pool.execute_chunked(blocks * tiles_n, |range| {
+                for unit in range {
+                    let (rb, nt) = (unit / tiles_n, unit % tiles_n);
+                    let end = ((rb + 1) * ROW_BLOCK).min(m);
+                    for r0 in (rb * ROW_BLOCK..end).step_by(MAX_ROWS) {
+                        run(nt, r0, (end - r0).min(MAX_ROWS));
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    /// The same product in plain Rust over the packed tiles, exact in its
+    /// integer sums: the reference the SIMD kernels are tested against.
+    pub fn matmul_reference(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let acts = quantize_rows(x, m, self.k);
+        let kb = self.k / BLOCK;
+        let mut out = vec![0f32; m * self.n];
+        for r in 0..m {
+            let row_acts = &acts[r * kb..(r + 1) * kb];
+            for o in 0..self.n {
+                out[r * self.n + o] = match &self.tiles {
+                    Tiles::Q4K(t) => q4k::Tile::REFERENCE(t, kb, o, row_acts),
+                    Tiles::Q6K(t) => q6k::Tile::REFERENCE(t, kb, o, row_acts),
+                };
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    fn ggml(ty: WeightType) -> GgmlDType {
+        match ty {
+            WeightType::Q4K => GgmlDType::Q4K,
+            WeightType::Q6K => GgmlDType::Q6K,
+        }
+    }
+
+    /// A matrix from deterministic pseudo-random weights in GGUF bytes, and
+    /// its values dequantized by candle (an independent reading of the format).
+    fn matrix(ty: WeightType, n: usize, k: usize) -> (Vec<u8>, Vec<f32>) {
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| (((i * 2654435761) % 1000) as f32 / 500.0 - 1.0) * 0.1)
+            .collect();
+        let t = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, ggml(ty)).unwrap();
+        let deq = q.dequantize(&Device::Cpu).unwrap();
+        let deq = deq.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (q.data().unwrap().into_owned(), deq)
+    }
+
+    fn activations(m: usize, k: usize) -> Vec<f32> {
+        (0..m * k)
+            .map(|i| ((i * 7919 % 613) as f32 / 306.0 - 1.0) * 2.0)
+            .collect()
+    }
+
+    /// The packed product against f64 over the dequantized weights and the
+    /// dequantized activations: only float rounding may differ.
+    #[test]
+    fn packed_product_matches_the_dequantized_weights() {
+        let (n, k, m) = (32, 512, 3);
+        for ty in [WeightType::Q4K, WeightType::Q6K] {
+            let (gguf, w) = matrix(ty, n, k);
+            let x = activations(m, k);
+            let a = quantize_rows(&x, m, k);
+            let mat = QMatrix::pack(ty, &gguf, n, k).unwrap();
+            let got = mat.matmul_reference(&x, m);
+            for r in 0..m {
+                for o in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|i| {
+                            let blk = &a[r * (k / BLOCK) + i / BLOCK];
+                            w[o * k + i] as f64 * blk.qs[i % BLOCK] as f64 * blk.d as f64
+                        })
+                        .sum();
+                    let g = got[r * n + o] as f64;
+                    assert!(
+                        (g - want).abs() < 1e-3 * (1.0 + want.abs()),
+                        "{ty:?}: {g} vs {want}"
+                    );
+                }
+            }
+            assert!(QMatrix::pack(ty, &gguf[1..], n, k).is_none(), "short data");
+            assert!(
+                QMatrix::pack(ty, &gguf, n, k + 1).is_none(),
+                "untiled shape"
+            );
+        }
+    }
+
+    /// The SIMD kernels equal the reference for 1–4 rows and prompt-sized row
+    /// counts, and a row's result is the same alone or among others.
+    #[test]
+    fn simd_kernels_match_the_reference() {
+        let (n, k) = (48, 768);
+        for ty in [WeightType::Q4K, WeightType::Q6K] {
+            let (gguf, _) = matrix(ty, n, k);
+            let Some(mat) = QMatrix::new(ty, &gguf, n, k) else {
+                // Without the SIMD features the caller must keep its own path.
+                assert!(!simd_available(), "a SIMD CPU got no packed matrix");
+                return;
+            };
+            for m in [1, 2, 3, 4, 5, 70] {
+                let x = activations(m, k);
+                let want = mat.matmul_reference(&x, m);
+                let got = mat.matmul(&x, m);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{ty:?} m={m}: {g} vs {w}"
+                    );
+                }
+                let alone = mat.matmul(&x[(m - 1) * k..], 1);
+                assert_eq!(
+                    &got[(m - 1) * n..],
+                    &alone[..],
+                    "{ty:?} m={m}: last row alone"
+                );
+            }
+        }
+    }
+}
