@@ -1,5 +1,6 @@
 //! Time Quarry's Q4_K/Q6_K products against candle's on decoder-sized shapes:
-//! `cargo run -p quarry-kernels --example qmatmul`.
+//! `cargo run -p quarry-kernels --example qmatmul` (`QUARRY_SIMD=avx2` for
+//! Quarry's AVX2 kernels).
 use std::time::Instant;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -23,7 +24,7 @@ fn main() -> candle_core::Result<()> {
         };
         let q = QTensor::quantize(&w, dtype)?;
         let bytes = q.data()?.into_owned();
-        let ours = QMatrix::new(ty, &bytes, n, k).expect("AVX-512 VNNI CPU");
+        let ours = QMatrix::new(ty, &bytes, n, k).expect("a CPU with AVX2 or AVX-512 VNNI");
         let theirs = QMatMul::from_qtensor(q)?;
         let rows: &[usize] = if n > 100_000 { &[1, 4] } else { &[1, 4, 256] };
         for &m in rows {
@@ -49,7 +50,8 @@ fn main() -> candle_core::Result<()> {
             let ours_s = t0.elapsed().as_secs_f64() / reps as f64;
             let bytes_gb = bytes.len() as f64 / 1e9;
             println!(
-                "{ty:?} {n}x{k} m={m}: candle {:.2} ms, quarry {:.2} ms ({:.2}x); quarry reads {:.1} GB/s of GGUF-sized weights",
+                "{ty:?} {:?} {n}x{k} m={m}: candle {:.2} ms, quarry {:.2} ms ({:.2}x); quarry reads {:.1} GB/s of GGUF-sized weights",
+                ours.level(),
                 candle_s * 1e3,
                 ours_s * 1e3,
                 candle_s / ours_s,

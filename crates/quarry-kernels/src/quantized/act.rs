@@ -29,7 +29,7 @@ impl QBlock {
     /// to even (as the SIMD path does).
     pub fn quantize(x: &[f32]) -> QBlock {
         #[cfg(target_arch = "x86_64")]
-        if super::simd_available() {
+        if super::Level::Avx512Vnni.supported() {
             // SAFETY: the CPU has the features; `x` holds 256 values.
             return unsafe { avx512::quantize(x) };
         }

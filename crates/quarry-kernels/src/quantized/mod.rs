@@ -36,20 +36,60 @@ const MAX_ROWS: usize = 4;
 /// Prompt rows whose quantized activations are reused across a tile column.
 const ROW_BLOCK: usize = 64;
 
-/// Whether this CPU runs the SIMD kernels (AVX-512 F/BW/VL with VNNI, F16C).
+/// The SIMD kernels a CPU can run, widest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// AVX-512 F/BW/VL with VNNI, and F16C: 16 rows per instruction.
+    Avx512Vnni,
+    /// AVX2, FMA and F16C: 8 rows per instruction, products through
+    /// `vpmaddubsw`/`vpmaddwd`.
+    Avx2,
+}
+
+impl Level {
+    /// Whether this CPU has what the level needs.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+            match self {
+                Level::Avx2 => avx2,
+                Level::Avx512Vnni => {
+                    avx2 && has!("avx512f")
+                        && has!("avx512bw")
+                        && has!("avx512vl")
+                        && has!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+
+    /// The widest level this CPU runs, if any. `QUARRY_SIMD=avx2` caps it
+    /// at AVX2 and `QUARRY_SIMD=off` turns Quarry's kernels off (candle's then
+    /// run), to measure one against another on the same machine.
+    pub fn detect() -> Option<Level> {
+        static LEVEL: std::sync::OnceLock<Option<Level>> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let cap = std::env::var("QUARRY_SIMD").unwrap_or_default();
+            let allowed: &[Level] = match cap.as_str() {
+                "off" => &[],
+                "avx2" => &[Level::Avx2],
+                _ => &[Level::Avx512Vnni, Level::Avx2],
+            };
+            allowed.iter().copied().find(|l| l.supported())
+        })
+    }
+}
+
+/// Whether this CPU runs any of the SIMD kernels.
 pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Level::detect().is_some()
 }
 
 /// The GGUF weight types with a kernel here.
@@ -104,10 +144,15 @@ trait TileKind: Sized {
     /// in plain Rust with exact integer sums, the SIMD kernels' reference:
     /// `(tiles, kb, row, acts)`.
     const REFERENCE: fn(&[Self], usize, usize, &[QBlock]) -> f32;
-    /// The SIMD kernel for 1, 2, 3 and 4 activation rows. Safety: the CPU has
-    /// the SIMD features and the [`Column`]'s pointers cover what it names.
+    /// The AVX-512 kernel for 1, 2, 3 and 4 activation rows. Safety: the
+    /// CPU has the level's features and the [`Column`]'s pointers cover what
+    /// it names.
     #[cfg(target_arch = "x86_64")]
     const KERNELS: [unsafe fn(Column<Self>); 4];
+    /// The same with AVX2, for half a tile (8 rows: 0 or 1) per call:
+    /// `vpmaddubsw` (pairs of products) and `vpmaddwd` stand for `vpdpbusd`.
+    #[cfg(target_arch = "x86_64")]
+    const KERNELS_AVX2: [unsafe fn(&Column<Self>, usize); 4];
 }
 
 /// A tile type's [`TileKind::KERNELS`] from its generic kernel.
@@ -151,6 +196,22 @@ fn prefetch_lines(base: *const u8, first: usize, count: usize) {
     }
 }
 
+/// [`store_rows`] for AVX2: 8 outputs per row.
+///
+/// # Safety
+/// AVX; `out + m · stride` is writable for 8 values for every row `m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn store_rows_avx2<const MT: usize>(
+    acc: &[std::arch::x86_64::__m256; MT],
+    out: *mut f32,
+    stride: usize,
+) {
+    for (m, v) in acc.iter().enumerate() {
+        std::arch::x86_64::_mm256_storeu_ps(out.add(m * stride), *v);
+    }
+}
+
 /// Repack GGUF data of an `n × k` matrix (shape checked to tile); `None` when
 /// the data is not that shape's size.
 fn pack_tiles<T: TileKind>(gguf: &[u8], n: usize, k: usize) -> Option<Vec<T>> {
@@ -165,17 +226,24 @@ fn pack_tiles<T: TileKind>(gguf: &[u8], n: usize, k: usize) -> Option<Vec<T>> {
     Some(tiles)
 }
 
-/// Run the SIMD kernel for `rows` (1..=4) activation rows.
+/// Run the `level` kernel for `rows` (1..=4) activation rows.
 ///
 /// # Safety
-/// The CPU has the SIMD features; `c.tiles` holds `c.kb` tiles, `c.acts`
+/// The CPU has the level's features; `c.tiles` holds `c.kb` tiles, `c.acts`
 /// `rows · kb` blocks, and `c.out + row · c.stride` is writable for 16 values.
-unsafe fn column_dispatch<T: TileKind>(c: Column<T>, rows: usize) {
+unsafe fn column_dispatch<T: TileKind>(level: Level, c: Column<T>, rows: usize) {
     #[cfg(target_arch = "x86_64")]
-    T::KERNELS[rows.clamp(1, MAX_ROWS) - 1](c);
+    match level {
+        Level::Avx512Vnni => T::KERNELS[rows.clamp(1, MAX_ROWS) - 1](c),
+        Level::Avx2 => {
+            let kernel = T::KERNELS_AVX2[rows.clamp(1, MAX_ROWS) - 1];
+            kernel(&c, 0);
+            kernel(&c, 1);
+        }
+    }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (c, rows);
+        let _ = (level, c, rows);
         unreachable!("no SIMD kernel on this architecture");
     }
 }
@@ -191,6 +259,7 @@ pub struct QMatrix {
     n: usize,
     k: usize,
     tiles: Tiles,
+    level: Level,
 }
 
 impl QMatrix {
@@ -198,14 +267,26 @@ impl QMatrix {
     /// SIMD kernel, the shape does not tile (`n` a multiple of 16, `k` of
     /// 256) or the data is not that shape's size.
     pub fn new(ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
-        if !simd_available() {
+        Self::with_level(Level::detect()?, ty, gguf, n, k)
+    }
+
+    /// As [`QMatrix::new`] with the kernels of `level` (`None` when this CPU
+    /// does not have it): lets tests run the narrower kernels too.
+    pub fn with_level(
+        level: Level,
+        ty: WeightType,
+        gguf: &[u8],
+        n: usize,
+        k: usize,
+    ) -> Option<Self> {
+        if !level.supported() {
             return None;
         }
-        Self::pack(ty, gguf, n, k)
+        Self::pack(level, ty, gguf, n, k)
     }
 
     /// Repack without asking the CPU (the reference product runs anywhere).
-    fn pack(ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
+    fn pack(level: Level, ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
         if n == 0 || k == 0 || !n.is_multiple_of(TILE_ROWS) || !k.is_multiple_of(BLOCK) {
             return None;
         }
@@ -213,7 +294,7 @@ impl QMatrix {
             WeightType::Q4K => Tiles::Q4K(pack_tiles(gguf, n, k)?),
             WeightType::Q6K => Tiles::Q6K(pack_tiles(gguf, n, k)?),
         };
-        Some(QMatrix { n, k, tiles })
+        Some(QMatrix { n, k, tiles, level })
     }
 
     /// Output rows.
@@ -224,6 +305,11 @@ impl QMatrix {
     /// Inputs per row.
     pub fn cols(&self) -> usize {
         self.k
+    }
+
+    /// The kernels it runs.
+    pub fn level(&self) -> Level {
+        self.level
     }
 
     /// `x` (`m × k`, row-major) times the transposed matrix: `m × n`.
@@ -241,10 +327,10 @@ impl QMatrix {
             unsafe {
                 match &self.tiles {
                     Tiles::Q4K(t) => {
-                        column_dispatch(Column::at(t, nt, kb, acts, out, self.n), rows)
+                        column_dispatch(self.level, Column::at(t, nt, kb, acts, out, self.n), rows)
                     }
                     Tiles::Q6K(t) => {
-                        column_dispatch(Column::at(t, nt, kb, acts, out, self.n), rows)
+                        column_dispatch(self.level, Column::at(t, nt, kb, acts, out, self.n), rows)
                     }
                 }
             }
@@ -327,7 +413,7 @@ mod tests {
             let (gguf, w) = matrix(ty, n, k);
             let x = activations(m, k);
             let a = quantize_rows(&x, m, k);
-            let mat = QMatrix::pack(ty, &gguf, n, k).unwrap();
+            let mat = QMatrix::pack(Level::Avx2, ty, &gguf, n, k).unwrap();
             let got = mat.matmul_reference(&x, m);
             for r in 0..m {
                 for o in 0..n {
@@ -344,26 +430,42 @@ mod tests {
                     );
                 }
             }
-            assert!(QMatrix::pack(ty, &gguf[1..], n, k).is_none(), "short data");
             assert!(
-                QMatrix::pack(ty, &gguf, n, k + 1).is_none(),
+                QMatrix::pack(Level::Avx2, ty, &gguf[1..], n, k).is_none(),
+                "short data"
+            );
+            assert!(
+                QMatrix::pack(Level::Avx2, ty, &gguf, n, k + 1).is_none(),
                 "untiled shape"
             );
         }
     }
 
-    /// The SIMD kernels equal the reference for 1–4 rows and prompt-sized row
-    /// counts, and a row's result is the same alone or among others.
+    /// Every SIMD kernel this CPU runs equals the reference for 1–4 rows and
+    /// prompt-sized row counts, and a row's result is the same alone or among
+    /// others.
     #[test]
     fn simd_kernels_match_the_reference() {
         let (n, k) = (48, 768);
-        for ty in [WeightType::Q4K, WeightType::Q6K] {
+        let levels = [Level::Avx512Vnni, Level::Avx2];
+        for (ty, level) in [WeightType::Q4K, WeightType::Q6K]
+            .into_iter()
+            .flat_map(|ty| levels.map(|l| (ty, l)))
+        {
             let (gguf, _) = matrix(ty, n, k);
-            let Some(mat) = QMatrix::new(ty, &gguf, n, k) else {
-                // Without the SIMD features the caller must keep its own path.
-                assert!(!simd_available(), "a SIMD CPU got no packed matrix");
-                return;
+            let Some(mat) = QMatrix::with_level(level, ty, &gguf, n, k) else {
+                // Without the features the caller must keep its own path.
+                assert!(
+                    !level.supported(),
+                    "{level:?} is supported but gave no matrix"
+                );
+                eprintln!("{level:?}: not on this CPU");
+                continue;
             };
+            assert_eq!(
+                QMatrix::new(ty, &gguf, n, k).unwrap().level(),
+                Level::detect().unwrap()
+            );
             for m in [1, 2, 3, 4, 5, 70] {
                 let x = activations(m, k);
                 let want = mat.matmul_reference(&x, m);
@@ -371,14 +473,14 @@ mod tests {
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                        "{ty:?} m={m}: {g} vs {w}"
+                        "{ty:?} {level:?} m={m}: {g} vs {w}"
                     );
                 }
                 let alone = mat.matmul(&x[(m - 1) * k..], 1);
                 assert_eq!(
                     &got[(m - 1) * n..],
                     &alone[..],
-                    "{ty:?} m={m}: last row alone"
+                    "{ty:?} {level:?} m={m}: last row alone"
                 );
             }
         }

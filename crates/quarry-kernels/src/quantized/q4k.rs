@@ -170,10 +170,77 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Column, QBlock, Tile, TILE_ROWS};
+    use core::arch::x86_64::*;
+
+    /// The AVX2 kernel for half a tile (8 rows, `half` 0 or 1).
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; pointers as for the AVX-512 kernel.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn half_column<const MT: usize>(c: &Column<Tile>, half: usize) {
+        let (tiles, kb, acts) = (c.tiles, c.kb, c.acts);
+        let (mask, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+        let rows = half * TILE_ROWS / 2;
+        let mut acc = [_mm256_setzero_ps(); MT];
+        for b in 0..kb {
+            let t = &*tiles.add(b);
+            let a: [&QBlock; MT] = std::array::from_fn(|m| &*acts.add(m * kb + b));
+            let mut dot = [_mm256_setzero_si256(); MT];
+            for s in 0..8 {
+                let mut sum = [_mm256_setzero_si256(); MT];
+                for g in 4 * s..4 * s + 4 {
+                    let at = t.qs.as_ptr().add(g * TILE_ROWS * 4 + 4 * rows);
+                    let w = _mm256_loadu_si256(at as *const _);
+                    let wl = _mm256_and_si256(w, mask);
+                    let wh = _mm256_and_si256(_mm256_srli_epi16::<4>(w), mask);
+                    for m in 0..MT {
+                        let q = a[m].qs.as_ptr().add(8 * g);
+                        let al = _mm256_set1_epi32((q as *const i32).read_unaligned());
+                        let ah = _mm256_set1_epi32((q.add(4) as *const i32).read_unaligned());
+                        let p = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(wl, al),
+                            _mm256_maddubs_epi16(wh, ah),
+                        );
+                        sum[m] = _mm256_add_epi32(sum[m], _mm256_madd_epi16(p, ones));
+                    }
+                }
+                let sc =
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(t.sc[s][rows..].as_ptr() as *const _));
+                for m in 0..MT {
+                    dot[m] = _mm256_add_epi32(dot[m], _mm256_mullo_epi32(sum[m], sc));
+                }
+            }
+            let mut mins = [_mm256_setzero_si256(); MT];
+            for p in 0..4 {
+                let mn = _mm256_loadu_si256(t.mn[p][2 * rows..].as_ptr() as *const _);
+                for m in 0..MT {
+                    let pair = _mm256_set1_epi32(a[m].sum_pairs[p]);
+                    mins[m] = _mm256_add_epi32(mins[m], _mm256_madd_epi16(mn, pair));
+                }
+            }
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(t.d[rows..].as_ptr() as *const _));
+            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(t.dmin[rows..].as_ptr() as *const _));
+            for m in 0..MT {
+                let da = _mm256_set1_ps(a[m].d);
+                let dot_f = _mm256_cvtepi32_ps(dot[m]);
+                acc[m] = _mm256_fmadd_ps(dot_f, _mm256_mul_ps(d, da), acc[m]);
+                let mins_f = _mm256_cvtepi32_ps(mins[m]);
+                acc[m] = _mm256_fnmadd_ps(mins_f, _mm256_mul_ps(dmin, da), acc[m]);
+            }
+        }
+        super::super::store_rows_avx2(&acc, c.out.add(rows), c.stride);
+    }
+}
+
 impl TileKind for Tile {
     const GGUF_BLOCK_BYTES: usize = GGUF_BLOCK_BYTES;
     const PACK: fn(&[u8], usize, usize, usize) -> Self = Tile::pack_block;
     const REFERENCE: fn(&[Self], usize, usize, &[QBlock]) -> f32 = reference_dot_impl;
     #[cfg(target_arch = "x86_64")]
     const KERNELS: [unsafe fn(Column<Self>); 4] = super::kernels!(avx512::column);
+    #[cfg(target_arch = "x86_64")]
+    const KERNELS_AVX2: [unsafe fn(&Column<Self>, usize); 4] = super::kernels!(avx2::half_column);
 }

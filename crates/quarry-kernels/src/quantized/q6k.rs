@@ -182,10 +182,87 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Column, QBlock, Tile, TILE_ROWS};
+    use core::arch::x86_64::*;
+
+    /// `(a & nib) | (b & top)`.
+    #[inline(always)]
+    unsafe fn merge(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_or_si256(
+            _mm256_and_si256(a, _mm256_set1_epi8(0x0F)),
+            _mm256_and_si256(b, _mm256_set1_epi8(0x30)),
+        )
+    }
+
+    /// The AVX2 kernel for half a tile (8 rows, `half` 0 or 1).
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; pointers as for the AVX-512 kernel.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn half_column<const MT: usize>(c: &Column<Tile>, half: usize) {
+        let (tiles, kb, acts) = (c.tiles, c.kb, c.acts);
+        let ones = _mm256_set1_epi16(1);
+        let rows = half * TILE_ROWS / 2;
+        let mut acc = [_mm256_setzero_ps(); MT];
+        for b in 0..kb {
+            let t = &*tiles.add(b);
+            let a: [&QBlock; MT] = std::array::from_fn(|m| &*acts.add(m * kb + b));
+            let mut dot = [_mm256_setzero_si256(); MT];
+            for s in 0..16 {
+                let line = |bytes: *const u8, i: usize| {
+                    _mm256_loadu_si256(bytes.add(i * TILE_ROWS * 4 + 4 * rows) as *const _)
+                };
+                let (lo0, lo1) = (line(t.lo.as_ptr(), 2 * s), line(t.lo.as_ptr(), 2 * s + 1));
+                let hi = line(t.hi.as_ptr(), s);
+                let w = [
+                    merge(lo0, _mm256_slli_epi16::<4>(hi)),
+                    merge(_mm256_srli_epi16::<4>(lo0), _mm256_slli_epi16::<2>(hi)),
+                    merge(lo1, hi),
+                    merge(_mm256_srli_epi16::<4>(lo1), _mm256_srli_epi16::<2>(hi)),
+                ];
+                let sc =
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64(t.sc[s][rows..].as_ptr() as *const _));
+                for m in 0..MT {
+                    let q = a[m].qs.as_ptr().add(16 * s);
+                    let x: [__m256i; 4] = std::array::from_fn(|i| {
+                        _mm256_set1_epi32((q.add(4 * i) as *const i32).read_unaligned())
+                    });
+                    // Each vpmaddubsw pair is at most 2·63·127: two add up
+                    // within an i16.
+                    let p01 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w[0], x[0]),
+                        _mm256_maddubs_epi16(w[1], x[1]),
+                    );
+                    let p23 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(w[2], x[2]),
+                        _mm256_maddubs_epi16(w[3], x[3]),
+                    );
+                    let sum = _mm256_add_epi32(
+                        _mm256_madd_epi16(p01, ones),
+                        _mm256_madd_epi16(p23, ones),
+                    );
+                    let sum = _mm256_sub_epi32(sum, _mm256_set1_epi32(32 * a[m].sum16[s]));
+                    dot[m] = _mm256_add_epi32(dot[m], _mm256_mullo_epi32(sum, sc));
+                }
+            }
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(t.d[rows..].as_ptr() as *const _));
+            for m in 0..MT {
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(a[m].d));
+                acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[m]), scale, acc[m]);
+            }
+        }
+        super::super::store_rows_avx2(&acc, c.out.add(rows), c.stride);
+    }
+}
+
 impl TileKind for Tile {
     const GGUF_BLOCK_BYTES: usize = GGUF_BLOCK_BYTES;
     const PACK: fn(&[u8], usize, usize, usize) -> Self = Tile::pack_block;
     const REFERENCE: fn(&[Self], usize, usize, &[QBlock]) -> f32 = reference_dot_impl;
     #[cfg(target_arch = "x86_64")]
     const KERNELS: [unsafe fn(Column<Self>); 4] = super::kernels!(avx512::column);
+    #[cfg(target_arch = "x86_64")]
+    const KERNELS_AVX2: [unsafe fn(&Column<Self>, usize); 4] = super::kernels!(avx2::half_column);
 }
