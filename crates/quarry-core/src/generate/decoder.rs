@@ -29,7 +29,7 @@
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 
-use super::linear::{Linear, Projections};
+use super::linear::{Embeddings, Linear, Projections};
 use crate::error::{Error, Result};
 
 /// Models up to this many bytes of f32 block weights keep a dense copy for prompts.
@@ -71,8 +71,9 @@ enum Variant {
 /// A llama-family decoder.
 pub struct Decoder {
     variant: Variant,
-    /// Token embeddings, f32 (f16 moved SmolLM2's logits by ~0.9: too lossy).
-    embeddings: Tensor,
+    /// Token embeddings, quantized as in the file and dequantized to f32 per
+    /// looked-up row (an f16 table moved SmolLM2's logits by ~0.9: too lossy).
+    embeddings: Embeddings,
     embed_scale: f64,
     blocks: Vec<Block>,
     norm: Tensor,
@@ -174,7 +175,7 @@ impl Decoder {
         let dense = allow_dense && block_params * 4 <= DENSE_BUDGET_BYTES;
         let mut get = |name: &str| -> Result<QTensor> { Ok(ct.tensor(reader, name, &dev)?) };
         let emb_q = get("token_embd.weight")?;
-        let embeddings = emb_q.dequantize(&dev)?;
+        let embeddings = Embeddings::new(&emb_q)?;
         let norm = get("output_norm.weight")?.dequantize(&dev)?;
         let output = match get("output.weight") {
             Ok(t) => Linear::new(t, false)?,
@@ -296,9 +297,7 @@ impl Decoder {
                 seq, self.max_len
             )));
         }
-        let dev = Device::Cpu;
-        let ids_t = Tensor::new(ids, &dev)?;
-        let mut x = self.embeddings.index_select(&ids_t, 0)?; // (seq, width)
+        let mut x = self.embeddings.lookup(ids)?; // (seq, width)
         if self.embed_scale != 1.0 {
             x = (x * self.embed_scale)?;
         }

@@ -168,3 +168,50 @@ impl Projections {
         }
     }
 }
+
+/// Token embeddings kept in the GGUF's own quantized form, a row dequantized
+/// when a token is looked up: an f32 copy of the table would be 4–7× larger
+/// (0.93 GB for Qwen2.5-1.5B's 151,936 × 1,536). A row comes out exactly as
+/// from dequantizing the whole table (same blocks, same function).
+pub(super) struct Embeddings {
+    dtype: GgmlDType,
+    bytes: Vec<u8>,
+    rows: usize,
+    width: usize,
+}
+
+impl Embeddings {
+    pub(super) fn new(t: &QTensor) -> Result<Self> {
+        let (rows, width) = t.shape().dims2()?;
+        Ok(Embeddings {
+            dtype: t.dtype(),
+            bytes: t.data()?.into_owned(),
+            rows,
+            width,
+        })
+    }
+
+    /// The rows of `ids`: (ids, width).
+    pub(super) fn lookup(&self, ids: &[u32]) -> Result<Tensor> {
+        let row_bytes = self.bytes.len() / self.rows;
+        let mut out = Vec::with_capacity(ids.len() * self.width);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(crate::error::Error::InvalidInput(format!(
+                    "token id {id} is outside the model's {}-token vocabulary",
+                    self.rows
+                )));
+            }
+            let row = &self.bytes[id * row_bytes..(id + 1) * row_bytes];
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                self.dtype,
+                row,
+                vec![1, self.width],
+                &Device::Cpu,
+            )?;
+            out.extend(q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(Tensor::from_vec(out, (ids.len(), self.width), &Device::Cpu)?)
+    }
+}
