@@ -210,8 +210,16 @@ impl Embeddings {
                 vec![1, self.width],
                 &Device::Cpu,
             )?;
-            out.extend(q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?);
+            out.extend(
+                q.dequantize(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
         }
-        Ok(Tensor::from_vec(out, (ids.len(), self.width), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            out,
+            (ids.len(), self.width),
+            &Device::Cpu,
+        )?)
     }
 }

@@ -872,3 +872,43 @@ impl<'a> Emitter<'a> {
         self.text
     }
 }
+
+#[cfg(test)]
+mod registry_tests {
+    use super::SUPPORTED_ARCHITECTURES;
+    use crate::models::{ModelRole, Registry, Source};
+
+    /// Every generator in the built-in registry is a GGUF of an architecture
+    /// this module loads, with at least one source that names where it is.
+    #[test]
+    fn every_registered_generator_is_loadable_and_fetchable() {
+        let r = Registry::builtin();
+        let generators: Vec<_> = r
+            .models()
+            .iter()
+            .filter(|m| m.role == ModelRole::Generator)
+            .collect();
+        assert!(generators.len() >= 7, "the tiny, test and general models");
+        for m in generators {
+            assert_eq!(m.format, "gguf", "{}", m.id);
+            assert!(
+                SUPPORTED_ARCHITECTURES.contains(&m.architecture.as_str()),
+                "{}: {}",
+                m.id,
+                m.architecture
+            );
+            assert!(
+                m.files.iter().all(|f| f.path.ends_with(".gguf")),
+                "{}",
+                m.id
+            );
+            assert!(!m.sources.is_empty(), "{} has no source", m.id);
+            for s in &m.sources {
+                if let Source::Huggingface { repo, .. } = s {
+                    assert!(repo.contains('/'), "{}: repo {repo}", m.id);
+                }
+            }
+            assert!(m.download_mb.is_some(), "{}: its download size", m.id);
+        }
+    }
+}
