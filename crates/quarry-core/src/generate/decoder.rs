@@ -8,8 +8,8 @@
 //! - decoding (one token): quantized products (memory-bound, 4× less data),
 //!   query/key/value and gate/up stacked into one product each, and an
 //!   attention kernel over the cache split by KV head and position range;
-//! - the quantized products are Quarry's own for Q4_K and Q6_K on CPUs with
-//!   AVX-512 VNNI ([`super::linear`]), candle's otherwise;
+//! - the quantized products are Quarry's own for Q4_K and Q6_K on x86 CPUs
+//!   with AVX2 or AVX-512 VNNI ([`super::linear`]), candle's otherwise;
 //! - a preallocated KV cache written in place (no copy of the whole cache per
 //!   token) and grouped-query attention without repeating K/V.
 //!

@@ -18,8 +18,9 @@
 //! rows come with it, so verifying drafts gives exactly the logits of
 //! decoding them one by one.
 //!
-//! The SIMD path needs AVX-512 with VNNI; [`QMatrix::new`] returns `None`
-//! elsewhere so the caller keeps its portable path.
+//! The kernels need AVX-512 with VNNI or, half as wide, AVX2 with FMA
+//! ([`Level`], chosen at run time); [`QMatrix::new`] returns `None` elsewhere
+//! so the caller keeps its portable path.
 
 mod act;
 mod q4k;
