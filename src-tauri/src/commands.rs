@@ -41,11 +41,17 @@ impl EngineCell {
     /// variables).
     pub fn new(app: tauri::AppHandle) -> Self {
         let dirs = Dirs::from_env(|k| std::env::var_os(k));
-        let store = ModelStore::new(dirs.models.clone(), Registry::builtin());
+        let choice = quarry_core::cloud::Settings::load(&dirs.config)
+            .map_err(|e| eprintln!("warning: {e}; using the default answer model"))
+            .ok()
+            .and_then(|s| s.generator);
+        let store =
+            ModelStore::new(dirs.models.clone(), Registry::builtin()).with_generator_choice(choice);
+        let models = Arc::new(ModelManager::new(store).with_config_dir(dirs.config.clone()));
         EngineCell {
             engine: tokio::sync::OnceCell::new(),
             dirs,
-            models: Arc::new(ModelManager::new(store)),
+            models,
             app,
         }
     }
@@ -382,6 +388,10 @@ fn agents_port() -> u16 {
 /// before the engine opens (a first run fetches its models here).
 #[tauri::command]
 pub async fn models(cell: State<'_, EngineCell>) -> R<ModelsView> {
+    models_view_now(&cell).await
+}
+
+async fn models_view_now(cell: &EngineCell) -> R<ModelsView> {
     let models = cell.models.clone();
     let engine = cell.engine.get().cloned();
     Ok(tokio::task::spawn_blocking(move || {
@@ -398,6 +408,21 @@ pub async fn models(cell: State<'_, EngineCell>) -> R<ModelsView> {
 #[tauri::command]
 pub fn fetch_model(cell: State<'_, EngineCell>, id: String) -> R<()> {
     cell.models.start_fetch(&id)
+}
+
+/// Measure this machine again for the answer-model recommendation.
+#[tauri::command]
+pub async fn probe_models(cell: State<'_, EngineCell>) -> R<ModelsView> {
+    let models = cell.models.clone();
+    tokio::task::spawn_blocking(move || models.probe_machine()).await??;
+    models_view_now(&cell).await
+}
+
+/// Choose the answer model used from the next start (`None`: the default).
+#[tauri::command]
+pub async fn use_model(cell: State<'_, EngineCell>, id: Option<String>) -> R<ModelsView> {
+    cell.models.choose_generator(id)?;
+    models_view_now(&cell).await
 }
 
 /// Install a model from a GGUF file or a model folder on this machine.

@@ -48,6 +48,8 @@ fn main() {
             commands::open_document,
             commands::models,
             commands::fetch_model,
+            commands::probe_models,
+            commands::use_model,
             commands::import_model,
             commands::pick_model_file,
             commands::document,

@@ -171,6 +171,14 @@ export class TauriTransport implements Transport {
     await call("fetch_model", { id });
   }
 
+  probeMachine(): Promise<Models> {
+    return call("probe_models");
+  }
+
+  useModel(id: string | null): Promise<Models> {
+    return call("use_model", { id });
+  }
+
   importModel(path: string, id?: string): Promise<ImportedView> {
     return call("import_model", { path, id: id || null });
   }

@@ -127,6 +127,10 @@ export interface Transport {
   openDocument(path: string, page: number | null): Promise<OpenedView>;
   models(): Promise<Models>;
   fetchModel(id: string): Promise<void>;
+  /** Measure this machine (a few seconds): the models with their speed here and the recommended answer model. */
+  probeMachine(): Promise<Models>;
+  /** The answer model from the next start (`null`: the registry's default). */
+  useModel(id: string | null): Promise<Models>;
   importModel(path: string, id?: string): Promise<ImportedView>;
   /** The native folder picker (desktop app only). */
   pickFolder?(): Promise<string | null>;
@@ -315,6 +319,14 @@ export class HttpTransport implements Transport {
 
   async fetchModel(id: string): Promise<void> {
     await this.post("/api/models/fetch", { id });
+  }
+
+  probeMachine(): Promise<Models> {
+    return this.post("/api/models/probe", {});
+  }
+
+  useModel(id: string | null): Promise<Models> {
+    return this.post("/api/models/use", { id });
   }
 
   importModel(path: string, id?: string): Promise<ImportedView> {

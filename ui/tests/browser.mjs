@@ -220,6 +220,21 @@ try {
   await page.waitForFunction(() =>
     [...document.querySelectorAll("#models tr")].some((r) => /all-minilm-l6-v2/.test(r.textContent) && /installed, in use/.test(r.textContent) && /MiB/.test(r.textContent)),
   );
+  // Pick the answer model for this machine: the probe runs, every answer
+  // model shows its speed here, one is recommended; choosing an installed
+  // one is kept for the next start (settings.toml).
+  await page.click("#probe-machine");
+  await page.waitForFunction(() => /^This machine: .*threads/.test(document.querySelector("#machine").textContent), null, { timeout: 60_000 });
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#models tr")].some((r) => /smollm2-135m-instruct-q4_1/.test(r.textContent) && /this machine: ~\d+ tok\/s reading/.test(r.textContent)),
+  );
+  assert.equal(await page.locator("#models .badge", { hasText: "recommended for this machine" }).count(), 1);
+  const use = page.locator('#models button[aria-label="Use gemma3-270m-q4_k_m for answers"]');
+  await use.click();
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#models tr")].some((r) => /gemma3-270m-q4_k_m/.test(r.textContent) && /used from the next start/.test(r.textContent)),
+  );
+  assert.match(readFileSync(join(tmp, "config", "settings.toml"), "utf8"), /generator = "gemma3-270m-q4_k_m"/);
   await page.screenshot({ path: join(shots, "settings.png") });
 
   // The one expected failure: the browser logs the refused bad path (HTTP 400).

@@ -12,7 +12,7 @@ use crate::calls::{
     SearchQuery,
 };
 use crate::error::AppError;
-use crate::models::{FetchRequest, ImportRequest};
+use crate::models::{FetchRequest, ImportRequest, UseRequest};
 use crate::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
     SettingsView, StatusView, StoppingView,
@@ -47,6 +47,7 @@ pub fn export_to(dir: &Path) -> Result<(), ts_rs::ExportError> {
     RemoveRequest::export_all(&cfg)?;
     FetchRequest::export_all(&cfg)?;
     ImportRequest::export_all(&cfg)?;
+    UseRequest::export_all(&cfg)?;
     crate::tasks::ExtractRequest::export_all(&cfg)?;
     crate::tasks::ExtractUpdate::export_all(&cfg)?;
     crate::tasks::SummarizeRequest::export_all(&cfg)?;

@@ -2,9 +2,11 @@
 //! installed, fetching one in the background with progress, and importing one
 //! from a file or folder the user already has (offline machines).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use quarry_core::cloud::Settings;
+use quarry_core::models::machine::{self, MachineProfile, ModelFit};
 use quarry_core::models::{FetchEvent, ModelStore};
 use quarry_core::ErrorKind;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,16 @@ pub struct ModelManager {
     /// Where models live.
     pub store: ModelStore,
     fetch: Mutex<FetchProgress>,
+    /// The configuration folder (the machine's probe, the chosen answer
+    /// model), when the front-end has one.
+    config_dir: Option<PathBuf>,
+}
+
+/// A request to choose the answer model (`POST /api/models/use`).
+#[derive(Debug, Deserialize, ts_rs::TS)]
+pub struct UseRequest {
+    /// Registry id of an installed generator; `null` for the registry's default.
+    pub id: Option<String>,
 }
 
 /// A request to fetch a model (`POST /api/models/fetch`).
@@ -67,7 +79,48 @@ impl ModelManager {
                 phase: "idle".into(),
                 ..Default::default()
             }),
+            config_dir: None,
         }
+    }
+
+    /// Keep the machine's probe and the chosen answer model in `dir`.
+    pub fn with_config_dir(mut self, dir: PathBuf) -> Self {
+        self.config_dir = Some(dir);
+        self
+    }
+
+    fn config_dir(&self) -> AppResult<&Path> {
+        self.config_dir.as_deref().ok_or_else(|| {
+            AppError::from(quarry_core::Error::Internal(
+                "this front-end keeps no configuration folder".into(),
+            ))
+        })
+    }
+
+    /// Probe this machine again (a few seconds; blocking) and keep the result.
+    pub fn probe_machine(&self) -> AppResult<()> {
+        MachineProfile::load_or_probe(self.config_dir()?, true)?;
+        Ok(())
+    }
+
+    /// Choose the answer model used from the next start (`None`: the
+    /// registry's default); it must be an installed generator.
+    pub fn choose_generator(&self, id: Option<String>) -> AppResult<()> {
+        if let Some(id) = &id {
+            let spec = self.store.registry().get(id)?;
+            if spec.role != quarry_core::models::ModelRole::Generator {
+                return Err(quarry_core::Error::InvalidInput(format!(
+                    "{id} is not an answer model"
+                ))
+                .into());
+            }
+            self.store.require(id)?;
+        }
+        let dir = self.config_dir()?;
+        let mut settings = Settings::load(dir)?;
+        settings.generator = id;
+        settings.save(dir)?;
+        Ok(())
     }
 
     /// The current (or last) fetch.
@@ -145,9 +198,26 @@ impl ModelManager {
 }
 
 /// Every registered model: installed or not, in use (`in_use` lists the ids
-/// the engine runs) or not, its size; and the current fetch.
+/// the engine runs) or not, its size, how it suits this machine (once
+/// probed); and the current fetch.
 pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
     let store = &models.store;
+    let config = models.config_dir.as_deref();
+    let profile = config.and_then(MachineProfile::load);
+    let chosen = config
+        .and_then(|d| Settings::load(d).ok())
+        .and_then(|s| s.generator);
+    let rec = profile.as_ref().map(|p| {
+        machine::recommend(
+            store.registry(),
+            |m| store.is_installed(m),
+            p,
+            machine::available_memory_mb(),
+            machine::DEFAULT_BUDGET_S,
+            machine::TYPICAL_PROMPT_TOKENS,
+        )
+    });
+    let fit = |id: &str| -> Option<&ModelFit> { rec.as_ref()?.models.iter().find(|f| f.id == id) };
     let rows = store
         .registry()
         .models()
@@ -175,12 +245,26 @@ pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
                 download_mb: m.download_mb,
                 ram_mb: m.ram_mb,
                 speed: m.speed.clone(),
+                this_machine: fit(&m.id).map(ModelFit::describe),
+                recommended: rec.as_ref().and_then(|r| r.best.as_deref()) == Some(m.id.as_str()),
+                chosen: chosen.as_deref() == Some(m.id.as_str()),
             }
         })
         .collect();
     ModelsView {
         models_dir: store.root().display().to_string(),
         models: rows,
+        machine: profile.map(|p| {
+            format!(
+                "{}, {} threads, {}, {:.0} GB memory (probed {})",
+                p.facts.cpu,
+                p.facts.threads,
+                p.facts.simd,
+                p.facts.memory_mb as f64 / 1000.0,
+                p.probed_at
+            )
+        }),
+        budget_s: machine::DEFAULT_BUDGET_S,
         fetch: models.progress(),
     }
 }

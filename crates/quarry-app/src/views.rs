@@ -202,6 +202,14 @@ pub struct ModelView {
     pub ram_mb: Option<u64>,
     /// Its measured speed class on a 2-core laptop-class CPU.
     pub speed: Option<String>,
+    /// Answer models: its speed on this machine, measured or estimated from
+    /// the machine's probe (absent until the machine is probed).
+    pub this_machine: Option<String>,
+    /// The answer model recommended for this machine.
+    pub recommended: bool,
+    /// The answer model chosen in the settings (used from the next start
+    /// when it is not the one in use).
+    pub chosen: bool,
 }
 
 /// Every registered model and the current fetch.
@@ -211,6 +219,10 @@ pub struct ModelsView {
     pub models_dir: String,
     /// The models.
     pub models: Vec<ModelView>,
+    /// This machine as probed, for people (absent until probed).
+    pub machine: Option<String>,
+    /// The budget the recommendation keeps the first word within, seconds.
+    pub budget_s: f64,
     /// The current (or last) fetch.
     pub fetch: FetchProgress,
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use quarry_core::cloud::Settings;
 use quarry_core::dirs::Dirs;
 use quarry_core::models::{ModelRole, ModelStore, Registry};
 use quarry_core::Embedder;
@@ -44,8 +45,16 @@ impl Context {
             None => Registry::builtin(),
         };
         let python = std::env::var("QUARRY_PYTHON").unwrap_or_else(|_| "python3".into());
-        let store = ModelStore::new(dirs.models.clone(), registry).with_python(python);
+        let choice = chosen_generator(&dirs.config);
+        let store = ModelStore::new(dirs.models.clone(), registry)
+            .with_python(python)
+            .with_generator_choice(choice);
         Context { dirs, store }
+    }
+
+    /// The global settings (`settings.toml`).
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings::load(&self.dirs.config)?)
     }
 
     pub fn library_dir(&self, arg: Option<PathBuf>) -> PathBuf {
@@ -59,5 +68,18 @@ impl Context {
 
     pub fn load_embedder(&self, id: &str) -> Result<Embedder> {
         Ok(Embedder::from_store(&self.store, id)?)
+    }
+}
+
+/// The answer model the user chose in the settings, if any (an unreadable
+/// settings file is reported and ignored here; the commands that change
+/// settings report it as an error).
+fn chosen_generator(config: &Path) -> Option<String> {
+    match Settings::load(config) {
+        Ok(s) => s.generator,
+        Err(e) => {
+            eprintln!("warning: {e}; using the default answer model");
+            None
+        }
     }
 }

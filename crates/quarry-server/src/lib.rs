@@ -22,6 +22,8 @@
 //! | GET | `/api/document?path=` | a document's text (only files inside the library's folders) |
 //! | GET | `/api/models` | the registry's models: installed, in use, size; the current fetch |
 //! | POST | `/api/models/fetch` | `{"id"}`: fetch a model in the background (progress in `/api/models`) |
+//! | POST | `/api/models/probe` | measure this machine (a few seconds); the models with their speed here and the recommended answer model |
+//! | POST | `/api/models/use` | `{"id"}`: the answer model from the next start (`null`: the default) |
 //! | POST | `/api/models/import` | `{"path", "id"?}`: install a GGUF file or model folder from this machine |
 //! | POST | `/api/open` | `{"path", "page"}`: open an indexed document in the system's viewer (loopback only) |
 //! | GET | `/` | the web UI (when built) |
@@ -140,6 +142,8 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions, mcp: CancellationToke
         .route("/api/models", get(routes::models))
         .route("/api/models/fetch", post(routes::fetch_model))
         .route("/api/models/import", post(routes::import_model))
+        .route("/api/models/probe", post(routes::probe_models))
+        .route("/api/models/use", post(routes::use_model))
         .route(
             "/api/open",
             if options.addr.ip().is_loopback() {

@@ -196,6 +196,32 @@ pub async fn fetch_model(
     Ok(Json(engine.models.progress()))
 }
 
+/// `POST /api/models/probe`: measure this machine's speed again (a few
+/// seconds) for the answer-model recommendation; returns the models.
+pub async fn probe_models(State(engine): Shared) -> Reply<ModelsView> {
+    let e = engine.clone();
+    let view = tokio::task::spawn_blocking(move || {
+        e.models.probe_machine()?;
+        Ok::<_, AppError>(quarry_app::models::models_view(
+            &e.models,
+            &quarry_app::models::in_use(&e),
+        ))
+    })
+    .await
+    .map_err(AppError::from)??;
+    Ok(Json(view))
+}
+
+/// `POST /api/models/use`: `{"id"}`, the answer model from the next start
+/// (`null`: the registry's default).
+pub async fn use_model(
+    State(engine): Shared,
+    Json(req): Json<quarry_app::models::UseRequest>,
+) -> Reply<ModelsView> {
+    engine.models.choose_generator(req.id)?;
+    models(State(engine)).await
+}
+
 /// `POST /api/models/import`: install a model from this machine.
 pub async fn import_model(
     State(engine): Shared,

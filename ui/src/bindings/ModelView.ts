@@ -56,4 +56,18 @@ ram_mb: number | null,
 /**
  * Its measured speed class on a 2-core laptop-class CPU.
  */
-speed: string | null, };
+speed: string | null, 
+/**
+ * Answer models: its speed on this machine, measured or estimated from
+ * the machine's probe (absent until the machine is probed).
+ */
+this_machine: string | null, 
+/**
+ * The answer model recommended for this machine.
+ */
+recommended: boolean, 
+/**
+ * The answer model chosen in the settings (used from the next start
+ * when it is not the one in use).
+ */
+chosen: boolean, };

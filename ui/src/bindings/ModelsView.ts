@@ -15,6 +15,14 @@ models_dir: string,
  */
 models: Array<ModelView>, 
 /**
+ * This machine as probed, for people (absent until probed).
+ */
+machine: string | null, 
+/**
+ * The budget the recommendation keeps the first word within, seconds.
+ */
+budget_s: number, 
+/**
  * The current (or last) fetch.
  */
 fetch: FetchProgress, };

@@ -5,7 +5,7 @@ import type { PrivacyMode } from "../bindings/PrivacyMode";
 import type { Settings as SettingsData } from "../transport";
 import { $, el, showError } from "../dom";
 import { humanBytes, sentence } from "../format";
-import { QuarryError, type ModelInfo, type Transport } from "../transport";
+import { QuarryError, type ModelInfo, type Models, type Transport } from "../transport";
 
 /** What the Settings screen needs from the rest of the app. */
 export interface SettingsDeps {
@@ -112,8 +112,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
   async function loadModels() {
     try {
       const m = await api.models();
-      $("models-dir").textContent = `Models are kept in ${m.models_dir}.`;
-      $("models").replaceChildren(...m.models.map((x) => modelRow(x, m.fetch.running)));
+      showModels(m);
       const p = m.fetch;
       const box = $("fetch-progress");
       box.hidden = p.phase === "idle";
@@ -147,9 +146,53 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     }
   }
 
+  function showModels(m: Models) {
+    $("models-dir").textContent = `Models are kept in ${m.models_dir}.`;
+    $("machine").textContent = m.machine
+      ? `This machine: ${m.machine}. Recommended: the largest answer model whose first word comes within ${m.budget_s} s on a typical question.`
+      : "This machine has not been measured yet: check it to see each answer model's speed here and which one to use.";
+    $("probe-machine").textContent = m.machine ? "Check again" : "Check this machine";
+    $("models").replaceChildren(...m.models.map((x) => modelRow(x, m.fetch.running)));
+  }
+
+  async function probeMachine() {
+    const b = $<HTMLButtonElement>("probe-machine");
+    b.disabled = true;
+    $("machine").textContent = "Measuring this machine's speed (a few seconds)…";
+    showError("");
+    try {
+      showModels(await api.probeMachine());
+    } catch (e) {
+      showError(sentence(e, "measure this machine"));
+    } finally {
+      b.disabled = false;
+    }
+  }
+
+  function useButton(m: ModelInfo): HTMLButtonElement {
+    const b = el("button", { type: "button" }, "Use for answers");
+    b.setAttribute("aria-label", `Use ${m.id} for answers`);
+    b.addEventListener("click", async () => {
+      showError("");
+      try {
+        showModels(await api.useModel(m.id));
+      } catch (e) {
+        showError(sentence(e, `choose ${m.id}`));
+      }
+    });
+    return b;
+  }
+
   function modelRow(m: ModelInfo, fetching: boolean): HTMLTableRowElement {
-    const state = m.installed ? (m.in_use ? "installed, in use" : "installed") : "not installed";
+    const state = m.installed
+      ? m.in_use
+        ? "installed, in use"
+        : m.chosen
+          ? "installed, used from the next start"
+          : "installed"
+      : "not installed";
     let action: Node | string = "";
+    if (m.installed && m.role === "generator" && !m.in_use && !m.chosen) action = useButton(m);
     if (!m.installed && m.fetchable) {
       const b = el("button", { type: "button", disabled: fetching }, "Fetch");
       b.setAttribute("aria-label", `Fetch ${m.id}`);
@@ -166,13 +209,14 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     }
     const facts = [
       m.ram_mb != null ? `needs ~${(m.ram_mb / 1024).toFixed(1)} GB RAM` : null,
-      m.speed,
+      m.this_machine ? `this machine: ${m.this_machine}` : m.speed,
     ].filter((f): f is string => !!f);
     const name = el(
       "td",
       {},
       el("strong", {}, m.id),
       m.default ? " (default)" : "",
+      ...(m.recommended ? [" ", el("span", { className: "badge" }, "recommended for this machine")] : []),
       el("div", { className: "hint" }, m.description),
       ...(facts.length ? [el("div", { className: "hint" }, facts.join(" · "))] : []),
     );
@@ -187,6 +231,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     );
   }
 
+  $("probe-machine").addEventListener("click", probeMachine);
   $("privacy-mode").addEventListener("change", () =>
     changePrivacy({ mode: $<HTMLSelectElement>("privacy-mode").value as PrivacyMode }),
   );

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod check;
 pub mod eval;
 pub mod extract;
+pub mod fit;
 pub mod index;
 pub mod mcp;
 pub mod models;

@@ -26,6 +26,18 @@ pub enum ModelsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Rank the answer models for this machine (a short speed probe, kept for
+    /// next time) and recommend the largest that answers within a budget.
+    Recommend(crate::commands::fit::RecommendArgs),
+    /// Choose the answer model commands use when they name none.
+    Use {
+        /// Registry id or .gguf file.
+        #[arg(required_unless_present = "default")]
+        model: Option<String>,
+        /// Go back to the registry's default.
+        #[arg(long, conflicts_with = "model")]
+        default: bool,
+    },
     /// Install a model from a local folder or file (offline use).
     Import {
         /// Folder with the model's files, or a single model file (e.g. a .gguf).
@@ -42,6 +54,8 @@ pub fn run(ctx: &Context, action: ModelsAction) -> Result<()> {
         ModelsAction::Fetch { ids, all } => models_fetch(ctx, ids, all),
         ModelsAction::List { json } => models_list(ctx, json),
         ModelsAction::Import { path, id } => models_import(ctx, &path, id.as_deref()),
+        ModelsAction::Recommend(args) => crate::commands::fit::models_recommend(ctx, args),
+        ModelsAction::Use { model, .. } => crate::commands::fit::models_use(ctx, model),
     }
 }
 
@@ -104,21 +118,30 @@ pub fn models_fetch(ctx: &Context, ids: Vec<String>, all: bool) -> Result<()> {
 
 pub fn models_list(ctx: &Context, json: bool) -> Result<()> {
     if json {
-        let manager = quarry_app::ModelManager::new(ctx.store.clone());
+        let manager = quarry_app::ModelManager::new(ctx.store.clone())
+            .with_config_dir(ctx.dirs.config.clone());
         let view = quarry_app::models::models_view(&manager, &[]);
         println!("{}", serde_json::to_string_pretty(&view.models)?);
         return Ok(());
     }
     println!("models directory: {}", ctx.store.root().display());
+    let answers_with = ctx.store.generator_name(None)?;
+    let profile = quarry_core::models::machine::MachineProfile::load(&ctx.dirs.config);
     for m in ctx.store.registry().models() {
         let installed = ctx.store.is_installed(m);
+        let marker = if m.id == answers_with {
+            " (answers use it)"
+        } else if m.default {
+            " (default)"
+        } else {
+            ""
+        };
         println!(
-            "{} {:<24} {:<9} {}{}",
+            "{} {:<24} {:<9} {}{marker}",
             if installed { "✓" } else { " " },
             m.id,
             format!("{:?}", m.role).to_lowercase(),
             m.description,
-            if m.default { " (default)" } else { "" }
         );
         let facts: Vec<String> = [
             m.download_mb.map(|mb| format!("{mb} MB download")),
@@ -131,6 +154,12 @@ pub fn models_list(ctx: &Context, json: bool) -> Result<()> {
         .collect();
         if !facts.is_empty() {
             println!("  {}", facts.join("; "));
+        }
+        if let Some((speed, basis)) = profile.as_ref().and_then(|p| p.speed_of(m)) {
+            println!(
+                "  this machine: ~{:.0} tokens/s reading, ~{:.0} writing ({basis:?})",
+                speed.prefill_tok_s, speed.decode_tok_s
+            );
         }
         if installed {
             println!("  {}", ctx.store.dir(&m.id).display());

@@ -37,7 +37,8 @@ pub async fn open_engine(
     model: Option<String>,
 ) -> Result<Arc<Engine>> {
     let (library, embedder) = Library::open_with_embedder(dir, &ctx.store).await?;
-    let models = Arc::new(ModelManager::new(ctx.store.clone()));
+    let models =
+        Arc::new(ModelManager::new(ctx.store.clone()).with_config_dir(ctx.dirs.config.clone()));
     let engine = Engine::new(EngineParts::standard(
         library,
         embedder,

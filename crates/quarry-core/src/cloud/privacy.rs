@@ -20,6 +20,11 @@ pub struct Settings {
     /// The provider the router sends to (the first configured one when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The local answer model used when a command names none (a registry id
+    /// or a `.gguf` path; set by `quarry models use` or `quarry models
+    /// recommend --apply`); the registry's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
 }
 
 impl Settings {
@@ -112,6 +117,7 @@ mod tests {
         let global = Settings {
             privacy: PrivacyMode::Auto,
             provider: None,
+            generator: None,
         };
         let p = Policy::resolve(Some(PrivacyMode::Auto), &lib, &global);
         assert_eq!(p.mode, PrivacyMode::LocalOnly);
@@ -124,6 +130,7 @@ mod tests {
         let global = Settings {
             privacy: PrivacyMode::Ask,
             provider: None,
+            generator: None,
         };
         let lib = LibraryPrivacy {
             mode: Some(PrivacyMode::Auto),
@@ -153,6 +160,7 @@ mod tests {
         let s = Settings {
             privacy: PrivacyMode::Auto,
             provider: Some("work".into()),
+            generator: Some("qwen2.5-coder-1.5b-instruct-q4_k_m".into()),
         };
         s.save(dir.path()).unwrap();
         assert_eq!(Settings::load(dir.path()).unwrap(), s);

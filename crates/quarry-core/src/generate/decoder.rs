@@ -436,6 +436,16 @@ impl Step {
         if self.exact {
             return self.attention_per_row(b, &q, scale);
         }
+        if seq > 1 {
+            let rows = quarry_kernels::attention::prompt::PromptRows {
+                seq,
+                pos: self.pos,
+                window: b.window,
+            };
+            if let Some(ctx) = prompt_attention(&q, &b.k_cache, &b.v_cache, groups, rows, scale)? {
+                return Ok(ctx);
+            }
+        }
         let (mask, start) = masks.get(b.window)?;
         if seq == 1 && mask.is_none() {
             if let Some(ctx) =
@@ -558,7 +568,39 @@ fn decode_attention(
     groups: usize,
     scale: f64,
 ) -> Result<Option<Tensor>> {
-    let (h, _, dh) = q.dims3()?;
+    with_caches(q, k_cache, v_cache, groups, |q, k, v, shape| {
+        quarry_kernels::attention::decode(q, k, v, shape, groups, start, kv_len, scale as f32)
+    })
+}
+
+/// Causal attention of a prompt slice's rows (queries `q`: heads × seq ×
+/// head_dim) against the caches, which already hold their keys and values
+/// ([`quarry_kernels::attention::prompt::prefill`]); the context is (seq,
+/// heads·head_dim). `None` when a tensor is not contiguous f32 on the CPU.
+fn prompt_attention(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    groups: usize,
+    rows: quarry_kernels::attention::prompt::PromptRows,
+    scale: f64,
+) -> Result<Option<Tensor>> {
+    with_caches(q, k_cache, v_cache, groups, |q, k, v, shape| {
+        quarry_kernels::attention::prompt::prefill(q, k, v, shape, groups, rows, scale as f32)
+    })
+}
+
+/// Run an attention kernel on the f32 values of the queries `q` (heads ×
+/// rows × head_dim) and the caches, in place; its output is (rows,
+/// heads·head_dim). `None` when a tensor is not contiguous f32 on the CPU.
+fn with_caches(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    groups: usize,
+    kernel: impl FnOnce(&[f32], &[f32], &[f32], quarry_kernels::attention::CacheShape) -> Vec<f32>,
+) -> Result<Option<Tensor>> {
+    let (h, rows, dh) = q.dims3()?;
     let shape = quarry_kernels::attention::CacheShape {
         kv_heads: h / groups,
         max_len: k_cache.dim(1)?,
@@ -571,9 +613,8 @@ fn decode_attention(
     let (Some(q), Some(k), Some(v)) = (cpu_f32(&qs, ql), cpu_f32(&ks, kl), cpu_f32(&vs, vl)) else {
         return Ok(None);
     };
-    let out =
-        quarry_kernels::attention::decode(q, k, v, shape, groups, start, kv_len, scale as f32);
-    Ok(Some(Tensor::from_vec(out, (1, h * dh), &Device::Cpu)?))
+    let out = kernel(q, k, v, shape);
+    Ok(Some(Tensor::from_vec(out, (rows, h * dh), &Device::Cpu)?))
 }
 
 /// The f32 values of a contiguous CPU tensor.

@@ -5,7 +5,7 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use quarry_kernels::quantized::{QMatrix, WeightType};
+use quarry_kernels::quantized::{Level, QMatrix, WeightType};
 
 use crate::error::Result;
 
@@ -29,6 +29,17 @@ impl QuantProduct {
             }
         }
         Ok(QuantProduct::Candle(QMatMul::from_qtensor(t)?))
+    }
+
+    /// Which kernels run it, for people.
+    fn kernels(&self) -> &'static str {
+        match self {
+            QuantProduct::Packed(m) => match m.level() {
+                Level::Avx512Vnni => "Quarry AVX-512 VNNI",
+                Level::Avx2 => "Quarry AVX2",
+            },
+            QuantProduct::Candle(_) => "candle",
+        }
     }
 
     /// `x`: (tokens, in) → (tokens, out).
@@ -61,6 +72,11 @@ impl Linear {
             q: QuantProduct::new(t)?,
             dense: d,
         })
+    }
+
+    /// Which kernels run its quantized product, for people.
+    pub(super) fn kernels(&self) -> &'static str {
+        self.q.kernels()
     }
 
     /// `x`: (tokens, in) → (tokens, out); the dense copy serves prompts

@@ -8,11 +8,13 @@ mod decoder;
 mod linear;
 mod lookup;
 mod model;
+mod probe;
 mod spm;
 mod template;
 mod tokenizer;
 
 pub use constrained::json_grammar;
 pub use model::{GenerateOptions, GenerationStats, LoadOptions, LocalModel, StopReason};
+pub use probe::{measure_model, probe_products, ModelSpeed, ProductSpeed};
 pub use template::{ChatMessage, ChatTemplate};
 pub use tokenizer::tokenizer_from_gguf;

@@ -52,6 +52,7 @@ pub struct ModelStore {
     root: PathBuf,
     registry: Registry,
     python: String,
+    generator_choice: Option<String>,
 }
 
 impl ModelStore {
@@ -61,7 +62,20 @@ impl ModelStore {
             root: root.into(),
             registry,
             python: "python3".to_string(),
+            generator_choice: None,
         }
+    }
+
+    /// The user's chosen answer model (settings' `generator`), used instead of
+    /// the registry's default when a command names none.
+    pub fn with_generator_choice(mut self, id: Option<String>) -> Self {
+        self.generator_choice = id;
+        self
+    }
+
+    /// The user's chosen answer model, if any.
+    pub fn generator_choice(&self) -> Option<&str> {
+        self.generator_choice.as_deref()
     }
 
     /// Use this Python interpreter for `pip download` (default `python3`).

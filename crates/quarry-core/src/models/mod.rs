@@ -2,6 +2,7 @@
 //! and locating installed models.
 
 mod fetch;
+pub mod machine;
 mod registry;
 mod resolve;
 

@@ -106,6 +106,15 @@ pub struct ModelSpec {
     /// Its speed class as measured on a 2-core laptop-class CPU, for people.
     #[serde(default)]
     pub speed: Option<String>,
+    /// Weights in its layers (without the token embeddings), millions: what
+    /// a prompt token costs. Answer models carry it; generators without it
+    /// (test models) are never recommended.
+    #[serde(default)]
+    pub params_m: Option<u64>,
+    /// Weight quantization (`q4_k_m`, `q4_1`, `q8_0`, ...): whether Quarry's
+    /// kernels run it.
+    #[serde(default)]
+    pub weights: Option<String>,
     /// Files the model folder must hold.
     pub files: Vec<FileSpec>,
     /// Where to get them, tried in order.

@@ -24,9 +24,10 @@ impl ModelStore {
     }
 
     /// The name a generator goes by: its registry id, a `.gguf` file's stem,
-    /// or the default generator's id when `model` is `None`.
+    /// or, when `model` is `None`, the user's chosen generator or else the
+    /// registry's default.
     pub fn generator_name(&self, model: Option<&str>) -> Result<String> {
-        match model {
+        match model.or(self.generator_choice()) {
             Some(m) => Ok(as_gguf_file(m)
                 .and_then(|p| p.file_stem())
                 .map_or_else(|| m.to_string(), |s| s.to_string_lossy().into_owned())),
@@ -35,8 +36,9 @@ impl ModelStore {
     }
 
     /// The GGUF file of a generator: `model` as a `.gguf` path, a registry id,
-    /// or the default generator.
+    /// or the chosen (else the default) generator.
     pub fn generator_file(&self, model: Option<&str>) -> Result<PathBuf> {
+        let model = model.or(self.generator_choice());
         if let Some(path) = model.and_then(as_gguf_file) {
             return Ok(path.to_path_buf());
         }
@@ -76,5 +78,21 @@ mod tests {
             store.require(&store.default_id(ModelRole::Embedder).unwrap()),
             Err(Error::ModelMissing { .. })
         ));
+    }
+
+    #[test]
+    fn the_users_choice_replaces_the_default_but_not_a_named_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path(), Registry::builtin())
+            .with_generator_choice(Some("/m/chosen.gguf".into()));
+        assert_eq!(store.generator_name(None).unwrap(), "chosen");
+        assert_eq!(
+            store.generator_file(None).unwrap(),
+            PathBuf::from("/m/chosen.gguf")
+        );
+        assert_eq!(
+            store.generator_name(Some("/m/named.gguf")).unwrap(),
+            "named"
+        );
     }
 }

@@ -1,4 +1,7 @@
-//! Attention of one new token against a KV cache, read in place.
+//! Attention against a KV cache, read in place: one new token's (decoding,
+//! [`decode`]) and a prompt slice's rows ([`prompt::prefill`]).
+
+pub mod prompt;
 
 /// The shape of a KV cache: `kv_heads` heads of `max_len` positions of
 /// `head_dim` values each, row-major (head, position, value).
@@ -46,19 +49,22 @@ pub fn decode(
     let threads = candle_core::utils::get_num_threads().max(1);
     let parts = (2 * threads).div_ceil(hk).min(len.div_ceil(64)).max(1);
     let part_len = len.div_ceil(parts);
+    let level = Level::detect();
     let task = |task: usize| {
         let (kvh, part) = (task / parts, task % parts);
         let p0 = (part * part_len).min(len);
         let n = ((part + 1) * part_len).min(len) - p0;
         let base = (kvh * max_len + start + p0) * dh;
         let queries = &q[kvh * groups * dh..(kvh + 1) * groups * dh];
-        partial_softmax(
-            queries,
-            &k[base..base + n * dh],
-            &v[base..base + n * dh],
-            dh,
-            scale,
-        )
+        let (keys, values) = (&k[base..base + n * dh], &v[base..base + n * dh]);
+        match level {
+            // SAFETY: `detect` checked that the CPU has these features.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { partial_softmax_avx512(queries, keys, values, dh, scale) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { partial_softmax_avx2(queries, keys, values, dh, scale) },
+            _ => partial_softmax(queries, keys, values, dh, scale),
+        }
     };
     let slots: Vec<std::sync::Mutex<Option<Partial>>> = (0..hk * parts)
         .map(|_| std::sync::Mutex::new(None))
@@ -88,8 +94,27 @@ struct Partial {
     acc: Vec<f32>,
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn partial_softmax_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dh: usize,
+    scale: f32,
+) -> Partial {
+    partial_softmax(q, k, v, dh, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn partial_softmax_avx2(q: &[f32], k: &[f32], v: &[f32], dh: usize, scale: f32) -> Partial {
+    partial_softmax(q, k, v, dh, scale)
+}
+
 /// One task: `queries` (the query heads of one KV head) against `n` cached
 /// rows of keys and values.
+#[inline(always)]
 fn partial_softmax(
     queries: &[f32],
     keys: &[f32],
@@ -110,11 +135,11 @@ fn partial_softmax(
     for g in 0..groups {
         let row = &mut scores[g * n..(g + 1) * n];
         let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut sum = 0.0;
         for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+            *s -= max;
         }
+        exp_in_place(row);
+        let sum = row.iter().sum::<f32>();
         maxes[g] = max;
         sums[g] = sum;
     }
@@ -154,10 +179,11 @@ fn merge(partials: &[Partial], heads: usize, groups: usize, parts: usize, dh: us
     out
 }
 
-/// Dot product with eight independent sums, so it vectorises.
+/// Dot product with sixteen independent sums, so it vectorises.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca
         .remainder()
         .iter()
@@ -165,11 +191,68 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..16 {
             acc[i] += x[i] * y[i];
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// `e^x` for `x ≤ 0` (softmax weights), in place: `x = n·ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, a degree-6 polynomial for `e^r` and `2^n` from the
+/// exponent bits; below -87 the result is 0.
+#[inline(always)]
+pub(crate) fn exp_in_place(xs: &mut [f32]) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    for x in xs.iter_mut() {
+        let t = x.max(-87.0);
+        let n = (t * LOG2E + ROUND) - ROUND;
+        let r = (t - n * LN2_HI) - n * LN2_LO;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+        *x = if *x < -87.0 { 0.0 } else { p * scale };
+    }
+}
+
+/// The vector instructions the attention kernels are compiled for, picked
+/// at run time (`QUARRY_SIMD=avx2` caps them at AVX2, `off` at plain Rust).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// AVX-512 F with FMA.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// Whatever the build targets.
+    Portable,
+}
+
+impl Level {
+    /// The widest this CPU runs.
+    pub(crate) fn detect() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if std::env::var("QUARRY_SIMD").as_deref() == Ok("off") {
+                return Level::Portable;
+            }
+            let avx2 = has!("avx2") && has!("fma");
+            let capped = std::env::var("QUARRY_SIMD").as_deref() == Ok("avx2");
+            if avx2 && has!("avx512f") && !capped {
+                return Level::Avx512;
+            }
+            if avx2 {
+                return Level::Avx2;
+            }
+        }
+        Level::Portable
+    }
 }
 
 #[cfg(test)]
