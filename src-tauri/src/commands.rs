@@ -96,11 +96,14 @@ fn open_engine(dirs: &Dirs, models: Arc<ModelManager>) -> R<Arc<Engine>> {
     let runtime = tokio::runtime::Handle::current();
     let (library, embedder) =
         runtime.block_on(Library::open_with_embedder(&dirs.library, &models.store))?;
+    // The answer model chosen in Settings, read now: it may have changed
+    // since the app started.
+    let chosen = quarry_core::cloud::Settings::load(&dirs.config)?.generator;
     Ok(Engine::new(EngineParts::standard(
         library,
         embedder,
         models,
-        None,
+        chosen,
         dirs.config.clone(),
     )?))
 }
@@ -418,10 +421,17 @@ pub async fn probe_models(cell: State<'_, EngineCell>) -> R<ModelsView> {
     models_view_now(&cell).await
 }
 
-/// Choose the answer model used from the next start (`None`: the default).
+/// Answer with this model from the next question on (`None`: the default).
 #[tauri::command]
 pub async fn use_model(cell: State<'_, EngineCell>, id: Option<String>) -> R<ModelsView> {
-    cell.models.choose_generator(id)?;
+    let models = cell.models.clone();
+    match cell.engine.get().cloned() {
+        Some(engine) => {
+            tokio::task::spawn_blocking(move || app_models::use_generator(&models, &engine, id))
+                .await??
+        }
+        None => models.choose_generator(id)?,
+    }
     models_view_now(&cell).await
 }
 

@@ -222,7 +222,7 @@ try {
   );
   // Pick the answer model for this machine: the probe runs, every answer
   // model shows its speed here, one is recommended; choosing an installed
-  // one is kept for the next start (settings.toml).
+  // one takes over from the next question and is kept (settings.toml).
   await page.click("#probe-machine");
   await page.waitForFunction(() => /^This machine: .*threads/.test(document.querySelector("#machine").textContent), null, { timeout: 60_000 });
   await page.waitForFunction(() =>
@@ -232,8 +232,19 @@ try {
   const use = page.locator('#models button[aria-label="Use gemma3-270m-q4_k_m for answers"]');
   await use.click();
   await page.waitForFunction(() =>
-    [...document.querySelectorAll("#models tr")].some((r) => /gemma3-270m-q4_k_m/.test(r.textContent) && /used from the next start/.test(r.textContent)),
+    [...document.querySelectorAll("#models tr")].some((r) => /gemma3-270m-q4_k_m/.test(r.textContent) && /installed, in use/.test(r.textContent)),
   );
+  const generators = await (await fetch(`${base}/v1/models`)).json();
+  assert.ok(generators.data.some((m) => m.id === "gemma3-270m-q4_k_m"), JSON.stringify(generators));
+  // The next answer comes from the newly chosen model, loaded on demand.
+  const chat = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "gemma3-270m-q4_k_m", messages: [{ role: "user", content: "Say hello." }], max_tokens: 4 }),
+  });
+  const reply = await chat.json();
+  assert.equal(chat.status, 200, JSON.stringify(reply));
+  assert.equal(reply.model, "gemma3-270m-q4_k_m", JSON.stringify(reply));
   assert.match(readFileSync(join(tmp, "config", "settings.toml"), "utf8"), /generator = "gemma3-270m-q4_k_m"/);
   await page.screenshot({ path: join(shots, "settings.png") });
 

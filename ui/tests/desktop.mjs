@@ -201,6 +201,17 @@ try {
     js("return [...document.querySelectorAll('#models tr')].filter(r => r.textContent.includes('in use')).length"),
   );
   assert.ok(inUse >= 1, "the embedder in use is listed");
+  // The machine is probed through the app's own command and the answer
+  // models show their speed on it; choosing one switches the app to it.
+  await click("#probe-machine");
+  await until("the machine's probe", () => js("return /^This machine: .*threads/.test(document.querySelector('#machine').textContent)"));
+  await until("a speed on this machine", () =>
+    js("return [...document.querySelectorAll('#models tr')].some(r => /this machine: ~\\d+ tok\\/s reading/.test(r.textContent))"),
+  );
+  await click('#models button[aria-label="Use gemma3-270m-q4_k_m for answers"]');
+  await until("the chosen model in use", () =>
+    js("return [...document.querySelectorAll('#models tr')].some(r => r.textContent.includes('gemma3-270m-q4_k_m') && r.textContent.includes('installed, in use'))"),
+  );
   // Agents: the app serves MCP over HTTP on demand; a real client (the
   // official SDK) searches through it, and stopping it closes the port.
   await click("#agents-http");

@@ -28,7 +28,7 @@ pub async fn status(engine: &Engine) -> AppResult<StatusView> {
         library: lib.status().await?,
         privacy: lib.meta().privacy.clone(),
         indexing: engine.progress(),
-        model: engine.model_name.clone(),
+        model: engine.model_name(),
     })
 }
 
@@ -272,7 +272,7 @@ pub fn settings(engine: &Engine) -> AppResult<SettingsView> {
         providers,
         library: engine.library_dir.clone(),
         embedder: lib.meta().embedder.clone(),
-        generator: engine.model_name.clone(),
+        generator: engine.model_name(),
     })
 }
 

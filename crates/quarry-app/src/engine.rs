@@ -18,8 +18,9 @@ use tokio::sync::broadcast;
 use crate::error::AppError;
 use crate::models::ModelManager;
 
-/// Loads the local model when it is first needed.
-pub type ModelLoader = Box<dyn Fn() -> Result<LocalModel> + Send + Sync>;
+/// Loads the local model when it is first needed: a registry id or `.gguf`
+/// path, or `None` for the store's choice (the user's, else the default).
+pub type ModelLoader = Box<dyn Fn(Option<&str>) -> Result<LocalModel> + Send + Sync>;
 
 /// What the engine needs to run.
 pub struct EngineParts {
@@ -27,8 +28,12 @@ pub struct EngineParts {
     pub library: Library,
     /// Its embedder.
     pub embedder: Embedder,
-    /// Loads the generator (called once, on the first question).
+    /// Loads the generator (called on the first question, and on the first
+    /// after the generator is switched).
     pub load_model: ModelLoader,
+    /// The generator asked for (registry id or `.gguf` path; `None`: the
+    /// store's choice).
+    pub model: Option<String>,
     /// Name of the generator (for `/v1/models` before it is loaded).
     pub model_name: String,
     /// The configuration folder (settings, providers).
@@ -58,7 +63,8 @@ impl EngineParts {
         Ok(EngineParts {
             model_name: store.generator_name(model.as_deref())?,
             cache_dir: crate::session::router_cache_dir(&store),
-            load_model: Box::new(move || LocalModel::from_store(&store, model.as_deref())),
+            load_model: Box::new(move |spec| LocalModel::from_store(&store, spec)),
+            model,
             library,
             embedder,
             config_dir,
@@ -121,8 +127,8 @@ pub struct Engine {
     pub embedder: Arc<Embedder>,
     model: Mutex<Option<LocalModel>>,
     load_model: ModelLoader,
-    /// The generator's name.
-    pub model_name: String,
+    /// The generator asked for and its name.
+    generator: std::sync::RwLock<(Option<String>, String)>,
     /// The configuration folder.
     pub config_dir: PathBuf,
     cache_dir: PathBuf,
@@ -150,7 +156,7 @@ impl Engine {
             embedder: Arc::new(parts.embedder),
             model: Mutex::new(None),
             load_model: parts.load_model,
-            model_name: parts.model_name,
+            generator: std::sync::RwLock::new((parts.model, parts.model_name)),
             config_dir: parts.config_dir,
             cache_dir: parts.cache_dir,
             classifier: OnceLock::new(),
@@ -239,9 +245,31 @@ impl Engine {
     pub fn lock_model(&self) -> Result<std::sync::MutexGuard<'_, Option<LocalModel>>> {
         let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some((self.load_model)()?);
+            let spec = self.generator().0;
+            *guard = Some((self.load_model)(spec.as_deref())?);
         }
         Ok(guard)
+    }
+
+    fn generator(&self) -> (Option<String>, String) {
+        self.generator
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The generator's name.
+    pub fn model_name(&self) -> String {
+        self.generator().1
+    }
+
+    /// Answer with another generator (`model`: registry id or `.gguf` path,
+    /// named `name`) from the next question on: waits for the question
+    /// holding the current one, then unloads it. Blocking.
+    pub fn switch_generator(&self, model: Option<String>, name: String) {
+        let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        *self.generator.write().unwrap_or_else(|p| p.into_inner()) = (model, name);
+        *guard = None;
     }
 
     /// Progress of the current or last indexing job.

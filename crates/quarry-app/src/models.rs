@@ -103,8 +103,10 @@ impl ModelManager {
         Ok(())
     }
 
-    /// Choose the answer model used from the next start (`None`: the
-    /// registry's default); it must be an installed generator.
+    /// Choose the answer model (`None`: the registry's default), kept in the
+    /// settings for the next start; it must be an installed generator. A
+    /// running engine switches with [`Engine::switch_generator`] (see
+    /// [`use_generator`]).
     pub fn choose_generator(&self, id: Option<String>) -> AppResult<()> {
         if let Some(id) = &id {
             let spec = self.store.registry().get(id)?;
@@ -200,7 +202,7 @@ impl ModelManager {
 /// Every registered model: installed or not, in use (`in_use` lists the ids
 /// the engine runs) or not, its size, how it suits this machine (once
 /// probed); and the current fetch.
-pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
+pub fn models_view(models: &ModelManager, in_use: &[String]) -> ModelsView {
     let store = &models.store;
     let config = models.config_dir.as_deref();
     let profile = config.and_then(MachineProfile::load);
@@ -238,7 +240,7 @@ pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
                 description: m.description.clone(),
                 default: m.default,
                 installed,
-                in_use: in_use.contains(&m.id.as_str()),
+                in_use: in_use.contains(&m.id),
                 size_bytes: if installed { size } else { 0 },
                 path: installed.then(|| dir.display().to_string()),
                 fetchable: !m.sources.is_empty(),
@@ -269,9 +271,22 @@ pub fn models_view(models: &ModelManager, in_use: &[&str]) -> ModelsView {
     }
 }
 
+/// Choose the answer model (`None`: the registry's default) and have
+/// `engine` answer with it from its next question. Blocking (it waits for a
+/// question in progress).
+pub fn use_generator(models: &ModelManager, engine: &Engine, id: Option<String>) -> AppResult<()> {
+    models.choose_generator(id.clone())?;
+    let store = &models.store;
+    let name = store.generator_name(id.as_deref().or(Some(
+        &store.default_id(quarry_core::models::ModelRole::Generator)?,
+    )))?;
+    engine.switch_generator(id.or_else(|| Some(name.clone())), name);
+    Ok(())
+}
+
 /// The models the engine runs: its embedder and its generator.
-pub fn in_use(engine: &Engine) -> [&str; 2] {
-    [engine.embedder.id(), &engine.model_name]
+pub fn in_use(engine: &Engine) -> Vec<String> {
+    vec![engine.embedder.id().to_string(), engine.model_name()]
 }
 
 /// Install a model from a file or folder on this machine (checksums checked).

@@ -122,7 +122,7 @@ pub fn extract_blocking(
     }
     let mut model = engine.lock_model()?;
     let model = model.as_mut().expect("loaded by lock_model");
-    let mut store = ResultStore::open(lib.dir(), &schema, &engine.model_name)?;
+    let mut store = ResultStore::open(lib.dir(), &schema, &engine.model_name())?;
     if req.redo {
         docs.iter().for_each(|d| store.forget(&d.path));
     }
@@ -166,7 +166,7 @@ pub async fn table(engine: &Engine, req: &ExtractRequest) -> AppResult<(Vec<u8>,
     let schema = schema_of(req)?;
     let lib = engine.library();
     let docs = select_documents(&lib, &filter_of(req), &req.paths).await?;
-    let store = ResultStore::open(lib.dir(), &schema, &engine.model_name)?;
+    let store = ResultStore::open(lib.dir(), &schema, &engine.model_name())?;
     let rows: Vec<DocumentFields> = docs
         .iter()
         .filter_map(|d| store.fresh(&d.path, &d.hash).cloned())
@@ -252,7 +252,7 @@ pub fn summarize_blocking(
     let doc = handle.block_on(indexed_document(&lib, &req.path))?;
     let mut model = engine.lock_model()?;
     let model = model.as_mut().expect("loaded by lock_model");
-    let mut store = SummaryStore::summaries(lib.dir(), &engine.model_name)?;
+    let mut store = SummaryStore::summaries(lib.dir(), &engine.model_name())?;
     if req.redo {
         store.forget(&doc.path);
     }

@@ -23,7 +23,7 @@
 //! | GET | `/api/models` | the registry's models: installed, in use, size; the current fetch |
 //! | POST | `/api/models/fetch` | `{"id"}`: fetch a model in the background (progress in `/api/models`) |
 //! | POST | `/api/models/probe` | measure this machine (a few seconds); the models with their speed here and the recommended answer model |
-//! | POST | `/api/models/use` | `{"id"}`: the answer model from the next start (`null`: the default) |
+//! | POST | `/api/models/use` | `{"id"}`: answer with this model from the next question on (`null`: the default) |
 //! | POST | `/api/models/import` | `{"path", "id"?}`: install a GGUF file or model folder from this machine |
 //! | POST | `/api/open` | `{"path", "page"}`: open an indexed document in the system's viewer (loopback only) |
 //! | GET | `/` | the web UI (when built) |

@@ -33,7 +33,7 @@ pub async fn models(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value
         "object": "list",
         "data": [
             {"id": RAG_MODEL, "object": "model", "created": created, "owned_by": "quarry"},
-            {"id": engine.model_name, "object": "model", "created": created, "owned_by": "quarry"},
+            {"id": engine.model_name(), "object": "model", "created": created, "owned_by": "quarry"},
         ]
     }))
 }
@@ -149,13 +149,14 @@ pub async fn chat_completions(
     Json(req): Json<ChatRequest>,
 ) -> Response {
     let rag = req.model == RAG_MODEL || req.model == "quarry";
-    if !rag && req.model != engine.model_name {
+    if !rag && req.model != engine.model_name() {
         return openai_error(
             StatusCode::NOT_FOUND,
             "model_not_found",
             format!(
                 "model '{}' is not served here; use '{RAG_MODEL}' or '{}'",
-                req.model, engine.model_name
+                req.model,
+                engine.model_name()
             ),
         );
     }

@@ -212,13 +212,16 @@ pub async fn probe_models(State(engine): Shared) -> Reply<ModelsView> {
     Ok(Json(view))
 }
 
-/// `POST /api/models/use`: `{"id"}`, the answer model from the next start
-/// (`null`: the registry's default).
+/// `POST /api/models/use`: `{"id"}`, the answer model from the next
+/// question on and at the next start (`null`: the registry's default).
 pub async fn use_model(
     State(engine): Shared,
     Json(req): Json<quarry_app::models::UseRequest>,
 ) -> Reply<ModelsView> {
-    engine.models.choose_generator(req.id)?;
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || quarry_app::models::use_generator(&e.models, &e, req.id))
+        .await
+        .map_err(AppError::from)??;
     models(State(engine)).await
 }
 
