@@ -14,7 +14,7 @@
 //! with a polynomial (relative error below 2e-7); products are compiled for
 //! AVX-512 and AVX2 with FMA and picked at run time.
 
-use super::{dot, exp_in_place, CacheShape, Level};
+use super::{exp_in_place, CacheShape, Level};
 
 /// Rows of the prompt per task.
 const ROW_BLOCK: usize = 16;
@@ -154,26 +154,37 @@ impl Task<'_> {
             .collect();
         let mut acc = vec![0f32; n * dh];
         let mut scores = [0f32; KEY_BLOCK];
+        // The block's keys transposed, `[value (dh)][position (KEY_BLOCK)]`,
+        // zero past its end: a query's scores for the whole block are then
+        // `dh` multiply-adds of full vectors, with no horizontal sums.
+        let mut kt = vec![0f32; dh * KEY_BLOCK];
         let lo = self.rows.visible(self.r0).0;
         let hi = self.rows.visible(self.r1 - 1).1;
         let base = self.kvh * self.shape.max_len * dh;
         for j0 in (lo..hi).step_by(KEY_BLOCK) {
             let j1 = (j0 + KEY_BLOCK).min(hi);
+            kt.fill(0.0);
+            let keys = &self.k[base + j0 * dh..base + j1 * dh];
+            for (j, key) in keys.chunks_exact(dh).enumerate() {
+                for (d, &x) in key.iter().enumerate() {
+                    kt[d * KEY_BLOCK + j] = x;
+                }
+            }
             for i in self.r0..self.r1 {
                 let (a, b) = self.rows.visible(i);
                 let (a, b) = (a.max(j0), b.min(j1));
                 if a >= b {
                     continue;
                 }
-                let keys = &self.k[base + a * dh..base + b * dh];
                 let values = &self.v[base + a * dh..base + b * dh];
                 for h in 0..g {
                     let head = self.kvh * g + h;
                     let qh = &self.q[(head * seq + i) * dh..][..dh];
                     let slot = (i - self.r0) * g + h;
-                    let s = &mut scores[..b - a];
-                    for (s, key) in s.iter_mut().zip(keys.chunks_exact(dh)) {
-                        *s = dot(qh, key) * self.scale;
+                    block_scores(qh, &kt, &mut scores);
+                    let s = &mut scores[a - j0..b - j0];
+                    for s in s.iter_mut() {
+                        *s *= self.scale;
                     }
                     let acc = &mut acc[slot * dh..(slot + 1) * dh];
                     update(&mut state[slot], acc, s, values);
@@ -198,6 +209,19 @@ impl Task<'_> {
     }
 }
 
+/// A query's scores against a block of transposed keys (`kt`: `[value][position]`).
+#[inline(always)]
+fn block_scores(q: &[f32], kt: &[f32], scores: &mut [f32; KEY_BLOCK]) {
+    // Sums in a local array the compiler keeps in registers.
+    let mut sums = [0f32; KEY_BLOCK];
+    for (&x, column) in q.iter().zip(kt.chunks_exact(KEY_BLOCK)) {
+        for (s, &k) in sums.iter_mut().zip(column) {
+            *s += x * k;
+        }
+    }
+    *scores = sums;
+}
+
 /// Fold a block of scores (turned into weights in place) and their value
 /// rows into a running softmax.
 #[inline(always)]
@@ -219,12 +243,28 @@ fn update(run: &mut Running, acc: &mut [f32], scores: &mut [f32], values: &[f32]
     }
     exp_in_place(scores);
     run.sum += scores.iter().sum::<f32>();
-    for (&w, row) in scores.iter().zip(values.chunks_exact(dh)) {
-        for (a, &x) in acc.iter_mut().zip(row) {
-            *a += w * x;
+    // Sixteen values of the accumulator at a time, in registers across the
+    // block's positions (the whole row at once spilled to memory per key).
+    let mut c0 = 0;
+    for part in acc.chunks_exact_mut(LANES) {
+        let mut sum: [f32; LANES] = part.try_into().expect("LANES values");
+        for (&w, row) in scores.iter().zip(values.chunks_exact(dh)) {
+            for (s, &x) in sum.iter_mut().zip(&row[c0..c0 + LANES]) {
+                *s += w * x;
+            }
+        }
+        part.copy_from_slice(&sum);
+        c0 += LANES;
+    }
+    for c in c0..dh {
+        for (&w, row) in scores.iter().zip(values.chunks_exact(dh)) {
+            acc[c] += w * row[c];
         }
     }
 }
+
+/// Accumulator values kept in registers together.
+const LANES: usize = 16;
 
 #[cfg(test)]
 mod tests {
