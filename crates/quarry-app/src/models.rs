@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use quarry_core::cloud::Settings;
-use quarry_core::models::machine::{self, MachineProfile, ModelFit};
+use quarry_core::generate::machine::{self, MachineProfile, ModelFit};
 use quarry_core::models::{FetchEvent, ModelStore};
 use quarry_core::ErrorKind;
 use serde::{Deserialize, Serialize};

@@ -2,10 +2,10 @@
 //! model for this machine, and choosing the one commands use by default.
 
 use anyhow::{bail, Context as _, Result};
-use quarry_core::generate::measure_model;
-use quarry_core::models::machine::{
+use quarry_core::generate::machine::{
     available_memory_mb, recommend, MachineProfile, Recommendation, TYPICAL_PROMPT_TOKENS,
 };
+use quarry_core::generate::measure_model;
 use quarry_core::models::ModelRole;
 
 use crate::context::Context;
@@ -14,7 +14,7 @@ use crate::context::Context;
 #[derive(clap::Args)]
 pub struct RecommendArgs {
     /// Seconds you will wait for the first word of an answer.
-    #[arg(long, default_value_t = quarry_core::models::machine::DEFAULT_BUDGET_S)]
+    #[arg(long, default_value_t = quarry_core::generate::machine::DEFAULT_BUDGET_S)]
     pub budget: f64,
     /// Prompt tokens of a typical question (five sources cut to 600 characters).
     #[arg(long, default_value_t = TYPICAL_PROMPT_TOKENS)]

@@ -126,7 +126,7 @@ pub fn models_list(ctx: &Context, json: bool) -> Result<()> {
     }
     println!("models directory: {}", ctx.store.root().display());
     let answers_with = ctx.store.generator_name(None)?;
-    let profile = quarry_core::models::machine::MachineProfile::load(&ctx.dirs.config);
+    let profile = quarry_core::generate::machine::MachineProfile::load(&ctx.dirs.config);
     for m in ctx.store.registry().models() {
         let installed = ctx.store.is_installed(m);
         let marker = if m.id == answers_with {

@@ -7,6 +7,7 @@ mod constrained;
 mod decoder;
 mod linear;
 mod lookup;
+pub mod machine;
 mod model;
 mod probe;
 mod spm;

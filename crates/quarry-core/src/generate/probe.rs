@@ -8,7 +8,7 @@
 //! than any cache (decoding streams every weight once per token, so its speed
 //! is the bytes read per second), and a block of prompt tokens against one
 //! matrix (prefill reuses each weight across the block, so its speed is the
-//! multiply-adds per second). [`crate::models::machine`] turns the two
+//! multiply-adds per second). [`crate::generate::machine`] turns the two
 //! figures into each model's expected speed.
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! and locating installed models.
 
 mod fetch;
-pub mod machine;
 mod registry;
 mod resolve;
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ModelRole, ModelSpec, Registry};
+use super::{probe_products, ModelSpeed, ProductSpeed};
 use crate::error::Result;
-use crate::generate::{probe_products, ModelSpeed, ProductSpeed};
+use crate::models::{ModelRole, ModelSpec, Registry};
 
 /// Bumped when the probe changes, so older profiles are measured again.
 const PROBE_VERSION: u32 = 1;
