@@ -13,6 +13,10 @@ pkgs+=(gnome-keyring dbus)
 # display driven by WebKitWebDriver, the X screenshot (ImageMagick), and the
 # .deb bundler's checks.
 pkgs+=(libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev xvfb xauth webkit2gtk-driver imagemagick)
+# OCR of scanned pages and images: Tesseract 5 with English, opened at run
+# time (Quarry runs without it and says so). Fixture scans are made with
+# Pillow and img2pdf (bench/ocr/scans.py), not needed by the tests.
+pkgs+=(tesseract-ocr tesseract-ocr-eng)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

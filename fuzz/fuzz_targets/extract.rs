@@ -9,7 +9,7 @@ use quarry_extract::extract::{extract_bytes, ExtractLimits};
 
 const EXTENSIONS: &[&str] = &[
     "txt", "md", "html", "pdf", "docx", "pptx", "odt", "xlsx", "ods", "csv", "json", "eml", "rtf",
-    "rs", "dat",
+    "rs", "dat", "png", "jpg", "tiff", "webp", "bmp",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -30,6 +30,11 @@ fuzz_target!(|data: &[u8]| {
         max_text_bytes: 1 << 20,
         max_inflated_bytes: 8 << 20,
     };
+    // Images (and the page images of PDFs) are decoded as OCR would see
+    // them; OCR itself is not run.
+    if matches!(ext, "png" | "jpg" | "tiff" | "webp" | "bmp" | "pdf") {
+        let _ = quarry_extract::ocr::decode_pages(bytes, 4);
+    }
     if let Ok(extracted) = extract_bytes(&path, bytes, &limits) {
         // The kept text respects the limit (a little slack for the last block).
         assert!(extracted.text_len() <= limits.max_text_bytes + (64 << 10));

@@ -12,6 +12,7 @@ mod commands;
 use tauri::Manager;
 
 fn main() {
+    quarry_core::ocr::prepare_process();
     quarry_app::logging::init(false);
     // `quarry-desktop mcp [--library DIR]`: the library over MCP on stdio, no
     // window (what Settings tells agents' clients to start).

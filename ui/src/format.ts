@@ -47,3 +47,8 @@ export function sentence(e: unknown, doing: string): string {
   const hint = "__TAURI_INTERNALS__" in window ? "" : " Is quarry serve running?";
   return `Could not ${doing}: ${e instanceof Error ? e.message : String(e)}.${hint}`;
 }
+
+/** "scanned page, OCR 87%" for a passage read by OCR (confidence 0–100), else "". */
+export function scanLabel(ocrConfidence: number | undefined | null): string {
+  return ocrConfidence == null ? "" : `scanned page, OCR ${Math.round(ocrConfidence)}%`;
+}

@@ -29,6 +29,8 @@ mkdirSync(shots, { recursive: true });
 const tmp = mkdtempSync(join(tmpdir(), "quarry-ui-"));
 const docs = join(tmp, "docs");
 cpSync(join(repo, "tests/fixtures/corpus"), docs, { recursive: true });
+// A scanned PDF: image-only pages, read by OCR when the folder is indexed.
+cpSync(join(repo, "tests/fixtures/scans/scanned-report.pdf"), join(docs, "scanned-report.pdf"));
 
 // The "system viewer" is a recorder, so the test sees what Open asked for.
 const opened = join(tmp, "opened.txt");
@@ -131,6 +133,19 @@ try {
     return files.length > 0 && files.every((f) => f.textContent.endsWith(".docx")) && marks.includes("notice");
   });
   await page.screenshot({ path: join(shots, "search.png") });
+
+  // The scanned PDF's hit says it is a scanned page and how sure OCR was;
+  // its preview marks the scanned page.
+  await page.selectOption("#ext", "");
+  await page.fill("#query", "ownership of fifty percent of the outstanding shares");
+  const scanned = "#results .hit:has(.file:text-is('scanned-report.pdf'))";
+  await page.waitForSelector(scanned);
+  assert.match(await page.textContent(`${scanned} .where`), /page 1, scanned page, OCR \d+%/);
+  await page.click(scanned);
+  await page.waitForSelector("#preview .hint.scan");
+  assert.match(await page.textContent("#preview .hint.scan"), /^Page 1: scanned page, OCR \d+%$/);
+  await page.waitForSelector("#preview mark.passage");
+  await page.screenshot({ path: join(shots, "search-scanned.png") });
 
   // Ask: the answer streams in, says where it came from, and its sources open.
   await page.click("#tab-ask");

@@ -353,6 +353,17 @@ pub struct DocumentQuery {
 /// A document's extracted text, only inside the library's folders.
 pub async fn document(engine: &Engine, q: DocumentQuery) -> AppResult<DocumentView> {
     let path = library_document(engine, &q.path).await?;
+    let lib = engine.library();
+    let key = path.to_string_lossy().to_string();
+    if lib.has_scanned_pages(&key) {
+        // OCR read it when it was indexed; its text is shown as indexed,
+        // not read again (seconds a page).
+        return Ok(DocumentView {
+            path: q.path,
+            title: None,
+            blocks: indexed_blocks(&lib, &key)?,
+        });
+    }
     let extracted = tokio::task::spawn_blocking(move || {
         let limits = quarry_core::extract::ExtractLimits::default();
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -377,9 +388,32 @@ pub async fn document(engine: &Engine, q: DocumentQuery) -> AppResult<DocumentVi
                 text: b.text,
                 page: b.page,
                 heading: b.heading,
+                ocr_confidence: None,
             })
             .collect(),
     })
+}
+
+/// A document's text as the index holds it, a block per page: the chunks
+/// in order, each without the text it shares with the one before.
+fn indexed_blocks(lib: &quarry_core::Library, path: &str) -> AppResult<Vec<BlockView>> {
+    let mut blocks: Vec<BlockView> = Vec::new();
+    let mut end = 0u64;
+    for h in lib.passages_of(path)? {
+        let skip = end.saturating_sub(h.char_start) as usize;
+        let text: String = h.text.chars().skip(skip).collect();
+        end = end.max(h.char_end);
+        match blocks.last_mut() {
+            Some(b) if b.page == h.page => b.text.push_str(&text),
+            _ => blocks.push(BlockView {
+                text,
+                page: h.page,
+                heading: h.heading,
+                ocr_confidence: lib.ocr_confidence(path, h.page),
+            }),
+        }
+    }
+    Ok(blocks)
 }
 
 /// A document to open in the system's viewer (`POST /api/open`).

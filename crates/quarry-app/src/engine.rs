@@ -98,6 +98,8 @@ pub struct IndexProgress {
     pub bytes_done: u64,
     /// Chunks written.
     pub chunks: usize,
+    /// Scanned pages and images read by OCR so far.
+    pub ocr_pages: usize,
     /// Embedding phase: chunks that were waiting for vectors when it began.
     pub embed_total: usize,
     /// Embedding phase: chunks embedded so far.
@@ -436,9 +438,12 @@ fn apply_event(p: &mut IndexProgress, e: IndexEvent, clock: Clock, embed: bool) 
             p.files_total = to_process;
             p.bytes_total = bytes;
         }
-        IndexEvent::FileDone { bytes, .. } => {
+        IndexEvent::FileDone {
+            bytes, ocr_pages, ..
+        } => {
             p.files_done += 1;
             p.bytes_done += bytes;
+            p.ocr_pages += ocr_pages;
         }
         IndexEvent::Flushed { chunks_total } => p.chunks = chunks_total,
         IndexEvent::KeywordsReady { pending } => {
@@ -490,11 +495,13 @@ mod tests {
                 path: "a".into(),
                 bytes: 100,
                 chunks: 1,
+                ocr_pages: 2,
             },
             clock,
             true,
         );
         assert_eq!(p.phase, "indexing");
+        assert_eq!(p.ocr_pages, 2);
         assert_eq!(p.files_per_s, 0.1);
         assert_eq!(p.eta_s, Some(20.0));
         apply_event(

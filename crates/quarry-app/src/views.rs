@@ -126,6 +126,10 @@ pub struct BlockView {
     pub page: Option<u32>,
     /// The heading it sits under.
     pub heading: Option<String>,
+    /// A scanned page read by OCR: its mean word confidence, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub ocr_confidence: Option<f32>,
 }
 
 /// A document's extracted text, for the preview pane.

@@ -66,9 +66,13 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Measure speed (embedding throughput).
     Bench(commands::bench::BenchArgs),
+    /// Whether OCR is available here; or the text OCR reads from images
+    /// and scanned PDFs, page by page with its confidence.
+    Ocr(commands::ocr::OcrArgs),
 }
 
 fn main() {
+    quarry_core::ocr::prepare_process();
     let cli = Cli::parse();
     quarry_app::logging::init(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -129,5 +133,6 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Mcp(args) => c::mcp::mcp(ctx, args).await,
         Command::Eval(args) => c::eval::eval(ctx, args).await,
         Command::Bench(args) => c::bench::bench(ctx, args).await,
+        Command::Ocr(args) => c::ocr::ocr(args),
     }
 }

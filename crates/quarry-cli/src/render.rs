@@ -76,6 +76,7 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
             println!("  {}: {}", f.path.display(), f.reason);
         }
     }
+    ocr_report(r, verbose);
     if !r.skipped.is_empty() {
         println!("\nSkipped:");
         let mut by_reason: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
@@ -107,6 +108,30 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
         for p in r.removed.iter().take(if verbose { usize::MAX } else { 10 }) {
             println!("  {}", p.display());
         }
+    }
+}
+
+/// What OCR did: pages read, and the scanned pages left out with why.
+fn ocr_report(r: &IndexReport, verbose: bool) {
+    if r.ocr_pages > 0 {
+        println!(
+            "Read {} scanned page(s) by OCR; search results mark them.",
+            r.ocr_pages
+        );
+    }
+    if r.ocr_problems.is_empty() {
+        return;
+    }
+    println!("\nScanned pages not indexed:");
+    let shown = if verbose { usize::MAX } else { 10 };
+    for f in r.ocr_problems.iter().take(shown) {
+        println!("  {}: {}", f.path.display(), f.reason);
+    }
+    if r.ocr_problems.len() > shown {
+        println!(
+            "  … and {} more (--verbose lists them)",
+            r.ocr_problems.len() - shown
+        );
     }
 }
 
@@ -175,6 +200,9 @@ pub fn hits(hits: &[Hit], took: Duration) {
         let mut loc = String::new();
         if let Some(p) = h.page {
             loc.push_str(&format!(" · p.{p}"));
+        }
+        if let Some(c) = h.ocr_confidence {
+            loc.push_str(&format!(" · scanned page, OCR {c:.0}%"));
         }
         if let Some(hd) = &h.heading {
             loc.push_str(&format!(" · {hd}"));

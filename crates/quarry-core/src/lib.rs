@@ -26,7 +26,7 @@
 
 #![warn(missing_docs)]
 
-pub use quarry_extract::{chunk, extract};
+pub use quarry_extract::{chunk, extract, ocr};
 
 pub mod dirs;
 pub mod error;

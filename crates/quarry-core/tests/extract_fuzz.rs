@@ -1,6 +1,8 @@
 //! Mutation fuzzing of every extractor and the chunker, short enough for CI:
 //! real files of each format with bytes overwritten, truncated or spliced must
-//! give text or a clear error — never a panic, an abort or a hang.
+//! give text or a clear error — never a panic, an abort or a hang. Scanned
+//! pages (an image, a fax TIFF, a PDF of JPEG pages) go through the image
+//! decoders OCR reads from as well.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -10,22 +12,25 @@ use proptest::prelude::*;
 use quarry_core::extract::{extract_bytes, ExtractLimits};
 
 const FILES: &[&str] = &[
-    "tea.txt",
-    "install.md",
-    "octopus.html",
-    "glaciers.pdf",
-    "contract.docx",
-    "review.pptx",
-    "bread.odt",
-    "budget.xlsx",
-    "staff.csv",
-    "settings.json",
-    "invite.eml",
-    "minutes.rtf",
+    "corpus/tea.txt",
+    "corpus/install.md",
+    "corpus/octopus.html",
+    "corpus/glaciers.pdf",
+    "corpus/contract.docx",
+    "corpus/review.pptx",
+    "corpus/bread.odt",
+    "corpus/budget.xlsx",
+    "corpus/staff.csv",
+    "corpus/settings.json",
+    "corpus/invite.eml",
+    "corpus/minutes.rtf",
+    "scans/scanned-letter.png",
+    "scans/fax.tiff",
+    "scans/scanned-report.pdf",
 ];
 
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/corpus")
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
 #[derive(Debug, Clone)]
@@ -73,12 +78,16 @@ fn apply(bytes: &[u8], m: &Mutation) -> Vec<u8> {
 /// Extract on another thread; a hang fails the test instead of stalling CI.
 fn extract_with_deadline(name: &str, bytes: Vec<u8>) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
-    let path = PathBuf::from(format!("/fuzz/{name}"));
+    let path = PathBuf::from(format!("/fuzz/{}", name.rsplit('/').next().unwrap_or(name)));
+    let scanned = name.starts_with("scans/");
     std::thread::spawn(move || {
         let limits = ExtractLimits {
             max_text_bytes: 1 << 20,
             max_inflated_bytes: 8 << 20,
         };
+        if scanned {
+            let _ = quarry_core::ocr::decode_pages(&bytes, 4);
+        }
         let r = extract_bytes(&path, &bytes, &limits);
         if let Ok(ex) = &r {
             assert!(ex.blocks.iter().all(|b| !b.text.trim().is_empty()));
@@ -99,7 +108,7 @@ proptest! {
     #[test]
     fn mutated_files_give_text_or_an_error(file in 0..FILES.len(), m in mutation()) {
         let name = FILES[file];
-        let bytes = std::fs::read(corpus().join(name)).unwrap();
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
         let mutated = apply(&bytes, &m);
         prop_assert!(extract_with_deadline(name, mutated).is_ok(), "{name} {m:?}");
     }

@@ -15,4 +15,8 @@ page: number | null,
 /**
  * The heading it sits under.
  */
-heading: string | null, };
+heading: string | null, 
+/**
+ * A scanned page read by OCR: its mean word confidence, 0–100.
+ */
+ocr_confidence?: number, };

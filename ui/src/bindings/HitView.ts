@@ -43,4 +43,9 @@ text: string,
 /**
  * Score (cosine similarity, BM25, or fused score).
  */
-score: number, };
+score: number, 
+/**
+ * When the passage is on a scanned page read by OCR: Tesseract's mean
+ * word confidence on that page, 0–100.
+ */
+ocr_confidence?: number, };

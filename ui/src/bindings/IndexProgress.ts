@@ -46,6 +46,10 @@ bytes_done: number,
  */
 chunks: number, 
 /**
+ * Scanned pages and images read by OCR so far.
+ */
+ocr_pages: number, 
+/**
  * Embedding phase: chunks that were waiting for vectors when it began.
  */
 embed_total: number, 

@@ -26,6 +26,16 @@ failed: Array<Skipped>,
  */
 truncated: Array<Skipped>, 
 /**
+ * Scanned pages and images read by OCR and indexed.
+ */
+ocr_pages: number, 
+/**
+ * Scanned pages not indexed (OCR confidence too low, an image too
+ * large or in an encoding Quarry cannot decode), each with its file
+ * and "page N: why".
+ */
+ocr_problems: Array<Skipped>, 
+/**
  * Files removed from the library because they are gone.
  */
 removed: Array<string>, 

@@ -40,4 +40,8 @@ char_end: number,
 /**
  * Retrieval score.
  */
-score: number, };
+score: number, 
+/**
+ * On a scanned page read by OCR: its mean word confidence, 0–100.
+ */
+ocr_confidence?: number, };

@@ -3,7 +3,7 @@
 
 import type { RouteOverride } from "../bindings/RouteOverride";
 import { $, el, showError } from "../dom";
-import { baseName, sentence } from "../format";
+import { baseName, scanLabel, sentence } from "../format";
 import type { Answer, Evidence, Preview, Source, Transport } from "../transport";
 
 /** What the Ask screen needs from the rest of the app. */
@@ -78,7 +78,8 @@ export function initAsk(api: Transport, deps: AskDeps): void {
         const b = el(
           "button",
           { type: "button", className: "source" + (cited.includes(s.n) ? " cited" : "") },
-          `[${s.n}] ${baseName(s.path)}${s.page ? `, page ${s.page}` : ""}${s.heading ? `, ${s.heading}` : ""}`,
+          `[${s.n}] ${baseName(s.path)}${s.page ? `, page ${s.page}` : ""}` +
+            `${s.ocr_confidence != null ? ` (${scanLabel(s.ocr_confidence)})` : ""}${s.heading ? `, ${s.heading}` : ""}`,
         );
         b.addEventListener("click", () => showSource(s));
         return el("li", {}, b);

@@ -122,8 +122,9 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
   }
 
   function renderReasons(failures: { path: string; reason: string }[], p: Progress | null) {
-    const report = p?.report as { skipped?: { path: string; reason: string }[] } | null;
-    const all = [...failures, ...(report?.skipped ?? [])];
+    const report = p?.report ?? null;
+    // Scanned pages OCR could not read well enough are listed with their page.
+    const all = [...failures, ...(report?.skipped ?? []), ...(report?.ocr_problems ?? [])];
     $("failures").replaceChildren(
       ...(all.length
         ? all.map((f) => el("li", {}, el("span", { className: "path" }, f.path), " — ", f.reason))
@@ -155,6 +156,7 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
             ? "Stopping after the current batch…"
             : p.phase === "done"
               ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written` +
+                (p.ocr_pages ? `, ${p.ocr_pages} scanned pages read by OCR` : "") +
                 (p.embed_done ? `, ${p.embed_done} embedded` : "") +
                 ` in ${humanDuration(p.elapsed_s)}.`
               : p.phase === "walking"
@@ -162,7 +164,9 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
                 : embedding
                   ? `Keyword search is ready. Embedding for meaning search: ${p.embed_done} of ${p.embed_total} chunks, ` +
                     `${p.embed_per_s.toFixed(1)} chunks/s${eta}`
-                  : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s${eta}`;
+                  : `Indexing ${p.files_done} of ${p.files_total} files, ${p.chunks} chunks, ${p.files_per_s.toFixed(1)} files/s` +
+                    (p.ocr_pages ? `, ${p.ocr_pages} scanned pages read by OCR` : "") +
+                    eta;
     $("progress-text").textContent = text;
     box.dataset.phase = p.phase;
     $("stop-indexing").hidden = !p.running;

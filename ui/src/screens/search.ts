@@ -2,7 +2,7 @@
 // preview (which Ask uses too, for its sources).
 
 import { $, el, showError } from "../dom";
-import { baseName, readyShare, sentence } from "../format";
+import { baseName, readyShare, scanLabel, sentence } from "../format";
 import type { Hit, Transport } from "../transport";
 import { summarizeButton } from "./summary";
 
@@ -72,7 +72,7 @@ export function initSearch(api: Transport): Search {
   }
 
   function resultItem(h: Hit): HTMLLIElement {
-    const where = [h.page ? `page ${h.page}` : "", h.heading ?? ""].filter(Boolean).join(", ");
+    const where = [h.page ? `page ${h.page}` : "", scanLabel(h.ocr_confidence), h.heading ?? ""].filter(Boolean).join(", ");
     const button = el(
       "button",
       { className: "hit", type: "button", title: h.path },
@@ -114,7 +114,13 @@ export function initSearch(api: Transport): Search {
       if (previewSeq.get(pane) !== seq) return; // another passage was opened meanwhile
       let target: HTMLElement | null = null;
       const needle = passage.trim().slice(0, 80);
+      let page: number | null = null;
       for (const b of doc.blocks) {
+        // A scanned page says so, with how sure OCR was of its words.
+        if (b.ocr_confidence != null && b.page !== page) {
+          pane.append(el("p", { className: "hint scan" }, `Page ${b.page}: ${scanLabel(b.ocr_confidence)}`));
+        }
+        page = b.page;
         const p = el("p", { className: "doc-block" });
         const at = needle ? b.text.indexOf(needle) : -1;
         if (at >= 0 && !target) {

@@ -284,6 +284,9 @@ pub(crate) fn print_sources(sources: &[Source], cited: &[usize]) {
         if let Some(p) = s.page {
             line.push_str(&format!(", page {p}"));
         }
+        if let Some(c) = s.ocr_confidence {
+            line.push_str(&format!(" (scanned, OCR {c:.0}%)"));
+        }
         if let Some(h) = &s.heading {
             line.push_str(&format!(", {h}"));
         }

@@ -12,6 +12,7 @@ pub mod fit;
 pub mod index;
 pub mod mcp;
 pub mod models;
+pub mod ocr;
 pub mod privacy;
 pub mod provider;
 pub mod reembed;

@@ -25,6 +25,10 @@ pub struct Source {
     pub char_end: u64,
     /// Retrieval score.
     pub score: f32,
+    /// On a scanned page read by OCR: its mean word confidence, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub ocr_confidence: Option<f32>,
 }
 
 impl Source {
@@ -40,6 +44,7 @@ impl Source {
             char_start: hit.char_start,
             char_end: hit.char_end,
             score: hit.score,
+            ocr_confidence: hit.ocr_confidence,
         }
     }
 }
@@ -58,6 +63,7 @@ impl Source {
             char_start: 0,
             char_end: text.len() as u64,
             score: 1.0,
+            ocr_confidence: None,
         }
     }
 }

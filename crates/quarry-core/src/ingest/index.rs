@@ -26,8 +26,9 @@ use crate::chunk::{Chunker, ChunkerConfig};
 use crate::embed::embedding_text;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::extract::{extract_bytes, ExtractError, ExtractLimits};
+use crate::extract::{extract_with, ExtractError, ExtractLimits};
 use crate::ingest::walk::{walk, Candidate, Skipped, WalkOptions};
+use crate::ocr::{OcrSettings, ScannedPage};
 use crate::store::ids::{doc_id, short_hash};
 use crate::store::library::Library;
 use crate::store::{ChunkRecord, DocState, DocumentRecord};
@@ -39,6 +40,8 @@ pub struct IndexOptions {
     pub walk: WalkOptions,
     /// Extraction limits.
     pub limits: ExtractLimits,
+    /// OCR of images and scanned pages.
+    pub ocr: OcrSettings,
     /// Chunk sizes; `max_tokens` is capped to what the embedder accepts.
     pub chunker: ChunkerConfig,
     /// Keyword phase: write to the indexes after about this many chunks.
@@ -61,6 +64,7 @@ impl Default for IndexOptions {
         IndexOptions {
             walk: WalkOptions::default(),
             limits: ExtractLimits::default(),
+            ocr: OcrSettings::default(),
             chunker: ChunkerConfig::default(),
             flush_chunks: 2048,
             embed_batch: 1024,
@@ -109,6 +113,8 @@ pub enum IndexEvent {
         bytes: u64,
         /// Chunks it produced.
         chunks: usize,
+        /// Its pages read by OCR.
+        ocr_pages: usize,
     },
     /// A keyword-phase batch was written to the indexes.
     Flushed {
@@ -148,6 +154,12 @@ pub struct IndexReport {
     pub failed: Vec<Skipped>,
     /// Files indexed only in part (their text passed the size limit), with reasons.
     pub truncated: Vec<Skipped>,
+    /// Scanned pages and images read by OCR and indexed.
+    pub ocr_pages: usize,
+    /// Scanned pages not indexed (OCR confidence too low, an image too
+    /// large or in an encoding Quarry cannot decode), each with its file
+    /// and "page N: why".
+    pub ocr_problems: Vec<Skipped>,
     /// Files removed from the library because they are gone.
     pub removed: Vec<PathBuf>,
     /// Chunks written (by the keyword phase).
@@ -205,6 +217,9 @@ struct Pending {
     chunks: Vec<ChunkRecord>,
     /// Documents whose old chunks must go.
     replace: Vec<String>,
+    /// Documents extracted again, with their pages read by OCR (page,
+    /// confidence); their old record of scanned pages goes.
+    scans: Vec<(String, Vec<(u32, f32)>)>,
 }
 
 /// Index `paths` (folders or files) into the library: plan the run (what is
@@ -223,7 +238,7 @@ pub async fn index(
     let roots = resolve_roots(paths)?;
     let mut report = IndexReport::default();
     let plan = plan_run(lib, &roots, opts, &mut report).await?;
-    let todo = plan.todo();
+    let todo = plan.todo(opts);
     report.unchanged = plan.candidates.len() - todo.len();
     on_event(IndexEvent::Planned {
         found: plan.candidates.len(),
@@ -292,18 +307,31 @@ struct Plan {
 }
 
 impl Plan {
-    /// The files that are new, or whose size or modification time changed.
-    fn todo(&self) -> Vec<&Candidate> {
+    /// The files that are new, or whose size or modification time changed,
+    /// and those that needed OCR when it could not run and can have it now.
+    fn todo(&self, opts: &IndexOptions) -> Vec<&Candidate> {
         self.candidates
             .iter()
             .filter(
                 |c| match self.existing.get(c.path.to_string_lossy().as_ref()) {
-                    Some(d) => d.size != c.size || d.mtime_ns != c.mtime_ns,
+                    Some(d) => d.size != c.size || d.mtime_ns != c.mtime_ns || ocr_now(d, opts),
                     None => true,
                 },
             )
             .collect()
     }
+}
+
+/// Whether a document failed for want of OCR and this run has it (Tesseract
+/// installed since, or `--no-ocr` dropped): it is read again even though
+/// its content did not change.
+fn ocr_now(d: &DocumentRecord, opts: &IndexOptions) -> bool {
+    opts.ocr.enabled
+        && d.state == DocState::Failed
+        && d.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("needs OCR"))
+        && crate::ocr::check(&opts.ocr.langs).is_ok()
 }
 
 /// Walk the roots (the library's own folder excluded), record them as the
@@ -383,6 +411,7 @@ async fn keyword_phase(
         docs: Vec::new(),
         chunks: Vec::new(),
         replace: Vec::new(),
+        scans: Vec::new(),
     };
     let mut writes = 0usize;
     let mut rest: &[&Candidate] = todo;
@@ -448,8 +477,15 @@ fn prepare_group(
             }
             let previous = existing
                 .get(cand.path.to_string_lossy().as_ref())
+                .filter(|d| !ocr_now(d, opts))
                 .map(|d| d.hash.as_str());
-            Some(prepare_file(cand, previous, opts, chunker))
+            match prepare_file(cand, previous, opts, chunker) {
+                Ok(FileWork {
+                    outcome: Outcome::Stopped,
+                    ..
+                }) => None,
+                work => Some(work),
+            }
         })
         .collect()
 }
@@ -599,6 +635,7 @@ pub(crate) async fn remove_documents(lib: &Library, ids: &[String]) -> Result<()
     }
     writer.commit()?;
     lib.vectors.delete_documents(ids).await?;
+    lib.scans.replace(ids, Vec::new())?;
     crate::store::journal::end(lib.dir())?;
     Ok(())
 }
@@ -657,6 +694,9 @@ async fn flush(
     let chunks = std::mem::take(&mut pending.chunks);
     let replace = std::mem::take(&mut pending.replace);
     let docs = std::mem::take(&mut pending.docs);
+    let scans = std::mem::take(&mut pending.scans);
+    let mut rescanned: Vec<String> = scans.iter().map(|(id, _)| id.clone()).collect();
+    rescanned.extend(replace.iter().cloned());
     let mut touched: Vec<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
     touched.extend(replace.iter().cloned());
     touched.sort();
@@ -681,6 +721,7 @@ async fn flush(
     writer.commit()?;
     crate::failpoint::hit("index.after-keywords");
     lib.vectors.upsert_documents(&docs).await?;
+    lib.scans.replace(&rescanned, scans)?;
     crate::store::journal::end(lib.dir())?;
     tracing::debug!(
         chunks = chunks.len(),
@@ -728,9 +769,13 @@ enum Outcome {
         title: Option<String>,
         text_chars: u64,
         chunks: Vec<crate::chunk::Chunk>,
+        /// Pages read by OCR.
+        scanned: Vec<ScannedPage>,
     },
     /// Extraction failed (or the file is not a document).
     Failed(ExtractError),
+    /// The run was stopped while OCR read the file.
+    Stopped,
 }
 
 /// Read, hash, extract and chunk one file. `Err` is why it could not be read.
@@ -745,7 +790,11 @@ fn prepare_file(
     let outcome = if previous_hash == Some(hash.as_str()) {
         Outcome::Unchanged
     } else {
-        match extract_bytes(&cand.path, &bytes, &opts.limits) {
+        let ocr = OcrSettings {
+            cancel: opts.cancel.clone(),
+            ..opts.ocr.clone()
+        };
+        match extract_with(&cand.path, &bytes, &opts.limits, &ocr) {
             Ok(extracted) => {
                 let (_, chunks) = chunker.chunk(&extracted.blocks);
                 Outcome::Chunked {
@@ -757,8 +806,10 @@ fn prepare_file(
                         .sum(),
                     title: extracted.title,
                     chunks,
+                    scanned: extracted.scanned,
                 }
             }
+            Err(ExtractError::Stopped) => Outcome::Stopped,
             Err(e) => Outcome::Failed(e),
         }
     };
@@ -807,11 +858,12 @@ fn record_file(
         text_chars: 0,
         indexed_at_ms: now_ms(),
     };
-    let mut done = |chunks: usize| {
+    let mut done = |chunks: usize, ocr_pages: usize| {
         on_event(IndexEvent::FileDone {
             path: cand.path.clone(),
             bytes: cand.size,
             chunks,
+            ocr_pages,
         })
     };
     let outcome = match (work.outcome, previous) {
@@ -822,7 +874,7 @@ fn record_file(
             record.chunks = prev.chunks;
             record.text_chars = prev.text_chars;
             report.unchanged += 1;
-            done(0);
+            done(0, 0);
             pending.docs.push(record);
             return;
         }
@@ -837,7 +889,9 @@ fn record_file(
             title,
             text_chars,
             chunks,
+            scanned,
         } => {
+            let ocr_pages = record_scans(&id, &cand.path, scanned, pending, report);
             if truncated {
                 report.truncated.push(Skipped {
                     path: cand.path.clone(),
@@ -855,17 +909,45 @@ fn record_file(
             report
                 .indexed
                 .push((cand.path.clone(), record.chunks as usize));
-            done(record.chunks as usize);
+            done(record.chunks as usize, ocr_pages);
         }
         Outcome::Failed(e) => {
             record_failure(&mut record, &cand.path, &e, report);
-            done(0);
+            pending.scans.push((id.clone(), Vec::new()));
+            done(0, 0);
         }
         // Not reached: a file is only found unchanged against an earlier
-        // version, handled above. Recorded as a document without chunks.
-        Outcome::Unchanged => done(0),
+        // version (handled above), and a stopped one is not recorded.
+        Outcome::Unchanged | Outcome::Stopped => done(0, 0),
     }
     pending.docs.push(record);
+}
+
+/// Note the pages of document `id` that OCR read: the indexed ones for the
+/// record of scanned pages, the others (with why) for the report. Returns
+/// how many were indexed.
+fn record_scans(
+    id: &str,
+    path: &Path,
+    scanned: Vec<ScannedPage>,
+    pending: &mut Pending,
+    report: &mut IndexReport,
+) -> usize {
+    let mut indexed = Vec::new();
+    for page in scanned {
+        match (page.problem, page.confidence) {
+            (Some(why), _) => report.ocr_problems.push(Skipped {
+                path: path.to_path_buf(),
+                reason: format!("page {}: {why}", page.page),
+            }),
+            (None, Some(confidence)) => indexed.push((page.page, confidence)),
+            (None, None) => {}
+        }
+    }
+    report.ocr_pages += indexed.len();
+    let n = indexed.len();
+    pending.scans.push((id.to_string(), indexed));
+    n
 }
 
 /// The chunk rows of a document: ids from the document, position and text.
@@ -998,11 +1080,25 @@ mod tests {
         ];
         let p = plan(vec![same, grown, touched, new], existing);
         let todo: Vec<String> = p
-            .todo()
+            .todo(&IndexOptions::default())
             .iter()
             .map(|c| c.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(todo, ["grown.txt", "touched.txt", "new.txt"]);
+    }
+
+    #[test]
+    fn a_scan_that_needed_ocr_is_read_again_once_ocr_can_run() {
+        let scan = candidate("scan.png", 10, 5);
+        let mut failed = indexed(&scan, "h", 0);
+        failed.state = DocState::Failed;
+        failed.error = Some("needs OCR: an image, and OCR is off".into());
+        let p = plan(vec![scan], vec![failed]);
+        let mut opts = IndexOptions::default();
+        // This machine has Tesseract with English (the test needs it).
+        assert_eq!(p.todo(&opts).len(), 1, "OCR is on: read it");
+        opts.ocr = crate::ocr::OcrSettings::off();
+        assert!(p.todo(&opts).is_empty(), "OCR still off: leave it");
     }
 
     #[test]
@@ -1019,6 +1115,7 @@ mod tests {
             docs: Vec::new(),
             chunks: Vec::new(),
             replace: Vec::new(),
+            scans: Vec::new(),
         };
         let mut report = IndexReport::default();
         let mut events = 0;
@@ -1035,6 +1132,10 @@ mod tests {
         assert_eq!(report.unchanged, 1);
         assert!(pending.replace.is_empty(), "its chunks stay");
         assert!(pending.chunks.is_empty(), "nothing to embed again");
+        assert!(
+            pending.scans.is_empty(),
+            "its record of scanned pages stays"
+        );
         assert_eq!(pending.docs.len(), 1);
         assert_eq!(pending.docs[0].chunks, 3);
         assert_eq!(pending.docs[0].mtime_ns, 6, "the row is refreshed");
@@ -1050,6 +1151,7 @@ mod tests {
             docs: Vec::new(),
             chunks: Vec::new(),
             replace: Vec::new(),
+            scans: Vec::new(),
         };
         let mut report = IndexReport::default();
         let opts = IndexOptions::default();

@@ -189,7 +189,7 @@ mod tests {
         std::fs::write(p.join(".gitignore"), "*.log\n").unwrap();
         std::fs::write(p.join(".hidden.txt"), "h").unwrap();
         std::fs::write(p.join("big.txt"), vec![b'x'; 2048]).unwrap();
-        std::fs::write(p.join("pic.png"), "x").unwrap();
+        std::fs::write(p.join("song.mp3"), "x").unwrap();
         std::fs::create_dir(p.join("lib")).unwrap();
         std::fs::write(p.join("lib/x.txt"), "x").unwrap();
         let opts = WalkOptions {
@@ -208,6 +208,6 @@ mod tests {
             .any(|s| s.path.ends_with("big.txt") && s.reason.contains("limit")));
         assert!(skipped
             .iter()
-            .any(|s| s.path.ends_with("pic.png") && s.reason.contains("unsupported")));
+            .any(|s| s.path.ends_with("song.mp3") && s.reason.contains("unsupported")));
     }
 }

@@ -218,6 +218,7 @@ mod tests {
             text: id.into(),
             snippet: None,
             score: 0.0,
+            ocr_confidence: None,
         }
     }
 

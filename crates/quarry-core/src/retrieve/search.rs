@@ -207,6 +207,7 @@ impl<'a> HybridSearch<'a> {
         }
         hits.truncate(opts.k);
         for h in &mut hits {
+            h.ocr_confidence = self.library.ocr_confidence(&h.path, h.page);
             if h.snippet.as_ref().is_none_or(|(s, _)| s.is_empty()) {
                 let (s, ranges) = self.library.keywords.snippet_for(query, &h.text)?;
                 h.snippet = Some(if s.is_empty() {
@@ -287,6 +288,7 @@ mod tests {
             text: text.into(),
             snippet: None,
             score,
+            ocr_confidence: None,
         }
     }
 

@@ -270,6 +270,7 @@ impl KeywordIndex {
             text: text_of(f.text).unwrap_or_default(),
             snippet: None,
             score: 0.0,
+            ocr_confidence: None,
         }
     }
 

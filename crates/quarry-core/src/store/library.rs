@@ -75,6 +75,8 @@ pub struct Library {
     pub(crate) meta: LibraryMeta,
     pub(crate) vectors: VectorStore,
     pub(crate) keywords: KeywordIndex,
+    /// Pages read by OCR.
+    pub(crate) scans: crate::store::scans::ScannedPages,
     /// When this handle was opened (see [`Library::reopen_if_stale`]).
     opened: std::time::Instant,
 }
@@ -219,11 +221,13 @@ impl Library {
         let vectors =
             VectorStore::open_dir(&dir.join("lance"), meta.dim, &meta.chunks_table).await?;
         let keywords = KeywordIndex::open(&dir.join("tantivy"))?;
+        let scans = crate::store::scans::ScannedPages::open(&dir);
         let lib = Library {
             dir,
             meta,
             vectors,
             keywords,
+            scans,
             opened: std::time::Instant::now(),
         };
         // A batch left unfinished by a crash is rolled back as soon as no live
@@ -395,6 +399,17 @@ impl Library {
     /// (none when the library does not hold it).
     pub fn passages_of(&self, path: &str) -> Result<Vec<crate::store::Hit>> {
         self.keywords.chunks_in_order(path)
+    }
+
+    /// Whether OCR read any page of the document at `path`.
+    pub fn has_scanned_pages(&self, path: &str) -> bool {
+        self.scans.has(&crate::store::ids::doc_id(path))
+    }
+
+    /// The OCR confidence of `page` of the document at `path`, when OCR read it.
+    pub fn ocr_confidence(&self, path: &str, page: Option<u32>) -> Option<f32> {
+        self.scans
+            .confidence(&crate::store::ids::doc_id(path), page)
     }
 
     /// The passage with id `id` (a search hit's `chunk_id`), when the library holds it.

@@ -10,6 +10,7 @@ mod keywords;
 pub mod library;
 mod merges;
 pub mod privacy;
+pub mod scans;
 pub mod selection;
 pub(crate) mod tokenize;
 mod vectors;
@@ -163,6 +164,11 @@ pub struct Hit {
     pub snippet: Option<(String, Vec<std::ops::Range<usize>>)>,
     /// Score (cosine similarity, BM25, or fused score).
     pub score: f32,
+    /// When the passage is on a scanned page read by OCR: Tesseract's mean
+    /// word confidence on that page, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub ocr_confidence: Option<f32>,
 }
 
 #[cfg(test)]

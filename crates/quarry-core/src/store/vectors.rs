@@ -619,6 +619,7 @@ impl VectorStore {
                     text: text.value(i).to_string(),
                     snippet: None,
                     score: 1.0 - dist.value(i),
+                    ocr_confidence: None,
                 });
             }
         }

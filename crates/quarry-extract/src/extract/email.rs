@@ -47,6 +47,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         }
     }
     Ok(Extracted {
+        scanned: Vec::new(),
         truncated: false,
         blocks,
         title: subject,

@@ -13,6 +13,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         })?;
     let blocks = blocks_from_markdown(&text, None);
     Ok(Extracted {
+        scanned: Vec::new(),
         blocks,
         title,
         truncated: false,

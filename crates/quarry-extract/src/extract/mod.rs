@@ -3,16 +3,20 @@
 //!
 //! Formats: plain text and source code (any extension, when the content is text),
 //! Markdown, HTML, PDF (page by page), DOCX, PPTX (slide = page), ODT, XLSX/ODS
-//! (sheet = page), CSV, JSON, RTF and e-mail (.eml). Extractors never panic the
+//! (sheet = page), CSV, JSON, RTF, e-mail (.eml), and by OCR images (PNG,
+//! JPEG, TIFF, WebP, BMP) and the scanned pages of PDFs. Extractors never panic the
 //! indexer: third-party parsers run under `catch_unwind`.
 
 mod email;
 mod html;
+mod image;
 mod office;
 mod pdf;
 mod text;
 
 use std::path::Path;
+
+use crate::ocr::{OcrSettings, ScannedPage};
 
 pub use text::{decode_text, looks_binary};
 
@@ -36,6 +40,8 @@ pub struct Extracted {
     pub title: Option<String>,
     /// The text was cut at [`ExtractLimits::max_text_bytes`].
     pub truncated: bool,
+    /// Pages read by OCR (indexed or reported), in page order.
+    pub scanned: Vec<ScannedPage>,
 }
 
 impl Extracted {
@@ -71,6 +77,13 @@ pub enum ExtractError {
     /// Extraction would exceed a limit (e.g. a zip bomb).
     #[error("too large: {0}")]
     TooLarge(String),
+    /// An image or a scanned PDF, and OCR is off or not available.
+    #[error("needs OCR: {0}")]
+    NeedsOcr(String),
+    /// The run was stopped while this file was being read (it is read again
+    /// next time).
+    #[error("stopped")]
+    Stopped,
 }
 
 /// Limits applied while extracting.
@@ -118,18 +131,13 @@ pub enum Format {
     Eml,
     /// Rich text.
     Rtf,
+    /// An image, read by OCR.
+    Image,
 }
 
 /// Extensions that are never text and never supported (skipped without reading).
 const KNOWN_BINARY: &[&str] = &[
-    "png",
-    "jpg",
-    "jpeg",
     "gif",
-    "bmp",
-    "tiff",
-    "tif",
-    "webp",
     "ico",
     "heic",
     "mp3",
@@ -200,17 +208,30 @@ impl Format {
             "json" | "jsonl" => Format::Json,
             "eml" => Format::Eml,
             "rtf" => Format::Rtf,
+            "png" | "jpg" | "jpeg" | "tif" | "tiff" | "webp" | "bmp" => Format::Image,
             e if KNOWN_BINARY.contains(&e) => return None,
             _ => Format::Text,
         })
     }
 }
 
-/// Extract the text of a file whose bytes are already read.
+/// Extract the text of a file whose bytes are already read, without OCR
+/// (images and scanned pages are reported as needing it).
 pub fn extract_bytes(
     path: &Path,
     bytes: &[u8],
     limits: &ExtractLimits,
+) -> Result<Extracted, ExtractError> {
+    extract_with(path, bytes, limits, &OcrSettings::off())
+}
+
+/// Extract the text of a file whose bytes are already read, reading images
+/// and scanned PDF pages by OCR as `ocr` says.
+pub fn extract_with(
+    path: &Path,
+    bytes: &[u8],
+    limits: &ExtractLimits,
+    ocr: &OcrSettings,
 ) -> Result<Extracted, ExtractError> {
     let format = Format::for_path(path).ok_or_else(|| {
         ExtractError::Unsupported(
@@ -225,7 +246,8 @@ pub fn extract_bytes(
         Format::Csv => text::csv(bytes, path),
         Format::Json => text::json(bytes),
         Format::Html => html::extract(bytes),
-        Format::Pdf => pdf::extract(bytes),
+        Format::Pdf => pdf::extract(bytes, ocr),
+        Format::Image => image::extract(bytes, ocr),
         Format::Docx => office::docx(bytes, limits),
         Format::Pptx => office::pptx(bytes, limits),
         Format::Odt => office::odt(bytes, limits),
@@ -249,12 +271,16 @@ pub fn extract_bytes(
     };
     extracted.blocks.retain(|b| !b.text.trim().is_empty());
     if extracted.blocks.is_empty() {
-        let hint = if format == Format::Pdf {
-            " (a scanned PDF without a text layer?)"
-        } else {
-            ""
-        };
-        return Err(ExtractError::Empty(hint.to_string()));
+        let hint = extracted
+            .scanned
+            .iter()
+            .find_map(|p| {
+                p.problem
+                    .as_ref()
+                    .map(|why| format!(" (page {}: {why})", p.page))
+            })
+            .unwrap_or_default();
+        return Err(ExtractError::Empty(hint));
     }
     extracted.truncated = truncate_blocks(&mut extracted.blocks, limits.max_text_bytes);
     Ok(extracted)
@@ -274,6 +300,7 @@ fn format_name(f: Format) -> &'static str {
         Format::Json => "JSON",
         Format::Eml => "e-mail",
         Format::Rtf => "RTF",
+        Format::Image => "image",
     }
 }
 
@@ -357,8 +384,10 @@ mod tests {
 
     #[test]
     fn binary_extensions_are_unsupported() {
-        let e = extract_bytes(Path::new("a.png"), b"\x89PNG", &ExtractLimits::default());
+        let e = extract_bytes(Path::new("a.mp3"), b"ID3", &ExtractLimits::default());
         assert!(matches!(e, Err(ExtractError::Unsupported(_))));
+        let e = extract_bytes(Path::new("a.png"), b"\x89PNG", &ExtractLimits::default());
+        assert!(matches!(e, Err(ExtractError::NeedsOcr(_))), "{e:?}");
     }
 
     #[test]

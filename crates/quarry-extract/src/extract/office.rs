@@ -236,6 +236,7 @@ pub(super) fn pptx(bytes: &[u8], limits: &ExtractLimits) -> Result<Extracted, Ex
         }
     }
     Ok(Extracted {
+        scanned: Vec::new(),
         truncated: false,
         blocks,
         title: None,
@@ -266,6 +267,7 @@ fn single_document(
     let mut blocks = Vec::new();
     blocks_from_paragraphs(paras, None, &mut blocks);
     Ok(Extracted {
+        scanned: Vec::new(),
         blocks,
         title,
         truncated: false,
@@ -323,6 +325,7 @@ pub(super) fn sheet(bytes: &[u8], _path: &Path) -> Result<Extracted, ExtractErro
         });
     }
     Ok(Extracted {
+        scanned: Vec::new(),
         truncated: false,
         blocks,
         title: None,

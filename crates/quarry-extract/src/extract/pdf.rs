@@ -1,8 +1,15 @@
-//! PDF text, page by page (pdf-extract over lopdf).
+//! PDF text, page by page (pdf-extract over lopdf); pages without a text
+//! layer are read by OCR from their image.
 
 use super::{Block, ExtractError, Extracted};
+use crate::ocr::scans::ScannedPdf;
+use crate::ocr::{OcrRun, OcrSettings};
 
-pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+/// A page with fewer letters and digits than this in its text layer is
+/// read by OCR (a scan often carries a page number or a stamp as text).
+const SCANNED_BELOW: usize = 20;
+
+pub(super) fn extract(bytes: &[u8], ocr: &OcrSettings) -> Result<Extracted, ExtractError> {
     if !bytes.starts_with(b"%PDF")
         && !bytes[..bytes.len().min(1024)]
             .windows(4)
@@ -24,7 +31,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             }
         }
     })?;
-    let blocks = pages
+    let mut blocks: Vec<Block> = pages
         .into_iter()
         .enumerate()
         .map(|(i, text)| Block {
@@ -33,11 +40,69 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             heading: None,
         })
         .collect();
-    Ok(Extracted {
+    let scanned: Vec<u32> = blocks
+        .iter()
+        .filter(|b| b.text.chars().filter(|c| c.is_alphanumeric()).count() < SCANNED_BELOW)
+        .filter_map(|b| b.page)
+        .collect();
+    let mut extracted = Extracted {
         truncated: false,
-        blocks,
         title: None,
-    })
+        scanned: Vec::new(),
+        blocks: Vec::new(),
+    };
+    if !scanned.is_empty() {
+        let all = scanned.len() == blocks.len();
+        if let Some(run) = read_scanned(bytes, &scanned, ocr, all)? {
+            for (page, text) in run.texts {
+                blocks[page as usize - 1].text = text;
+            }
+            extracted.scanned = run.pages;
+        }
+    }
+    extracted.blocks = blocks;
+    Ok(extracted)
+}
+
+/// OCR of the pages without text. `None` when a few pages are scanned and
+/// OCR cannot run (the text pages are still indexed); an error when every
+/// page is (the file needs OCR) or the run was stopped.
+fn read_scanned(
+    bytes: &[u8],
+    pages: &[u32],
+    ocr: &OcrSettings,
+    all: bool,
+) -> Result<Option<OcrRun>, ExtractError> {
+    if let Err(e) = super::image::ready(ocr, "a scanned PDF") {
+        return if all { Err(e) } else { Ok(None) };
+    }
+    let pdf = ScannedPdf::parse(bytes).map_err(|reason| ExtractError::Corrupt {
+        format: "PDF",
+        reason,
+    })?;
+    let mut run = OcrRun::default();
+    for (n, &page) in pages.iter().enumerate() {
+        if n as u32 >= ocr.max_pages {
+            let why = format!(
+                "only the first {} scanned pages of a file are read by OCR: not indexed",
+                ocr.max_pages
+            );
+            run.pages.push(crate::ocr::problem_page(page, why));
+            continue;
+        }
+        let image = pdf.page_image(page);
+        // A page with neither text nor an image is blank: nothing to say.
+        if matches!(&image, Err(why) if why.starts_with("the page has neither")) {
+            continue;
+        }
+        let go_on = run
+            .take(page, image, ocr)
+            .map_err(|e| ExtractError::NeedsOcr(e.to_string()))?;
+        if !go_on {
+            return Err(ExtractError::Stopped);
+        }
+    }
+    Ok(Some(run))
 }
 
 /// pdf-extract emits many blank lines between text runs; collapse runs of 3+

@@ -73,6 +73,7 @@ pub(super) fn plain(bytes: &[u8]) -> Result<Extracted, ExtractError> {
 /// A document that is one block of text, without pages, headings or title.
 fn one_block(text: String) -> Extracted {
     Extracted {
+        scanned: Vec::new(),
         truncated: false,
         blocks: vec![Block {
             text,
@@ -88,6 +89,7 @@ pub(super) fn markdown(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let blocks = blocks_from_markdown(&text, None);
     let title = blocks.iter().find_map(|b| b.heading.clone());
     Ok(Extracted {
+        scanned: Vec::new(),
         blocks,
         title,
         truncated: false,
@@ -127,6 +129,7 @@ pub(super) fn csv(bytes: &[u8], path: &Path) -> Result<Extracted, ExtractError> 
         out.push('\n');
     }
     Ok(Extracted {
+        scanned: Vec::new(),
         truncated: false,
         blocks: vec![Block {
             text: out,
@@ -185,6 +188,7 @@ pub(super) fn rtf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             reason: e.to_string(),
         })?;
     Ok(Extracted {
+        scanned: Vec::new(),
         truncated: false,
         blocks: vec![Block {
             text: doc.get_text(),
