@@ -19,6 +19,12 @@ pub struct WatchArgs {
     /// Print one JSON object per synced burst.
     #[arg(long)]
     json: bool,
+    /// Do not read images and scanned PDF pages by OCR (they are reported).
+    #[arg(long)]
+    no_ocr: bool,
+    /// Languages of the scans, `+`-separated (as for `quarry index`).
+    #[arg(long, default_value = "eng", value_name = "LANGS")]
+    ocr_lang: String,
 }
 
 /// `quarry watch`: catch up, then index each burst of changes until Ctrl-C.
@@ -26,7 +32,10 @@ pub async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
     let dir = ctx.library_dir(args.lib.library);
     let mut library = Library::open(&dir).await?;
     let embedder = ctx.load_embedder(&library.meta().embedder.clone())?;
-    let opts = IndexOptions::default();
+    let opts = IndexOptions {
+        ocr: super::index::ocr_settings(args.no_ocr, &args.ocr_lang)?,
+        ..IndexOptions::default()
+    };
     let folders = library.meta().folders.clone();
     // Catch up with what changed while nobody watched (keywords now; the
     // watch loop embeds between bursts).
