@@ -261,6 +261,8 @@ try {
   assert.equal(chat.status, 200, JSON.stringify(reply));
   assert.equal(reply.model, "gemma3-270m-q4_k_m", JSON.stringify(reply));
   assert.match(readFileSync(join(tmp, "config", "settings.toml"), "utf8"), /generator = "gemma3-270m-q4_k_m"/);
+  // OCR's availability is stated (Tesseract is installed here).
+  assert.match(await page.textContent("#settings-list"), /OCR \(scanned pages, images\)Tesseract 5\.\d+\.\d+; languages: .*eng/);
   await page.screenshot({ path: join(shots, "settings.png") });
 
   // The one expected failure: the browser logs the refused bad path (HTTP 400).

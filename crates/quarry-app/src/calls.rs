@@ -273,7 +273,20 @@ pub fn settings(engine: &Engine) -> AppResult<SettingsView> {
         library: engine.library_dir.clone(),
         embedder: lib.meta().embedder.clone(),
         generator: engine.model_name(),
+        ocr: ocr_summary(),
     })
+}
+
+/// What OCR is here, in a sentence for the Settings screen.
+fn ocr_summary() -> String {
+    match quarry_core::ocr::status() {
+        Ok(s) => format!(
+            "Tesseract {}; languages: {}",
+            s.version,
+            s.languages.join(", ")
+        ),
+        Err(e) => format!("{e}; scanned pages and images are listed, not read"),
+    }
 }
 
 /// A change of the privacy settings (`POST /api/settings/privacy`).

@@ -115,6 +115,9 @@ pub struct SettingsView {
     pub embedder: String,
     /// The generator.
     pub generator: String,
+    /// OCR of scanned pages and images: "Tesseract 5.3.0; languages: eng",
+    /// or why it is not available and how to install it.
+    pub ocr: String,
 }
 
 /// A block of a document's extracted text.

@@ -43,7 +43,8 @@ fn page(
 }
 
 /// Page 1: a line of text; page 2: the scan, stored turned by `-rotate`
-/// degrees with a /Rotate that turns it back.
+/// degrees with a /Rotate that turns it back; page 3: a figure and its
+/// caption.
 fn mixed_pdf(rotate: i64) -> Vec<u8> {
     let mut doc = Document::with_version("1.5");
     let pages = doc.new_object_id();
@@ -75,9 +76,25 @@ fn mixed_pdf(rotate: i64) -> Vec<u8> {
         dictionary! {"XObject" => dictionary! {"Im0" => image}},
         rotate,
     );
+    // Page 3: a figure with a short caption; the figure is no scan.
+    let figure = doc.add_object(Stream::new(
+        dictionary! {"Type" => "XObject", "Subtype" => "Image", "Width" => 200, "Height" => 200,
+        "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8, "Filter" => "DCTDecode"},
+        jpeg(&image::GrayImage::from_fn(200, 200, |x, _| {
+            image::Luma([(x % 256) as u8])
+        })),
+    ));
+    let caption = page(
+        &mut doc,
+        pages,
+        b"q 200 0 0 200 72 100 cm /Im0 Do Q BT /F1 10 Tf 72 80 Td (Figure 1) Tj ET",
+        dictionary! {"XObject" => dictionary! {"Im0" => figure}, "Font" => dictionary! {"F1" => font}},
+        0,
+    );
     doc.objects.insert(
         pages,
-        Object::Dictionary(dictionary! {"Type" => "Pages", "Kids" => vec![text.into(), scanned.into()], "Count" => 2}),
+        Object::Dictionary(dictionary! {"Type" => "Pages",
+        "Kids" => vec![text.into(), scanned.into(), caption.into()], "Count" => 3}),
     );
     let catalog = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages});
     doc.trailer.set("Root", catalog);
@@ -118,6 +135,7 @@ fn a_text_page_keeps_its_text_and_a_scanned_page_is_read_by_ocr_upright() {
             "rotate {rotate}: {}",
             page(2)
         );
+        assert_eq!(page(3), "Figure 1", "the figure page keeps its caption");
         assert_eq!(e.scanned.len(), 1, "only page 2 is a scan: {:?}", e.scanned);
         assert_eq!(e.scanned[0].page, 2);
         assert!(e.scanned[0].confidence.unwrap() > 80.0, "{:?}", e.scanned);
@@ -128,7 +146,7 @@ fn a_text_page_keeps_its_text_and_a_scanned_page_is_read_by_ocr_upright() {
 #[test]
 fn without_ocr_the_text_page_is_still_indexed_and_a_stopped_read_says_so() {
     let e = extract_bytes(&path(), &mixed_pdf(0), &ExtractLimits::default()).unwrap();
-    assert_eq!(e.blocks.len(), 1);
+    assert_eq!(e.blocks.len(), 2, "the text page and the caption");
     assert!(e.scanned.is_empty());
     // A stopped run stops inside the file, and says so.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));

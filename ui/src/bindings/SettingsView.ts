@@ -29,4 +29,9 @@ embedder: string,
 /**
  * The generator.
  */
-generator: string, };
+generator: string, 
+/**
+ * OCR of scanned pages and images: "Tesseract 5.3.0; languages: eng",
+ * or why it is not available and how to install it.
+ */
+ocr: string, };

@@ -45,6 +45,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
           ["Library", s.library],
           ["Embedder", s.embedder],
           ["Local model", s.generator],
+          ["OCR (scanned pages, images)", s.ocr],
           ["Default provider", s.default_provider ?? "the first one listed"],
         ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]),
       );

@@ -97,7 +97,7 @@ impl ScannedPages {
         for id in touched {
             loaded.1.remove(id);
         }
-        let adding = !pages.is_empty();
+        let adding = pages.iter().any(|(_, p)| !p.is_empty());
         for (id, p) in pages.into_iter().filter(|(_, p)| !p.is_empty()) {
             loaded.1.insert(id, p);
         }

@@ -90,11 +90,13 @@ fn read_scanned(
             run.pages.push(crate::ocr::problem_page(page, why));
             continue;
         }
-        let image = pdf.page_image(page);
-        // A page with neither text nor an image is blank: nothing to say.
-        if matches!(&image, Err(why) if why.starts_with("the page has neither")) {
-            continue;
-        }
+        // A page with neither text nor a page-sized image is blank, or a
+        // figure: nothing to read.
+        let image = match pdf.page_image(page) {
+            Ok(None) => continue,
+            Ok(Some(image)) => Ok(image),
+            Err(why) => Err(why),
+        };
         let go_on = run
             .take(page, image, ocr)
             .map_err(|e| ExtractError::NeedsOcr(e.to_string()))?;

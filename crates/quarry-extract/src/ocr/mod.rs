@@ -196,7 +196,8 @@ pub fn decode_pages(bytes: &[u8], max_pages: u32) -> Result<Vec<DecodedPage>, St
         for page in 1..=max_pages {
             match pdf.page_image(page) {
                 Err(why) if why == "no such page" => break,
-                r => out.push(r.map(|p| (p.width, p.height))),
+                Ok(None) => {}
+                r => out.push(r.map(|p| p.map_or((0, 0), |p| (p.width, p.height)))),
             }
         }
         return Ok(out);

@@ -25,42 +25,66 @@ impl ScannedPdf {
         Ok(ScannedPdf { doc, pages })
     }
 
-    /// The image of page `page` (1-based), or why there is none to read.
-    pub(crate) fn page_image(&self, page: u32) -> Result<GreyPage, String> {
+    /// The image of page `page` (1-based): `None` when the page has nothing
+    /// to read (no image, or an image that does not cover the page — a
+    /// figure, not a scan), or why it cannot be read.
+    pub(crate) fn page_image(&self, page: u32) -> Result<Option<GreyPage>, String> {
         let id = *self.pages.get(&page).ok_or("no such page")?;
-        let image = self.largest_image(id)?;
+        let Some(image) = self.largest_image(id)? else {
+            return Ok(None);
+        };
         let dict = &image.dict;
         let width = int(dict, b"Width")? as u32;
         let height = int(dict, b"Height")? as u32;
         if width == 0 || height == 0 {
-            return Err("the page image is empty".into());
+            return Ok(None);
+        }
+        if !self.covers(id, width, height) {
+            return Ok(None);
         }
         if width as u64 * height as u64 > MAX_IMAGE_PIXELS {
             return Err(too_large(width, height));
         }
         let mut grey = decode(&self.doc, image, width, height)?;
         grey.dpi = self.dpi(id, width).unwrap_or_else(|| assumed_dpi(width));
-        Ok(rotated(grey, self.rotation(id)))
+        Ok(Some(rotated(grey, self.rotation(id))))
     }
 
-    /// The page's largest image XObject (by pixels).
-    fn largest_image(&self, page: ObjectId) -> Result<&lopdf::Stream, String> {
+    /// Whether an image of this shape can be the whole page: its aspect
+    /// ratio within 15% of the page's, either way round (a scanner may
+    /// store the page sideways). Unknown page sizes pass.
+    fn covers(&self, page: ObjectId, width: u32, height: u32) -> bool {
+        let Some((pw, ph)) = self.page_size(page) else {
+            return true;
+        };
+        let (image, page) = (width as f32 / height as f32, pw / ph);
+        let near = |a: f32, b: f32| (a - b).abs() <= 0.15 * b;
+        near(image, page) || near(image, 1.0 / page)
+    }
+
+    /// The page's MediaBox width and height, in points.
+    fn page_size(&self, page: ObjectId) -> Option<(f32, f32)> {
+        let dict = self.doc.get_dictionary(page).ok()?;
+        let b = self.inherited(dict, b"MediaBox")?.as_array().ok()?;
+        let at = |i: usize| b.get(i).and_then(|o| o.as_float().ok());
+        let (w, h) = ((at(2)? - at(0)?).abs(), (at(3)? - at(1)?).abs());
+        (w > 0.0 && h > 0.0).then_some((w, h))
+    }
+
+    /// The page's largest image XObject (by pixels), if it has one.
+    fn largest_image(&self, page: ObjectId) -> Result<Option<&lopdf::Stream>, String> {
         let images = self.doc.get_page_images(page).map_err(|e| e.to_string())?;
-        images
+        Ok(images
             .iter()
             .max_by_key(|i| i.width.max(0) * i.height.max(0))
             .and_then(|i| self.doc.get_object(i.id).ok())
-            .and_then(|o| o.as_stream().ok())
-            .ok_or_else(|| "the page has neither text nor an image".to_string())
+            .and_then(|o| o.as_stream().ok()))
     }
 
     /// Resolution from the page width (MediaBox, points) and the image width.
     fn dpi(&self, page: ObjectId, width: u32) -> Option<u32> {
-        let dict = self.doc.get_dictionary(page).ok()?;
-        let b = self.inherited(dict, b"MediaBox")?;
-        let b = b.as_array().ok()?;
-        let points = (b.get(2)?.as_float().ok()? - b.first()?.as_float().ok()?).abs();
-        (points > 0.0).then(|| ((width as f32 * 72.0 / points) as u32).clamp(70, 1200))
+        let (points, _) = self.page_size(page)?;
+        Some(((width as f32 * 72.0 / points) as u32).clamp(70, 1200))
     }
 
     /// The page's /Rotate, in degrees clockwise.
