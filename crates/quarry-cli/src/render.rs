@@ -77,6 +77,9 @@ pub fn index_report(r: &IndexReport, library: &Path, verbose: bool) {
         }
     }
     ocr_report(r, verbose);
+    if let Some(advice) = &r.embedder_advice {
+        println!("\nNote: {advice}");
+    }
     if !r.skipped.is_empty() {
         println!("\nSkipped:");
         let mut by_reason: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();

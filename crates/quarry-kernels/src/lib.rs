@@ -7,4 +7,5 @@
 //! other operations, so a second pool would compete with them.
 
 pub mod attention;
+pub mod int8;
 pub mod quantized;

@@ -36,6 +36,17 @@ ocr_pages: number,
  */
 ocr_problems: Array<Skipped>, 
 /**
+ * Files indexed this run whose text is not English (see
+ * [`crate::ingest::language`]): when most are, an English-only embedder
+ * is the wrong one and the user is told of a multilingual one.
+ */
+not_english: number, 
+/**
+ * Advice on the embedder when most files indexed this run are not in
+ * English and the library's embedder understands only English.
+ */
+embedder_advice: string | null, 
+/**
  * Files removed from the library because they are gone.
  */
 removed: Array<string>, 

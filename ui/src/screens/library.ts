@@ -158,7 +158,9 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
               ? `Done: ${p.files_done} files indexed or checked, ${p.chunks} chunks written` +
                 (p.ocr_pages ? `, ${p.ocr_pages} scanned pages read by OCR` : "") +
                 (p.embed_done ? `, ${p.embed_done} embedded` : "") +
-                ` in ${humanDuration(p.elapsed_s)}.`
+                ` in ${humanDuration(p.elapsed_s)}.` +
+                // Most of the text is not English and the embedder is English-only.
+                (p.report?.embedder_advice ? ` Note: ${p.report.embedder_advice}` : "")
               : p.phase === "walking"
                 ? "Looking for files…"
                 : embedding

@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Generator to measure: a registry id or a .gguf path (default: the registry's default).
     #[arg(long)]
     generator: Option<String>,
+    /// Embedder to measure: a registry id (default: the registry's default).
+    #[arg(long)]
+    embedder: Option<String>,
     /// Skip the embedding runs.
     #[arg(long)]
     no_embed: bool,
@@ -72,7 +75,10 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
         .map(|d| format!("{}\n\n{}", d.title, d.text))
         .collect();
     let mut results = serde_json::Map::new();
-    let embedder_id = ctx.default_embedder()?;
+    let embedder_id = match &args.embedder {
+        Some(id) => id.clone(),
+        None => ctx.default_embedder()?,
+    };
     let mut embedder = if args.index || !args.no_embed || !args.synthetic.is_empty() {
         Some(ctx.load_embedder(&embedder_id)?)
     } else {
@@ -95,6 +101,10 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
             })
             .sum();
         embedder.embed_documents(&texts[..texts.len().min(8)])?; // warm up
+        results.insert(
+            "embed_precision".into(),
+            embedder.precision().to_string().into(),
+        );
         for batch in [1usize, 32] {
             embedder.set_batch_size(batch);
             // Batch 32 here means 32 texts regardless of length, as peers count it.
@@ -113,7 +123,8 @@ pub async fn bench(ctx: &Context, args: BenchArgs) -> Result<()> {
             });
             if !args.json {
                 println!(
-                    "embed {embedder_id} batch {batch:>2}: {:.1} texts/s, {:.0} tokens/s ({} texts, {:.1} tokens avg, {:.1}s)",
+                    "embed {embedder_id} ({}) batch {batch:>2}: {:.1} texts/s, {:.0} tokens/s ({} texts, {:.1} tokens avg, {:.1}s)",
+                    embedder.precision(),
                     texts.len() as f64 / secs,
                     tokens as f64 / secs,
                     texts.len(),

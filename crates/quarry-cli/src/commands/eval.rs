@@ -33,6 +33,10 @@ pub struct EvalArgs {
     /// Working folder for the corpus files and the library (kept, so re-runs are incremental).
     #[arg(long)]
     work: Option<PathBuf>,
+    /// Embedder for --dataset (a registry id; default: the registry's
+    /// default). The working library is per embedder, inside --work.
+    #[arg(long)]
+    embedder: Option<String>,
     #[command(flatten)]
     fusion: crate::commands::search::FusionArgs,
     /// Also measure the "not in the library" threshold: index half of the
@@ -103,7 +107,11 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let dataset = args.dataset.clone().context("--dataset is required")?;
     let data = Dataset::load(&dataset).with_context(|| format!("reading {}", dataset.display()))?;
     let work = work_dir(ctx, &dataset, args.work);
-    let embedder = ctx.load_embedder(&ctx.default_embedder()?)?;
+    let embedder_id = match &args.embedder {
+        Some(id) => id.clone(),
+        None => ctx.default_embedder()?,
+    };
+    let embedder = ctx.load_embedder(&embedder_id)?;
     let (library, report) = dataset_library(&data, &work, &embedder).await?;
     if !args.json {
         eprintln!(
@@ -392,8 +400,9 @@ pub(crate) async fn dataset_library(
     embedder: &quarry_core::Embedder,
 ) -> Result<(Library, quarry_core::IndexReport)> {
     let corpus_dir = data.write_corpus(&work.join("corpus"))?;
-    let mut library =
-        Library::open_or_create(&work.join("library"), embedder.id(), embedder.dim()).await?;
+    // One library per embedder, so comparing embedders on a dataset keeps both.
+    let lib_dir = work.join(format!("library-{}", embedder.id()));
+    let mut library = Library::open_or_create(&lib_dir, embedder.id(), embedder.dim()).await?;
     let report = index_quietly(&mut library, &corpus_dir, embedder).await?;
     Ok((library, report))
 }

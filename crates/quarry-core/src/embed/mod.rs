@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 pub mod bert;
+pub use bert::Precision;
 
 use crate::error::{Error, Result};
 use crate::models::{ModelSpec, ModelStore};
@@ -59,6 +60,8 @@ pub struct Embedder {
     max_tokens: usize,
     query_prefix: String,
     document_prefix: String,
+    multilingual: bool,
+    precision: Precision,
     batch_size: usize,
     max_batch_tokens: usize,
     device: Device,
@@ -88,20 +91,36 @@ impl Embedder {
         Self::load(&store.require(id)?, spec)
     }
 
-    /// Load the model in `dir` described by `spec`.
+    /// Load the model in `dir` described by `spec`, at the precision
+    /// [`Precision::from_env`] picks (int8 where the CPU has the kernels).
     pub fn load(dir: &Path, spec: &ModelSpec) -> Result<Self> {
+        Self::load_with(dir, spec, Precision::from_env())
+    }
+
+    /// [`Embedder::load`] at a chosen precision (BERT-family encoders; the
+    /// others run f32 whatever is asked).
+    pub fn load_with(dir: &Path, spec: &ModelSpec, precision: Precision) -> Result<Self> {
         let id = spec.id.as_str();
+        let precision = match precision {
+            Precision::Int8 if !quarry_kernels::quantized::simd_available() => Precision::F32,
+            p => p,
+        };
         let device = Device::Cpu;
         let config_text = fs_err::read_to_string(dir.join("config.json"))?;
         let weights = dir.join("model.safetensors");
-        // SAFETY: the weights file is memory-mapped read-only; Quarry never writes
-        // to installed model files while they are loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device)? };
+        let vb = if weights.exists() {
+            // SAFETY: the weights file is memory-mapped read-only; Quarry never
+            // writes to installed model files while they are loaded.
+            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device)? }
+        } else {
+            // Hub repositories that ship only PyTorch weights (BAAI/bge-m3).
+            VarBuilder::from_pth(dir.join("pytorch_model.bin"), DType::F32, &device)?
+        };
         let network = match spec.architecture.as_str() {
             "bert" => {
                 let config: crate::embed::bert::BertConfig =
                     serde_json::from_str(&config_text).map_err(|e| load_err(id, e))?;
-                Network::Bert(crate::embed::bert::FastBert::load(vb, &config)?)
+                Network::Bert(crate::embed::bert::FastBert::load(vb, &config, precision)?)
             }
             "nomic_bert" => {
                 let config: nomic_bert::Config =
@@ -153,6 +172,11 @@ impl Embedder {
             max_tokens,
             query_prefix: spec.query_prefix.clone(),
             document_prefix: spec.document_prefix.clone(),
+            multilingual: spec.multilingual,
+            precision: match spec.architecture.as_str() {
+                "bert" => precision,
+                _ => Precision::F32,
+            },
             batch_size: 32,
             max_batch_tokens: 1024,
             device,
@@ -164,6 +188,11 @@ impl Embedder {
         &self.id
     }
 
+    /// The precision its dense layers run at.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Vector dimension.
     pub fn dim(&self) -> usize {
         self.dim
@@ -172,6 +201,11 @@ impl Embedder {
     /// Longest input in tokens (including special tokens).
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// Whether the model was trained on many languages (from the registry).
+    pub fn multilingual(&self) -> bool {
+        self.multilingual
     }
 
     /// Pooling read from the model's config.

@@ -160,6 +160,13 @@ pub struct IndexReport {
     /// large or in an encoding Quarry cannot decode), each with its file
     /// and "page N: why".
     pub ocr_problems: Vec<Skipped>,
+    /// Files indexed this run whose text is not English (see
+    /// [`crate::ingest::language`]): when most are, an English-only embedder
+    /// is the wrong one and the user is told of a multilingual one.
+    pub not_english: usize,
+    /// Advice on the embedder when most files indexed this run are not in
+    /// English and the library's embedder understands only English.
+    pub embedder_advice: Option<String>,
     /// Files removed from the library because they are gone.
     pub removed: Vec<PathBuf>,
     /// Chunks written (by the keyword phase).
@@ -277,7 +284,25 @@ pub async fn index(
             writer.wait_merging_threads()?;
         }
     }
+    report.embedder_advice = embedder_advice(&report, embedder);
     finish_report(lib, report, started).await
+}
+
+/// When most files indexed are not in English and the embedder is
+/// English-only: say so, and how to switch.
+fn embedder_advice(report: &IndexReport, embedder: &Embedder) -> Option<String> {
+    let indexed = report.indexed.len();
+    if embedder.multilingual() || report.not_english == 0 || report.not_english * 2 < indexed {
+        return None;
+    }
+    Some(format!(
+        "{} of {indexed} file(s) indexed are not in English, and {} understands English only: \
+         keyword search works in any language, but meaning search will miss. A multilingual \
+         embedder (about 100 languages; a query in one finds passages in another): \
+         `quarry models fetch multilingual-e5-small-q4`, then `quarry reembed multilingual-e5-small-q4`.",
+        report.not_english,
+        embedder.id()
+    ))
 }
 
 /// The folders or files to index, as absolute paths; a clear error for one
@@ -900,6 +925,10 @@ fn record_file(
                         human_bytes(opts.limits.max_text_bytes as u64)
                     ),
                 });
+            }
+            let texts = chunks.iter().map(|c| c.text.as_str());
+            if super::language::guess(texts) == super::language::Language::Other {
+                report.not_english += 1;
             }
             record.chunks = chunks.len() as u32;
             record.text_chars = text_chars;

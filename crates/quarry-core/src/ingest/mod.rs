@@ -4,6 +4,7 @@
 //! ([`reembed`]).
 
 pub mod index;
+pub mod language;
 pub mod reembed;
 pub mod walk;
 pub mod watch;

