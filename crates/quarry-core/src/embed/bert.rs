@@ -326,12 +326,11 @@ impl SharedOut {
 /// run for `lens` (packed one after another, or padded), straight from the
 /// fused `(rows, 3d)` query/key/value rows into a `(rows, d)` context.
 ///
-/// One task per (sequence, head) reads its query, key and value columns in
-/// place (no transposed copies), computes scaled scores against the
-/// sequence's real tokens only (padding is skipped, not masked), applies the
-/// softmax in a buffer of its own and writes its slice of the context. Rows of
-/// padding positions stay zero: nothing reads them (keys never include
-/// padding, and pooling masks them out).
+/// One task per (sequence, head) runs Quarry's encoder attention kernel over
+/// the sequence's real tokens only (padding is skipped, not masked) and
+/// writes its slice of the context. Rows of padding positions stay zero:
+/// nothing reads them (keys never include padding, and pooling masks them
+/// out).
 fn attention(
     qkv: &[f32],
     starts: &[usize],
@@ -339,88 +338,30 @@ fn attention(
     heads: usize,
     head_dim: usize,
 ) -> Vec<f32> {
+    use quarry_kernels::attention::encoder::{sequence_head, Fused, Scratch};
     use rayon::prelude::*;
     let d = heads * head_dim;
     let mut out = vec![0f32; qkv.len() / 3];
     let dst = SharedOut(out.as_mut_ptr());
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let stride = (3 * d) as isize;
+    let fused = Fused {
+        qkv,
+        heads,
+        head_dim,
+    };
     (0..lens.len() * heads)
         .into_par_iter()
-        .for_each_init(Vec::new, |scores, task| {
+        .for_each_init(Scratch::default, |scratch, task| {
             let (seq, head) = (task / heads, task % heads);
-            let l = lens[seq];
-            if l == 0 {
+            if lens[seq] == 0 {
                 return;
             }
-            let base = starts[seq] * 3 * d + head * head_dim;
-            let q = qkv[base..].as_ptr();
-            let k = qkv[base + d..].as_ptr();
-            let v = qkv[base + 2 * d..].as_ptr();
-            scores.clear();
-            scores.resize(l * l, 0f32);
-            // SAFETY: q/k/v address l rows of `head_dim` values with row stride
-            // 3d inside `qkv`; `scores` is l×l; the context slice (rows of this
-            // sequence, columns of this head) is written by this task only.
-            unsafe {
-                // scores = scale · Q Kᵀ (Kᵀ read through swapped strides)
-                gemm::gemm(
-                    l,
-                    l,
-                    head_dim,
-                    scores.as_mut_ptr(),
-                    1,
-                    l as isize,
-                    false,
-                    q,
-                    1,
-                    stride,
-                    k,
-                    stride,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            for row in scores.chunks_mut(l) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0.0;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                for s in row.iter_mut() {
-                    *s *= inv;
-                }
-            }
-            unsafe {
-                // context rows = P V
-                gemm::gemm(
-                    l,
-                    head_dim,
-                    l,
-                    dst.at(starts[seq] * d + head * head_dim),
-                    1,
-                    d as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    l as isize,
-                    v,
-                    1,
-                    stride,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+            sequence_head(fused, starts[seq], lens[seq], head, scratch);
+            for (i, row) in scratch.out.chunks_exact(head_dim).enumerate() {
+                let at = (starts[seq] + i) * d + head * head_dim;
+                // SAFETY: `at..at + head_dim` is this sequence's row `i`,
+                // this head's columns, inside `out` (rows × d); no other task
+                // writes it.
+                unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), dst.at(at), head_dim) };
             }
         });
     out

@@ -1,6 +1,9 @@
 //! Attention against a KV cache, read in place: one new token's (decoding,
-//! [`decode`]) and a prompt slice's rows ([`prompt::prefill`]).
+//! [`decode`]) and a prompt slice's rows ([`prompt::prefill`]); and an
+//! encoder's bidirectional attention over fused QKV rows
+//! ([`encoder::sequence_head`]).
 
+pub mod encoder;
 pub mod prompt;
 
 /// The shape of a KV cache: `kv_heads` heads of `max_len` positions of
