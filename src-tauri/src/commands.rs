@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use quarry_app::agents::HttpEndpoint;
 use quarry_app::calls::{
     self, AskRequest, DocumentQuery, IndexRequest, OpenRequest, PrivacyRequest, RemoveRequest,
     SearchQuery,
@@ -322,29 +323,31 @@ pub async fn agents(cell: State<'_, EngineCell>) -> R<quarry_app::agents::Agents
 
 /// The app's MCP-over-HTTP endpoint while it runs: how to stop it, and its address.
 #[derive(Default)]
-pub struct AgentsEndpoint(Mutex<Option<(tokio::sync::oneshot::Sender<()>, String)>>);
+pub struct AgentsEndpoint(Mutex<Option<(tokio::sync::oneshot::Sender<()>, HttpEndpoint)>>);
 
 /// Start (`on`) or stop the MCP endpoint over HTTP, on loopback only; its
-/// address while it runs (`http://127.0.0.1:PORT/mcp`).
+/// address and token while it runs (`http://127.0.0.1:PORT/mcp`).
 #[tauri::command]
 pub async fn serve_agents(
     cell: State<'_, EngineCell>,
     endpoint: State<'_, AgentsEndpoint>,
     on: bool,
-) -> R<Option<String>> {
+) -> R<Option<HttpEndpoint>> {
     if !on {
         if let Some((stop, _)) = endpoint.0.lock().expect("endpoint lock").take() {
             let _ = stop.send(());
         }
         return Ok(None);
     }
-    if let Some((_, url)) = endpoint.0.lock().expect("endpoint lock").as_ref() {
-        return Ok(Some(url.clone()));
+    if let Some((_, serving)) = endpoint.0.lock().expect("endpoint lock").as_ref() {
+        return Ok(Some(serving.clone()));
     }
     let engine = cell.get().await?;
+    // Locked like `quarry serve`: the same user's token, on loopback too.
+    let token = quarry_app::server_token::server_token(&cell.dirs.config)?;
     let options = quarry_server::ServeOptions {
         addr: ([127, 0, 0, 1], agents_port()).into(),
-        token: None,
+        token: Some(token.clone()),
         ui_dir: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -373,9 +376,12 @@ pub async fn serve_agents(
             ));
         }
     };
-    let url = format!("http://{addr}/mcp");
-    *endpoint.0.lock().expect("endpoint lock") = Some((stop, url.clone()));
-    Ok(Some(url))
+    let serving = HttpEndpoint {
+        url: format!("http://{addr}/mcp"),
+        token,
+    };
+    *endpoint.0.lock().expect("endpoint lock") = Some((stop, serving.clone()));
+    Ok(Some(serving))
 }
 
 /// The port of the app's MCP endpoint: `QUARRY_AGENTS_PORT`, else 7312

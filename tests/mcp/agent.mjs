@@ -6,7 +6,7 @@
 // resources list and read; files outside the library are refused; a library
 // not shared with agents refuses everything; a local-only library's `ask`
 // routed to a cloud provider opens no connection (a listening trap counts
-// them); off loopback the HTTP endpoint needs the token; every call is in
+// them); the HTTP endpoint needs the token, loopback included; every call is in
 // the access log (`quarry audit --mcp`). It also times `search` over MCP
 // against the CLI on the same library (artifacts/mcp-latency.json).
 //
@@ -84,10 +84,12 @@ function startServe(args) {
     const timer = setTimeout(() => reject(new Error(`quarry serve did not start: ${stderr}`)), 120_000);
     child.stdout.on("data", (d) => {
       out += d;
-      const m = out.match(/at (http:\/\/\S+)/);
+      // The address, then the link with the kept token (locked by default;
+      // a token given with --token is not printed).
+      const m = out.match(/at (http:\/\/\S+)\n(.*)\n/);
       if (m) {
         clearTimeout(timer);
-        resolve({ base: m[1], child });
+        resolve({ base: m[1], token: m[2].match(/#token=([0-9a-f]{64})/)?.[1], child });
       }
     });
     child.on("exit", (code) => reject(new Error(`quarry serve exited ${code}: ${stderr}`)));
@@ -308,10 +310,15 @@ function lanAddress() {
 }
 
 async function checkHttp() {
-  const { base, child } = await startServe(["--addr", "127.0.0.1:0", "--library", library]);
+  const { base, token, child } = await startServe(["--addr", "127.0.0.1:0", "--library", library]);
   try {
+    // Locked on loopback too: the kept token, which the server printed.
+    const without = new Client(clientInfo);
+    await assert.rejects(without.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`))), /401|nauthorized/);
     const client = new Client(clientInfo);
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }),
+    );
     await checkTools(client);
     const top = await checkReading(client);
     const passage = await client.readResource({ uri: top.uri });

@@ -39,7 +39,7 @@ export function sentence(e: unknown, doing: string): string {
       open_remote: "Open it on the machine that runs Quarry.",
       fetch_running: "One model is fetched at a time.",
       privacy_blocked: "Your privacy mode keeps this question on this machine.",
-      unauthorized: "This server needs its access token.",
+      unauthorized: "Open the link `quarry serve` printed: it carries the token, and this browser keeps it.",
     };
     return `Could not ${doing}: ${e.message}. ${hints[e.code] ?? ""}`.trim();
   }

@@ -24,6 +24,7 @@ import {
   type Transport,
   type WireAskEvent,
 } from "./transport";
+import type { HttpEndpoint } from "./bindings/HttpEndpoint";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
 import type { AgentsView } from "./bindings/AgentsView";
 import type { SearchView } from "./bindings/SearchView";
@@ -155,7 +156,7 @@ export class TauriTransport implements Transport {
     return call("agents");
   }
 
-  serveAgents(on: boolean): Promise<string | null> {
+  serveAgents(on: boolean): Promise<HttpEndpoint | null> {
     return call("serve_agents", { on });
   }
 

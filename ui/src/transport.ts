@@ -12,6 +12,7 @@ import type { ExtractUpdate } from "./bindings/ExtractUpdate";
 import type { FetchProgress } from "./bindings/FetchProgress";
 import type { FolderStatus } from "./bindings/FolderStatus";
 import type { HitView } from "./bindings/HitView";
+import type { HttpEndpoint } from "./bindings/HttpEndpoint";
 import type { ImportedView } from "./bindings/ImportedView";
 import type { IndexProgress } from "./bindings/IndexProgress";
 import type { ModelView } from "./bindings/ModelView";
@@ -37,7 +38,7 @@ export type ModelInfo = ModelView;
 export type Models = ModelsView;
 export type Settings = SettingsView;
 export type { WireAskEvent };
-export type { Answer, Evidence, FetchProgress, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
+export type { Answer, Evidence, FetchProgress, HttpEndpoint, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
 
 export type AskEvent =
   | { kind: "evidence"; evidence: Evidence[] }
@@ -122,7 +123,7 @@ export interface Transport {
   /** Whether agents may read the library, how to connect one, and what they read. */
   agents(): Promise<AgentsView>;
   /** The desktop app's own MCP-over-HTTP endpoint: start (true) or stop it; its address while it runs. */
-  serveAgents?(on: boolean): Promise<string | null>;
+  serveAgents?(on: boolean): Promise<HttpEndpoint | null>;
   /** Open an indexed document in the system's viewer (at `page` for PDFs where it can). */
   openDocument(path: string, page: number | null): Promise<OpenedView>;
   models(): Promise<Models>;
@@ -174,22 +175,72 @@ async function readSse(
   }
 }
 
+const TOKEN_KEY = "quarry.token";
+
+/** The server's token: from the link `quarry serve` prints (`#token=…`, then
+ * taken out of the address bar and kept for this origin), else the one kept
+ * from before; null when there is none. */
+export function pageToken(): string | null {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    const token = decodeURIComponent(m[1]);
+    try {
+      localStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      // Storage refused (private window): the token lasts for this page.
+    }
+    history.replaceState(null, "", location.pathname + location.search);
+    return token;
+  }
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
 export class HttpTransport implements Transport {
-  constructor(private base = "") {}
+  constructor(
+    private base = "",
+    private token: string | null = null,
+  ) {}
+
+  /** `fetch` on the server, with the token. */
+  private fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.token) headers.set("authorization", `Bearer ${this.token}`);
+    return fetch(`${this.base}${path}`, { ...init, headers });
+  }
 
   status(): Promise<Status> {
-    return fetch(`${this.base}/api/status`).then((r) => json<Status>(r));
+    return this.fetch("/api/status").then((r) => json<Status>(r));
   }
 
   watchProgress(on: (p: Progress) => void): () => void {
-    const source = new EventSource(`${this.base}/api/status/stream`);
-    source.addEventListener("progress", (e) => on(JSON.parse((e as MessageEvent).data)));
-    return () => source.close();
+    // EventSource cannot send the token, so the stream is read with fetch,
+    // and opened again after a dropped connection.
+    const stop = new AbortController();
+    const follow = async () => {
+      while (!stop.signal.aborted) {
+        try {
+          const r = await this.fetch("/api/status/stream", { signal: stop.signal });
+          if (!r.ok || !r.body) await json(r);
+          await readSse(r.body!, (event, data) => {
+            if (event === "progress") on(JSON.parse(data));
+          });
+        } catch {
+          // Dropped, refused or stopped: try again shortly unless stopped.
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+    };
+    void follow();
+    return () => stop.abort();
   }
 
   async index(paths: string[]): Promise<void> {
     await json(
-      await fetch(`${this.base}/api/index`, {
+      await this.fetch(`/api/index`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ paths }),
@@ -199,14 +250,14 @@ export class HttpTransport implements Transport {
 
   async cancelIndexing(): Promise<boolean> {
     const r = await json<{ stopping: boolean }>(
-      await fetch(`${this.base}/api/index/cancel`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }),
+      await this.fetch(`/api/index/cancel`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }),
     );
     return r.stopping;
   }
 
   async removeFolder(path: string): Promise<number> {
     const r = await json<{ removed_documents: number }>(
-      await fetch(`${this.base}/api/folders/remove`, {
+      await this.fetch(`/api/folders/remove`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ path }),
@@ -221,7 +272,7 @@ export class HttpTransport implements Transport {
     if (opts.pathPrefix) p.set("path_prefix", opts.pathPrefix);
     if (opts.modifiedAfterMs != null) p.set("modified_after_ms", String(opts.modifiedAfterMs));
     if (opts.modifiedBeforeMs != null) p.set("modified_before_ms", String(opts.modifiedBeforeMs));
-    const r = await json<{ hits: Hit[] }>(await fetch(`${this.base}/api/search?${p}`));
+    const r = await json<{ hits: Hit[] }>(await this.fetch(`/api/search?${p}`));
     return r.hits;
   }
 
@@ -240,7 +291,7 @@ export class HttpTransport implements Transport {
     signal: AbortSignal | undefined,
     on: (event: string, data: unknown) => void,
   ): Promise<void> {
-    const r = await fetch(`${this.base}${path}`, {
+    const r = await this.fetch(`${path}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(body),
@@ -251,7 +302,7 @@ export class HttpTransport implements Transport {
   }
 
   async document(path: string): Promise<Doc> {
-    return json<Doc>(await fetch(`${this.base}/api/document?${new URLSearchParams({ path })}`));
+    return json<Doc>(await this.fetch(`/api/document?${new URLSearchParams({ path })}`));
   }
 
   extract(req: ExtractRequest, on: (u: ExtractUpdate) => void, signal?: AbortSignal): Promise<void> {
@@ -281,7 +332,7 @@ export class HttpTransport implements Transport {
   }
 
   async exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string> {
-    const r = await fetch(`${this.base}/api/extract/table`, {
+    const r = await this.fetch(`/api/extract/table`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ ...req, format }),
@@ -298,11 +349,11 @@ export class HttpTransport implements Transport {
   }
 
   async agents(): Promise<AgentsView> {
-    return json(await fetch(`${this.base}/api/agents`));
+    return json(await this.fetch(`/api/agents`));
   }
 
   async settings(): Promise<Settings> {
-    return json(await fetch(`${this.base}/api/settings`));
+    return json(await this.fetch(`/api/settings`));
   }
 
   async setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings> {
@@ -314,7 +365,7 @@ export class HttpTransport implements Transport {
   }
 
   async models(): Promise<Models> {
-    return json(await fetch(`${this.base}/api/models`));
+    return json(await this.fetch(`/api/models`));
   }
 
   async fetchModel(id: string): Promise<void> {
@@ -335,7 +386,7 @@ export class HttpTransport implements Transport {
 
   async post<T>(path: string, body: unknown): Promise<T> {
     return json<T>(
-      await fetch(`${this.base}${path}`, {
+      await this.fetch(`${path}`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
@@ -350,5 +401,5 @@ export async function createTransport(): Promise<Transport> {
     const { TauriTransport } = await import("./tauri");
     return new TauriTransport();
   }
-  return new HttpTransport();
+  return new HttpTransport("", pageToken());
 }

@@ -44,14 +44,25 @@ const server = spawn(
     stdio: ["ignore", "pipe", "inherit"],
   },
 );
-const base = await new Promise((ok, fail) => {
+// The first line is the address; the second the link that carries the token
+// (locked by default, loopback included).
+const [base, link] = await new Promise((ok, fail) => {
   const timer = setTimeout(() => fail(new Error("quarry serve did not start")), 60_000);
-  createInterface({ input: server.stdout }).once("line", (line) => {
-    clearTimeout(timer);
-    ok(line.trim().split(" ").pop());
+  const lines = [];
+  createInterface({ input: server.stdout }).on("line", (line) => {
+    lines.push(line.trim());
+    if (lines.length === 2) {
+      clearTimeout(timer);
+      ok([lines[0].split(" ").pop(), lines[1].split(" ")[1]]);
+    }
   });
   server.once("exit", (code) => fail(new Error(`quarry serve exited with ${code}`)));
 });
+const token = new URL(link).hash.replace(/^#token=/, "");
+assert.match(token, /^[0-9a-f]{64}$/, `the link carries the token: ${link}`);
+assert.equal(readFileSync(join(tmp, "config", "server-token"), "utf8").trim(), token, "the token is the kept one");
+const auth = { authorization: `Bearer ${token}` };
+assert.equal((await fetch(`${base}/api/status`)).status, 401, "no token, no library (loopback too)");
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -63,9 +74,17 @@ try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 700 }, acceptDownloads: true });
   page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
   page.on("pageerror", (e) => problems.push(String(e)));
+  // Without the token the page says what to do, and reads nothing.
+  const stranger = await browser.newPage();
+  await stranger.goto(base);
+  await stranger.waitForSelector("#error:not([hidden])");
+  assert.match(await stranger.textContent("#error"), /locked.*Open the link `quarry serve` printed/s);
+  await stranger.close();
+
   const t0 = Date.now();
-  await page.goto(base);
+  await page.goto(link);
   await page.waitForSelector("#tab-library[aria-selected=true]");
+  assert.equal(new URL(page.url()).hash, "", "the token is taken out of the address bar");
   const paint = await page.evaluate(
     () => performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? null,
   );
@@ -205,7 +224,7 @@ try {
   const { Client } = await sdk("client/index.js");
   const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
   const agent = new Client({ name: "quarry-browser-test", version: "1.0.0" });
-  await agent.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+  await agent.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: auth } }));
   const searched = await agent.callTool({ name: "search", arguments: { query: "glaciers" } });
   assert.ok(!searched.isError, JSON.stringify(searched));
   await agent.close();
@@ -216,7 +235,7 @@ try {
   assert.match(await page.textContent("#agents-log"), /search/);
   assert.match(await page.textContent("#agents-claude"), /"mcpServers"[\s\S]*"mcp",\s*"--library"/);
   assert.ok(await page.isChecked("#agents-shared"), "agents may read a library by default");
-  const shared = async () => (await (await fetch(`${base}/api/agents`)).json()).shared;
+  const shared = async () => (await (await fetch(`${base}/api/agents`, { headers: auth })).json()).shared;
   const until = async (want) => {
     for (let i = 0; i < 50 && (await shared()) !== want; i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(await shared(), want, `agents shared: ${want}`);
@@ -249,12 +268,12 @@ try {
   await page.waitForFunction(() =>
     [...document.querySelectorAll("#models tr")].some((r) => /gemma3-270m-q4_k_m/.test(r.textContent) && /installed, in use/.test(r.textContent)),
   );
-  const generators = await (await fetch(`${base}/v1/models`)).json();
+  const generators = await (await fetch(`${base}/v1/models`, { headers: auth })).json();
   assert.ok(generators.data.some((m) => m.id === "gemma3-270m-q4_k_m"), JSON.stringify(generators));
   // The next answer comes from the newly chosen model, loaded on demand.
   const chat = await fetch(`${base}/v1/chat/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...auth },
     body: JSON.stringify({ model: "gemma3-270m-q4_k_m", messages: [{ role: "user", content: "Say hello." }], max_tokens: 4 }),
   });
   const reply = await chat.json();

@@ -215,14 +215,19 @@ try {
   // Agents: the app serves MCP over HTTP on demand; a real client (the
   // official SDK) searches through it, and stopping it closes the port.
   await click("#agents-http");
-  const url = await until("the agents' endpoint", () =>
-    js("const m = document.querySelector('#agents-http-state').textContent.match(/http:\\/\\/\\S+\\/mcp/); return m ? m[0] : null"),
+  const [url, token] = await until("the agents' endpoint", () =>
+    js("const m = document.querySelector('#agents-http-state').textContent.match(/(http:\\/\\/\\S+\\/mcp).*Bearer (\\S+)/); return m ? [m[1], m[2]] : null"),
   );
+  // Locked like `quarry serve`: without the token the endpoint refuses.
+  const bare = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  assert.equal(bare.status, 401, "the agents' endpoint needs its token");
   const sdk = (p) => import(pathToFileURL(join(repo, "tests/mcp/node_modules/@modelcontextprotocol/sdk/dist/esm", p)).href);
   const { Client } = await sdk("client/index.js");
   const { StreamableHTTPClientTransport } = await sdk("client/streamableHttp.js");
   const agent = new Client({ name: "quarry-desktop-test", version: "1.0.0" });
-  await agent.connect(new StreamableHTTPClientTransport(new URL(url)));
+  await agent.connect(
+    new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }),
+  );
   const found = await agent.callTool({ name: "search", arguments: { query: "Morteratsch glacier", k: 2 } });
   assert.ok(!found.isError && found.structuredContent.hits.length > 0, JSON.stringify(found));
   await agent.close();

@@ -172,6 +172,16 @@ pub fn agent_setup(binary: &Path, library: &Path) -> AgentSetup {
     }
 }
 
+/// The desktop app's MCP endpoint over HTTP while it runs: where, and the
+/// token clients must send (`Authorization: Bearer <token>`).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct HttpEndpoint {
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    /// The user's server token.
+    pub token: String,
+}
+
 /// What the Settings screen shows of agents: whether they may read the
 /// library, how to connect one, and what they read.
 #[derive(Debug, Clone, Serialize, TS)]

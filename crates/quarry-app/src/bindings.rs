@@ -53,6 +53,7 @@ pub fn export_to(dir: &Path) -> Result<(), ts_rs::ExportError> {
     crate::tasks::SummarizeRequest::export_all(&cfg)?;
     crate::tasks::SummaryUpdate::export_all(&cfg)?;
     crate::agents::AgentsView::export_all(&cfg)?;
+    crate::agents::HttpEndpoint::export_all(&cfg)?;
     Ok(())
 }
 

@@ -15,6 +15,8 @@
 //!   are generated from them (`ui/src/bindings/`).
 //! - [`error`]: `{code, message}` errors and the one table from error kinds to
 //!   HTTP statuses and exit codes.
+//! - [`server_token`]: the token that locks the HTTP endpoints, kept
+//!   user-only in the configuration folder.
 //! - [`viewer`]: opening a document in the system's viewer.
 //! - [`logging`]: what the terminal shows of the logs.
 
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod models;
+pub mod server_token;
 pub mod session;
 pub mod tasks;
 pub mod viewer;

@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::models_dir;
@@ -80,6 +80,47 @@ fn quarry(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> (bool, String, Str
 struct Server {
     child: Child,
     base: String,
+    /// The token it requires, from the link it printed.
+    token: String,
+}
+
+/// Each running server's token, by port: [`http`] sends it.
+fn tokens() -> &'static Mutex<std::collections::HashMap<u16, String>> {
+    static TOKENS: OnceLock<Mutex<std::collections::HashMap<u16, String>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// The port of an `http://host:port/...` URL (0 without one).
+fn port_of(url: &str) -> u16 {
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Adds the token of the server a request goes to (ureq's middleware
+/// signature, whose error type is ureq's own).
+#[allow(clippy::result_large_err)]
+fn with_token(
+    req: ureq::Request,
+    next: ureq::MiddlewareNext,
+) -> Result<ureq::Response, ureq::Error> {
+    let token = tokens().lock().unwrap().get(&port_of(req.url())).cloned();
+    match token {
+        Some(t) => next.handle(req.set("Authorization", &format!("Bearer {t}"))),
+        None => next.handle(req),
+    }
+}
+
+/// An HTTP client that sends the token of the server it calls, as the UI
+/// does; `ureq::get`/`ureq::post` send none.
+fn http() -> ureq::Agent {
+    ureq::AgentBuilder::new().middleware(with_token).build()
 }
 
 impl Drop for Server {
@@ -105,10 +146,10 @@ fn serve_with_vars(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start quarry serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut line, mut link) = (String::new(), String::new());
+    out.read_line(&mut line).unwrap();
+    out.read_line(&mut link).unwrap();
     let base = line
         .trim()
         .rsplit(' ')
@@ -116,11 +157,32 @@ fn serve_with_vars(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         .filter(|u| u.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
-    Server { child, base }
+    // Locked by default: the second line is the UI's link with the kept
+    // token; a token given on the command line is never printed.
+    let given = extra
+        .iter()
+        .position(|a| *a == "--token")
+        .map(|i| extra[i + 1].to_string());
+    let token = match given {
+        Some(t) => {
+            assert!(!link.contains(&t), "a given token is not printed: {link}");
+            t
+        }
+        None => link
+            .split_once("#token=")
+            .and_then(|(_, t)| t.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no token in {link:?}"))
+            .to_string(),
+    };
+    let port = port_of(&base);
+    tokens().lock().unwrap().insert(port, token.clone());
+    // Keep reading its output so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Server { child, base, token }
 }
 
 fn get(url: &str) -> Value {
-    ureq::get(url).call().unwrap().into_json().unwrap()
+    http().get(url).call().unwrap().into_json().unwrap()
 }
 
 fn error_of(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
@@ -152,7 +214,8 @@ fn sse(body: &str) -> Vec<(String, String)> {
 }
 
 fn ask_sse(base: &str, body: Value) -> Vec<(String, Value)> {
-    let text = ureq::post(&format!("{base}/api/ask"))
+    let text = http()
+        .post(&format!("{base}/api/ask"))
         .send_json(body)
         .unwrap()
         .into_string()
@@ -191,7 +254,11 @@ fn server_status_search_ask_index_and_openai_endpoints() {
     for h in docx["hits"].as_array().unwrap() {
         assert!(h["path"].as_str().unwrap().ends_with(".docx"), "{h}");
     }
-    let (code, body) = error_of(ureq::get(&format!("{base}/api/search?q=x&mode=psychic")).call());
+    let (code, body) = error_of(
+        http()
+            .get(&format!("{base}/api/search?q=x&mode=psychic"))
+            .call(),
+    );
     assert_eq!(code, 400, "{body}");
 
     // Ask: the events arrive in order and the answer cites the glacier report.
@@ -263,7 +330,7 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         ids.contains(&"quarry-rag") && ids.contains(&GENERATOR),
         "{ids:?}"
     );
-    let reply: Value = ureq::post(&format!("{base}/v1/chat/completions"))
+    let reply: Value = http().post(&format!("{base}/v1/chat/completions"))
         .send_json(json!({"model": "quarry-rag", "max_tokens": 30,
             "messages": [{"role": "user", "content": "How much length did the Morteratsch glacier lose?"}]}))
         .unwrap()
@@ -275,7 +342,8 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         .unwrap()
         .is_empty());
     assert!(reply["usage"]["completion_tokens"].as_u64().unwrap() > 0);
-    let streamed = ureq::post(&format!("{base}/v1/chat/completions"))
+    let streamed = http()
+        .post(&format!("{base}/v1/chat/completions"))
         .send_json(json!({"model": GENERATOR, "stream": true, "max_tokens": 8,
             "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}]}))
         .unwrap()
@@ -287,7 +355,8 @@ fn server_status_search_ask_index_and_openai_endpoints() {
     assert_eq!(first["object"], "chat.completion.chunk");
     assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
     let (code, body) = error_of(
-        ureq::post(&format!("{base}/v1/chat/completions"))
+        http()
+            .post(&format!("{base}/v1/chat/completions"))
             .send_json(json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]})),
     );
     assert_eq!(
@@ -301,7 +370,7 @@ fn server_status_search_ask_index_and_openai_endpoints() {
     let doc = get(&doc_url(glaciers.to_str().unwrap()));
     assert!(doc["blocks"].to_string().contains("Morteratsch"), "{doc}");
     assert_eq!(doc["blocks"][1]["page"], 2);
-    let (code, body) = error_of(ureq::get(&doc_url("/etc/passwd")).call());
+    let (code, body) = error_of(http().get(&doc_url("/etc/passwd")).call());
     assert_eq!(
         (code, body["error"]["code"].as_str()),
         (403, Some("outside_library"))
@@ -312,12 +381,13 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         "{settings}"
     );
     assert_eq!(settings["providers"], json!([]));
-    let home = ureq::get(&format!("{base}/")).call().unwrap();
+    let home = http().get(&format!("{base}/")).call().unwrap();
     assert_eq!(home.content_type(), "text/html");
 
     // A page on another origin cannot reach the server through DNS rebinding.
     let (code, _) = error_of(
-        ureq::get(&format!("{base}/api/status"))
+        http()
+            .get(&format!("{base}/api/status"))
             .set("Host", "evil.example:80")
             .call(),
     );
@@ -326,7 +396,9 @@ fn server_status_search_ask_index_and_openai_endpoints() {
     // Adding a folder: a bad path is a clear error; a good one is indexed in
     // the background, its progress streams, and its text becomes searchable.
     let (code, body) = error_of(
-        ureq::post(&format!("{base}/api/index")).send_json(json!({"paths": ["/no/such/folder"]})),
+        http()
+            .post(&format!("{base}/api/index"))
+            .send_json(json!({"paths": ["/no/such/folder"]})),
     );
     assert_eq!(
         (code, body["error"]["code"].as_str()),
@@ -340,11 +412,13 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         "Greenhouse log. The vanilla orchids flowered in the third week of March after the misting schedule changed.",
     )
     .unwrap();
-    let accepted = ureq::post(&format!("{base}/api/index"))
+    let accepted = http()
+        .post(&format!("{base}/api/index"))
         .send_json(json!({"paths": [more]}))
         .unwrap();
     assert_eq!(accepted.status(), 202);
-    let stream = ureq::get(&format!("{base}/api/status/stream"))
+    let stream = http()
+        .get(&format!("{base}/api/status/stream"))
         .call()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -378,7 +452,8 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         "{status}"
     );
     // Removing that folder takes its document out again.
-    let removed: Value = ureq::post(&format!("{base}/api/folders/remove"))
+    let removed: Value = http()
+        .post(&format!("{base}/api/folders/remove"))
         .send_json(json!({"path": more}))
         .unwrap()
         .into_json()
@@ -388,7 +463,8 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         "{base}/api/search?q=vanilla%20orchids%20misting&k=3&mode=keyword"
     ));
     assert_eq!(found["hits"], json!([]), "{found}");
-    let cancel: Value = ureq::post(&format!("{base}/api/index/cancel"))
+    let cancel: Value = http()
+        .post(&format!("{base}/api/index/cancel"))
         .send_json(json!({}))
         .unwrap()
         .into_json()
@@ -426,7 +502,7 @@ fn cloud_route_through_a_second_quarry_with_redaction_audit_and_no_key_leaks() {
         "Dredging permit. For the Quaysworth dredging permit contact the harbour auditor Jane Roe at jane.roe@harbour.example or +1 (555) 201-3344.",
     )]);
     // The provider: another Quarry serving its OpenAI-compatible endpoint.
-    let provider = serve(&env);
+    let provider = serve_with(&env, &["--token", SECRET]);
     let url = format!("{}/v1", provider.base);
     let (ok, out, err) = quarry(
         &env,
@@ -677,26 +753,84 @@ fn local_only_and_never_leaves_device_open_no_connection() {
 
 #[test]
 #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
-fn a_server_with_a_token_refuses_requests_without_it_and_off_loopback_needs_one() {
+fn the_server_is_locked_by_default_on_loopback_too() {
     let env = setup(&[]);
-    let server = serve_with(&env, &["--token", SECRET]);
-    let url = format!("{}/api/status", server.base);
-    let (code, body) = error_of(ureq::get(&url).call());
+    let url = |s: &Server| format!("{}/api/status", s.base);
+    // No --token: the user's kept token, made once with user-only permissions.
+    let server = serve(&env);
+    let kept = std::fs::read_to_string(env.config.join("server-token")).unwrap();
+    assert_eq!(
+        kept.trim(),
+        server.token,
+        "the printed link carries the kept token"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(env.config.join("server-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (code, body) = error_of(ureq::get(&url(&server)).call());
     assert_eq!(
         (code, body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
+        (401, Some("unauthorized")),
+        "loopback is locked too"
     );
-    let (code, _) = error_of(ureq::get(&url).set("Authorization", "Bearer wrong").call());
+    for path in ["/v1/models", "/api/search?q=glacier"] {
+        let (code, _) = error_of(ureq::get(&format!("{}{path}", server.base)).call());
+        assert_eq!(code, 401, "{path}");
+    }
+    let (code, _) = error_of(ureq::post(&format!("{}/mcp", server.base)).send_json(json!({})));
+    assert_eq!(code, 401, "MCP is locked");
+    let (code, _) = error_of(
+        ureq::get(&url(&server))
+            .set("Authorization", "Bearer wrong")
+            .call(),
+    );
     assert_eq!(code, 401);
-    let ok = ureq::get(&url)
+    assert_eq!(http().get(&url(&server)).call().unwrap().status(), 200);
+    // The UI's page itself holds no data and loads without the token.
+    let home = ureq::get(&format!("{}/", server.base)).call().unwrap();
+    assert_eq!(home.content_type(), "text/html");
+    // A second server keeps the same token.
+    let again = serve(&env);
+    assert_eq!(again.token, server.token);
+    drop((server, again));
+
+    // A token of one's own.
+    let server = serve_with(&env, &["--token", SECRET]);
+    assert_eq!(server.token, SECRET);
+    let (code, _) = error_of(ureq::get(&url(&server)).call());
+    assert_eq!(code, 401);
+    let ok = ureq::get(&url(&server))
         .set("Authorization", &format!("Bearer {SECRET}"))
         .call()
         .unwrap();
     assert_eq!(ok.status(), 200);
-    // Binding beyond loopback without a token is refused before listening.
-    let (ok, _, err) = quarry(&env, &["serve", "--addr", "0.0.0.0:0"], &[]);
+    drop(server);
+
+    // Unlocked only when asked, and only on loopback.
+    let mut child = command(&env, &["serve", "--addr", "127.0.0.1:0", "--no-token"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut line, mut warning) = (String::new(), String::new());
+    out.read_line(&mut line).unwrap();
+    out.read_line(&mut warning).unwrap();
+    assert!(warning.contains("any program on this machine"), "{warning}");
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let open = ureq::get(&format!("{base}/api/status")).call();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(open.unwrap().status(), 200);
+    let (ok, _, err) = quarry(&env, &["serve", "--addr", "0.0.0.0:0", "--no-token"], &[]);
     assert!(!ok);
-    assert!(err.contains("--token"), "{err}");
+    assert!(err.contains("--no-token serves only loopback"), "{err}");
 }
 
 /// Milliseconds since the epoch of a UTC date.
@@ -831,7 +965,8 @@ fn dates_models_and_opening_in_the_system_viewer() {
         "{row}"
     );
     assert!(row["size_bytes"].as_u64().unwrap() > 1_000_000, "{row}");
-    let started: Value = ureq::post(&format!("{base}/api/models/fetch"))
+    let started: Value = http()
+        .post(&format!("{base}/api/models/fetch"))
         .send_json(json!({"id": embedder}))
         .unwrap()
         .into_json()
@@ -848,11 +983,14 @@ fn dates_models_and_opening_in_the_system_viewer() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (code, body) = error_of(
-        ureq::post(&format!("{base}/api/models/fetch")).send_json(json!({"id": "no-such-model"})),
+        http()
+            .post(&format!("{base}/api/models/fetch"))
+            .send_json(json!({"id": "no-such-model"})),
     );
     assert_eq!(code, 404, "{body}");
     let (code, body) = error_of(
-        ureq::post(&format!("{base}/api/models/import"))
+        http()
+            .post(&format!("{base}/api/models/import"))
             .send_json(json!({"path": "/no/such/model.gguf"})),
     );
     assert_eq!(
@@ -864,14 +1002,18 @@ fn dates_models_and_opening_in_the_system_viewer() {
     // Opening in the system viewer: PDFs at the cited page; only documents of
     // the library.
     let glaciers = env.docs.join("glaciers.pdf");
-    let r: Value = ureq::post(&format!("{base}/api/open"))
+    let r: Value = http()
+        .post(&format!("{base}/api/open"))
         .send_json(json!({"path": glaciers, "page": 2}))
         .unwrap()
         .into_json()
         .unwrap();
     assert_eq!(r["page"], 2, "{r}");
-    let (code, body) =
-        error_of(ureq::post(&format!("{base}/api/open")).send_json(json!({"path": "/etc/passwd"})));
+    let (code, body) = error_of(
+        http()
+            .post(&format!("{base}/api/open"))
+            .send_json(json!({"path": "/etc/passwd"})),
+    );
     assert_eq!(
         (code, body["error"]["code"].as_str()),
         (403, Some("outside_library")),
@@ -902,7 +1044,8 @@ fn extraction_and_summaries_stream_over_http_and_tables_export() {
         {"name": "claimant", "description": "who makes the claim"},
     ]});
     let request = json!({"schema": schema, "paths": [claim_path]});
-    let body = ureq::post(&format!("{}/api/extract", server.base))
+    let body = http()
+        .post(&format!("{}/api/extract", server.base))
         .send_json(request.clone())
         .unwrap()
         .into_string()
@@ -930,7 +1073,8 @@ fn extraction_and_summaries_stream_over_http_and_tables_export() {
     let table = |format: &str| {
         let mut r = request.clone();
         r["format"] = json!(format);
-        let resp = ureq::post(&format!("{}/api/extract/table", server.base))
+        let resp = http()
+            .post(&format!("{}/api/extract/table", server.base))
             .send_json(r)
             .unwrap();
         let mime = resp.content_type().to_string();
@@ -950,7 +1094,8 @@ fn extraction_and_summaries_stream_over_http_and_tables_export() {
     assert_eq!(&xlsx[..2], b"PK", "an xlsx is a zip");
 
     // A schema that cannot be read is an error event, not a dropped stream.
-    let body = ureq::post(&format!("{}/api/extract", server.base))
+    let body = http()
+        .post(&format!("{}/api/extract", server.base))
         .send_json(json!({"schema": {"fields": [{"name": "a", "type": "money"}]}}))
         .unwrap()
         .into_string()
@@ -963,7 +1108,8 @@ fn extraction_and_summaries_stream_over_http_and_tables_export() {
     // A summary streams its text, then comes with the passages it cites;
     // asked again, it is the kept one.
     let summarize = |path: &str| {
-        let body = ureq::post(&format!("{}/api/summarize", server.base))
+        let body = http()
+            .post(&format!("{}/api/summarize", server.base))
             .send_json(json!({ "path": path }))
             .unwrap()
             .into_string()

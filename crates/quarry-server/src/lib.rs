@@ -28,10 +28,15 @@
 //! | POST | `/api/open` | `{"path", "page"}`: open an indexed document in the system's viewer (loopback only) |
 //! | GET | `/` | the web UI (when built) |
 //!
-//! It binds to loopback by default. Binding to any other address requires a
-//! bearer token, which every request must then carry. On loopback without a
-//! token, requests must name a loopback host (`Host:` header), so a web page
-//! cannot reach the server through DNS rebinding.
+//! It is locked by default: every request to `/api`, `/v1` and `/mcp` must
+//! carry `Authorization: Bearer <token>`, loopback included, so another user's
+//! process on the same machine cannot read the library. Only the front-end
+//! decides to run open ([`ServeOptions::token`] `None`, `quarry serve
+//! --no-token`), and only on loopback. The web UI's files themselves are served
+//! without the token (they hold no data); the page takes the token from the
+//! link `quarry serve` prints. On loopback, requests must also name a loopback
+//! host (`Host:` header), so a web page cannot reach the server through DNS
+//! rebinding.
 
 #![warn(missing_docs)]
 
@@ -59,7 +64,8 @@ use tokio_util::sync::CancellationToken;
 pub struct ServeOptions {
     /// Address to bind.
     pub addr: SocketAddr,
-    /// Bearer token every request must carry (required off loopback).
+    /// Bearer token every API request must carry; `None` serves loopback
+    /// unlocked (refused off loopback by [`check_options`]).
     pub token: Option<String>,
     /// The built web UI (`ui/dist`), served at `/` when given.
     pub ui_dir: Option<std::path::PathBuf>,
@@ -79,29 +85,16 @@ fn host_is_loopback(host: &str) -> bool {
     matches!(name, "localhost" | "127.0.0.1" | "::1")
 }
 
+/// Whether a request reads or changes the library (the API, the OpenAI
+/// endpoints, MCP); the UI's static files do not.
+fn is_api(path: &str) -> bool {
+    ["/api", "/v1", "/mcp"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
 async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    if let Some(token) = &g.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        // Constant-time comparison of the token.
-        let ok = given.is_some_and(|t| {
-            t.len() == token.len()
-                && t.bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        if !ok {
-            return ApiError(AppError::user(
-                "unauthorized",
-                "this server needs `Authorization: Bearer <token>`",
-            ))
-            .into_response();
-        }
-    } else if g.loopback_only {
+    if g.loopback_only {
         let host = req
             .headers()
             .get(header::HOST)
@@ -111,6 +104,21 @@ async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
             return ApiError(AppError::user(
                 "forbidden_host",
                 format!("requests must be addressed to localhost, not '{host}'"),
+            ))
+            .into_response();
+        }
+    }
+    if let Some(token) = g.token.as_deref().filter(|_| is_api(req.uri().path())) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|t| quarry_app::server_token::token_matches(t, token)) {
+            return ApiError(AppError::user(
+                "unauthorized",
+                "this server is locked: send `Authorization: Bearer <token>` \
+                 (open the link `quarry serve` printed, or read the token from the server-token file in Quarry's configuration folder)",
             ))
             .into_response();
         }
@@ -185,9 +193,15 @@ fn ui_service(dir: Option<&std::path::Path>) -> axum::routing::MethodRouter {
     }
 }
 
-/// Check the options: off loopback, a token is required.
+/// Check the options: off loopback, a token is required; an empty one never.
 pub fn check_options(options: &ServeOptions) -> Result<(), AppError> {
-    if !options.addr.ip().is_loopback() && options.token.as_deref().unwrap_or("").is_empty() {
+    if options.token.as_deref() == Some("") {
+        return Err(AppError::user(
+            "token_required",
+            "the server token is empty: pass a non-empty --token, or none to use the one Quarry keeps",
+        ));
+    }
+    if !options.addr.ip().is_loopback() && options.token.is_none() {
         return Err(AppError::new(
             ErrorKind::User,
             "token_required",
@@ -238,6 +252,23 @@ mod tests {
             "",
         ] {
             assert!(!host_is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn only_the_ui_files_are_outside_the_lock() {
+        for p in ["/api/status", "/api", "/v1/models", "/mcp", "/mcp/"] {
+            assert!(is_api(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/index.html",
+            "/assets/app.js",
+            "/apis",
+            "/v1x",
+            "/mcpx",
+        ] {
+            assert!(!is_api(p), "{p}");
         }
     }
 

@@ -5,7 +5,7 @@ import type { PrivacyMode } from "../bindings/PrivacyMode";
 import type { Settings as SettingsData } from "../transport";
 import { $, el, showError } from "../dom";
 import { humanBytes, sentence } from "../format";
-import { QuarryError, type ModelInfo, type Models, type Transport } from "../transport";
+import { QuarryError, type HttpEndpoint, type ModelInfo, type Models, type Transport } from "../transport";
 
 /** What the Settings screen needs from the rest of the app. */
 export interface SettingsDeps {
@@ -246,7 +246,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     // The desktop app runs its own MCP endpoint on demand.
     $("agents-http-row").hidden = false;
     $("agents-http-hint").hidden = true;
-    let serving: string | null = null;
+    let serving: HttpEndpoint | null = null;
     const button = $<HTMLButtonElement>("agents-http");
     button.addEventListener("click", async () => {
       showError("");
@@ -254,7 +254,9 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
       try {
         serving = await api.serveAgents!(serving === null);
         button.textContent = serving ? "Stop serving agents over HTTP" : "Serve agents over HTTP";
-        $("agents-http-state").textContent = serving ? `Agents can connect at ${serving} (this machine only).` : "";
+        $("agents-http-state").textContent = serving
+          ? `Agents on this machine can connect at ${serving.url}, sending the header Authorization: Bearer ${serving.token}`
+          : "";
       } catch (e) {
         showError(sentence(e, "serve agents over HTTP"));
       } finally {

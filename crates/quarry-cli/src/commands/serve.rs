@@ -15,12 +15,17 @@ use crate::context::Context;
 pub struct ServeArgs {
     #[command(flatten)]
     lib: crate::context::LibraryArg,
-    /// Address to listen on (loopback by default; anything else needs --token).
+    /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1:7311")]
     addr: SocketAddr,
-    /// Bearer token clients must send (required off loopback).
+    /// Bearer token clients must send (default: the one Quarry keeps, user-only,
+    /// in its configuration folder as `server-token`).
     #[arg(long, env = "QUARRY_SERVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Serve without a token: any program of any user on this machine can then
+    /// read the library (loopback only).
+    #[arg(long, conflicts_with = "token")]
+    no_token: bool,
     /// Generator: a registry id or a path to a .gguf file.
     #[arg(long)]
     model: Option<String>,
@@ -61,18 +66,40 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
         let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist"));
         built.join("index.html").is_file().then_some(built)
     });
+    let token = server_token(ctx, &args)?;
     let options = ServeOptions {
         addr: args.addr,
-        token: args.token.clone(),
+        token: token.clone(),
         ui_dir,
     };
+    quarry_server::check_options(&options)?;
     let library_dir = dir.display().to_string();
+    let token_file = quarry_app::server_token::token_file(&ctx.dirs.config);
+    let kept = args.token.is_none();
     quarry_server::serve(
         engine,
         options,
         move |addr| {
-            // The first line on stdout is the address (tests and scripts read it).
+            // The first line on stdout is the address, the second the link
+            // that opens the UI with the token (tests and scripts read them).
             println!("Quarry is serving {library_dir} at http://{addr}");
+            match &token {
+                // The kept token is printed, as a link; one the user gave is
+                // theirs already and may come from the environment: never.
+                Some(t) if kept => {
+                    println!("Open http://{addr}/#token={t} in a browser");
+                    println!(
+                        "Clients send `Authorization: Bearer <token>`; the token is in {}",
+                        token_file.display()
+                    );
+                }
+                Some(_) => println!(
+                    "Clients send `Authorization: Bearer <your token>`; a browser opens http://{addr}/#token=<your token>"
+                ),
+                None => println!(
+                    "No token (--no-token): any program on this machine can read this library"
+                ),
+            }
         },
         async {
             let _ = tokio::signal::ctrl_c().await;
@@ -81,4 +108,23 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<()> {
     .await
     .context("serving")?;
     Ok(())
+}
+
+/// The token the server requires: `--token`, none with `--no-token` (loopback
+/// only), else the user's kept token.
+fn server_token(ctx: &Context, args: &ServeArgs) -> Result<Option<String>> {
+    if args.no_token {
+        anyhow::ensure!(
+            args.addr.ip().is_loopback(),
+            "--no-token serves only loopback: binding to {} would open your library to the network",
+            args.addr
+        );
+        return Ok(None);
+    }
+    match &args.token {
+        Some(t) => Ok(Some(t.clone())),
+        None => Ok(Some(quarry_app::server_token::server_token(
+            &ctx.dirs.config,
+        )?)),
+    }
 }
