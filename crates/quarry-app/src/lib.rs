@@ -15,6 +15,8 @@
 //!   are generated from them (`ui/src/bindings/`).
 //! - [`error`]: `{code, message}` errors and the one table from error kinds to
 //!   HTTP statuses and exit codes.
+//! - [`privacy_report`]: the air-gap report: every way data could leave
+//!   the machine, and the models in use against their pinned checksums.
 //! - [`server_token`]: the token that locks the HTTP endpoints, kept
 //!   user-only in the configuration folder.
 //! - [`viewer`]: opening a document in the system's viewer.
@@ -29,6 +31,7 @@ pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod models;
+pub mod privacy_report;
 pub mod server_token;
 pub mod session;
 pub mod tasks;

@@ -56,6 +56,8 @@ enum Command {
     },
     /// Show or set the privacy mode (globally, or for one library).
     Privacy(commands::privacy::PrivacyArgs),
+    /// The air-gap report (--privacy): every way data could leave this machine, and the models in use against their pinned checksums.
+    Doctor(commands::doctor::DoctorArgs),
     /// List every request that sent text off this machine (--mcp: every call agents made).
     Audit(commands::audit::AuditArgs),
     /// Serve the library over HTTP on loopback (JSON, SSE, OpenAI-compatible, MCP at /mcp).
@@ -129,6 +131,7 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Provider { action } => c::provider::provider(ctx, action),
         Command::Privacy(args) => c::privacy::privacy(ctx, args).await,
         Command::Audit(args) => c::audit::run(ctx, args).await,
+        Command::Doctor(args) => c::doctor::doctor(ctx, args),
         Command::Serve(args) => c::serve::serve(ctx, args).await,
         Command::Mcp(args) => c::mcp::mcp(ctx, args).await,
         Command::Eval(args) => c::eval::eval(ctx, args).await,

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod chat;
 pub mod check;
+pub mod doctor;
 pub mod eval;
 pub mod extract;
 pub mod fit;

