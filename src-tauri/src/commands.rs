@@ -15,8 +15,8 @@ use quarry_app::calls::{
 use quarry_app::models::{self as app_models, ImportRequest, ModelManager};
 use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate, SummarizeRequest, SummaryUpdate};
 use quarry_app::views::{
-    AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, SearchView, SettingsView,
-    StatusView,
+    AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
+    SettingsView, StatusView,
 };
 use quarry_app::{AppError, Engine, EngineParts, IndexProgress};
 use quarry_core::dirs::Dirs;
@@ -131,11 +131,9 @@ pub async fn cancel_indexing(cell: State<'_, EngineCell>) -> R<bool> {
 
 /// Take a folder and its documents out of the library.
 #[tauri::command]
-pub async fn remove_folder(cell: State<'_, EngineCell>, path: PathBuf) -> R<usize> {
+pub async fn remove_folder(cell: State<'_, EngineCell>, path: PathBuf) -> R<RemovedView> {
     let engine = cell.get().await?;
-    Ok(calls::remove_folder(&engine, RemoveRequest { path })
-        .await?
-        .removed_documents)
+    calls::remove_folder(&engine, RemoveRequest { path }).await
 }
 
 /// Hits (with snippets and highlight ranges) for a search.

@@ -25,6 +25,7 @@ import {
   type WireAskEvent,
 } from "./transport";
 import type { HttpEndpoint } from "./bindings/HttpEndpoint";
+import type { RemovedView } from "./bindings/RemovedView";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
 import type { AgentsView } from "./bindings/AgentsView";
 import type { SearchView } from "./bindings/SearchView";
@@ -68,7 +69,7 @@ export class TauriTransport implements Transport {
     return call("cancel_indexing");
   }
 
-  removeFolder(path: string): Promise<number> {
+  removeFolder(path: string): Promise<RemovedView> {
     return call("remove_folder", { path });
   }
 

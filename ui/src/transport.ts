@@ -20,6 +20,7 @@ import type { ModelsView } from "./bindings/ModelsView";
 import type { OpenedView } from "./bindings/OpenedView";
 import type { Preview } from "./bindings/Preview";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
+import type { RemovedView } from "./bindings/RemovedView";
 import type { Route } from "./bindings/Route";
 import type { SettingsView } from "./bindings/SettingsView";
 import type { AgentsView } from "./bindings/AgentsView";
@@ -38,7 +39,7 @@ export type ModelInfo = ModelView;
 export type Models = ModelsView;
 export type Settings = SettingsView;
 export type { WireAskEvent };
-export type { Answer, Evidence, FetchProgress, HttpEndpoint, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
+export type { Answer, Evidence, FetchProgress, HttpEndpoint, RemovedView, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
 
 export type AskEvent =
   | { kind: "evidence"; evidence: Evidence[] }
@@ -108,7 +109,8 @@ export interface Transport {
   watchProgress(on: (p: Progress) => void): () => void;
   index(paths: string[]): Promise<void>;
   cancelIndexing(): Promise<boolean>;
-  removeFolder(path: string): Promise<number>;
+  /** Remove a folder and its documents provably: how many, and the check that no copy is left. */
+  removeFolder(path: string): Promise<RemovedView>;
   search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
@@ -255,15 +257,8 @@ export class HttpTransport implements Transport {
     return r.stopping;
   }
 
-  async removeFolder(path: string): Promise<number> {
-    const r = await json<{ removed_documents: number }>(
-      await this.fetch(`/api/folders/remove`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ path }),
-      }),
-    );
-    return r.removed_documents;
+  async removeFolder(path: string): Promise<RemovedView> {
+    return this.post("/api/folders/remove", { path });
   }
 
   async search(q: string, opts: SearchOptions): Promise<Hit[]> {

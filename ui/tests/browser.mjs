@@ -217,6 +217,8 @@ try {
   await page.click("#folders .remove");
   await page.waitForFunction(() => /No folders yet/.test(document.querySelector("#folders").textContent));
   assert.match(await page.textContent("#summary"), /Documents\s*0/);
+  // Removal is provable: every file of the library was checked for copies.
+  assert.match(await page.textContent("#removed"), /its 1\d documents\. Verified: none of the library's \d+ files holds their text or vectors any more\./);
 
   // An agent (the official MCP SDK's client, over /mcp) searches the library
   // before Settings opens: Settings shows the call in what agents read.

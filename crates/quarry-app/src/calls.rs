@@ -470,7 +470,10 @@ pub struct RemoveRequest {
 
 /// Take a folder and its documents out of the library.
 pub async fn remove_folder(engine: &Engine, req: RemoveRequest) -> AppResult<RemovedView> {
+    let report = engine.remove_folder(&req.path).await?;
     Ok(RemovedView {
-        removed_documents: engine.remove_folder(&req.path).await?,
+        removed_documents: report.as_ref().map_or(0, |r| r.documents.len()),
+        verified: report.as_ref().is_some_and(|r| r.verified),
+        check: report.map(|r| r.summary()),
     })
 }

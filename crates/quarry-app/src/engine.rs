@@ -215,11 +215,14 @@ impl Engine {
     }
 
     /// Remove a folder and its documents (fails with `Locked` while indexing).
-    pub async fn remove_folder(&self, folder: &std::path::Path) -> Result<usize> {
+    pub async fn remove_folder(
+        &self,
+        folder: &std::path::Path,
+    ) -> Result<Option<quarry_core::ingest::forget::ForgetReport>> {
         let mut lib = Library::open(&self.library_dir).await?;
-        let n = quarry_core::ingest::remove_folder(&mut lib, folder).await?;
+        let report = quarry_core::ingest::remove_folder(&mut lib, folder).await?;
         self.refresh().await;
-        Ok(n)
+        Ok(report)
     }
 
     /// The library as of now (a snapshot: indexing swaps in a fresh one).

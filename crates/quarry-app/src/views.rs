@@ -171,6 +171,11 @@ pub struct ImportedView {
 pub struct RemovedView {
     /// Documents removed with it.
     pub removed_documents: usize,
+    /// Every file of the library was checked and none holds their text or
+    /// vectors any more (`quarry forget`'s check).
+    pub verified: bool,
+    /// That check's outcome in a sentence; `None` when nothing was removed.
+    pub check: Option<String>,
 }
 
 /// The answer to a request to stop indexing.

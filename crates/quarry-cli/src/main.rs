@@ -29,6 +29,8 @@ enum Command {
     Index(commands::index::IndexArgs),
     /// Remove a folder and its documents from the library (the files stay where they are).
     Remove(commands::remove::RemoveArgs),
+    /// Forget documents provably: remove them, rewrite every store that kept copies, and check every file (a deletion report).
+    Forget(commands::forget::ForgetArgs),
     /// Keep a library in sync with its folders (changes, new files, renames, deletions).
     Watch(commands::watch::WatchArgs),
     /// Switch the library to another embedder: re-embed every chunk (searches keep working), then swap.
@@ -75,6 +77,13 @@ enum Command {
 
 fn main() {
     quarry_core::ocr::prepare_process();
+    // A closed pipe (`quarry search … | head`) ends the program quietly, as
+    // it does other command-line tools, instead of a panic at the next line.
+    #[cfg(unix)]
+    // SAFETY: restores the default action for one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     quarry_app::logging::init(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +140,7 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Provider { action } => c::provider::provider(ctx, action),
         Command::Privacy(args) => c::privacy::privacy(ctx, args).await,
         Command::Audit(args) => c::audit::run(ctx, args).await,
+        Command::Forget(args) => c::forget::forget(ctx, args).await,
         Command::Doctor(args) => c::doctor::doctor(ctx, args),
         Command::Serve(args) => c::serve::serve(ctx, args).await,
         Command::Mcp(args) => c::mcp::mcp(ctx, args).await,

@@ -459,6 +459,7 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         .into_json()
         .unwrap();
     assert_eq!(removed["removed_documents"], 1, "{removed}");
+    assert_eq!(removed["verified"], true, "removal is checked: {removed}");
     let found = get(&format!(
         "{base}/api/search?q=vanilla%20orchids%20misting&k=3&mode=keyword"
     ));

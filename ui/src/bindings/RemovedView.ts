@@ -7,4 +7,13 @@ export type RemovedView = {
 /**
  * Documents removed with it.
  */
-removed_documents: number, };
+removed_documents: number, 
+/**
+ * Every file of the library was checked and none holds their text or
+ * vectors any more (`quarry forget`'s check).
+ */
+verified: boolean, 
+/**
+ * That check's outcome in a sentence; `None` when nothing was removed.
+ */
+check: string | null, };

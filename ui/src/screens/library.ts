@@ -81,7 +81,10 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
       if (!confirm(`Remove ${path} and its documents from the library? The files themselves stay.`)) return;
       showError("");
       try {
-        await api.removeFolder(path);
+        const r = await api.removeFolder(path);
+        const note = $("removed");
+        note.textContent = `Removed ${path} and its ${r.removed_documents} documents. ${r.check ?? ""}`.trim();
+        note.hidden = false;
         await refreshStatus();
       } catch (e) {
         showError(sentence(e, `remove ${path}`));

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod eval;
 pub mod extract;
 pub mod fit;
+pub mod forget;
 pub mod index;
 pub mod mcp;
 pub mod models;

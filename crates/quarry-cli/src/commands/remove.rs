@@ -26,11 +26,18 @@ pub async fn run(ctx: &Context, a: RemoveArgs) -> Result<()> {
 pub async fn remove(ctx: &Context, folder: &Path, library: Option<PathBuf>) -> Result<()> {
     let dir = ctx.library_dir(library);
     let mut lib = Library::open(&dir).await?;
-    let n = ingest::remove_folder(&mut lib, folder).await?;
+    let report = ingest::remove_folder(&mut lib, folder).await?;
+    let n = report.as_ref().map_or(0, |r| r.documents.len());
     println!(
         "Removed {} and its {n} documents from {}.",
         folder.display(),
         lib.dir().display()
     );
+    if let Some(r) = &report {
+        println!("{}", r.summary());
+        if !r.residues.is_empty() {
+            anyhow::bail!("copies of the removed text are still in the library: `quarry forget` on the same paths reports where");
+        }
+    }
     Ok(())
 }

@@ -665,9 +665,13 @@ pub(crate) async fn remove_documents(lib: &Library, ids: &[String]) -> Result<()
     Ok(())
 }
 
-/// Remove a folder (or file) the user added, with every document under it,
-/// from both indexes. Returns the number of documents removed.
-pub async fn remove_folder(lib: &mut Library, folder: &Path) -> Result<usize> {
+/// Remove a folder (or file) the user added, with every document under it
+/// that no other folder covers, provably ([`super::forget`]): the deletion
+/// report, `None` when it held no documents.
+pub async fn remove_folder(
+    lib: &mut Library,
+    folder: &Path,
+) -> Result<Option<super::forget::ForgetReport>> {
     let _lock = lib.lock_for_writing()?;
     lib.recover().await?;
     let folder = folder
@@ -687,7 +691,7 @@ pub async fn remove_folder(lib: &mut Library, folder: &Path) -> Result<usize> {
         .filter(|f| *f != &folder)
         .cloned()
         .collect();
-    let ids: Vec<String> = lib
+    let docs: Vec<_> = lib
         .vectors
         .documents()
         .await?
@@ -696,16 +700,15 @@ pub async fn remove_folder(lib: &mut Library, folder: &Path) -> Result<usize> {
             let p = Path::new(&d.path);
             p.starts_with(&folder) && !others.iter().any(|o| p.starts_with(o))
         })
-        .map(|d| d.doc_id)
         .collect();
-    if !ids.is_empty() {
-        remove_documents(lib, &ids).await?;
-        lib.vectors.optimize().await?;
-        lib.keywords.reload()?;
-    }
+    let report = if docs.is_empty() {
+        None
+    } else {
+        Some(super::forget::forget_documents(lib, docs, std::slice::from_ref(&folder)).await?)
+    };
     lib.meta.folders.retain(|f| f != &folder);
     lib.save_meta()?;
-    Ok(ids.len())
+    Ok(report)
 }
 
 /// Write a keyword-phase batch: its chunks (waiting for vectors) to

@@ -1,8 +1,9 @@
 //! Ingestion: find files ([`walk`]), index them in two phases — keywords
 //! first, then vectors — and remove what is gone ([`index`]), keep a library
 //! in sync with its folders ([`watch`]), and switch its embedder
-//! ([`reembed`]).
+//! ([`reembed`]), and forget documents provably ([`forget`]).
 
+pub mod forget;
 pub mod index;
 pub mod language;
 pub mod reembed;

@@ -141,6 +141,21 @@ impl KeywordIndex {
         Ok(())
     }
 
+    /// Rewrite every segment into one that holds only live chunks, and delete
+    /// the files no segment uses any more: after this, deleted chunks are not
+    /// on disk (tantivy otherwise keeps them, marked deleted, until a merge).
+    /// Only under the library's write lock.
+    pub fn purge(&self) -> Result<()> {
+        let mut writer: IndexWriter = self.index.writer(64 << 20)?;
+        let segments = self.index.searchable_segment_ids()?;
+        if !segments.is_empty() {
+            writer.merge(&segments).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
+        self.reload()
+    }
+
     /// Make the reader see the last commit.
     pub fn reload(&self) -> Result<()> {
         Ok(self.reader.reload()?)

@@ -2,7 +2,7 @@
 //! chunk ids — vectors (LanceDB) and keywords (tantivy) — the records they
 //! hold, the journal that makes a batch of writes all-or-nothing
 //! ([`journal`]), ids ([`ids`]) and the library's privacy settings
-//! ([`privacy`]).
+//! ([`privacy`]), and the search for what should be gone ([`residue`]).
 
 pub mod ids;
 pub mod journal;
@@ -10,6 +10,7 @@ mod keywords;
 pub mod library;
 mod merges;
 pub mod privacy;
+pub mod residue;
 pub mod scans;
 pub mod selection;
 pub(crate) mod tokenize;

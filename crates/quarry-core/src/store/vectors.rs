@@ -324,6 +324,76 @@ impl VectorStore {
         Ok(())
     }
 
+    /// The chunks of these documents, embedded (with their vectors) or
+    /// waiting (without): what forgetting them must remove.
+    pub async fn chunks_of(&self, doc_ids: &[String]) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::new();
+        for part in doc_ids.chunks(500) {
+            let cond = in_list("doc_id", part);
+            for (table, dim) in [(&self.chunks, Some(self.dim)), (&self.pending, None)] {
+                let batches: Vec<RecordBatch> = table
+                    .query()
+                    .only_if(cond.clone())
+                    .execute()
+                    .await?
+                    .try_collect()
+                    .await?;
+                for b in &batches {
+                    read_chunks(b, dim, &mut out)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any chunk, embedded or waiting, contains `text` (which must
+    /// hold no `LIKE` wildcard, `%` or `_`).
+    pub async fn contains_text(&self, text: &str) -> Result<bool> {
+        let cond = format!("text LIKE {}", sql_str(&format!("%{text}%")));
+        for table in [&self.chunks, &self.pending] {
+            if table.count_rows(Some(cond.clone())).await? > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Rewrite every fragment that still holds deleted rows, drop every old
+    /// version now and rebuild the indexes over what is left: after this,
+    /// deleted rows are not on disk (LanceDB otherwise keeps them in old
+    /// versions and in fragments under 10% deleted). Only under the
+    /// library's write lock.
+    pub async fn purge(&self) -> Result<()> {
+        let default_rows = CompactionOptions::default().target_rows_per_fragment;
+        for (table, rows) in [
+            (&self.chunks, FRAGMENT_ROWS),
+            (&self.pending, FRAGMENT_ROWS),
+            (&self.documents, default_rows),
+        ] {
+            table
+                .optimize(OptimizeAction::Compact {
+                    options: CompactionOptions {
+                        target_rows_per_fragment: rows,
+                        materialize_deletions_threshold: 0.0,
+                        ..Default::default()
+                    },
+                    remap_options: None,
+                })
+                .await?;
+            table
+                .optimize(OptimizeAction::Prune {
+                    older_than: Some(Duration::zero()),
+                    delete_unverified: Some(true),
+                    error_if_tagged_old_versions: None,
+                })
+                .await?;
+        }
+        self.chunks
+            .optimize(OptimizeAction::Index(Default::default()))
+            .await?;
+        Ok(())
+    }
+
     /// Insert or replace document rows.
     pub async fn upsert_documents(&self, docs: &[DocumentRecord]) -> Result<()> {
         if docs.is_empty() {
