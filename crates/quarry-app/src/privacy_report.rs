@@ -259,6 +259,11 @@ fn token_state(path: &Path, risks: &mut Vec<String>) -> AppResult<String> {
 /// What listens at `addr` on this machine: nothing, a locked Quarry, or one
 /// that answers without a token.
 fn probe(addr: SocketAddr, name: &str, risks: &mut Vec<String>) -> String {
+    // The report reaches nothing beyond this machine (egress.rs's network
+    // client test holds it to that).
+    if !addr.ip().is_loopback() {
+        return "not probed: the report only probes this machine's loopback".into();
+    }
     if TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err() {
         return "not listening now".into();
     }
@@ -366,6 +371,14 @@ fn audit_model(store: &ModelStore, id: String, role: &str, risks: &mut Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_is_probed() {
+        let mut risks = Vec::new();
+        let reach = probe("192.0.2.1:80".parse().unwrap(), "x", &mut risks);
+        assert!(reach.starts_with("not probed"), "{reach}");
+        assert!(risks.is_empty());
+    }
 
     #[test]
     fn loopback_urls_are_recognised() {
