@@ -344,7 +344,7 @@ pub async fn serve_agents(
     // Locked like `quarry serve`: the same user's token, on loopback too.
     let token = quarry_app::server_token::server_token(&cell.dirs.config)?;
     let options = quarry_server::ServeOptions {
-        addr: ([127, 0, 0, 1], agents_port()).into(),
+        addr: quarry_app::agents::endpoint_addr(),
         token: Some(token.clone()),
         ui_dir: None,
     };
@@ -380,15 +380,6 @@ pub async fn serve_agents(
     };
     *endpoint.0.lock().expect("endpoint lock") = Some((stop, serving.clone()));
     Ok(Some(serving))
-}
-
-/// The port of the app's MCP endpoint: `QUARRY_AGENTS_PORT`, else 7312
-/// (`quarry serve` takes 7311).
-fn agents_port() -> u16 {
-    std::env::var("QUARRY_AGENTS_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(7312)
 }
 
 /// The registry's models: installed, in use, size; the current fetch. Works

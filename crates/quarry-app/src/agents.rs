@@ -172,6 +172,16 @@ pub fn agent_setup(binary: &Path, library: &Path) -> AgentSetup {
     }
 }
 
+/// Where the desktop app's MCP endpoint over HTTP listens: loopback, port
+/// `QUARRY_AGENTS_PORT`, else 7312 (`quarry serve` takes 7311).
+pub fn endpoint_addr() -> std::net::SocketAddr {
+    let port = std::env::var("QUARRY_AGENTS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(7312);
+    ([127, 0, 0, 1], port).into()
+}
+
 /// The desktop app's MCP endpoint over HTTP while it runs: where, and the
 /// token clients must send (`Authorization: Bearer <token>`).
 #[derive(Debug, Clone, Serialize, TS)]

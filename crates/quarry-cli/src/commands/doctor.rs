@@ -32,10 +32,6 @@ pub struct DoctorArgs {
 pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<()> {
     let _ = args.privacy;
     let library = ctx.library_dir(args.lib.library.clone());
-    let agents_port = std::env::var("QUARRY_AGENTS_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(7312);
     let env = |k: &str| std::env::var(k).ok();
     let report = privacy_report(&ReportInputs {
         config_dir: &ctx.dirs.config,
@@ -44,7 +40,7 @@ pub fn doctor(ctx: &Context, args: DoctorArgs) -> Result<()> {
         serve_addr: args.serve_addr,
         agents_addr: args
             .agents_addr
-            .unwrap_or_else(|| ([127, 0, 0, 1], agents_port).into()),
+            .unwrap_or_else(quarry_app::agents::endpoint_addr),
         env: &env,
     })?;
     if args.json {

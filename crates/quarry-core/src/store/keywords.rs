@@ -146,7 +146,7 @@ impl KeywordIndex {
     /// on disk (tantivy otherwise keeps them, marked deleted, until a merge).
     /// Only under the library's write lock.
     pub fn purge(&self) -> Result<()> {
-        let mut writer: IndexWriter = self.index.writer(64 << 20)?;
+        let mut writer = self.writer()?;
         let segments = self.index.searchable_segment_ids()?;
         if !segments.is_empty() {
             writer.merge(&segments).wait()?;
