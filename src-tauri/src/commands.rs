@@ -13,7 +13,9 @@ use quarry_app::calls::{
     SearchQuery,
 };
 use quarry_app::models::{self as app_models, ImportRequest, ModelManager};
-use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate, SummarizeRequest, SummaryUpdate};
+use quarry_app::tasks::{
+    self, ExtractRequest, ExtractUpdate, SaveSchemaRequest, SummarizeRequest, SummaryUpdate,
+};
 use quarry_app::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
     SettingsView, StatusView,
@@ -21,6 +23,7 @@ use quarry_app::views::{
 use quarry_app::{AppError, Engine, EngineParts, IndexProgress};
 use quarry_core::dirs::Dirs;
 use quarry_core::models::{ModelStore, Registry};
+use quarry_core::tasks::saved::SavedSchema;
 use quarry_core::Library;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -239,6 +242,27 @@ pub async fn export_table(
     };
     quarry_core::fsio::write_atomically(std::path::Path::new(&path), &bytes)?;
     Ok(Some(path))
+}
+
+/// The extraction schemas saved with the library.
+#[tauri::command]
+pub async fn schemas(cell: State<'_, EngineCell>) -> R<Vec<SavedSchema>> {
+    tasks::schemas(&*cell.get().await?)
+}
+
+/// Save an extraction schema with the library under a name.
+#[tauri::command]
+pub async fn save_schema(
+    cell: State<'_, EngineCell>,
+    request: SaveSchemaRequest,
+) -> R<SavedSchema> {
+    tasks::save_schema(&*cell.get().await?, &request)
+}
+
+/// Delete a saved extraction schema.
+#[tauri::command]
+pub async fn delete_schema(cell: State<'_, EngineCell>, name: String) -> R<()> {
+    tasks::delete_schema(&*cell.get().await?, &name)
 }
 
 /// Stop the answer `ask_id` (the UI's Stop button); false if it had ended.

@@ -249,6 +249,17 @@ async function checkExtract(client) {
   assert.deepEqual(again.value.documents, v.documents);
   const none = await call(client, "extract", { schema: args.schema, paths: [outside] });
   assert.match(none.error ?? "", /no indexed documents match/);
+  // A schema the user saved, by name, over the documents a search finds
+  // (best first, not path order); the call is logged with its query.
+  const file = path.join(work, "subjects.json");
+  fs.writeFileSync(file, JSON.stringify(args.schema));
+  quarry("schemas", "--library", library, "--save", "Subjects", "--file", file);
+  const found = await call(client, "extract", { schema: "subjects", query: "Orchid migration kickoff", max_documents: 1 });
+  assert.ok(!found.error, found.error);
+  assert.equal(path.basename(found.value.documents[0].path), "invite.eml", JSON.stringify(found.value));
+  assert.ok(found.value.left_out_count >= 1, "the other matches are named for a next call");
+  const unknown = await call(client, "extract", { schema: "invoices", query: "Orchid" });
+  assert.match(unknown.error ?? "", /no schema is saved as "invoices"; saved: Subjects/);
 }
 
 async function checkNotShared(client) {

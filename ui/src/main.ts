@@ -21,9 +21,14 @@ const library = initLibrary(api, {
   showCoverage: (chunks, pending) => search.showCoverage(chunks, pending),
   onModelsMissing: firstRun,
 });
-const search = initSearch(api);
+const search = initSearch(api, {
+  extractFrom: (query, paths) => {
+    extract.useDocuments(query, paths);
+    tabs.select("extract");
+  },
+});
 initAsk(api, { showPassage: search.showPassage });
-initExtract(api, { showPassage: search.showPassage });
+const extract = initExtract(api, { showPassage: search.showPassage });
 const settings = initSettings(api, { onModelsReady: () => library.refreshStatus() });
 
 /** A first run without models: Settings, where they are fetched. */

@@ -29,6 +29,7 @@ import type { RemovedView } from "./bindings/RemovedView";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
 import type { AgentsView } from "./bindings/AgentsView";
 import type { SearchView } from "./bindings/SearchView";
+import type { SavedSchema } from "./bindings/SavedSchema";
 
 async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
   try {
@@ -143,6 +144,18 @@ export class TauriTransport implements Transport {
 
   async exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string> {
     return (await call<string | null>("export_table", { request: { ...req, format } })) ?? "";
+  }
+
+  schemas(): Promise<SavedSchema[]> {
+    return call("schemas");
+  }
+
+  saveSchema(name: string, schema: unknown): Promise<SavedSchema> {
+    return call("save_schema", { request: { name, schema } });
+  }
+
+  deleteSchema(name: string): Promise<void> {
+    return call("delete_schema", { name });
   }
 
   settings(): Promise<Settings> {

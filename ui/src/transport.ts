@@ -22,6 +22,7 @@ import type { Preview } from "./bindings/Preview";
 import type { PrivacyRequest } from "./bindings/PrivacyRequest";
 import type { RemovedView } from "./bindings/RemovedView";
 import type { Route } from "./bindings/Route";
+import type { SavedSchema } from "./bindings/SavedSchema";
 import type { SettingsView } from "./bindings/SettingsView";
 import type { AgentsView } from "./bindings/AgentsView";
 import type { Source } from "./bindings/Source";
@@ -39,7 +40,7 @@ export type ModelInfo = ModelView;
 export type Models = ModelsView;
 export type Settings = SettingsView;
 export type { WireAskEvent };
-export type { Answer, Evidence, FetchProgress, HttpEndpoint, RemovedView, FolderStatus, ImportedView, OpenedView, Preview, Route, Source };
+export type { Answer, Evidence, FetchProgress, HttpEndpoint, RemovedView, FolderStatus, ImportedView, OpenedView, Preview, Route, SavedSchema, Source };
 
 export type AskEvent =
   | { kind: "evidence"; evidence: Evidence[] }
@@ -49,6 +50,7 @@ export type AskEvent =
   | { kind: "consent"; preview: Preview }
   | { kind: "sent"; preview: Preview }
   | { kind: "reading"; done: number; total: number }
+  | { kind: "waiting"; busy: string }
   | { kind: "done"; answer: Answer };
 
 export type { ExtractUpdate, SummaryUpdate };
@@ -91,6 +93,7 @@ export function dispatchAskEvent(e: WireAskEvent, on: (e: AskEvent) => void): Qu
     case "consent": on({ kind: "consent", preview: e.data }); break;
     case "sent": on({ kind: "sent", preview: e.data }); break;
     case "reading": on({ kind: "reading", done: e.data.done, total: e.data.total }); break;
+    case "waiting": on({ kind: "waiting", busy: e.data.busy }); break;
     case "done": on({ kind: "done", answer: e.data }); break;
     case "error": return new QuarryError(e.data.code, e.data.message);
   }
@@ -120,6 +123,12 @@ export interface Transport {
   summarize(req: SummarizeRequest, on: (u: SummaryUpdate) => void, signal?: AbortSignal): Promise<void>;
   /** Save the kept results of `req` as a `format` table; where it went (a path, or the downloaded file's name). */
   exportTable(req: ExtractRequest, format: "csv" | "xlsx" | "json"): Promise<string>;
+  /** The extraction schemas saved with the library, by name. */
+  schemas(): Promise<SavedSchema[]>;
+  /** Save a schema with the library under `name` (replacing one of that name, in any case). */
+  saveSchema(name: string, schema: unknown): Promise<SavedSchema>;
+  /** Delete the schema saved as `name`. */
+  deleteSchema(name: string): Promise<void>;
   settings(): Promise<Settings>;
   setPrivacy(change: Partial<PrivacyRequest>): Promise<Settings>;
   /** Whether agents may read the library, how to connect one, and what they read. */
@@ -341,6 +350,25 @@ export class HttpTransport implements Transport {
     link.click();
     URL.revokeObjectURL(link.href);
     return name;
+  }
+
+  async schemas(): Promise<SavedSchema[]> {
+    return json(await this.fetch(`/api/schemas`));
+  }
+
+  async saveSchema(name: string, schema: unknown): Promise<SavedSchema> {
+    return json(
+      await this.fetch(`/api/schemas`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name, schema }),
+      }),
+    );
+  }
+
+  async deleteSchema(name: string): Promise<void> {
+    const r = await this.fetch(`/api/schemas?name=${encodeURIComponent(name)}`, { method: "DELETE" });
+    if (!r.ok) await json(r);
   }
 
   async agents(): Promise<AgentsView> {

@@ -211,6 +211,44 @@ try {
   assert.match(csv, /^path,sender,kind,unverified,error\n/);
   assert.match(csv, /invite\.eml/);
 
+  // Save the schema with the library: after a reload it is listed, and
+  // choosing it fills the form again.
+  await page.fill("#schema-name", "Invitations");
+  await page.click("#schema-save");
+  await page.waitForFunction(() => /Saved the schema “Invitations”/.test(document.querySelector("#extract-status").textContent));
+  assert.equal(await page.inputValue("#schema-saved"), "Invitations");
+  const listed = await (await fetch(`${base}/api/schemas`, { headers: auth })).json();
+  assert.deepEqual(listed.map((x) => x.name), ["Invitations"]);
+  await page.reload();
+  await page.click("#tab-extract");
+  await page.waitForSelector("#schema-saved option[value='Invitations']", { state: "attached" });
+  await page.selectOption("#schema-saved", "Invitations");
+  assert.deepEqual(await page.$$eval("#fields .field-name", (f) => f.map((x) => x.value)), ["sender", "kind"]);
+  assert.equal(await page.inputValue("#fields .field-row:nth-child(2) .field-choices"), "meeting, party, other");
+
+  // Search hands the documents it found to Extract; the table has exactly
+  // those (kept from the run above, so no model call).
+  await page.click("#tab-search");
+  await page.selectOption("#ext", "eml");
+  await page.fill("#query", "Orchid migration kickoff");
+  await page.waitForSelector("#extract-from-results:not([hidden])");
+  const found = await page.$$eval("#results .hit", (h) => [...new Set(h.map((x) => x.title))]);
+  assert.ok(found.length >= 1 && found[0].endsWith("invite.eml"), JSON.stringify(found));
+  await page.click("#extract-from-results");
+  assert.equal(await page.getAttribute("#tab-extract", "aria-selected"), "true");
+  assert.match(await page.textContent("#extract-found"), /From the search “Orchid migration kickoff”: \d+ documents?/);
+  assert.ok(await page.isHidden("#extract-filters"), "the folder and type give way to the search's documents");
+  await page.click("#extract-button");
+  await page.waitForSelector("#extract-table[data-done=true]", { timeout: 180_000 });
+  assert.deepEqual(await page.$$eval("#extract-rows th", (h) => h.map((x) => x.title)), found);
+  assert.match(await page.textContent("#extract-status"), /kept from before/);
+  await page.screenshot({ path: join(shots, "extract-from-search.png") });
+  await page.click("#extract-found-clear");
+  assert.ok(await page.isHidden("#extract-found"));
+  await page.click("#schema-delete");
+  await page.waitForFunction(() => !document.querySelector("#schema-saved option[value='Invitations']"));
+  assert.deepEqual(await (await fetch(`${base}/api/schemas`, { headers: auth })).json(), []);
+
   // Remove the folder again (after confirming): the library is empty.
   await page.click("#tab-library");
   page.once("dialog", (d) => d.accept());

@@ -194,6 +194,13 @@ try {
   assert.deepEqual(table.head, ["Document", "sender"]);
   assert.match(table.status, /1 extracted/);
   await shot("desktop-extract.png");
+  // Saved with the library over IPC, listed, then deleted.
+  await type("#schema-name", "Senders");
+  await click("#schema-save");
+  await until("the saved schema", () => js("return document.querySelector('#schema-saved').value === 'Senders'"));
+  assert.match(await js("return document.querySelector('#extract-status').textContent"), /Saved the schema “Senders” with the library \(1 field\)/);
+  await click("#schema-delete");
+  await until("the schema deleted", () => js("return !document.querySelector(\"#schema-saved option[value='Senders']\")"));
 
   // Settings: the models, from the same store the CLI uses.
   await click("#tab-settings");

@@ -49,6 +49,8 @@ pub fn export_to(dir: &Path) -> Result<(), ts_rs::ExportError> {
     ImportRequest::export_all(&cfg)?;
     UseRequest::export_all(&cfg)?;
     crate::tasks::ExtractRequest::export_all(&cfg)?;
+    crate::tasks::SaveSchemaRequest::export_all(&cfg)?;
+    quarry_core::tasks::saved::SavedSchema::export_all(&cfg)?;
     crate::tasks::ExtractUpdate::export_all(&cfg)?;
     crate::tasks::SummarizeRequest::export_all(&cfg)?;
     crate::tasks::SummaryUpdate::export_all(&cfg)?;

@@ -216,7 +216,11 @@ pub fn answer_blocking(
         }
         confirmed
     };
-    let mut model = engine.lock_model()?;
+    let mut model = engine.lock_model_for("a question", &mut |busy| {
+        (sink.borrow_mut())(AskEvent::Waiting {
+            busy: busy.to_string(),
+        });
+    })?;
     let model = model.as_mut().expect("loaded by lock_model");
     let mut cache = engine.cache.lock().unwrap_or_else(|p| p.into_inner());
     let mut asker = routing.asker(

@@ -128,6 +128,8 @@ pub struct Engine {
     /// The embedder.
     pub embedder: Arc<Embedder>,
     model: Mutex<Option<LocalModel>>,
+    /// What holds the model now (or held it last), in a few words.
+    model_user: Mutex<String>,
     load_model: ModelLoader,
     /// The generator asked for and its name.
     generator: std::sync::RwLock<(Option<String>, String)>,
@@ -157,6 +159,7 @@ impl Engine {
             library_dir,
             embedder: Arc::new(parts.embedder),
             model: Mutex::new(None),
+            model_user: Mutex::new(String::new()),
             load_model: parts.load_model,
             generator: std::sync::RwLock::new((parts.model, parts.model_name)),
             config_dir: parts.config_dir,
@@ -248,7 +251,32 @@ impl Engine {
     /// The local model, loaded first if needed; held by one question at a
     /// time. Blocking: call it from a blocking thread.
     pub fn lock_model(&self) -> Result<std::sync::MutexGuard<'_, Option<LocalModel>>> {
-        let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        self.lock_model_for("a question", &mut |_| {})
+    }
+
+    /// [`Engine::lock_model`] for `what` (a few words, "an extraction of 12
+    /// documents"). When another call holds the model, `on_wait` is first
+    /// told what that call is, so the user learns why nothing happens yet.
+    pub fn lock_model_for(
+        &self,
+        what: &str,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<std::sync::MutexGuard<'_, Option<LocalModel>>> {
+        use std::sync::TryLockError;
+        let mut guard = match self.model.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let holder = self
+                    .model_user
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                on_wait(&holder);
+                self.model.lock().unwrap_or_else(|p| p.into_inner())
+            }
+        };
+        *self.model_user.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
         if guard.is_none() {
             let spec = self.generator().0;
             *guard = Some((self.load_model)(spec.as_deref())?);

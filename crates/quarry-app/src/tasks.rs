@@ -1,7 +1,7 @@
 //! Task specialists for the HTTP and desktop front-ends: an extraction run
 //! streamed as events (the table fills in document by document), the kept
-//! results as a CSV, XLSX or JSON table, and a document's summary streamed
-//! as it is written.
+//! results as a CSV, XLSX or JSON table, the schemas saved with the library,
+//! and a document's summary streamed as it is written.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,10 +10,13 @@ use quarry_core::answer::AnswerEvent;
 use quarry_core::store::DocumentRecord;
 use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
 use quarry_core::tasks::results::ResultStore;
+use quarry_core::tasks::saved::{SavedSchema, SchemaShelf};
 use quarry_core::tasks::schema::Schema;
 use quarry_core::tasks::summarize::{indexed_document, summarize, Summary, SummaryStore};
 use quarry_core::tasks::table::{to_csv, to_json, to_xlsx, TableFormat};
-use quarry_core::tasks::{extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary};
+use quarry_core::tasks::{
+    documents_found, extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary,
+};
 use quarry_core::{HybridSearch, SearchMode};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -24,14 +27,22 @@ use crate::error::{AppError, AppResult};
 /// An extraction (`POST /api/extract`, `POST /api/extract/table`).
 #[derive(Debug, Clone, Deserialize, TS)]
 pub struct ExtractRequest {
-    /// The fields: a JSON Schema object, or `{"fields": [{"name", "type",
-    /// "description", "choices"?}]}`.
+    /// The fields: a JSON Schema object, `{"fields": [{"name", "type",
+    /// "description", "choices"?}]}`, or the name of a schema saved in the
+    /// library (a string).
     #[ts(type = "unknown")]
     pub schema: serde_json::Value,
     /// Only documents that are one of these files or inside these folders
     /// (default: every indexed document).
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Take the documents from a search: the best-matching documents for
+    /// this query (inside `paths` and `ext`), best first.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// How many documents `query` takes (default 20, at most 200).
+    #[serde(default)]
+    pub top: Option<usize>,
     /// Only these extensions (no dot).
     #[serde(default)]
     pub ext: Vec<String>,
@@ -57,6 +68,12 @@ pub enum ExtractUpdate {
         /// Documents whose kept result is reused.
         kept: usize,
     },
+    /// The local model is busy with another task (`busy`, in a few words):
+    /// the run starts when that ends.
+    Waiting {
+        /// What holds the model.
+        busy: String,
+    },
     /// A document is done.
     Document(DocumentDone),
     /// The run ended.
@@ -70,6 +87,7 @@ impl ExtractUpdate {
     pub fn name(&self) -> &'static str {
         match self {
             ExtractUpdate::Started { .. } => "started",
+            ExtractUpdate::Waiting { .. } => "waiting",
             ExtractUpdate::Document { .. } => "document",
             ExtractUpdate::Done(_) => "done",
             ExtractUpdate::Error(_) => "error",
@@ -82,8 +100,12 @@ impl ExtractUpdate {
     }
 }
 
-fn schema_of(req: &ExtractRequest) -> AppResult<Schema> {
-    Ok(Schema::parse(&req.schema)?)
+/// The schema `req` gives, or the saved one it names.
+fn schema_of(engine: &Engine, req: &ExtractRequest) -> AppResult<Schema> {
+    Ok(match req.schema.as_str() {
+        Some(name) => SchemaShelf::of(engine.library().dir()).get(name)?.schema,
+        None => Schema::parse(&req.schema)?,
+    })
 }
 
 fn filter_of(req: &ExtractRequest) -> quarry_core::store::Filter {
@@ -97,10 +119,23 @@ fn filter_of(req: &ExtractRequest) -> quarry_core::store::Filter {
     }
 }
 
-/// The indexed documents `req` selects, in path order.
+/// The indexed documents `req` selects, in path order; or with a query,
+/// the best-matching of them, best first.
 pub async fn documents(engine: &Engine, req: &ExtractRequest) -> AppResult<Vec<DocumentRecord>> {
-    Ok(select_documents(&engine.library(), &filter_of(req), &req.paths).await?)
+    let lib = engine.library();
+    let filter = filter_of(req);
+    Ok(match req.query.as_deref().map(str::trim) {
+        Some(q) if !q.is_empty() => {
+            let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
+            let top = req.top.unwrap_or(DEFAULT_TOP);
+            documents_found(&search, q, &filter, &req.paths, top).await?
+        }
+        _ => select_documents(&lib, &filter, &req.paths).await?,
+    })
 }
+
+/// How many documents a query takes when the request does not say.
+pub const DEFAULT_TOP: usize = 20;
 
 /// Run an extraction with the engine's model, sending each update to `sink`
 /// (which returns false to stop: the client left). Results are kept per
@@ -111,16 +146,24 @@ pub fn extract_blocking(
     req: &ExtractRequest,
     sink: &mut dyn FnMut(ExtractUpdate) -> bool,
 ) -> AppResult<()> {
-    let schema = schema_of(req)?;
+    let schema = schema_of(engine, req)?;
     let lib = engine.library();
     let docs = handle.block_on(documents(engine, req))?;
     if docs.is_empty() {
         return Err(AppError::user(
             "no_documents",
-            "no indexed documents match: index a folder first",
+            match &req.query {
+                Some(q) => format!("a search for \"{q}\" finds no indexed documents"),
+                None => "no indexed documents match: index a folder first".to_string(),
+            },
         ));
     }
-    let mut model = engine.lock_model()?;
+    let what = format!("an extraction from {} documents", docs.len());
+    let mut model = engine.lock_model_for(&what, &mut |busy| {
+        sink(ExtractUpdate::Waiting {
+            busy: busy.to_string(),
+        });
+    })?;
     let model = model.as_mut().expect("loaded by lock_model");
     let mut store = ResultStore::open(lib.dir(), &schema, &engine.model_name())?;
     if req.redo {
@@ -163,9 +206,9 @@ pub fn extract_blocking(
 /// file: its bytes and its MIME type. Documents not extracted yet (or
 /// changed since) are left out.
 pub async fn table(engine: &Engine, req: &ExtractRequest) -> AppResult<(Vec<u8>, &'static str)> {
-    let schema = schema_of(req)?;
+    let schema = schema_of(engine, req)?;
     let lib = engine.library();
-    let docs = select_documents(&lib, &filter_of(req), &req.paths).await?;
+    let docs = documents(engine, req).await?;
     let store = ResultStore::open(lib.dir(), &schema, &engine.model_name())?;
     let rows: Vec<DocumentFields> = docs
         .iter()
@@ -184,6 +227,48 @@ pub async fn table(engine: &Engine, req: &ExtractRequest) -> AppResult<(Vec<u8>,
             "application/json",
         ),
     })
+}
+
+/// A schema to save with the library (`PUT /api/schemas`).
+#[derive(Debug, Clone, Deserialize, TS)]
+pub struct SaveSchemaRequest {
+    /// Its name (names are compared without regard to case).
+    pub name: String,
+    /// The fields, in any form an extraction takes.
+    #[ts(type = "unknown")]
+    pub schema: serde_json::Value,
+}
+
+/// A saved schema's name (`DELETE /api/schemas?name=`).
+#[derive(Debug, Clone, Deserialize, TS)]
+pub struct SchemaName {
+    /// The name.
+    pub name: String,
+}
+
+/// The schemas saved in the library, by name.
+pub fn schemas(engine: &Engine) -> AppResult<Vec<SavedSchema>> {
+    Ok(SchemaShelf::of(engine.library().dir()).list()?)
+}
+
+/// Save a schema with the library (replacing one of the same name).
+pub fn save_schema(engine: &Engine, req: &SaveSchemaRequest) -> AppResult<SavedSchema> {
+    let schema = Schema::parse(&req.schema)?;
+    Ok(SchemaShelf::of(engine.library().dir()).save(&req.name, &schema)?)
+}
+
+/// Delete the schema saved as `name`; a name nothing is saved under is a
+/// `not_found` error.
+pub fn delete_schema(engine: &Engine, name: &str) -> AppResult<()> {
+    if SchemaShelf::of(engine.library().dir()).delete(name)? {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            quarry_core::ErrorKind::NotFound,
+            "no_schema",
+            format!("no schema is saved as \"{}\"", name.trim()),
+        ))
+    }
 }
 
 /// A summary of one document (`POST /api/summarize`).
@@ -207,6 +292,12 @@ pub enum SummaryUpdate {
         /// Parts in all.
         total: usize,
     },
+    /// The local model is busy with another task (`busy`, in a few words):
+    /// the summary starts when that ends.
+    Waiting {
+        /// What holds the model.
+        busy: String,
+    },
     /// Summary text, as it is written.
     Token {
         /// The text.
@@ -228,6 +319,7 @@ impl SummaryUpdate {
     pub fn name(&self) -> &'static str {
         match self {
             SummaryUpdate::Reading { .. } => "reading",
+            SummaryUpdate::Waiting { .. } => "waiting",
             SummaryUpdate::Token { .. } => "token",
             SummaryUpdate::Done { .. } => "done",
             SummaryUpdate::Error(_) => "error",
@@ -250,7 +342,14 @@ pub fn summarize_blocking(
 ) -> AppResult<()> {
     let lib = engine.library();
     let doc = handle.block_on(indexed_document(&lib, &req.path))?;
-    let mut model = engine.lock_model()?;
+    let name = std::path::Path::new(&doc.path)
+        .file_name()
+        .map_or_else(|| doc.path.clone(), |n| n.to_string_lossy().into_owned());
+    let mut model = engine.lock_model_for(&format!("a summary of {name}"), &mut |busy| {
+        sink(SummaryUpdate::Waiting {
+            busy: busy.to_string(),
+        });
+    })?;
     let model = model.as_mut().expect("loaded by lock_model");
     let mut store = SummaryStore::summaries(lib.dir(), &engine.model_name())?;
     if req.redo {

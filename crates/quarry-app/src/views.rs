@@ -270,6 +270,12 @@ pub enum AskEvent {
         /// Parts in all.
         total: usize,
     },
+    /// The local model is busy with another task (`busy`, in a few words):
+    /// this answer starts when that ends.
+    Waiting {
+        /// What holds the model.
+        busy: String,
+    },
     /// The whole answer.
     Done(Box<Answer>),
     /// The answer failed.
@@ -287,6 +293,7 @@ impl AskEvent {
             AskEvent::Consent(_) => "consent",
             AskEvent::Sent(_) => "sent",
             AskEvent::Reading { .. } => "reading",
+            AskEvent::Waiting { .. } => "waiting",
             AskEvent::Done(_) => "done",
             AskEvent::Error(_) => "error",
         }

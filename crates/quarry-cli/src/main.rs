@@ -49,6 +49,8 @@ enum Command {
     Extract(commands::extract::ExtractArgs),
     /// Put each document into one of your categories, with the words that show it.
     Classify(commands::extract::ClassifyArgs),
+    /// List, show or delete the extraction schemas saved in a library.
+    Schemas(commands::schemas::SchemasArgs),
     /// Summarise documents from every passage, each point citing its passage.
     Summarize(commands::summarize::SummarizeArgs),
     /// Configure remote providers (OpenAI-compatible chat APIs) and their keys.
@@ -136,6 +138,7 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Chat(args) => c::chat::chat(ctx, args).await,
         Command::Extract(args) => c::extract::extract(ctx, args).await,
         Command::Classify(args) => c::extract::classify(ctx, args).await,
+        Command::Schemas(args) => c::schemas::run(ctx, args),
         Command::Summarize(args) => c::summarize::summarize(ctx, args).await,
         Command::Provider { action } => c::provider::provider(ctx, action),
         Command::Privacy(args) => c::privacy::privacy(ctx, args).await,

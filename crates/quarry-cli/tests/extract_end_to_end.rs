@@ -256,6 +256,92 @@ fn bad_schemas_and_outputs_are_refused_clearly() {
 
 #[test]
 #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn a_schema_saved_with_the_library_runs_by_name_over_the_documents_a_search_finds() {
+    let env = Env::new();
+    let (_, err) = env.ok(&["schemas"]);
+    assert!(err.contains("no schemas saved"), "{err}");
+    // Extract from what a search finds, and save the schema on the way.
+    let schema = env.path("fields.json");
+    let query = "burst pipe water damage in the bathroom";
+    let (out, err) = env.ok(&[
+        "extract",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--save-schema",
+        "Claims",
+        "--query",
+        query,
+        "--top",
+        "1",
+        "--model",
+        SMOLLM,
+        "--json",
+    ]);
+    assert!(
+        err.contains("saved the schema as \"Claims\" (5 fields)"),
+        "{err}"
+    );
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(
+        rows[0]["path"].as_str().unwrap().ends_with("claim1.txt"),
+        "{out}"
+    );
+    // By rank, not by path: claim2 comes after claim1 in path order.
+    let (out, _) = env.ok(&[
+        "extract",
+        "--schema",
+        "claims",
+        "--query",
+        "fire in my workshop",
+        "--top",
+        "1",
+        "--model",
+        SMOLLM,
+        "--json",
+    ]);
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(
+        rows[0]["path"].as_str().unwrap().ends_with("claim2.txt"),
+        "{out}"
+    );
+
+    // Listed; run by name (in another case) it is the same schema: the
+    // results kept for the file's schema are reused, not extracted again.
+    let (out, _) = env.ok(&["schemas", "--json"]);
+    let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["name"], "Claims");
+    assert_eq!(list[0]["schema"]["fields"].as_array().unwrap().len(), 5);
+    let (out, _) = env.ok(&["schemas", "--show", "CLAIMS"]);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["fields"][4]["choices"][1], "water", "{out}");
+    let (_, err) = env.ok(&["extract", "--schema", "CLAIMS", "--model", SMOLLM, "--json"]);
+    assert!(err.contains("extracting from 3 documents (2 kept"), "{err}");
+
+    // A name nothing is saved under, deleting, and --top without --query.
+    let out = env.run(&["extract", "--schema", "invoices", "--model", SMOLLM]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no schema is saved as \"invoices\"; saved: Claims"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.ok(&["schemas", "--delete", "claims"]);
+    let out = env.run(&["schemas", "--delete", "claims"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = env.run(&["extract", "--schema", "Claims", "--top", "3"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--query"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
 fn ctrl_c_keeps_what_is_done_and_the_next_run_goes_on() {
     let env = Env::new();
     let schema = env.path("fields.json");

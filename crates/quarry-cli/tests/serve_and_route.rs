@@ -1094,6 +1094,108 @@ fn extraction_and_summaries_stream_over_http_and_tables_export() {
     let (_, xlsx) = table("xlsx");
     assert_eq!(&xlsx[..2], b"PK", "an xlsx is a zip");
 
+    // Saved with the library, the schema runs by name (in any case): the
+    // same schema, so the kept result is reused. A query picks documents.
+    let saved: Value = http()
+        .put(&format!("{}/api/schemas", server.base))
+        .send_json(json!({"name": "Claims", "schema": schema}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(saved["name"], "Claims", "{saved}");
+    let list = get(&format!("{}/api/schemas", server.base));
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["schema"]["fields"][1]["name"], "claimant", "{list}");
+    let run = |request: Value| -> Vec<(String, Value)> {
+        let body = http()
+            .post(&format!("{}/api/extract", server.base))
+            .send_json(request)
+            .unwrap()
+            .into_string()
+            .unwrap();
+        sse(&body)
+            .into_iter()
+            .map(|(n, d)| (n, serde_json::from_str(&d).unwrap()))
+            .collect()
+    };
+    let events =
+        run(json!({"schema": "claims", "query": "Maria Fernandes policy claim", "top": 1}));
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[0].1["total"], 1, "{events:?}");
+    assert_eq!(events[1].1["kept"], true, "{events:?}");
+    assert_eq!(
+        events[1].1["fields"]["path"],
+        claim_path.as_str(),
+        "{events:?}"
+    );
+    let deleted = http()
+        .delete(&format!("{}/api/schemas?name=CLAIMS", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (code, err) = error_of(
+        http()
+            .delete(&format!("{}/api/schemas?name=claims", server.base))
+            .call(),
+    );
+    assert_eq!(code, 404, "{err}");
+    let events = run(json!({"schema": "claims"}));
+    assert_eq!(events[0].0, "error", "{events:?}");
+    assert!(
+        events[0].1["message"]
+            .as_str()
+            .unwrap()
+            .contains("no schema is saved as"),
+        "{events:?}"
+    );
+    let (code, err) = error_of(
+        http()
+            .put(&format!("{}/api/schemas", server.base))
+            .send_json(json!({"name": " ", "schema": schema})),
+    );
+    assert_eq!(code, 400, "{err}");
+
+    // While an extraction holds the local model, a question says it waits
+    // for it (and what it is) instead of hanging silently; once the
+    // extraction's client leaves, the answer comes.
+    let resp = http()
+        .post(&format!("{}/api/extract", server.base))
+        .send_json(json!({"schema": schema, "redo": true}))
+        .unwrap();
+    let mut lines = std::io::BufReader::new(resp.into_reader()).lines();
+    let mut next_event = move || loop {
+        let line = lines.next().expect("the extraction stream ended").unwrap();
+        if let Some(name) = line.strip_prefix("event: ") {
+            return name.to_string();
+        }
+    };
+    assert_eq!(next_event(), "started");
+    let base = server.base.clone();
+    let asking = std::thread::spawn(move || {
+        ask_sse(
+            &base,
+            json!({"question": "What is the policy number?", "no_cache": true}),
+        )
+    });
+    // Two documents take seconds: the question has reached the model by then.
+    assert_eq!(next_event(), "document");
+    assert_eq!(next_event(), "document");
+    drop(next_event);
+    let events = asking.join().unwrap();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let waiting = events
+        .iter()
+        .find(|(n, _)| n == "waiting")
+        .unwrap_or_else(|| panic!("no waiting event: {names:?}"));
+    assert!(
+        waiting.1["busy"]
+            .as_str()
+            .unwrap()
+            .starts_with("an extraction from"),
+        "{waiting:?}"
+    );
+    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+
     // A schema that cannot be read is an error event, not a dropped stream.
     let body = http()
         .post(&format!("{}/api/extract", server.base))

@@ -106,12 +106,17 @@ pub struct SummarizeArgs {
 pub struct ExtractArgs {
     /// The fields to fill: `{"fields": [{"name", "type", "description",
     /// "choices"?}]}` with type one of string, number, date, boolean, enum
-    /// (with choices) or list; or a JSON Schema object.
+    /// (with choices) or list; or a JSON Schema object; or, as a string, the
+    /// name of a schema the user saved in the library.
     pub schema: serde_json::Value,
     /// Only documents that are one of these files or inside these folders
     /// (absolute paths; default: every indexed document).
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Take the documents from a search instead: the documents that match
+    /// this query best (inside `paths` and `ext`).
+    #[serde(default)]
+    pub query: Option<String>,
     /// Only these file extensions, comma-separated (`pdf,docx`).
     #[serde(default)]
     pub ext: Option<String>,
@@ -241,7 +246,7 @@ impl QuarryMcp {
 
     /// Fill fields from documents into a table, every value cited.
     #[rmcp::tool(
-        description = "Extract fields from documents of the library into a table with the local model: one row per document, each value with its citation (path, page, passage) and whether it was found in that passage (verified). Constrained output: values always fit the schema. About a minute a document on a laptop CPU; results are kept, so asking again for unchanged documents is immediate.",
+        description = "Extract fields from documents of the library into a table with the local model: one row per document, each value with its citation (path, page, passage) and whether it was found in that passage (verified). The documents: paths and extensions, or the best matches of a search query; the schema: fields, or the name of one the user saved. Constrained output: values always fit the schema. About a minute a document on a laptop CPU; results are kept, so asking again for unchanged documents is immediate.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn extract(
@@ -250,7 +255,7 @@ impl QuarryMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let logged = json!({"schema": args.schema, "paths": args.paths, "ext": args.ext,
-            "max_documents": args.max_documents});
+            "query": args.query, "max_documents": args.max_documents});
         let (progress, sent) = Progress::of(&ctx);
         let work = extract(self.engine.clone(), args, progress);
         self.tool_call(&ctx, "extract", logged, sent.after(work))
@@ -496,6 +501,9 @@ async fn summarize(
                 SummaryUpdate::Reading { done, total } => {
                     progress.report(done, total, format!("read {done} of {total} parts"))
                 }
+                SummaryUpdate::Waiting { busy } => {
+                    progress.report(0, 0, format!("waiting for the local model: {busy}"))
+                }
                 SummaryUpdate::Done { summary, kept } => done = Some((*summary, kept)),
                 _ => {}
             }
@@ -549,6 +557,9 @@ async fn extract_request(
             .filter(|e| !e.is_empty())
             .map(String::from)
             .collect(),
+        // Room to name what is left out, beyond what this call reads.
+        top: args.query.as_ref().map(|_| limit + 100),
+        query: args.query,
         redo: false,
         format: None,
     };
@@ -558,12 +569,15 @@ async fn extract_request(
         .map(|d| d.path)
         .collect();
     if docs.is_empty() {
-        return Err(Failure::Failed(
-            "no indexed documents match these paths and extensions".into(),
-        ));
+        return Err(Failure::Failed(match &req.query {
+            Some(q) => format!("a search for \"{q}\" finds no indexed documents"),
+            None => "no indexed documents match these paths and extensions".into(),
+        }));
     }
     let left_out = docs.split_off(limit.min(docs.len()));
+    // The documents are chosen: the run reads exactly these.
     req.paths = docs;
+    req.query = None;
     Ok((req, left_out))
 }
 
@@ -579,6 +593,9 @@ async fn extract(
         tasks::extract_blocking(&engine, &handle, &req, &mut |u| {
             match u {
                 ExtractUpdate::Started { schema: s, .. } => schema = Some(s),
+                ExtractUpdate::Waiting { busy } => {
+                    progress.report(0, 0, format!("waiting for the local model: {busy}"))
+                }
                 ExtractUpdate::Document(d) => {
                     progress.report(d.done, d.total, d.fields.path.clone());
                     rows.push(d.fields);

@@ -10,8 +10,9 @@
 //! | POST | `/api/folders/remove` | `{"path": ...}`: remove a folder and its documents |
 //! | GET | `/api/search?q=&mode=&k=&path_prefix=&ext=` | hybrid search with snippets |
 //! | POST | `/api/ask` | SSE: `sources`, `route`, `token`, `consent`, `sent`, `done`, `error` |
-//! | POST | `/api/extract` | `{"schema", "paths"?, "ext"?, "redo"?}`: SSE `started`, `document` (one per document, fields cited and checked), `done`, `error` |
+//! | POST | `/api/extract` | `{"schema" (fields or a saved schema's name), "paths"?, "ext"?, "query"?, "top"?, "redo"?}`: SSE `started`, `document` (one per document, fields cited and checked), `done`, `error` |
 //! | POST | `/api/extract/table` | the same request with `"format"`: `csv`, `xlsx` or `json`: the kept results as a file |
+//! | GET, PUT, DELETE | `/api/schemas` | the schemas saved with the library; PUT `{"name", "schema"}` saves one, DELETE `?name=` deletes one |
 //! | GET | `/api/audit` | what left the machine |
 //! | POST/GET/DELETE | `/mcp` | MCP over streamable HTTP: the library's tools and resources for agents (`quarry-mcp`), every call in the access log |
 //! | GET | `/api/agents` | the agents' access log and the setup snippets for their clients |
@@ -142,6 +143,12 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions, mcp: CancellationToke
         .route("/api/ask", post(routes::ask))
         .route("/api/extract", post(routes::extract))
         .route("/api/extract/table", post(routes::extract_table))
+        .route(
+            "/api/schemas",
+            get(routes::schemas)
+                .put(routes::save_schema)
+                .delete(routes::delete_schema),
+        )
         .route("/api/summarize", post(routes::summarize))
         .route("/api/audit", get(routes::audit))
         .route("/api/settings", get(routes::settings))

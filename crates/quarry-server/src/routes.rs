@@ -14,12 +14,16 @@ use quarry_app::calls::{
     SearchQuery,
 };
 use quarry_app::models::{FetchRequest, ImportRequest};
-use quarry_app::tasks::{self, ExtractRequest, ExtractUpdate, SummarizeRequest, SummaryUpdate};
+use quarry_app::tasks::{
+    self, ExtractRequest, ExtractUpdate, SaveSchemaRequest, SchemaName, SummarizeRequest,
+    SummaryUpdate,
+};
 use quarry_app::views::{
     AskEvent, DocumentView, ImportedView, ModelsView, OpenedView, RemovedView, SearchView,
     SettingsView, StatusView, StoppingView,
 };
 use quarry_app::{AppError, Engine, IndexProgress};
+use quarry_core::tasks::saved::SavedSchema;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 use tokio_stream::StreamExt;
 
@@ -138,6 +142,28 @@ pub async fn extract_table(
         bytes,
     )
         .into_response())
+}
+
+/// `GET /api/schemas`: the extraction schemas saved in the library.
+pub async fn schemas(State(engine): Shared) -> Reply<Vec<SavedSchema>> {
+    Ok(Json(tasks::schemas(&engine)?))
+}
+
+/// `PUT /api/schemas`: save a schema with the library under a name.
+pub async fn save_schema(
+    State(engine): Shared,
+    Json(req): Json<SaveSchemaRequest>,
+) -> Reply<SavedSchema> {
+    Ok(Json(tasks::save_schema(&engine, &req)?))
+}
+
+/// `DELETE /api/schemas?name=…`: delete a saved schema (404 when none).
+pub async fn delete_schema(
+    State(engine): Shared,
+    Query(q): Query<SchemaName>,
+) -> Result<StatusCode, ApiError> {
+    tasks::delete_schema(&engine, &q.name)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/audit`: every outbound request recorded for this library.

@@ -25,4 +25,8 @@ done: number,
 /**
  * Parts in all.
  */
-total: number, } } | { "event": "done", "data": Answer } | { "event": "error", "data": AppError };
+total: number, } } | { "event": "waiting", "data": { 
+/**
+ * What holds the model.
+ */
+busy: string, } } | { "event": "done", "data": Answer } | { "event": "error", "data": AppError };

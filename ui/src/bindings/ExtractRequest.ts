@@ -5,8 +5,9 @@
  */
 export type ExtractRequest = { 
 /**
- * The fields: a JSON Schema object, or `{"fields": [{"name", "type",
- * "description", "choices"?}]}`.
+ * The fields: a JSON Schema object, `{"fields": [{"name", "type",
+ * "description", "choices"?}]}`, or the name of a schema saved in the
+ * library (a string).
  */
 schema: unknown, 
 /**
@@ -14,6 +15,15 @@ schema: unknown,
  * (default: every indexed document).
  */
 paths: Array<string>, 
+/**
+ * Take the documents from a search: the best-matching documents for
+ * this query (inside `paths` and `ext`), best first.
+ */
+query: string | null, 
+/**
+ * How many documents `query` takes (default 20, at most 200).
+ */
+top: number | null, 
 /**
  * Only these extensions (no dot).
  */

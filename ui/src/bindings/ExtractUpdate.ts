@@ -19,4 +19,8 @@ total: number,
 /**
  * Documents whose kept result is reused.
  */
-kept: number, } } | { "event": "document", "data": DocumentDone } | { "event": "done", "data": RunSummary } | { "event": "error", "data": AppError };
+kept: number, } } | { "event": "waiting", "data": { 
+/**
+ * What holds the model.
+ */
+busy: string, } } | { "event": "document", "data": DocumentDone } | { "event": "done", "data": RunSummary } | { "event": "error", "data": AppError };

@@ -13,7 +13,11 @@ done: number,
 /**
  * Parts in all.
  */
-total: number, } } | { "event": "token", "data": { 
+total: number, } } | { "event": "waiting", "data": { 
+/**
+ * What holds the model.
+ */
+busy: string, } } | { "event": "token", "data": { 
 /**
  * The text.
  */

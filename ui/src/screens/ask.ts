@@ -152,6 +152,12 @@ export function initAsk(api: Transport, deps: AskDeps): void {
                     : "Read every part; writing the answer…"));
               }
               break;
+            case "waiting":
+              if (!text) {
+                $("answer").replaceChildren(el("span", { className: "hint", id: "waiting" },
+                  `The local model is busy with ${e.busy}; your answer starts when it ends (Stop cancels it).`));
+              }
+              break;
             case "done":
               lastAnswer = e.answer;
               renderUnsupported(e.answer.support.unsupported);

@@ -1,14 +1,17 @@
-// The Extract screen: define fields, pick documents, watch the table fill in
-// document by document, open any cell's passage, export CSV/XLSX/JSON.
-// Values not found in their passage are marked; judgements (a choice the
-// passage does not spell out) are marked differently.
+// The Extract screen: define fields (or load a schema saved with the
+// library), pick documents (a folder and type, or the documents a search
+// found), watch the table fill in document by document, open any cell's
+// passage, export CSV/XLSX/JSON. Values not found in their passage are
+// marked; judgements (a choice the passage does not spell out) are marked
+// differently.
 
 import type { DocumentFields } from "../bindings/DocumentFields";
+import type { Field } from "../bindings/Field";
 import type { FieldValue } from "../bindings/FieldValue";
 import type { Schema } from "../bindings/Schema";
 import { $, el, showError } from "../dom";
 import { baseName, humanDuration, sentence } from "../format";
-import type { ExtractRequest, Transport } from "../transport";
+import type { ExtractRequest, SavedSchema, Transport } from "../transport";
 
 /** What the Extract screen needs from the rest of the app. */
 export interface ExtractDeps {
@@ -18,6 +21,12 @@ export interface ExtractDeps {
 
 const TYPES = ["string", "number", "date", "boolean", "enum", "list"] as const;
 
+/** What the Extract screen offers the rest of the app. */
+export interface Extract {
+  /** Extract from these documents (a search for `query` found them, best first). */
+  useDocuments(query: string, paths: string[]): void;
+}
+
 /** A value as a cell shows it. */
 function cellText(v: unknown): string {
   if (v === null || v === undefined) return "";
@@ -26,10 +35,13 @@ function cellText(v: unknown): string {
 }
 
 /** Wire the Extract screen to `api`. */
-export function initExtract(api: Transport, deps: ExtractDeps): void {
+export function initExtract(api: Transport, deps: ExtractDeps): Extract {
   let abort: AbortController | null = null;
   let schema: Schema | null = null;
   let lastRequest: ExtractRequest | null = null;
+  /** The documents a search found, when the user took them from Search. */
+  let found: { query: string; paths: string[] } | null = null;
+  let saved: SavedSchema[] = [];
 
   function addFieldRow(name = "", type = "string", description = "", choices = "") {
     const row = el("li", { className: "field-row" });
@@ -80,12 +92,81 @@ export function initExtract(api: Transport, deps: ExtractDeps): void {
   function request(): ExtractRequest {
     const folder = $<HTMLInputElement>("extract-folder").value.trim();
     const ext = $<HTMLSelectElement>("extract-ext").value;
-    return {
-      schema: readSchema(),
-      paths: folder ? [folder] : [],
-      ext: ext ? [ext] : [],
-      redo: $<HTMLInputElement>("extract-redo").checked,
-    };
+    const redo = $<HTMLInputElement>("extract-redo").checked;
+    if (found) return { schema: readSchema(), paths: found.paths, ext: [], redo };
+    return { schema: readSchema(), paths: folder ? [folder] : [], ext: ext ? [ext] : [], redo };
+  }
+
+  function useDocuments(query: string, paths: string[]) {
+    found = { query, paths };
+    $("extract-found-text").textContent =
+      `From the search “${query}”: ${paths.length === 1 ? "1 document" : `${paths.length} documents`}, best match first.`;
+    $("extract-found").hidden = false;
+    $("extract-filters").hidden = true;
+  }
+
+  function useFilters() {
+    found = null;
+    $("extract-found").hidden = true;
+    $("extract-filters").hidden = false;
+  }
+
+  // ---------- saved schemas ----------
+
+  async function refreshSaved(select?: string) {
+    try {
+      saved = await api.schemas();
+    } catch (e) {
+      showError(sentence(e, "list the saved schemas"));
+      return;
+    }
+    const list = $<HTMLSelectElement>("schema-saved");
+    list.replaceChildren(el("option", { value: "" }, "New schema"), ...saved.map((s) => el("option", { value: s.name }, s.name)));
+    const pick = select ? saved.find((s) => s.name.toLowerCase() === select.toLowerCase()) : undefined;
+    list.value = pick?.name ?? "";
+    $<HTMLButtonElement>("schema-delete").disabled = !pick;
+  }
+
+  function loadSaved(name: string) {
+    const s = saved.find((x) => x.name === name);
+    $<HTMLButtonElement>("schema-delete").disabled = !s;
+    if (!s) return;
+    $("fields").replaceChildren();
+    for (const f of s.schema.fields) addFieldRow(f.name, f.type, f.description, choicesOf(f));
+    $<HTMLTextAreaElement>("schema-json").value = "";
+    $<HTMLInputElement>("schema-name").value = s.name;
+  }
+
+  async function saveSchema() {
+    showError("");
+    const name = $<HTMLInputElement>("schema-name").value.trim() || $<HTMLSelectElement>("schema-saved").value;
+    if (!name) {
+      showError("Give the schema a name to save it under.");
+      $("schema-name").focus();
+      return;
+    }
+    try {
+      const s = await api.saveSchema(name, readSchema());
+      await refreshSaved(s.name);
+      $<HTMLInputElement>("schema-name").value = s.name;
+      const n = s.schema.fields.length;
+      $("extract-status").textContent = `Saved the schema “${s.name}” with the library (${n} field${n === 1 ? "" : "s"}).`;
+    } catch (e) {
+      showError(e instanceof Error && !("code" in e) ? `Cannot save: ${e.message}.` : sentence(e, "save the schema"));
+    }
+  }
+
+  async function deleteSaved() {
+    const name = $<HTMLSelectElement>("schema-saved").value;
+    if (!name) return;
+    showError("");
+    try {
+      await api.deleteSchema(name);
+      await refreshSaved();
+      $("extract-status").textContent = `Deleted the schema “${name}”; its fields stay in the form.`;
+    } catch (e) {
+      showError(sentence(e, "delete the schema"));
+    }
   }
 
   function startTable(s: Schema) {
@@ -154,6 +235,8 @@ export function initExtract(api: Transport, deps: ExtractDeps): void {
         if (u.event === "started") {
           startTable(u.data.schema);
           status.textContent = `${u.data.total} documents (${u.data.kept} done before)`;
+        } else if (u.event === "waiting") {
+          status.textContent = `The local model is busy with ${u.data.busy}; the extraction starts when it ends.`;
         } else if (u.event === "document") {
           addRow(u.data.fields);
           if (!u.data.kept) fresh++;
@@ -198,4 +281,15 @@ export function initExtract(api: Transport, deps: ExtractDeps): void {
   $("export-csv").addEventListener("click", () => exportAs("csv"));
   $("export-xlsx").addEventListener("click", () => exportAs("xlsx"));
   $("export-json").addEventListener("click", () => exportAs("json"));
+  $("extract-found-clear").addEventListener("click", useFilters);
+  $("schema-saved").addEventListener("change", () => loadSaved($<HTMLSelectElement>("schema-saved").value));
+  $("schema-save").addEventListener("click", saveSchema);
+  $("schema-delete").addEventListener("click", deleteSaved);
+  refreshSaved();
+  return { useDocuments };
+}
+
+/** A field's choices as the form writes them. */
+function choicesOf(f: Field): string {
+  return f.type === "enum" ? f.choices.join(", ") : "";
 }

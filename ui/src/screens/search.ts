@@ -6,6 +6,15 @@ import { baseName, readyShare, scanLabel, sentence } from "../format";
 import type { Hit, Transport } from "../transport";
 import { summarizeButton } from "./summary";
 
+/** What the Search screen needs from the rest of the app. */
+export interface SearchDeps {
+  /** Extract fields from `paths` (the documents a search for `query` found, best first). */
+  extractFrom(query: string, paths: string[]): void;
+}
+
+/** Most documents "Extract fields from these documents" hands on. */
+const MAX_EXTRACT_FROM_RESULTS = 50;
+
 /** What the Search screen offers the rest of the app. */
 export interface Search {
   /** Show `path` in the preview `pane` with `passage` highlighted and scrolled to. */
@@ -39,7 +48,7 @@ function localDay(value: string, days: number): number | undefined {
 }
 
 /** Wire the Search screen's query and filters to `api`. */
-export function initSearch(api: Transport): Search {
+export function initSearch(api: Transport, deps: SearchDeps): Search {
   /** The latest query's number: answers to older ones are dropped. */
   let searchSeq = 0;
   let searchTimer: number | undefined;
@@ -50,8 +59,10 @@ export function initSearch(api: Transport): Search {
     const q = $<HTMLInputElement>("query").value.trim();
     const seq = ++searchSeq;
     const list = $("results");
+    const toExtract = $<HTMLButtonElement>("extract-from-results");
     if (!q) {
       list.replaceChildren();
+      toExtract.hidden = true;
       return;
     }
     try {
@@ -66,6 +77,10 @@ export function initSearch(api: Transport): Search {
       list.replaceChildren(
         ...(hits.length ? hits.map(resultItem) : [el("li", { className: "empty" }, "Nothing found.")]),
       );
+      const paths = [...new Set(hits.map((h) => h.path))].slice(0, MAX_EXTRACT_FROM_RESULTS);
+      toExtract.hidden = !paths.length;
+      toExtract.textContent = `Extract fields from ${paths.length === 1 ? "this document" : `these ${paths.length} documents`}`;
+      toExtract.onclick = () => deps.extractFrom(q, paths);
     } catch (e) {
       if (seq === searchSeq) showError(sentence(e, "search"));
     }

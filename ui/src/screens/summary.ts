@@ -56,6 +56,8 @@ export function summarizeButton(api: Transport, pane: HTMLElement, anchor: HTMLE
           status.textContent = u.data.done < u.data.total
             ? `Reading part ${u.data.done + 1} of ${u.data.total}…`
             : "Read every part; writing the summary…";
+        } else if (u.event === "waiting") {
+          status.textContent = `The local model is busy with ${u.data.busy}; the summary starts when it ends.`;
         } else if (u.event === "token") {
           text += u.data.text;
           body.textContent = text;

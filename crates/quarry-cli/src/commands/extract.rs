@@ -3,17 +3,20 @@
 //! checked against its passage and cited; kept per document, so Ctrl-C and
 //! a re-run lose nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use quarry_core::tasks::extract::{DocumentFields, ExtractOptions};
 use quarry_core::tasks::results::ResultStore;
+use quarry_core::tasks::saved::SchemaShelf;
 use quarry_core::tasks::schema::Schema;
 use quarry_core::tasks::table::{cell_text, to_json, write_table};
 use quarry_core::tasks::verify::Check;
-use quarry_core::tasks::{extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary};
+use quarry_core::tasks::{
+    documents_found, extract_all, select_documents, DocumentDone, ExtractEvent, RunSummary,
+};
 use quarry_core::{HybridSearch, Library, SearchMode};
 
 use super::ask::{cancel_on_ctrl_c, load_generator};
@@ -48,13 +51,25 @@ pub struct TaskArgs {
     /// Extract again even where a result is kept for the same content, schema and model.
     #[arg(long)]
     redo: bool,
+    /// Take the documents from a search: the best-matching documents for
+    /// this query (inside the paths and filters given).
+    #[arg(long)]
+    query: Option<String>,
+    /// How many documents --query takes.
+    #[arg(long, default_value_t = 20, requires = "query")]
+    top: usize,
 }
 
 #[derive(clap::Args)]
 pub struct ExtractArgs {
-    /// The fields: a JSON Schema object, or {"fields": [{"name", "type", "description", "choices"?}]}.
+    /// The fields: a file holding a JSON Schema object or {"fields": [{"name",
+    /// "type", "description", "choices"?}]}, or the name of a schema saved in
+    /// the library (`quarry schemas` lists them).
     #[arg(long)]
-    schema: PathBuf,
+    schema: String,
+    /// Also save the schema in the library under this name.
+    #[arg(long, value_name = "NAME")]
+    save_schema: Option<String>,
     #[command(flatten)]
     task: TaskArgs,
 }
@@ -69,15 +84,38 @@ pub struct ClassifyArgs {
 }
 
 pub async fn extract(ctx: &Context, args: ExtractArgs) -> Result<()> {
-    // The user's file: a missing or malformed one is theirs to fix (exit 2).
-    let text = std::fs::read_to_string(&args.schema).map_err(|e| {
-        quarry_core::Error::InvalidInput(format!("cannot read {}: {e}", args.schema.display()))
+    let lib_dir = ctx.library_dir(args.task.lib.library.clone());
+    let schema = read_schema(&lib_dir, &args.schema)?;
+    if let Some(name) = &args.save_schema {
+        let saved = SchemaShelf::of(&lib_dir).save(name, &schema)?;
+        let n = schema.fields.len();
+        eprintln!(
+            "saved the schema as \"{}\" ({n} field{}): `--schema \"{}\"` runs it again",
+            saved.name,
+            if n == 1 { "" } else { "s" },
+            saved.name
+        );
+    }
+    run(ctx, schema, args.task).await
+}
+
+/// The schema `given` names: a file, or else a schema saved in the library.
+/// A missing or malformed one is the user's to fix (exit 2).
+pub fn read_schema(lib_dir: &Path, given: &str) -> Result<Schema> {
+    let path = Path::new(given);
+    let looks_like_file = path.exists()
+        || path.extension().is_some_and(|e| e == "json")
+        || given.contains(['/', '\\']);
+    if !looks_like_file {
+        return Ok(SchemaShelf::of(lib_dir).get(given)?.schema);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        quarry_core::Error::InvalidInput(format!("cannot read {}: {e}", path.display()))
     })?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        quarry_core::Error::InvalidInput(format!("{} is not JSON: {e}", args.schema.display()))
+        quarry_core::Error::InvalidInput(format!("{} is not JSON: {e}", path.display()))
     })?;
-    let schema = Schema::parse(&value)?;
-    run(ctx, schema, args.task).await
+    Ok(Schema::parse(&value)?)
 }
 
 pub async fn classify(ctx: &Context, args: ClassifyArgs) -> Result<()> {
@@ -95,12 +133,19 @@ async fn run(ctx: &Context, schema: Schema, args: TaskArgs) -> Result<()> {
         quarry_core::tasks::table::TableFormat::of(out)?;
     }
     let lib = Library::open(&ctx.library_dir(args.lib.library.clone())).await?;
-    let docs = documents(&lib, &args).await?;
-    if docs.is_empty() {
-        bail!("no indexed documents match; `quarry status` lists what the library holds");
-    }
     let embedder = ctx.load_embedder(&lib.meta().embedder).ok();
     let search = HybridSearch::new(&lib, embedder.as_ref())?;
+    let docs = documents(&search, &args).await?;
+    if docs.is_empty() {
+        match &args.query {
+            Some(q) => {
+                bail!("a search for \"{q}\" finds no indexed documents (inside the filters given)")
+            }
+            None => {
+                bail!("no indexed documents match; `quarry status` lists what the library holds")
+            }
+        }
+    }
     let mut model = load_generator(ctx, args.model.as_deref())?;
     let model_key = ctx.store.generator_name(args.model.as_deref())?;
     let mut store = ResultStore::open(lib.dir(), &schema, &model_key)?;
@@ -137,13 +182,18 @@ async fn run(ctx: &Context, schema: Schema, args: TaskArgs) -> Result<()> {
     finish(&schema, &rows, &summary, &args, store.path(), &cancelled)
 }
 
-/// The selected documents: the filter's, under one of the paths when given.
+/// The selected documents: the filter's, under one of the paths when given;
+/// with `--query`, the best-matching of those, best first.
 async fn documents(
-    lib: &Library,
+    search: &HybridSearch<'_>,
     args: &TaskArgs,
 ) -> Result<Vec<quarry_core::store::DocumentRecord>> {
     let roots: Vec<String> = args.paths.iter().map(|p| absolute(p)).collect();
-    Ok(select_documents(lib, &args.filter.filter(), &roots).await?)
+    let filter = args.filter.filter();
+    Ok(match &args.query {
+        Some(q) => documents_found(search, q, &filter, &roots, args.top).await?,
+        None => select_documents(search.library(), &filter, &roots).await?,
+    })
 }
 
 fn finish(

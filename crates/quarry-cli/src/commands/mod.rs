@@ -19,6 +19,7 @@ pub mod privacy;
 pub mod provider;
 pub mod reembed;
 pub mod remove;
+pub mod schemas;
 pub mod search;
 pub mod serve;
 pub mod status;

@@ -123,6 +123,16 @@ impl<'a> HybridSearch<'a> {
         })
     }
 
+    /// The library it searches.
+    pub fn library(&self) -> &'a Library {
+        self.library
+    }
+
+    /// Whether it can search by meaning (an embedder was given).
+    pub fn has_embedder(&self) -> bool {
+        self.embedder.is_some()
+    }
+
     /// Re-score the candidates of every mode with `reranker` before truncating to `k`.
     pub fn with_reranker(mut self, reranker: &'a dyn Reranker) -> Self {
         self.reranker = Some(reranker);

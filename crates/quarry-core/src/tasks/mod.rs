@@ -3,10 +3,13 @@
 //! [`schema::Schema::classifier`]), with every value checked against the
 //! passage it came from ([`verify`]), kept per document as it is produced
 //! ([`results`]) and written as a table ([`table`]); and summaries of whole
-//! documents, every point cited ([`summarize`]).
+//! documents, every point cited ([`summarize`]). Schemas are saved with the
+//! library under a name ([`saved`]); the documents of a run are a filter's
+//! ([`select_documents`]) or a search's ([`documents_found`]).
 
 pub mod extract;
 pub mod results;
+pub mod saved;
 pub mod schema;
 pub mod summarize;
 pub mod table;
@@ -21,8 +24,8 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::generate::LocalModel;
-use crate::retrieve::HybridSearch;
-use crate::store::DocumentRecord;
+use crate::retrieve::{HybridSearch, SearchMode, SearchOptions};
+use crate::store::{DocumentRecord, Filter};
 use extract::{extract_document, DocumentFields, ExtractOptions};
 use results::ResultStore;
 use schema::Schema;
@@ -68,6 +71,47 @@ pub struct RunSummary {
     pub cancelled: bool,
     /// Seconds spent extracting.
     pub seconds: f64,
+}
+
+/// Most documents a search may hand to a task.
+pub const MAX_FOUND_DOCUMENTS: usize = 200;
+
+/// The documents a search for `query` finds (inside `filter` and under
+/// `roots`, as [`select_documents`]), best first: the `limit` documents
+/// whose passages rank highest, each once. Hybrid search when `search` has
+/// an embedder, keyword search otherwise.
+pub async fn documents_found(
+    search: &HybridSearch<'_>,
+    query: &str,
+    filter: &Filter,
+    roots: &[String],
+    limit: usize,
+) -> Result<Vec<DocumentRecord>> {
+    let limit = limit.clamp(1, MAX_FOUND_DOCUMENTS);
+    let opts = SearchOptions {
+        mode: if search.has_embedder() {
+            SearchMode::Hybrid
+        } else {
+            SearchMode::Keyword
+        },
+        // Passages, not documents, are ranked: look deep enough that a few
+        // long documents do not fill the list alone.
+        k: (limit * 8).min(1000),
+        filter: filter.clone(),
+        ..Default::default()
+    };
+    let hits = search.search(query, &opts).await?.hits;
+    let mut order: Vec<&str> = Vec::new();
+    for h in &hits {
+        if !order.contains(&h.path.as_str()) {
+            order.push(&h.path);
+        }
+    }
+    let mut docs = select_documents(search.library(), filter, roots).await?;
+    docs.retain(|d| order.contains(&d.path.as_str()));
+    docs.sort_by_key(|d| order.iter().position(|p| *p == d.path));
+    docs.truncate(limit);
+    Ok(docs)
 }
 
 /// Extract `schema` from every document of `docs`, reusing results kept in
