@@ -8,6 +8,7 @@ pub mod ask;
 pub mod cache;
 pub mod citations;
 pub mod evidence;
+pub mod items;
 pub mod router;
 mod source;
 pub mod support;

@@ -5,14 +5,20 @@
 //! each window (map), the notes are combined, in rounds while they do not
 //! fit one prompt (reduce), and the last round streams as the answer. The
 //! passages keep one numbering throughout, so the notes' `[n]` markers and
-//! the final text cite the passage itself.
+//! the final text cite the passage itself. Questions that ask for a list or
+//! a count take constrained item notes instead, merged without the model
+//! ([`super::items`]).
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::citations::clean_citations;
+use super::items::{self, Item};
 use super::{source_header, AnswerEvent, CitedText, Source};
 use crate::error::Result;
-use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
+use crate::generate::{
+    cited_text_grammar, ChatMessage, GenerateOptions, GenerationStats, LocalModel,
+};
 
 /// What the reading is for.
 #[derive(Debug, Clone, Copy)]
@@ -112,11 +118,30 @@ square brackets. Combine the notes: write every distinct item once, on its own l
 of the item first and then its passage numbers in square brackets. When the question asks how \
 many, count the distinct items and give the number first. Use only the notes.";
 
+/// Most tokens of one window's item notes (a full list of
+/// [`items::MAX_ITEMS_PER_WINDOW`] items with their keys fits).
+const ITEM_NOTE_TOKENS: usize = 720;
+
+/// What a whole-document question asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asks {
+    /// A list of all of something.
+    List,
+    /// How many of something the documents mention.
+    Count,
+    /// A summary or an overview.
+    Summary,
+}
+
 /// Whether `question` needs every passage of the documents rather than the
 /// few that match it best: it asks for a list of all of something, a count
 /// of what the documents mention, or a summary. A plain "how many people
 /// live in…" is a fact in one passage and stays with top-k retrieval.
 pub fn needs_every_passage(question: &str) -> bool {
+    asks(question).is_some()
+}
+
+fn asks(question: &str) -> Option<Asks> {
     let q = question.to_lowercase();
     let words: Vec<&str> = q
         .split(|c: char| !c.is_alphanumeric())
@@ -125,12 +150,13 @@ pub fn needs_every_passage(question: &str) -> bool {
     let pair = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
     let first = words.first().copied().unwrap_or_default();
     let any = |set: &[&str]| words.iter().any(|w| set.contains(w));
-    let listing = matches!(first, "list" | "enumerate" | "summarize" | "summarise")
+    let summary = matches!(first, "summarize" | "summarise")
+        || any(&["summary", "summarize", "summarise", "overview"]);
+    let listing = matches!(first, "list" | "enumerate")
         || ["all", "every", "each"]
             .iter()
             .any(|w| pair("list", w) || pair("name", w))
-        || pair("what", "are") && pair("are", "all")
-        || any(&["summary", "summarize", "summarise", "overview"]);
+        || pair("what", "are") && pair("are", "all");
     let counting = (pair("how", "many") || first == "count")
         && any(&[
             "mentioned",
@@ -147,7 +173,15 @@ pub fn needs_every_passage(question: &str) -> bool {
             "these",
             "this",
         ]);
-    listing || counting
+    if counting {
+        Some(Asks::Count)
+    } else if summary {
+        Some(Asks::Summary)
+    } else if listing {
+        Some(Asks::List)
+    } else {
+        None
+    }
 }
 
 /// A numbered passage as the prompt shows it.
@@ -270,6 +304,11 @@ impl<'m, 'e> Reader<'m, 'e> {
         let costs: Vec<usize> = entries.iter().map(|e| self.model.count_tokens(e)).collect();
         let parts = windows(&costs, self.budget());
         self.reading.windows = parts.len();
+        if let WholeTask::Question(q) = self.task {
+            if let Some(kind @ (Asks::List | Asks::Count)) = asks(q) {
+                return self.read_items(q, kind, sources, &entries, &parts);
+            }
+        }
         if parts.len() <= 1 {
             let body: String = entries.concat();
             self.finish(&body, false, sources)?;
@@ -277,15 +316,12 @@ impl<'m, 'e> Reader<'m, 'e> {
         }
         let mut notes = Vec::with_capacity(parts.len());
         for (done, part) in parts.iter().enumerate() {
-            if !(self.on_event)(AnswerEvent::Reading {
-                done,
-                total: parts.len(),
-            }) {
-                self.reading.stopped = true;
+            if !self.reading_on(done, parts.len()) {
                 return Ok(self.reading);
             }
             let body: String = entries[part.clone()].concat();
-            let note = self.note(&body, sources.len())?;
+            let cites: Vec<usize> = sources[part.clone()].iter().map(|s| s.n).collect();
+            let note = self.note(&body, &cites, sources.len())?;
             if !note.is_empty() {
                 notes.push(note);
             }
@@ -298,6 +334,74 @@ impl<'m, 'e> Reader<'m, 'e> {
             return Ok(self.nothing_found(sources));
         }
         self.combine(notes, sources)
+    }
+
+    /// Tell the caller `done` of `total` windows are read; false (and the
+    /// reading marked stopped) when the caller wants it to stop.
+    fn reading_on(&mut self, done: usize, total: usize) -> bool {
+        let go_on = (self.on_event)(AnswerEvent::Reading { done, total });
+        self.reading.stopped |= !go_on;
+        go_on
+    }
+
+    /// A list or count question: item notes on each window, merged, and the
+    /// answer written from the merged items (streamed at once, citations
+    /// checked as for any answer).
+    fn read_items(
+        mut self,
+        question: &str,
+        kind: Asks,
+        sources: &[Source],
+        entries: &[String],
+        parts: &[Range<usize>],
+    ) -> Result<Reading> {
+        let mut found: Vec<Item> = Vec::new();
+        for (done, part) in parts.iter().enumerate() {
+            if !self.reading_on(done, parts.len()) {
+                return Ok(self.reading);
+            }
+            let body: String = entries[part.clone()].concat();
+            let numbers = sources[part.start].n..sources[part.end - 1].n + 1;
+            let notes = self.item_notes(question, &body, numbers)?;
+            items::merge(&mut found, notes);
+        }
+        (self.on_event)(AnswerEvent::Reading {
+            done: parts.len(),
+            total: parts.len(),
+        });
+        let text = items::render(&found, kind == Asks::Count, sources.len());
+        self.reading.first_token = self.started.elapsed();
+        let on_event = &mut *self.on_event;
+        let mut cited = CitedText::new(sources.len());
+        cited.push(&text, on_event);
+        (self.reading.text, self.reading.cited) = cited.finish(sources, on_event);
+        Ok(self.reading)
+    }
+
+    /// The items of one window that answer `question`, each citing one of
+    /// the window's passages (`numbers`).
+    fn item_notes(
+        &mut self,
+        question: &str,
+        body: &str,
+        numbers: Range<usize>,
+    ) -> Result<Vec<Item>> {
+        let user = format!("Question: {question}\n\nPassages:\n\n{body}\nQuestion: {question}");
+        let prompt = self.model.render_chat(&[
+            ChatMessage::new("system", items::ITEMS_PROMPT),
+            ChatMessage::new("user", user),
+        ])?;
+        let gen = GenerateOptions {
+            max_tokens: ITEM_NOTE_TOKENS,
+            ..self.opts.generate.clone()
+        };
+        let schema = items::window_schema(numbers);
+        let (notes, stats) = self
+            .model
+            .generate_json(&prompt, &schema, &gen, &mut |_| true)?;
+        self.count(&stats);
+        tracing::debug!(%notes, "item notes");
+        Ok(items::parse(&notes))
     }
 
     /// Combine notes in rounds until they fit one prompt, then write the
@@ -314,7 +418,9 @@ impl<'m, 'e> Reader<'m, 'e> {
             }
             let mut merged = Vec::with_capacity(groups.len());
             for g in groups {
-                let note = self.generate_note(&notes[g].join("\n\n"), true, sources.len())?;
+                let all: Vec<usize> = sources.iter().map(|s| s.n).collect();
+                let body = notes[g].join("\n\n");
+                let note = self.generate_note(&body, true, &all, sources.len())?;
                 if !note.is_empty() {
                     merged.push(note);
                 }
@@ -328,11 +434,17 @@ impl<'m, 'e> Reader<'m, 'e> {
 
     /// The notes on one window of passages (empty when a question's window
     /// holds nothing that answers it).
-    fn note(&mut self, body: &str, sources: usize) -> Result<String> {
-        self.generate_note(body, false, sources)
+    fn note(&mut self, body: &str, cites: &[usize], sources: usize) -> Result<String> {
+        self.generate_note(body, false, cites, sources)
     }
 
-    fn generate_note(&mut self, body: &str, combining: bool, sources: usize) -> Result<String> {
+    fn generate_note(
+        &mut self,
+        body: &str,
+        combining: bool,
+        cites: &[usize],
+        sources: usize,
+    ) -> Result<String> {
         let (system, user) = self.prompt(body, combining, false);
         let prompt = self.model.render_chat(&[
             ChatMessage::new("system", system),
@@ -343,7 +455,9 @@ impl<'m, 'e> Reader<'m, 'e> {
             ..self.opts.generate.clone()
         };
         let mut guard = LoopGuard::default();
-        let (_, stats) = self.model.generate(&prompt, &gen, &mut |t| guard.push(t))?;
+        let stats = generate(self.model, self.task, &prompt, &gen, cites, &mut |t| {
+            guard.push(t)
+        })?;
         self.count(&stats);
         let (text, _) = clean_citations(guard.kept().trim(), sources);
         tracing::debug!(combining, raw = guard.kept(), "note: {text}");
@@ -367,8 +481,9 @@ impl<'m, 'e> Reader<'m, 'e> {
         let before = self.started.elapsed();
         let mut text = CitedText::new(sources.len());
         let mut guard = LoopGuard::default();
+        let cites: Vec<usize> = sources.iter().map(|s| s.n).collect();
         let on_event = &mut *self.on_event;
-        let (_, stats) = self.model.generate(&prompt, &gen, &mut |t| {
+        let stats = generate(self.model, self.task, &prompt, &gen, &cites, &mut |t| {
             guard.push(t) && text.push(t, on_event)
         })?;
         let (text, cited) = match guard.cut {
@@ -449,6 +564,26 @@ impl<'m, 'e> Reader<'m, 'e> {
     }
 }
 
+/// Generate after `prompt`. A summary's text must cite one of `cites` after
+/// every run of [`crate::generate::MAX_UNCITED_CHARS`] characters (constrained decoding);
+/// other readings write freely.
+fn generate(
+    model: &mut LocalModel,
+    task: WholeTask<'_>,
+    prompt: &str,
+    gen: &GenerateOptions,
+    cites: &[usize],
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<GenerationStats> {
+    Ok(match task {
+        WholeTask::Summary { .. } if !cites.is_empty() => {
+            let grammar = cited_text_grammar(cites);
+            model.generate_constrained(prompt, grammar, gen, on_text)?.1
+        }
+        _ => model.generate(prompt, gen, on_text)?.1,
+    })
+}
+
 /// The passages of `sources` a reading takes: all of them when they are at
 /// most `max`, else the first `max`; and how many were left out.
 pub fn bounded(sources: Vec<Source>, max: usize) -> (Vec<Source>, usize) {
@@ -484,6 +619,16 @@ mod tests {
         ] {
             assert!(!needs_every_passage(q), "{q}");
         }
+    }
+
+    #[test]
+    fn lists_and_counts_are_told_from_summaries() {
+        assert_eq!(asks("List every supplier named"), Some(Asks::List));
+        assert_eq!(asks("name all the parties"), Some(Asks::List));
+        assert_eq!(asks("How many invoices are mentioned?"), Some(Asks::Count));
+        assert_eq!(asks("Summarise this document"), Some(Asks::Summary));
+        assert_eq!(asks("give an overview of every claim"), Some(Asks::Summary));
+        assert_eq!(asks("Who signed the lease?"), None);
     }
 
     #[test]

@@ -191,6 +191,25 @@ pub fn json_grammar(schema: &serde_json::Value) -> TopLevelGrammar {
     TopLevelGrammar::from_json_schema(schema)
 }
 
+/// Longest run of text a cited text may have before a citation.
+pub const MAX_UNCITED_CHARS: usize = 300;
+
+/// Text in which every run of at most [`MAX_UNCITED_CHARS`] characters ends
+/// with one or more citations `[n]`, `n` one of `numbers` (at least one);
+/// a closing `.`, `!` or `?` may follow the last. For summaries: the model
+/// writes freely, but cannot write a point without the passage it is from.
+pub fn cited_text_grammar(numbers: &[usize]) -> TopLevelGrammar {
+    let alternatives: Vec<String> = numbers.iter().map(usize::to_string).collect();
+    TopLevelGrammar::from_lark(format!(
+        "start: part+ END?\n\
+         part: TEXT CITE+\n\
+         TEXT: /[^\\[\\]]{{1,{MAX_UNCITED_CHARS}}}/\n\
+         CITE: /\\[({})\\]/\n\
+         END: /[.!?]/\n",
+        alternatives.join("|")
+    ))
+}
+
 impl LocalModel {
     /// Generate a continuation of `prompt` (already templated) that can only
     /// be a sentence of `grammar`. Tokens the grammar forces are run through
@@ -314,17 +333,22 @@ mod tests {
         assert_eq!(parse_byte_token("hello"), None);
     }
 
-    #[test]
-    fn masks_forbid_what_the_grammar_does_not_allow() {
-        // A vocabulary of the 256 single bytes and an end token: a grammar
-        // for "a" or "b" then "c" allows those two first and refuses 'c'.
-        // (Forced continuations need a real tokenizer: see constrained_real.)
+    /// Grammars over a vocabulary of the 256 single bytes and an end token (257).
+    fn byte_grammars() -> Grammars {
         let bytes: Vec<Vec<u8>> = (0..=255u8)
             .map(|b| vec![b])
             .chain(std::iter::once(special("<eos>")))
             .collect();
         let tokenizer = Tokenizer::new(tokenizers::models::bpe::BPE::default());
-        let g = Grammars::new(&bytes, &tokenizer, &[256], 257).unwrap();
+        Grammars::new(&bytes, &tokenizer, &[256], 257).unwrap()
+    }
+
+    #[test]
+    fn masks_forbid_what_the_grammar_does_not_allow() {
+        // A vocabulary of the 256 single bytes and an end token: a grammar
+        // for "a" or "b" then "c" allows those two first and refuses 'c'.
+        // (Forced continuations need a real tokenizer: see constrained_real.)
+        let g = byte_grammars();
         let mut m = g.matcher(TopLevelGrammar::from_regex("(a|b)c")).unwrap();
         let allowed = |m: &mut Matcher| {
             let mut logits = vec![0.0; 257];
@@ -333,5 +357,31 @@ mod tests {
         };
         assert_eq!(allowed(&mut m), vec![b'a' as usize, b'b' as usize]);
         assert!(m.consume_token(b'c' as u32).is_err());
+    }
+
+    #[test]
+    fn cited_text_needs_a_citation_of_a_given_passage_after_every_run() {
+        let g = byte_grammars();
+        // Whether `text` is accepted up to its end, and may end there.
+        let check = |text: &str| -> (bool, bool) {
+            let mut m = g.matcher(cited_text_grammar(&[1, 2, 12])).unwrap();
+            for b in text.bytes() {
+                if m.consume_token(b as u32).is_err() {
+                    return (false, false);
+                }
+            }
+            let mut logits = vec![0.0; 257];
+            apply_mask(&mut logits, &m.compute_mask().unwrap());
+            (true, logits[256] == 0.0)
+        };
+        assert_eq!(
+            check("The lease runs two years [1]. Rent is 8,450.00 a month [2][12]."),
+            (true, true)
+        );
+        assert_eq!(check("The lease runs two years [1]"), (true, true));
+        // Not ended: no citation yet, or a number no passage has.
+        assert_eq!(check("The lease runs two years."), (true, false));
+        assert!(!check("The lease runs two years [3]").0);
+        assert!(!check(&format!("{} [1]", "a".repeat(MAX_UNCITED_CHARS + 1))).0);
     }
 }

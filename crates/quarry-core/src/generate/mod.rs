@@ -14,7 +14,7 @@ mod spm;
 mod template;
 mod tokenizer;
 
-pub use constrained::json_grammar;
+pub use constrained::{cited_text_grammar, json_grammar, MAX_UNCITED_CHARS};
 pub use model::{GenerateOptions, GenerationStats, LoadOptions, LocalModel, StopReason};
 pub use probe::{measure_model, probe_products, ModelSpeed, ProductSpeed};
 pub use template::{ChatMessage, ChatTemplate};
