@@ -4,7 +4,6 @@
 //! asked (cut short), whether it was served, how many bytes went back and
 //! from which documents. `quarry audit --mcp` and the Settings screen show it.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -12,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::error::{AppError, AppResult};
+use quarry_core::store::sealed::LibraryFiles;
 
 /// The file name of the access log inside a library folder.
 pub const ACCESS_LOG: &str = "agent-access.jsonl";
@@ -68,6 +68,7 @@ impl AgentAccess {
 /// The access log of one library, appended by every MCP session in this
 /// process (one line per call, written whole).
 pub struct AccessLog {
+    library: PathBuf,
     path: PathBuf,
     write: Mutex<()>,
 }
@@ -76,44 +77,28 @@ impl AccessLog {
     /// The log of the library in `library_dir`.
     pub fn of(library_dir: &Path) -> Self {
         AccessLog {
+            library: library_dir.to_path_buf(),
             path: library_dir.join(ACCESS_LOG),
             write: Mutex::new(()),
         }
     }
 
-    /// Append `entry`.
+    /// Append `entry` (sealed in an encrypted library).
     pub fn record(&self, entry: &AgentAccess) -> AppResult<()> {
         let _one_at_a_time = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut line = serde_json::to_vec(entry).map_err(AppError::internal)?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| {
-                AppError::internal(format!("cannot write {}: {e}", self.path.display()))
-            })?;
-        f.write_all(&line).map_err(AppError::internal)
+        let line = serde_json::to_vec(entry).map_err(AppError::internal)?;
+        LibraryFiles::of(&self.library)?.append_line(&self.path, &line)?;
+        Ok(())
     }
 }
 
 /// Every call agents made on the library in `library_dir`, oldest first. A
 /// line cut short by a crash is skipped, never an error.
 pub fn read(library_dir: &Path) -> AppResult<Vec<AgentAccess>> {
-    let path = library_dir.join(ACCESS_LOG);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(AppError::internal(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let lines = LibraryFiles::of(library_dir)?.read_lines(&library_dir.join(ACCESS_LOG))?;
+    Ok(lines
+        .iter()
+        .filter_map(|l| serde_json::from_slice(l).ok())
         .collect())
 }
 
@@ -221,6 +206,7 @@ pub fn agents_view(engine: &crate::Engine, binary: &Path) -> AppResult<AgentsVie
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     #[test]
     fn calls_are_kept_in_order_and_a_torn_line_is_skipped() {

@@ -153,7 +153,10 @@ impl Engine {
         let (updates, _) = broadcast::channel(256);
         let library_dir = parts.library.dir().to_path_buf();
         Arc::new(Engine {
-            cache: Mutex::new(AnswerCache::open(&library_dir)),
+            cache: Mutex::new(AnswerCache::open(
+                &library_dir,
+                parts.library.files().clone(),
+            )),
             library: RwLock::new((0, Arc::new(parts.library))),
             refreshes: std::sync::atomic::AtomicU64::new(0),
             library_dir,

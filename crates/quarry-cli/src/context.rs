@@ -7,6 +7,7 @@ use anyhow::Result;
 use quarry_core::cloud::Settings;
 use quarry_core::dirs::Dirs;
 use quarry_core::models::{ModelRole, ModelStore, Registry};
+use quarry_core::store::sealed::{LibraryKey, PASSPHRASE_ENV};
 use quarry_core::Embedder;
 
 /// Options naming the library.
@@ -57,8 +58,13 @@ impl Context {
         Ok(Settings::load(&self.dirs.config)?)
     }
 
+    /// The library folder named by `--library`, or the default one. An
+    /// encrypted library is unlocked here when its passphrase is not in the
+    /// environment and there is a terminal to type it at.
     pub fn library_dir(&self, arg: Option<PathBuf>) -> PathBuf {
-        arg.unwrap_or_else(|| self.dirs.library.clone())
+        let dir = arg.unwrap_or_else(|| self.dirs.library.clone());
+        unlock_at_terminal(&dir);
+        dir
     }
 
     /// The registry's default embedder.
@@ -68,6 +74,31 @@ impl Context {
 
     pub fn load_embedder(&self, id: &str) -> Result<Embedder> {
         Ok(Embedder::from_store(&self.store, id)?)
+    }
+}
+
+/// Ask for the passphrase of the encrypted library in `dir` at the terminal
+/// (three tries) and keep its key for this process. Without a terminal, or
+/// with the passphrase in the environment, nothing is asked: opening the
+/// library then says what is needed.
+fn unlock_at_terminal(dir: &Path) {
+    use std::io::IsTerminal;
+    if !LibraryKey::is_encrypted(dir)
+        || std::env::var_os(PASSPHRASE_ENV).is_some()
+        || !std::io::stdin().is_terminal()
+    {
+        return;
+    }
+    for _ in 0..3 {
+        let prompt = format!("Passphrase for the encrypted library {}: ", dir.display());
+        let Ok(typed) = rpassword::prompt_password(prompt) else {
+            return;
+        };
+        match LibraryKey::unlock(dir, Some(&secrecy::SecretString::from(typed))) {
+            Ok(Some(key)) => return LibraryKey::remember(dir, key),
+            Ok(None) => return,
+            Err(e) => eprintln!("{e}"),
+        }
     }
 }
 

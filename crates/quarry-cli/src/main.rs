@@ -25,6 +25,8 @@ enum Command {
         #[command(subcommand)]
         action: commands::models::ModelsAction,
     },
+    /// Create a library before its first index (--encrypt: every file of it encrypted under your passphrase).
+    Init(commands::init::InitArgs),
     /// Index folders or files (new and changed files only).
     Index(commands::index::IndexArgs),
     /// Remove a folder and its documents from the library (the files stay where they are).
@@ -133,6 +135,7 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Reembed(args) => c::reembed::run(ctx, args).await,
         Command::Status(args) => c::status::run(ctx, args).await,
         Command::Check(args) => c::check::run(ctx, args).await,
+        Command::Init(args) => c::init::run(ctx, args).await,
         Command::Search(args) => c::search::search(ctx, args).await,
         Command::Ask(args) => c::ask::ask(ctx, args).await,
         Command::Chat(args) => c::chat::chat(ctx, args).await,

@@ -15,23 +15,15 @@ Loss adjuster Ferdinand Kowalczyk-Amato estimated the damage to stored textiles 
 
 /// Every file under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
+    common::files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p)
                 .unwrap()
                 .windows(needle.len())
                 .any(|w| w == needle.as_bytes())
-            {
-                found.push(p);
-            }
-        }
-    }
-    found
+        })
+        .collect()
 }
 
 struct Env {

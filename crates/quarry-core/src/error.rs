@@ -72,6 +72,21 @@ pub enum Error {
     /// Another process holds the library's write lock.
     #[error("library {0} is being indexed by another process; try again when it has finished")]
     Locked(PathBuf),
+    /// The library is encrypted and no key was given to open it.
+    #[error("library {0} is encrypted; give its passphrase (QUARRY_LIBRARY_PASSPHRASE, or type it when asked)")]
+    KeyNeeded(PathBuf),
+    /// The passphrase or key given does not open the encrypted library.
+    #[error("the passphrase or key does not open the encrypted library {0}")]
+    WrongKey(PathBuf),
+    /// An encrypted file failed its authentication check: damaged, cut short
+    /// or changed outside Quarry. Nothing is read from it.
+    #[error("{path}: encrypted data cannot be read ({reason}); the file is damaged or was changed outside Quarry")]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// A path given by the user does not exist or is not usable.
     #[error("{path}: {reason}")]
     BadPath {
@@ -180,7 +195,9 @@ impl Error {
             | Error::EmbedderMismatch { .. }
             | Error::PrivacyBlocked(_)
             | Error::SendDeclined
-            | Error::Keychain(_) => K::User,
+            | Error::Keychain(_)
+            | Error::KeyNeeded(_)
+            | Error::WrongKey(_) => K::User,
             Error::NoLibrary(_) | Error::UnknownModel(_) => K::NotFound,
             Error::Locked(_) => K::Conflict,
             Error::ModelMissing { .. } => K::Unavailable,
@@ -196,6 +213,7 @@ impl Error {
             | Error::Tensor(_)
             | Error::Tokenizer(_)
             | Error::Json(_)
+            | Error::Sealed { .. }
             | Error::Internal(_) => K::Internal,
         }
     }
@@ -212,6 +230,9 @@ impl Error {
             Error::NoLibrary(_) => "no_library",
             Error::EmbedderMismatch { .. } => "embedder_mismatch",
             Error::Locked(_) => "locked",
+            Error::KeyNeeded(_) => "key_needed",
+            Error::WrongKey(_) => "wrong_key",
+            Error::Sealed { .. } => "sealed_damaged",
             Error::BadPath { .. } => "bad_path",
             Error::InvalidInput(_) => "invalid_input",
             Error::Io(_) => "io",

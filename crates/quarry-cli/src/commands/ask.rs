@@ -244,7 +244,7 @@ pub(crate) fn session_for(
     )?;
     Ok(Session {
         classifier: classifier_for(&routing, embedder, &ctx.store)?,
-        cache: AnswerCache::open(library.dir()),
+        cache: AnswerCache::open(library.dir(), library.files().clone()),
         routing,
     })
 }

@@ -38,6 +38,22 @@ pub async fn check(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resul
         for m in &c.mismatched_documents {
             println!("  {m}");
         }
+        if let Some(r) = &c.encryption {
+            println!(
+                "encrypted: {} files ({:.1} MB) open with the library's key; {} empty lock files; {} in plain text; {} damaged",
+                r.sealed,
+                r.sealed_bytes as f64 / 1e6,
+                r.empty,
+                r.plain.len(),
+                r.damaged.len()
+            );
+            for p in &r.plain {
+                println!("  plain text: {}", p.display());
+            }
+            for (p, why) in &r.damaged {
+                println!("  damaged: {} ({why})", p.display());
+            }
+        }
     }
     if !c.consistent {
         anyhow::bail!("the library's indexes disagree; re-index the listed files");

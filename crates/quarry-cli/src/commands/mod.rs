@@ -12,6 +12,7 @@ pub mod extract;
 pub mod fit;
 pub mod forget;
 pub mod index;
+pub mod init;
 pub mod mcp;
 pub mod models;
 pub mod ocr;

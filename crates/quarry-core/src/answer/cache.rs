@@ -3,13 +3,13 @@
 //! as cached) without retrieval or generation. Kept in the library folder
 //! (`answer-cache.jsonl`), since answers quote its documents.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
 use crate::error::Result;
+use crate::store::sealed::LibraryFiles;
 
 /// Cosine similarity above which two questions count as the same question
 /// (when their numbers also agree).
@@ -30,6 +30,7 @@ struct Entry {
 /// The answer cache of one library.
 pub struct AnswerCache {
     path: PathBuf,
+    files: LibraryFiles,
     entries: Vec<Entry>,
 }
 
@@ -50,17 +51,25 @@ fn numbers(q: &str) -> Vec<String> {
 }
 
 impl AnswerCache {
-    /// Open the cache of the library in `library_dir` (unreadable lines are dropped).
-    pub fn open(library_dir: &Path) -> Self {
+    /// Open the cache of the library in `library_dir`, whose files are
+    /// written as `files` says ([`crate::Library::files`]). Unreadable lines
+    /// are dropped; an unreadable file is an empty cache.
+    pub fn open(library_dir: &Path, files: LibraryFiles) -> Self {
         let path = library_dir.join("answer-cache.jsonl");
-        let entries = std::fs::read_to_string(&path)
-            .map(|t| {
-                t.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
+        let entries = files
+            .read_lines(&path)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| serde_json::from_slice(l).ok())
                     .collect()
             })
             .unwrap_or_default();
-        AnswerCache { path, entries }
+        AnswerCache {
+            path,
+            files,
+            entries,
+        }
     }
 
     /// The cached answer to `question` (embedded as `vector`) for this library
@@ -115,20 +124,16 @@ impl AnswerCache {
                 .retain(|e| e.content_version == content_version);
             let excess = self.entries.len().saturating_sub(CAPACITY);
             self.entries.drain(..excess);
-            let mut text = Vec::new();
-            for e in &self.entries {
-                text.extend(serde_json::to_vec(e)?);
-                text.push(b'\n');
-            }
-            crate::fsio::write_atomically(&self.path, &text)?;
+            let lines = self
+                .entries
+                .iter()
+                .map(serde_json::to_vec)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            self.files
+                .write_lines(&self.path, lines.iter().map(Vec::as_slice))?;
         } else {
-            let mut f = fs_err::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            let mut line = serde_json::to_vec(self.entries.last().expect("just pushed"))?;
-            line.push(b'\n');
-            f.write_all(&line)?;
+            let line = serde_json::to_vec(self.entries.last().expect("just pushed"))?;
+            self.files.append_line(&self.path, &line)?;
         }
         Ok(())
     }
@@ -171,12 +176,12 @@ mod tests {
     #[test]
     fn same_question_same_content_hits_and_changes_miss() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = AnswerCache::open(dir.path());
+        let mut c = AnswerCache::open(dir.path(), LibraryFiles::default());
         let v = vec![1.0, 0.0];
         c.insert("Who won in 2015?", v.clone(), "v1", "", &answer("A"))
             .unwrap();
         // Same words, other punctuation and case; survives a reopen.
-        let c = AnswerCache::open(dir.path());
+        let c = AnswerCache::open(dir.path(), LibraryFiles::default());
         assert_eq!(
             c.lookup("who WON in 2015", &[0.0, 1.0], "v1", "")
                 .unwrap()
@@ -200,9 +205,12 @@ mod tests {
     #[test]
     fn entries_for_old_content_are_dropped_on_write() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = AnswerCache::open(dir.path());
+        let mut c = AnswerCache::open(dir.path(), LibraryFiles::default());
         c.insert("a", vec![1.0], "v1", "", &answer("A")).unwrap();
         c.insert("b", vec![1.0], "v2", "", &answer("B")).unwrap();
-        assert_eq!(AnswerCache::open(dir.path()).len(), 1);
+        assert_eq!(
+            AnswerCache::open(dir.path(), LibraryFiles::default()).len(),
+            1
+        );
     }
 }

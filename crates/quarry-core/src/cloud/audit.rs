@@ -3,13 +3,13 @@
 //! record), and its outcome appended when it ends. Keys are never written;
 //! redacted values are counted, never recorded.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::redact::RedactionSummary;
 use crate::error::Result;
+use crate::store::sealed::LibraryFiles;
 
 /// The log file in a library folder.
 pub fn log_path(library_dir: &Path) -> PathBuf {
@@ -57,15 +57,7 @@ enum Line {
 }
 
 fn append(library_dir: &Path, line: &Line) -> Result<()> {
-    let mut f = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(library_dir))?;
-    let mut bytes = serde_json::to_vec(line)?;
-    bytes.push(b'\n');
-    f.write_all(&bytes)?;
-    f.sync_data()?;
-    Ok(())
+    LibraryFiles::of(library_dir)?.append_line(&log_path(library_dir), &serde_json::to_vec(line)?)
 }
 
 /// Record a request about to be sent.
@@ -88,14 +80,10 @@ pub fn record_outcome(library_dir: &Path, id: &str, outcome: &str, duration_ms: 
 /// Every recorded request with its outcome, oldest first. Lines that cannot be
 /// read (a torn last line after a crash) are skipped.
 pub fn read(library_dir: &Path) -> Result<Vec<AuditEntry>> {
-    let text = match std::fs::read_to_string(log_path(library_dir)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+    let lines = LibraryFiles::of(library_dir)?.read_lines(&log_path(library_dir))?;
     let mut entries: Vec<AuditEntry> = Vec::new();
-    for line in text.lines() {
-        match serde_json::from_str::<Line>(line) {
+    for line in lines {
+        match serde_json::from_slice::<Line>(&line) {
             Ok(Line::Request(e)) => entries.push(e),
             Ok(Line::Outcome {
                 id,
@@ -116,6 +104,7 @@ pub fn read(library_dir: &Path) -> Result<Vec<AuditEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     #[test]
     fn requests_and_outcomes_are_joined_and_torn_lines_skipped() {

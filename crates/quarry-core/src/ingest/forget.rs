@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::store::residue::{self, ProbeKind, Probes, Residue};
+use crate::store::sealed::LibraryFiles;
 use crate::store::DocumentRecord;
 use crate::Library;
 
@@ -112,7 +113,7 @@ pub(crate) async fn forget_documents(
     lib.save_meta()?;
     lib.keywords.reload()?;
 
-    let scan = residue::scan(lib.dir(), &probes)?;
+    let scan = residue::scan(lib.dir(), lib.files(), &probes)?;
     let (residues, shared) = drop_shared(lib, &probes, scan.residues).await?;
     let still_in_folders = docs
         .iter()
@@ -205,11 +206,12 @@ fn forget_derived(dir: &Path, paths: &HashSet<String>) -> Result<Vec<String>> {
     if !tasks.is_dir() {
         return Ok(done);
     }
+    let files = LibraryFiles::of(dir)?;
     let mut dropped = 0;
     for entry in fs_err::read_dir(&tasks)? {
         let file = entry?.path();
         if file.extension().is_some_and(|e| e == "jsonl") {
-            dropped += drop_lines_of(&file, paths)?;
+            dropped += drop_lines_of(&files, &file, paths)?;
         }
     }
     done.push(format!(
@@ -220,23 +222,22 @@ fn forget_derived(dir: &Path, paths: &HashSet<String>) -> Result<Vec<String>> {
 
 /// Rewrite a JSON-lines file without the lines whose `path` is one of
 /// `paths`; how many were dropped.
-fn drop_lines_of(file: &Path, paths: &HashSet<String>) -> Result<usize> {
-    let text = fs_err::read_to_string(file)?;
-    let mut kept = String::new();
-    let mut dropped = 0;
-    for line in text.lines() {
-        let path = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["path"].as_str().map(str::to_string));
-        if path.is_some_and(|p| paths.contains(&p)) {
-            dropped += 1;
-        } else {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
+fn drop_lines_of(files: &LibraryFiles, file: &Path, paths: &HashSet<String>) -> Result<usize> {
+    let lines = files.read_lines(file)?;
+    let before = lines.len();
+    let kept: Vec<&[u8]> = lines
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|line| {
+            let path = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["path"].as_str().map(str::to_string));
+            !path.is_some_and(|p| paths.contains(&p))
+        })
+        .collect();
+    let dropped = before - kept.len();
     if dropped > 0 {
-        crate::fsio::write_atomically(file, kept.as_bytes())?;
+        files.write_lines(file, kept)?;
     }
     Ok(dropped)
 }

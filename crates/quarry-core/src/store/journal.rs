@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::store::sealed::LibraryFiles;
 
 const FILE: &str = "inflight.json";
 const EMBEDDING: &str = "embedding.json";
@@ -38,9 +39,10 @@ pub(crate) fn begin(dir: &Path, doc_ids: &[String]) -> Result<()> {
     write_ids(dir, FILE, doc_ids)
 }
 
-/// Write `ids` to `dir/name` atomically and durably.
+/// Write `ids` to `dir/name` atomically and durably (sealed in an
+/// encrypted library).
 fn write_ids(dir: &Path, name: &str, ids: &[String]) -> Result<()> {
-    crate::fsio::write_atomically(&dir.join(name), &serde_json::to_vec(ids)?)
+    LibraryFiles::of(dir)?.write(&dir.join(name), &serde_json::to_vec(ids)?)
 }
 
 /// Record that the chunks `chunk_ids` are about to move from the pending
@@ -56,7 +58,7 @@ pub(crate) fn end_embedding(dir: &Path) -> Result<()> {
 
 /// The chunks of an unfinished embedding batch, if any.
 pub(crate) fn embedding_in_flight(dir: &Path) -> Result<Option<Vec<String>>> {
-    read_ids(&dir.join(EMBEDDING))
+    read_ids(dir, &dir.join(EMBEDDING))
 }
 
 /// The batch is fully written.
@@ -66,14 +68,12 @@ pub(crate) fn end(dir: &Path) -> Result<()> {
 
 /// The documents of an unfinished batch, if any.
 pub fn in_flight(dir: &Path) -> Result<Option<HashSet<String>>> {
-    Ok(read_ids(&path(dir))?.map(|ids| ids.into_iter().collect()))
+    Ok(read_ids(dir, &path(dir))?.map(|ids| ids.into_iter().collect()))
 }
 
-fn read_ids(file: &Path) -> Result<Option<Vec<String>>> {
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+fn read_ids(dir: &Path, file: &Path) -> Result<Option<Vec<String>>> {
+    let Some(bytes) = LibraryFiles::of(dir)?.read(file)? else {
+        return Ok(None);
     };
     // A torn journal cannot exist (it is renamed into place), but a file that
     // does not parse must not be mistaken for "nothing in flight".

@@ -1,6 +1,7 @@
 //! The keyword (BM25) index: tantivy, over the same chunk ids as the vectors.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{
@@ -14,9 +15,11 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::merges::BoundedMerges;
+use super::sealed::keyword_dir::SealedDirectory;
+use super::sealed::LibraryKey;
 use super::tokenize::{analyzer, ANALYZER};
 use super::{ChunkRecord, Filter, Hit};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 struct Fields {
     id: Field,
@@ -59,6 +62,19 @@ fn schema() -> (Schema, Fields) {
 /// The most chunks a segment merge produces (see [`BoundedMerges`]).
 const MAX_MERGED_CHUNKS: u32 = 300_000;
 
+/// A new index's builder: zstd keeps the stored chunk text at about half
+/// its size (lz4, tantivy's default, about 70%); existing indexes keep theirs.
+fn index_builder(schema: tantivy::schema::Schema) -> tantivy::IndexBuilder {
+    let settings = tantivy::IndexSettings {
+        docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
+            compression_level: Some(3),
+        }),
+        docstore_blocksize: 32 << 10,
+        ..Default::default()
+    };
+    Index::builder().schema(schema).settings(settings)
+}
+
 /// The keyword index of a library.
 pub struct KeywordIndex {
     index: Index,
@@ -69,26 +85,27 @@ pub struct KeywordIndex {
 impl KeywordIndex {
     /// Open or create the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_sealed(dir, None)
+    }
+
+    /// Open or create the index in `dir`, every file sealed with `key` when
+    /// there is one (an encrypted library).
+    pub fn open_sealed(dir: &Path, key: Option<&LibraryKey>) -> Result<Self> {
         fs_err::create_dir_all(dir)?;
         let (schema, fields) = schema();
-        let index = if dir.join("meta.json").exists() {
-            Index::open_in_dir(dir)?
-        } else {
-            // zstd keeps the stored chunk text at about half its size (lz4,
-            // tantivy's default, about 70%); existing indexes keep theirs.
-            let settings = tantivy::IndexSettings {
-                docstore_compression: tantivy::store::Compressor::Zstd(
-                    tantivy::store::ZstdCompressor {
-                        compression_level: Some(3),
-                    },
-                ),
-                docstore_blocksize: 32 << 10,
-                ..Default::default()
-            };
-            Index::builder()
-                .schema(schema)
-                .settings(settings)
-                .create_in_dir(dir)?
+        let exists = dir.join("meta.json").exists();
+        let index = match key {
+            None if exists => Index::open_in_dir(dir)?,
+            None => index_builder(schema).create_in_dir(dir)?,
+            Some(key) => {
+                let sealed = SealedDirectory::open(dir, key.clone())
+                    .map_err(|e| Error::Keywords(Arc::new(e.into())))?;
+                if exists {
+                    Index::open(sealed)?
+                } else {
+                    index_builder(schema).open_or_create(sealed)?
+                }
+            }
         };
         index.tokenizers().register(ANALYZER, analyzer());
         let reader = index

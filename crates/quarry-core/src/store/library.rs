@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::store::sealed::{format, LibraryFiles, LibraryKey, KEY_FILE};
 use crate::store::{DocState, KeywordIndex, VectorStore};
 
 const META: &str = "library.json";
@@ -67,6 +68,9 @@ pub struct Consistency {
     pub mismatched_documents: Vec<String>,
     /// Documents of an unfinished batch (a live writer's, or a crash's not yet rolled back).
     pub in_flight: usize,
+    /// For an encrypted library: every file opened with the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::store::sealed::SealReport>,
 }
 
 /// An open library.
@@ -77,6 +81,8 @@ pub struct Library {
     pub(crate) keywords: KeywordIndex,
     /// Pages read by OCR.
     pub(crate) scans: crate::store::scans::ScannedPages,
+    /// How the library's own files are written (sealed when it is encrypted).
+    pub(crate) files: LibraryFiles,
     /// When this handle was opened (see [`Library::reopen_if_stale`]).
     opened: std::time::Instant,
 }
@@ -138,6 +144,23 @@ pub struct FolderStatus {
     pub last_indexed_ms: Option<i64>,
 }
 
+/// A library whose files are sealed but whose key file is gone cannot be
+/// opened as a plain one: say so instead of reading ciphertext as data.
+fn refuse_sealed_without_key(dir: &Path, meta_path: &Path) -> Result<()> {
+    let mut head = [0u8; format::HEADER_LEN];
+    let sealed = std::fs::File::open(meta_path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && format::Header::parse(&head).is_ok();
+    if sealed {
+        return Err(Error::Sealed {
+            path: dir.join(KEY_FILE),
+            reason: "the library's files are encrypted but its key file is missing".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Library {
     /// Open the library at `dir` with its own embedder, or create it with the
     /// registry's default embedder when there is none yet.
@@ -161,7 +184,14 @@ impl Library {
         if !meta_path.exists() {
             return Err(Error::NoLibrary(dir.to_path_buf()));
         }
-        let meta: LibraryMeta = serde_json::from_str(&fs_err::read_to_string(&meta_path)?)?;
+        let files = LibraryFiles::of(dir)?;
+        if !files.is_sealed() {
+            refuse_sealed_without_key(dir, &meta_path)?;
+        }
+        let bytes = files
+            .read(&meta_path)?
+            .ok_or(Error::NoLibrary(dir.to_path_buf()))?;
+        let meta: LibraryMeta = serde_json::from_slice(&bytes)?;
         if meta.version > FORMAT_VERSION {
             return Err(Error::InvalidInput(format!(
                 "library {} was written by a newer Quarry (format {})",
@@ -218,16 +248,24 @@ impl Library {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let vectors =
-            VectorStore::open_dir(&dir.join("lance"), meta.dim, &meta.chunks_table).await?;
-        let keywords = KeywordIndex::open(&dir.join("tantivy"))?;
-        let scans = crate::store::scans::ScannedPages::open(&dir);
+        let key = LibraryKey::for_library(&dir)?;
+        let files = LibraryFiles::with_key(key.clone());
+        let vectors = VectorStore::open_sealed_dir(
+            &dir.join("lance"),
+            meta.dim,
+            &meta.chunks_table,
+            key.as_ref(),
+        )
+        .await?;
+        let keywords = KeywordIndex::open_sealed(&dir.join("tantivy"), key.as_ref())?;
+        let scans = crate::store::scans::ScannedPages::open(&dir, files.clone());
         let lib = Library {
             dir,
             meta,
             vectors,
             keywords,
             scans,
+            files,
             opened: std::time::Instant::now(),
         };
         // A batch left unfinished by a crash is rolled back as soon as no live
@@ -331,7 +369,12 @@ impl Library {
         // Keyword chunks of documents that have no row at all.
         let busy_keyword: usize = busy_counts.iter().sum();
         c.orphan_chunks += keyword_total.saturating_sub(keyword_accounted + busy_keyword);
-        c.consistent = c.orphan_chunks == 0 && c.mismatched_documents.is_empty();
+        if let Some(key) = self.files.key() {
+            c.encryption = Some(crate::store::sealed::inspect(&self.dir, key)?);
+        }
+        c.consistent = c.orphan_chunks == 0
+            && c.mismatched_documents.is_empty()
+            && c.encryption.as_ref().is_none_or(|r| r.all_sealed());
         Ok(c)
     }
 
@@ -367,10 +410,16 @@ impl Library {
 
     /// Write `library.json` atomically and durably.
     pub(crate) fn save_meta(&self) -> Result<()> {
-        crate::fsio::write_atomically(
+        self.files.write(
             &self.dir.join(META),
             &serde_json::to_vec_pretty(&self.meta)?,
         )
+    }
+
+    /// How this library's own files are written and read (sealed when it
+    /// is encrypted).
+    pub fn files(&self) -> &LibraryFiles {
+        &self.files
     }
 
     /// Take the library's write lock, or fail at once with [`Error::Locked`].
@@ -516,9 +565,10 @@ impl Library {
 
 /// Read a library's `library.json` as it is on disk now.
 pub fn read_meta(dir: &Path) -> Result<LibraryMeta> {
-    Ok(serde_json::from_str(&fs_err::read_to_string(
-        dir.join(META),
-    )?)?)
+    let bytes = LibraryFiles::of(dir)?
+        .read(&dir.join(META))?
+        .ok_or_else(|| Error::NoLibrary(dir.to_path_buf()))?;
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// Bytes of the files under `dir`.

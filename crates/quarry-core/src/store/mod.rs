@@ -12,6 +12,7 @@ mod merges;
 pub mod privacy;
 pub mod residue;
 pub mod scans;
+pub mod sealed;
 pub mod selection;
 pub(crate) mod tokenize;
 mod vectors;

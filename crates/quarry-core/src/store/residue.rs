@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use aho_corasick::AhoCorasick;
 use serde::Serialize;
 
+use super::sealed::LibraryFiles;
 use super::ChunkRecord;
 use crate::chunk::{TokenSpans as _, Whitespace};
 use crate::error::{Error, Result};
@@ -136,8 +137,10 @@ pub struct ScanOutcome {
     pub residues: Vec<Residue>,
 }
 
-/// Search every file under `dir` for the probes.
-pub fn scan(dir: &Path, probes: &Probes) -> Result<ScanOutcome> {
+/// Search every file under `dir` for the probes — in an encrypted library,
+/// in what each file holds once opened with the key (`files`), since a copy
+/// under the key is still a copy.
+pub fn scan(dir: &Path, files: &LibraryFiles, probes: &Probes) -> Result<ScanOutcome> {
     let mut outcome = ScanOutcome::default();
     if probes.is_empty() {
         return Ok(outcome);
@@ -151,7 +154,7 @@ pub fn scan(dir: &Path, probes: &Probes) -> Result<ScanOutcome> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.is_file() {
-                scan_file(dir, &path, &matcher, probes, &mut outcome)?;
+                scan_file(dir, &path, files, &matcher, probes, &mut outcome)?;
             }
         }
     }
@@ -164,13 +167,14 @@ pub fn scan(dir: &Path, probes: &Probes) -> Result<ScanOutcome> {
 fn scan_file(
     root: &Path,
     path: &Path,
+    files: &LibraryFiles,
     matcher: &AhoCorasick,
     probes: &Probes,
     outcome: &mut ScanOutcome,
 ) -> Result<()> {
-    let data = fs_err::read(path)?;
+    let data = files.open_any(path)?;
     outcome.files += 1;
-    outcome.bytes += data.len() as u64;
+    outcome.bytes += fs_err::metadata(path)?.len();
     let file = path.strip_prefix(root).unwrap_or(path).to_path_buf();
     let mut found = std::collections::BTreeSet::new();
     for m in matcher.find_overlapping_iter(&data) {
@@ -284,7 +288,7 @@ mod tests {
             "Policy QX-4471 covers a different warehouse",
         )
         .unwrap();
-        let outcome = scan(dir.path(), &probes).unwrap();
+        let outcome = scan(dir.path(), &LibraryFiles::default(), &probes).unwrap();
         assert_eq!(outcome.files, 4);
         assert_eq!(outcome.frames, 1);
         let hits = |name: &str, compressed: bool, kind: ProbeKind| {
@@ -308,5 +312,39 @@ mod tests {
             .residues
             .iter()
             .all(|r| r.file != Path::new("other.txt")));
+    }
+
+    #[test]
+    fn in_an_encrypted_library_the_scan_sees_through_the_sealing() {
+        use crate::store::sealed::LibraryKey;
+        let dir = tempfile::tempdir().unwrap();
+        let key = LibraryKey::create(
+            dir.path(),
+            &secrecy::SecretString::from("a long passphrase"),
+        )
+        .unwrap();
+        let files = LibraryFiles::with_key(Some(key));
+        let text = "Policy QX-4471 covers the warehouse at Pier Nine against flood and fire damage";
+        let probes = Probes::from_chunks(&[chunk(text, Vec::new())]);
+        let mut packed = b"header".to_vec();
+        packed.extend(zstd::bulk::compress(format!("zz {text} zz").as_bytes(), 3).unwrap());
+        files.write(&dir.path().join("seg.store"), &packed).unwrap();
+        files
+            .append_line(
+                &dir.path().join("cache.jsonl"),
+                format!("{{\"a\": \"{text}\"}}").as_bytes(),
+            )
+            .unwrap();
+        let blind = scan(dir.path(), &LibraryFiles::default(), &probes).unwrap();
+        assert!(blind.residues.is_empty(), "sealed bytes hold no plain text");
+        let seen = scan(dir.path(), &files, &probes).unwrap();
+        let in_file = |name: &str| {
+            seen.residues
+                .iter()
+                .filter(|r| r.file == Path::new(name))
+                .count()
+        };
+        assert_eq!(in_file("seg.store"), 3);
+        assert_eq!(in_file("cache.jsonl"), 3);
     }
 }

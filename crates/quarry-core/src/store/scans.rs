@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::error::Result;
+use crate::store::sealed::LibraryFiles;
 
 const FILE: &str = "scanned-pages.json";
 
@@ -24,14 +25,16 @@ type Pages = BTreeMap<String, Vec<(u32, f32)>>;
 #[derive(Debug)]
 pub struct ScannedPages {
     path: PathBuf,
+    files: LibraryFiles,
     loaded: Mutex<(Option<SystemTime>, Pages)>,
 }
 
 impl ScannedPages {
     /// The record of the library at `dir` (empty when there is none).
-    pub fn open(dir: &Path) -> ScannedPages {
+    pub fn open(dir: &Path, files: LibraryFiles) -> ScannedPages {
         let pages = ScannedPages {
             path: dir.join(FILE),
+            files,
             loaded: Mutex::new((None, Pages::new())),
         };
         pages.refresh();
@@ -47,15 +50,19 @@ impl ScannedPages {
         if loaded.0 == modified && modified.is_some() {
             return;
         }
-        let pages = match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        let pages = match self.files.read(&self.path) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(
                     "{} is unreadable ({e}); scanned pages are not labelled",
                     self.path.display()
                 );
                 Pages::new()
             }),
-            Err(_) => Pages::new(),
+            Ok(None) => Pages::new(),
+            Err(e) => {
+                tracing::warn!("{e}; scanned pages are not labelled");
+                Pages::new()
+            }
         };
         *loaded = (modified, pages);
     }
@@ -105,7 +112,7 @@ impl ScannedPages {
             return Ok(());
         }
         let bytes = serde_json::to_vec(&loaded.1)?;
-        crate::fsio::write_atomically(&self.path, &bytes)?;
+        self.files.write(&self.path, &bytes)?;
         loaded.0 = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
@@ -120,21 +127,21 @@ mod tests {
     #[test]
     fn pages_are_recorded_replaced_and_seen_by_another_reader() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = ScannedPages::open(dir.path());
+        let writer = ScannedPages::open(dir.path(), LibraryFiles::default());
         writer
             .replace(
                 &["a".into()],
                 vec![("a".into(), vec![(1, 91.0), (3, 62.5)])],
             )
             .unwrap();
-        let reader = ScannedPages::open(dir.path());
+        let reader = ScannedPages::open(dir.path(), LibraryFiles::default());
         assert_eq!(reader.confidence("a", Some(3)), Some(62.5));
         assert_eq!(reader.confidence("a", Some(2)), None);
         assert_eq!(reader.confidence("a", None), None);
         // Indexed again without OCR (a text layer was added): no label.
         writer.replace(&["a".into()], Vec::new()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let again = ScannedPages::open(dir.path());
+        let again = ScannedPages::open(dir.path(), LibraryFiles::default());
         assert_eq!(again.confidence("a", Some(1)), None);
         assert_eq!(again.count(), 0);
     }

@@ -23,6 +23,8 @@ use lancedb::table::optimize::Duration;
 use lancedb::table::{CompactionOptions, OptimizeAction};
 use lancedb::{Connection, DistanceType, Table};
 
+use super::sealed::vector_store::{sealed_session, sealed_uri};
+use super::sealed::LibraryKey;
 use super::{ChunkRecord, DocState, DocumentRecord, Filter, Hit};
 use crate::error::{Error, Result};
 
@@ -144,7 +146,15 @@ impl VectorStore {
     /// Open (or create) the tables, the chunks in table `chunks_table` (a
     /// library switching embedders fills a new one, then switches to it).
     pub async fn open_with(uri: &str, dim: usize, chunks_table: &str) -> Result<Self> {
-        let conn: Connection = lancedb::connect(uri).execute().await?;
+        Self::connect(lancedb::connect(uri), dim, chunks_table).await
+    }
+
+    async fn connect(
+        builder: lancedb::connection::ConnectBuilder,
+        dim: usize,
+        chunks_table: &str,
+    ) -> Result<Self> {
+        let conn: Connection = builder.execute().await?;
         let names = conn.table_names().execute().await?;
         let chunks = open_or_create(&conn, &names, chunks_table, chunk_schema(dim)).await?;
         let pending = open_or_create(&conn, &names, PENDING, pending_schema()).await?;
@@ -160,8 +170,24 @@ impl VectorStore {
 
     /// Open the store of a local library folder.
     pub async fn open_dir(dir: &Path, dim: usize, chunks_table: &str) -> Result<Self> {
+        Self::open_sealed_dir(dir, dim, chunks_table, None).await
+    }
+
+    /// Open the store of a local library folder, every file sealed with
+    /// `key` when there is one (an encrypted library).
+    pub async fn open_sealed_dir(
+        dir: &Path,
+        dim: usize,
+        chunks_table: &str,
+        key: Option<&LibraryKey>,
+    ) -> Result<Self> {
         fs_err::create_dir_all(dir)?;
-        Self::open_with(&dir.to_string_lossy(), dim, chunks_table).await
+        let builder = match key {
+            None => lancedb::connect(&dir.to_string_lossy()),
+            Some(key) => lancedb::connect(&sealed_uri(&std::path::absolute(dir)?))
+                .session(sealed_session(key.clone())),
+        };
+        Self::connect(builder, dim, chunks_table).await
     }
 
     /// A chunks table of `dim` dimensions beside this store's (created if
@@ -845,7 +871,80 @@ fn string_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
 
 #[cfg(test)]
 mod tests {
-    use super::ann_due;
+    use super::*;
+    use secrecy::SecretString;
+
+    fn chunk(i: u32) -> ChunkRecord {
+        ChunkRecord {
+            id: format!("c{i}"),
+            doc_id: format!("d{}", i % 3),
+            path: format!("/private/claims/claim-{}.txt", i % 3),
+            ext: "txt".into(),
+            index: i,
+            title: None,
+            heading: Some("Settlement".into()),
+            page: Some(1),
+            char_start: 0,
+            char_end: 60,
+            text: format!("claimant Marguerite Oyelaran settled for amount {i} francs"),
+            vector: (0..8).map(|d| ((i + d) % 5) as f32).collect(),
+        }
+    }
+
+    /// Every file under `dir` as text, for a scan for plain text.
+    fn all_bytes(dir: &Path) -> String {
+        let mut text = String::new();
+        for entry in walkdir(dir) {
+            text.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
+        }
+        text
+    }
+
+    fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files.extend(walkdir(&p));
+            } else {
+                files.push(p);
+            }
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn a_sealed_store_writes_searches_compacts_and_reopens_with_no_plain_text_on_disk() {
+        let lib = tempfile::tempdir().unwrap();
+        let key = LibraryKey::create(lib.path(), &SecretString::from("a long passphrase")).unwrap();
+        let dir = lib.path().join("lance");
+        let store = VectorStore::open_sealed_dir(&dir, 8, CHUNKS, Some(&key))
+            .await
+            .unwrap();
+        for batch in 0..4 {
+            let chunks: Vec<_> = (batch * 10..batch * 10 + 10).map(chunk).collect();
+            store.add_chunks(&chunks).await.unwrap();
+        }
+        store.delete_chunks_of(&["d1".into()]).await.unwrap();
+        store.optimize().await.unwrap();
+        let text = all_bytes(&dir);
+        assert!(!walkdir(&dir).is_empty());
+        for needle in ["Oyelaran", "Marguerite", "claim-0", "Settlement"] {
+            assert!(!text.contains(needle), "'{needle}' in plain text on disk");
+        }
+        drop(store);
+        let store = VectorStore::open_sealed_dir(&dir, 8, CHUNKS, Some(&key))
+            .await
+            .unwrap();
+        assert_eq!(store.count_chunks().await.unwrap(), 27);
+        let hits = store
+            .search(&chunk(4).vector, 3, &Filter::default())
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 3);
+        assert!(hits.iter().all(|h| !h.path.ends_with("claim-1.txt")));
+        assert!(hits[0].text.contains("Oyelaran"));
+    }
 
     #[test]
     fn the_approximate_index_is_retrained_as_the_table_grows() {

@@ -5,7 +5,6 @@
 //! writing) is ignored when read.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -14,6 +13,7 @@ use serde::Serialize;
 use super::extract::{DocumentFields, PROMPT_VERSION};
 use super::schema::Schema;
 use crate::error::Result;
+use crate::store::sealed::LibraryFiles;
 
 /// A per-document result that can be kept: which document, which content,
 /// and whether it failed (a failed one is done again).
@@ -44,6 +44,7 @@ pub type ResultStore = KeptResults<DocumentFields>;
 /// Results of one kind, by document path, in one JSON-lines file.
 pub struct KeptResults<T> {
     path: PathBuf,
+    files: LibraryFiles,
     done: HashMap<String, T>,
 }
 
@@ -56,27 +57,24 @@ impl ResultStore {
             library_dir
                 .join("tasks")
                 .join(format!("extract-{key}.jsonl")),
+            LibraryFiles::of(library_dir)?,
         )
     }
 }
 
 impl<T: Kept> KeptResults<T> {
-    /// Open (or start) the results kept at `path`.
-    pub fn open_file(path: PathBuf) -> Result<Self> {
+    /// Open (or start) the results kept at `path`, a file of the library
+    /// whose files are written as `files` says.
+    pub fn open_file(path: PathBuf, files: LibraryFiles) -> Result<Self> {
         let mut done = HashMap::new();
         // None yet is a first run; anything else unreadable is an error,
         // not a silent redo of every document.
-        let text = match fs_err::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e.into()),
-        };
-        for line in text.lines() {
-            if let Ok(d) = serde_json::from_str::<T>(line) {
+        for line in files.read_lines(&path)? {
+            if let Ok(d) = serde_json::from_slice::<T>(&line) {
                 done.insert(d.path().to_string(), d);
             }
         }
-        Ok(KeptResults { path, done })
+        Ok(KeptResults { path, files, done })
     }
 
     /// The kept result for a document with content `hash`, unless the
@@ -92,14 +90,8 @@ impl<T: Kept> KeptResults<T> {
         if let Some(dir) = self.path.parent() {
             fs_err::create_dir_all(dir)?;
         }
-        let mut line = serde_json::to_string(&fields)?;
-        line.push('\n');
-        let mut f = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        f.write_all(line.as_bytes())?;
-        f.sync_data()?;
+        self.files
+            .append_line(&self.path, &serde_json::to_vec(&fields)?)?;
         self.done.insert(fields.path().to_string(), fields);
         Ok(())
     }

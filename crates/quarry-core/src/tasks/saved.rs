@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::results::short_key;
 use super::schema::Schema;
 use crate::error::{Error, Result};
+use crate::store::sealed::LibraryFiles;
 
 /// Longest schema name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -30,6 +31,7 @@ pub struct SavedSchema {
 
 /// The schemas saved in one library.
 pub struct SchemaShelf {
+    library: PathBuf,
     dir: PathBuf,
 }
 
@@ -38,6 +40,7 @@ impl SchemaShelf {
     /// schema is saved).
     pub fn of(library_dir: &Path) -> Self {
         SchemaShelf {
+            library: library_dir.to_path_buf(),
             dir: library_dir.join("schemas"),
         }
     }
@@ -50,13 +53,14 @@ impl SchemaShelf {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
+        let files = LibraryFiles::of(&self.library)?;
         let mut out = Vec::new();
         for entry in entries {
             let path = entry?.path();
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            match read(&path) {
+            match read(&files, &path) {
                 Ok(s) => out.push(s),
                 Err(e) => tracing::warn!("skipping saved schema {}: {e}", path.display()),
             }
@@ -79,7 +83,7 @@ impl SchemaShelf {
                 )
             }));
         }
-        read(&path)
+        read(&LibraryFiles::of(&self.library)?, &path)
     }
 
     /// Save `schema` as `name` (replacing one of the same name), durably.
@@ -93,7 +97,7 @@ impl SchemaShelf {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         };
-        crate::fsio::write_atomically(&path, &serde_json::to_vec_pretty(&saved)?)?;
+        LibraryFiles::of(&self.library)?.write(&path, &serde_json::to_vec_pretty(&saved)?)?;
         Ok(saved)
     }
 
@@ -135,8 +139,12 @@ fn check_name(name: &str) -> Result<&str> {
     Ok(name)
 }
 
-fn read(path: &Path) -> Result<SavedSchema> {
-    let saved: SavedSchema = serde_json::from_slice(&fs_err::read(path)?)?;
+fn read(files: &LibraryFiles, path: &Path) -> Result<SavedSchema> {
+    let bytes = files.read(path)?.ok_or_else(|| Error::BadPath {
+        path: path.to_path_buf(),
+        reason: "the saved schema is gone".into(),
+    })?;
+    let saved: SavedSchema = serde_json::from_slice(&bytes)?;
     // What is on disk is checked as anything the user gives.
     let value = serde_json::to_value(&saved.schema)?;
     Schema::parse(&value)?;

@@ -71,6 +71,7 @@ impl SummaryStore {
             library_dir
                 .join("tasks")
                 .join(format!("summary-{key}.jsonl")),
+            crate::store::sealed::LibraryFiles::of(library_dir)?,
         )
     }
 }
