@@ -83,7 +83,7 @@ impl Context {
 /// library then says what is needed.
 fn unlock_at_terminal(dir: &Path) {
     use std::io::IsTerminal;
-    if !LibraryKey::is_encrypted(dir)
+    if !LibraryKey::needs_passphrase(dir)
         || std::env::var_os(PASSPHRASE_ENV).is_some()
         || !std::io::stdin().is_terminal()
     {

@@ -25,7 +25,7 @@ enum Command {
         #[command(subcommand)]
         action: commands::models::ModelsAction,
     },
-    /// Create a library before its first index (--encrypt: every file of it encrypted under your passphrase).
+    /// Create a library before its first index (--encrypt: every file of it encrypted, under your passphrase or --keychain).
     Init(commands::init::InitArgs),
     /// Index folders or files (new and changed files only).
     Index(commands::index::IndexArgs),

@@ -37,6 +37,18 @@ fn files_text(dir: &Path) -> String {
     out
 }
 
+/// A folder with one short document, under `tmp`.
+fn harbour_minutes(tmp: &Path) -> PathBuf {
+    let docs = tmp.join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    std::fs::write(
+        docs.join("harbour.txt"),
+        "Minutes of the harbour board. The board approved dredging of the Quaysworth channel before the spring tides.",
+    )
+    .unwrap();
+    docs
+}
+
 #[test]
 #[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
 fn keys_live_in_the_os_keychain_and_reach_only_the_provider() {
@@ -58,13 +70,7 @@ fn keys_live_in_the_os_keychain_and_reach_only_the_provider() {
         .map(PathBuf::from)
         .expect("set QUARRY_MODELS_DIR");
     let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    std::fs::create_dir(&docs).unwrap();
-    std::fs::write(
-        docs.join("harbour.txt"),
-        "Minutes of the harbour board. The board approved dredging of the Quaysworth channel before the spring tides.",
-    )
-    .unwrap();
+    let docs = harbour_minutes(tmp.path());
     // The provider: records the request head, then closes (Quarry falls back locally).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -141,4 +147,79 @@ q ask "Compare the harbour board's decisions over the years" --privacy auto --ro
     ] {
         assert!(!text.contains(KEY), "the key leaked");
     }
+}
+
+/// Run `script` in a private D-Bus session with its own keyring under `home`.
+fn in_keyring_session(tmp: &Path, home: &Path, script: &str) -> std::process::Output {
+    std::fs::create_dir_all(home).unwrap();
+    let models = std::env::var_os("QUARRY_MODELS_DIR").expect("set QUARRY_MODELS_DIR");
+    Command::new("dbus-run-session")
+        .args(["--", "bash", "-c", script])
+        .env("HOME", home)
+        .env("QUARRY_MODELS_DIR", models)
+        .env("QUARRY_CONFIG_DIR", tmp.join("config"))
+        .env("QUARRY_LIBRARY_DIR", tmp.join("library"))
+        .env_remove("QUARRY_LIBRARY_PASSPHRASE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn an_encrypted_library_opens_with_its_key_from_the_keychain_and_not_without() {
+    if let Some(reason) = std::env::var_os("QUARRY_SKIP_KEYCHAIN") {
+        eprintln!(
+            "SKIPPED (QUARRY_SKIP_KEYCHAIN): {}",
+            reason.to_string_lossy()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = harbour_minutes(tmp.path());
+    let quarry = env!("CARGO_BIN_EXE_quarry");
+    let script = format!(
+        r#"set -e
+printf test | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+q() {{ "{quarry}" "$@" </dev/null; }}
+q init --encrypt --keychain
+q index "{docs}" >/dev/null
+q search Quaysworth --json
+q check --json
+"#,
+        docs = docs.display()
+    );
+    let out = in_keyring_session(tmp.path(), &tmp.path().join("home"), &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("its key is kept in your OS keychain"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("harbour.txt"), "{stdout}");
+    assert!(stdout.contains("\"consistent\": true"), "{stdout}");
+    assert!(stdout.contains("\"plain\": []"), "{stdout}");
+    let key_file = std::fs::read_to_string(tmp.path().join("library/encryption.json")).unwrap();
+    assert!(
+        key_file.contains("\"keychain\"") && !key_file.contains("salt"),
+        "{key_file}"
+    );
+    assert!(!files_text(&tmp.path().join("library")).contains("Quaysworth"));
+
+    // Another user's keychain (a fresh one) does not hold the key: a clear
+    // error, no passphrase prompt, nothing read.
+    let script = format!(
+        r#"printf test | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+"{quarry}" search Quaysworth </dev/null"#
+    );
+    let out = in_keyring_session(tmp.path(), &tmp.path().join("other-home"), &script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is not in this user's keychain"),
+        "{stderr}"
+    );
 }

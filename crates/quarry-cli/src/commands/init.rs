@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
-use quarry_core::store::sealed::{LibraryKey, MIN_PASSPHRASE_CHARS, PASSPHRASE_ENV};
+use quarry_core::store::sealed::{KeySource, LibraryKey, MIN_PASSPHRASE_CHARS, PASSPHRASE_ENV};
 use quarry_core::Library;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -19,6 +19,10 @@ pub struct InitArgs {
     /// passphrase (QUARRY_LIBRARY_PASSPHRASE, or typed twice at the terminal).
     #[arg(long)]
     pub encrypt: bool,
+    /// With --encrypt: keep the library's key in the OS keychain (Keychain,
+    /// Credential Manager, Secret Service) instead of asking for a passphrase.
+    #[arg(long, requires = "encrypt")]
+    pub keychain: bool,
     /// The embedder the library will use (default: the registry's default).
     #[arg(long)]
     pub embedder: Option<String>,
@@ -39,7 +43,7 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     if args.encrypt {
-        make_key(&dir)?;
+        make_key(&dir, args.keychain)?;
     }
     let embedder_id = match args.embedder {
         Some(id) => id,
@@ -47,7 +51,12 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<()> {
     };
     let embedder = ctx.load_embedder(&embedder_id)?;
     let lib = Library::open_or_create(&dir, embedder.id(), embedder.dim()).await?;
-    if args.encrypt {
+    if args.keychain {
+        println!(
+            "Created an encrypted library at {} (XChaCha20-Poly1305; its key is kept in your OS keychain).\nThe library opens only for this user on this machine while the keychain holds that key.",
+            lib.dir().display()
+        );
+    } else if args.encrypt {
         println!(
             "Created an encrypted library at {} (XChaCha20-Poly1305; key derived from your passphrase with Argon2id).\nKeep the passphrase safe: without it nothing in this library can be read.",
             lib.dir().display()
@@ -60,15 +69,18 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<()> {
 
 /// Make the library's key (or open it, when a first `init` stopped after
 /// making it) and keep it for this process.
-fn make_key(dir: &Path) -> Result<()> {
-    if LibraryKey::is_encrypted(dir) {
-        let passphrase = passphrase(false)?;
-        let key = LibraryKey::unlock(dir, Some(&passphrase))?.expect("encrypted");
-        LibraryKey::remember(dir, key);
-        return Ok(());
-    }
-    let passphrase = passphrase(true)?;
-    let key = LibraryKey::create(dir, &passphrase)?;
+fn make_key(dir: &Path, keychain: bool) -> Result<()> {
+    let key = if LibraryKey::is_encrypted(dir) {
+        let passphrase = match LibraryKey::needs_passphrase(dir) {
+            true => Some(passphrase(false)?),
+            false => None,
+        };
+        LibraryKey::unlock(dir, passphrase.as_ref())?.expect("encrypted")
+    } else if keychain {
+        LibraryKey::create_with(dir, KeySource::Keychain)?
+    } else {
+        LibraryKey::create(dir, &passphrase(true)?)?
+    };
     LibraryKey::remember(dir, key);
     Ok(())
 }

@@ -206,7 +206,7 @@ fn keychain_error(e: keyring::Error) -> Error {
 
 /// Run a keychain call on a thread of its own: the Linux Secret Service
 /// client blocks on its own runtime, which must not run inside the caller's.
-fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(f)
             .join()

@@ -1,8 +1,9 @@
 //! A library's key: a random 256-bit data key that seals every file of the
 //! library, kept in `<library>/encryption.json` only wrapped (sealed) under a
-//! key-encryption key derived from the user's passphrase with Argon2id. The
-//! wrapping is authenticated, so a wrong passphrase is told apart from a
-//! right one before anything is read or written.
+//! key-encryption key — derived from the user's passphrase with Argon2id, or
+//! a random one kept in the user's OS keychain. The wrapping is
+//! authenticated, so a wrong passphrase is told apart from a right one
+//! before anything is read or written.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ struct KeyFile {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "with", rename_all = "lowercase")]
 enum Unlock {
+    /// The key-encryption key is derived from a passphrase.
     Passphrase {
         kdf: String,
         salt: String,
@@ -56,6 +58,17 @@ enum Unlock {
         passes: u32,
         lanes: u32,
     },
+    /// The key-encryption key is kept in the user's OS keychain (service
+    /// `quarry`, this account).
+    Keychain { account: String },
+}
+
+/// Where a new library's key-encryption key comes from.
+pub enum KeySource<'a> {
+    /// Derived from this passphrase with Argon2id.
+    Passphrase(&'a SecretString),
+    /// A random key kept in the user's OS keychain.
+    Keychain,
 }
 
 /// The unwrapped key of an encrypted library. Cheap to clone; never printed.
@@ -87,9 +100,24 @@ impl LibraryKey {
         dir.join(KEY_FILE).exists()
     }
 
+    /// Whether the library in `dir` is encrypted under a passphrase (rather
+    /// than a key in the keychain): whether there is anything to ask.
+    pub fn needs_passphrase(dir: &Path) -> bool {
+        fs_err::read(dir.join(KEY_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<KeyFile>(&b).ok())
+            .is_some_and(|f| matches!(f.unlock, Unlock::Passphrase { .. }))
+    }
+
     /// Make a new key for the library in `dir`, wrapped under `passphrase`.
     /// Fails if the library already has a key.
     pub fn create(dir: &Path, passphrase: &SecretString) -> Result<LibraryKey> {
+        Self::create_with(dir, KeySource::Passphrase(passphrase))
+    }
+
+    /// Make a new key for the library in `dir`, wrapped under a key from
+    /// `source`. Fails if the library already has a key.
+    pub fn create_with(dir: &Path, source: KeySource<'_>) -> Result<LibraryKey> {
         let path = dir.join(KEY_FILE);
         if path.exists() {
             return Err(Error::BadPath {
@@ -97,24 +125,33 @@ impl LibraryKey {
                 reason: "this library is already encrypted".into(),
             });
         }
-        if passphrase.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS {
-            return Err(Error::InvalidInput(format!(
-                "a library passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
-            )));
-        }
         let mut data_key = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(data_key.as_mut());
-        let mut salt = [0u8; 16];
-        rand::rng().fill_bytes(&mut salt);
         let key_id = hex::encode(random_bytes::<8>());
-        let unlock = Unlock::Passphrase {
-            kdf: "argon2id".into(),
-            salt: hex::encode(salt),
-            memory_kib: ARGON2_MEMORY_KIB,
-            passes: ARGON2_PASSES,
-            lanes: 1,
+        let (unlock, kek) = match source {
+            KeySource::Passphrase(passphrase) => {
+                if passphrase.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS {
+                    return Err(Error::InvalidInput(format!(
+                        "a library passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
+                    )));
+                }
+                let unlock = Unlock::Passphrase {
+                    kdf: "argon2id".into(),
+                    salt: hex::encode(random_bytes::<16>()),
+                    memory_kib: ARGON2_MEMORY_KIB,
+                    passes: ARGON2_PASSES,
+                    lanes: 1,
+                };
+                let kek = derive(&unlock, passphrase)?;
+                (unlock, kek)
+            }
+            KeySource::Keychain => {
+                let account = format!("library-key:{key_id}");
+                let kek = Zeroizing::new(random_bytes::<32>());
+                keychain::store(&account, &kek)?;
+                (Unlock::Keychain { account }, kek)
+            }
         };
-        let kek = derive(&unlock, passphrase)?;
         let nonce = random_bytes::<24>();
         let sealed = cipher(&kek)
             .encrypt(
@@ -153,11 +190,21 @@ impl LibraryKey {
         if file.format != 1 || file.cipher != "xchacha20poly1305" {
             return Err(damaged(&path, "an unknown format or cipher"));
         }
-        let from_env = std::env::var(PASSPHRASE_ENV).ok().map(SecretString::from);
-        let passphrase = passphrase
-            .or(from_env.as_ref())
-            .ok_or_else(|| Error::KeyNeeded(dir.to_path_buf()))?;
-        let kek = derive(&file.unlock, passphrase)?;
+        let kek = match &file.unlock {
+            Unlock::Keychain { account } => keychain::load(account)?.ok_or_else(|| {
+                Error::Keychain(format!(
+                    "the key of the encrypted library {} is not in this user's keychain",
+                    dir.display()
+                ))
+            })?,
+            Unlock::Passphrase { .. } => {
+                let from_env = std::env::var(PASSPHRASE_ENV).ok().map(SecretString::from);
+                let passphrase = passphrase
+                    .or(from_env.as_ref())
+                    .ok_or_else(|| Error::KeyNeeded(dir.to_path_buf()))?;
+                derive(&file.unlock, passphrase)?
+            }
+        };
         let wrapped = hex::decode(&file.wrapped_key).map_err(|e| damaged(&path, e))?;
         if wrapped.len() != 24 + 32 + 16 {
             return Err(damaged(&path, "a wrapped key of the wrong length"));
@@ -221,7 +268,10 @@ fn derive(unlock: &Unlock, passphrase: &SecretString) -> Result<Zeroizing<[u8; 3
         memory_kib,
         passes,
         lanes,
-    } = unlock;
+    } = unlock
+    else {
+        return Err(Error::Internal("not a passphrase-wrapped key".into()));
+    };
     if kdf != "argon2id" {
         return Err(Error::InvalidInput(format!(
             "unknown key derivation '{kdf}'"
@@ -235,6 +285,48 @@ fn derive(unlock: &Unlock, passphrase: &SecretString) -> Result<Zeroizing<[u8; 3
         .hash_password_into(passphrase.expose_secret().as_bytes(), &salt, kek.as_mut())
         .map_err(|e| Error::Internal(format!("argon2: {e}")))?;
     Ok(kek)
+}
+
+/// The key-encryption keys of keychain-kept libraries, in the OS keychain.
+mod keychain {
+    use zeroize::Zeroizing;
+
+    use crate::cloud::providers::{off_runtime, KEYCHAIN_SERVICE};
+    use crate::error::{Error, Result};
+
+    fn entry(account: &str) -> Result<keyring::Entry> {
+        keyring::Entry::new(KEYCHAIN_SERVICE, account).map_err(error)
+    }
+
+    fn error(e: keyring::Error) -> Error {
+        Error::Keychain(format!(
+            "{e}; create the library with a passphrase instead (`quarry init --encrypt` without --keychain)"
+        ))
+    }
+
+    pub(super) fn store(account: &str, kek: &[u8; 32]) -> Result<()> {
+        off_runtime(|| {
+            entry(account)?
+                .set_password(&hex::encode(kek))
+                .map_err(error)
+        })
+    }
+
+    pub(super) fn load(account: &str) -> Result<Option<Zeroizing<[u8; 32]>>> {
+        let hex_key = off_runtime(|| match entry(account)?.get_password() {
+            Ok(k) => Ok(Some(Zeroizing::new(k))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(error(e)),
+        })?;
+        let Some(hex_key) = hex_key else {
+            return Ok(None);
+        };
+        let mut kek = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_key.as_bytes(), kek.as_mut()).map_err(|e| {
+            Error::Keychain(format!("the library key in the keychain is damaged ({e})"))
+        })?;
+        Ok(Some(kek))
+    }
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

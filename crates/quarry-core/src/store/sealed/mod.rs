@@ -2,7 +2,8 @@
 //! sealed below the stores themselves — tantivy through its [`Directory`]
 //! trait ([`keyword_dir`]), lance through its object-store layer
 //! ([`vector_store`]) — in authenticated blocks ([`format`]) so random reads
-//! stay cheap, under a key unwrapped with the user's passphrase ([`key`]);
+//! stay cheap, under a key unwrapped with the user's passphrase or from the OS keychain
+//! ([`key`]);
 //! the library's own small files are sealed too ([`files`]), and every file
 //! can be shown to open with the key ([`inspect`]).
 //!
@@ -17,4 +18,4 @@ pub mod vector_store;
 
 pub use files::LibraryFiles;
 pub use inspect::{inspect, SealReport};
-pub use key::{LibraryKey, KEY_FILE, MIN_PASSPHRASE_CHARS, PASSPHRASE_ENV};
+pub use key::{KeySource, LibraryKey, KEY_FILE, MIN_PASSPHRASE_CHARS, PASSPHRASE_ENV};
