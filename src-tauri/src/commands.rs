@@ -112,6 +112,15 @@ fn open_engine(dirs: &Dirs, models: Arc<ModelManager>) -> R<Arc<Engine>> {
     )?))
 }
 
+/// Unlock the encrypted library with its passphrase (the next call opens it).
+#[tauri::command]
+pub async fn unlock_library(cell: State<'_, EngineCell>, passphrase: String) -> R<()> {
+    let dir = cell.dirs.library.clone();
+    tokio::task::spawn_blocking(move || calls::unlock_library(&dir, &passphrase))
+        .await
+        .map_err(AppError::internal)?
+}
+
 /// The library's counts, failures, privacy and indexing progress.
 #[tauri::command]
 pub async fn status(cell: State<'_, EngineCell>) -> R<StatusView> {

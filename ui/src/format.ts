@@ -34,6 +34,8 @@ export function sentence(e: unknown, doing: string): string {
     const hints: Record<string, string> = {
       bad_path: "Check that the folder exists and that you typed its full path.",
       locked: "Another indexing run is in progress; wait for it to finish.",
+      key_needed: "Type its passphrase under Library.",
+      wrong_key: "Check the passphrase and try again.",
       model_missing: "Fetch it under Settings, Models (or run `quarry models fetch`).",
       outside_library: "Only documents of the library open here.",
       open_remote: "Open it on the machine that runs Quarry.",

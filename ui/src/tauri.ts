@@ -74,6 +74,10 @@ export class TauriTransport implements Transport {
     return call("remove_folder", { path });
   }
 
+  unlockLibrary(passphrase: string): Promise<void> {
+    return call("unlock_library", { passphrase });
+  }
+
   async search(q: string, opts: SearchOptions): Promise<Hit[]> {
     const r = await call<SearchView>("search", {
       query: {

@@ -114,6 +114,8 @@ export interface Transport {
   cancelIndexing(): Promise<boolean>;
   /** Remove a folder and its documents provably: how many, and the check that no copy is left. */
   removeFolder(path: string): Promise<RemovedView>;
+  /** Unlock an encrypted library with its passphrase (the desktop app; a server's library is unlocked where it runs). */
+  unlockLibrary(passphrase: string): Promise<void>;
   search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
@@ -268,6 +270,13 @@ export class HttpTransport implements Transport {
 
   async removeFolder(path: string): Promise<RemovedView> {
     return this.post("/api/folders/remove", { path });
+  }
+
+  async unlockLibrary(): Promise<void> {
+    throw new QuarryError(
+      "unavailable",
+      "a server's library is unlocked where quarry serve runs (QUARRY_LIBRARY_PASSPHRASE, or typed when it starts)",
+    );
   }
 
   async search(q: string, opts: SearchOptions): Promise<Hit[]> {

@@ -286,6 +286,31 @@ try {
   const after = await app.js("const e = document.querySelector('#error'); return e.hidden ? '' : e.textContent");
   assert.equal(after, "", "the first-run message is gone");
   console.log(`desktop: first run imported ${embedder} and opened a new library`);
+
+  // An encrypted library (made with the CLI): the app asks for its
+  // passphrase, refuses a wrong one, and opens the library with the right one.
+  const sealedLibrary = join(tmp, "sealed-library");
+  const passphrase = "desktop test passphrase";
+  const sealedEnv = { ...env, QUARRY_LIBRARY_DIR: sealedLibrary, QUARRY_LIBRARY_PASSPHRASE: passphrase };
+  execFileSync(quarry, ["init", "--encrypt"], { env: sealedEnv, stdio: "inherit" });
+  execFileSync(quarry, ["index", docs], { env: sealedEnv, stdio: "inherit" });
+  await app.close();
+  app = await launch({ ...env, QUARRY_LIBRARY_DIR: sealedLibrary, QUARRY_LIBRARY_PASSPHRASE: "" });
+  await until("the passphrase form", () => app.js("return !document.querySelector('#unlock-form').hidden"));
+  await app.shot("desktop-locked.png");
+  await app.type("#unlock-passphrase", "not the passphrase");
+  await app.click("#unlock-button");
+  await until("the wrong passphrase refused", () =>
+    app.js("return document.querySelector('#error').textContent.includes('does not open')"),
+  );
+  await app.type("#unlock-passphrase", passphrase);
+  await app.click("#unlock-button");
+  const unlocked = await until("the unlocked library", () =>
+    app.js("const dd = [...document.querySelectorAll('#summary dt')].find(d => d.textContent === 'Documents'); return dd ? dd.nextElementSibling.textContent : null;"),
+  );
+  assert.ok(Number(unlocked) > 0, `the encrypted library's documents are listed (${unlocked})`);
+  assert.equal(await app.js("return document.querySelector('#unlock-form').hidden"), true, "the form is gone");
+  console.log(`desktop: an encrypted library opened with its passphrase (${unlocked} documents)`);
   console.log(`desktop: screenshots in ${shots}`);
 } catch (e) {
   failed = true;

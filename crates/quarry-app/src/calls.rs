@@ -481,3 +481,16 @@ pub async fn remove_folder(engine: &Engine, req: RemoveRequest) -> AppResult<Rem
         check: report.map(|r| r.summary()),
     })
 }
+
+/// Unlock the encrypted library in `dir` with its passphrase for the rest
+/// of this process: the desktop app asks for it when opening the library
+/// says it is needed, and opens the library on its next call. Nothing to do
+/// for a library that is not encrypted; a wrong passphrase is `wrong_key`.
+pub fn unlock_library(dir: &Path, passphrase: &str) -> AppResult<()> {
+    use quarry_core::store::sealed::LibraryKey;
+    let secret = secrecy::SecretString::from(passphrase.to_string());
+    if let Some(key) = LibraryKey::unlock(dir, Some(&secret))? {
+        LibraryKey::remember(dir, key);
+    }
+    Ok(())
+}

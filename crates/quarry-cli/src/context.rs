@@ -84,7 +84,7 @@ impl Context {
 fn unlock_at_terminal(dir: &Path) {
     use std::io::IsTerminal;
     if !LibraryKey::needs_passphrase(dir)
-        || std::env::var_os(PASSPHRASE_ENV).is_some()
+        || std::env::var_os(PASSPHRASE_ENV).is_some_and(|p| !p.is_empty())
         || !std::io::stdin().is_terminal()
     {
         return;

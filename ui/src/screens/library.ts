@@ -31,6 +31,25 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
   /** Stops following the progress, while it is followed. */
   let watching: (() => void) | null = null;
 
+  $("unlock-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $<HTMLInputElement>("unlock-passphrase");
+    const button = $<HTMLButtonElement>("unlock-button");
+    button.disabled = true;
+    showError("");
+    try {
+      await api.unlockLibrary(input.value);
+      input.value = "";
+      $("unlock-form").hidden = true;
+      await refreshStatus();
+    } catch (e) {
+      input.value = "";
+      showError(sentence(e, "unlock the library"));
+    } finally {
+      button.disabled = false;
+    }
+  });
+
   async function refreshStatus() {
     try {
       const s = await api.status();
@@ -70,6 +89,11 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
       showProgress(s.indexing);
     } catch (e) {
       if (e instanceof QuarryError && e.code === "model_missing") return deps.onModelsMissing(e);
+      if (e instanceof QuarryError && e.code === "key_needed") {
+        $("unlock-form").hidden = false;
+        $<HTMLInputElement>("unlock-passphrase").focus();
+        return;
+      }
       showError(sentence(e, "read the library's status"));
     }
   }

@@ -57,7 +57,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
           : [el("li", {}, "None configured: answers always come from this machine.")]),
       );
     } catch (e) {
-      if (e instanceof QuarryError && e.code === "model_missing") return;
+      if (e instanceof QuarryError && (e.code === "model_missing" || e.code === "key_needed")) return;
       showError(sentence(e, "read the settings"));
     }
   }
@@ -87,7 +87,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
       $("agents-count").textContent = a.total ? `(${a.total} calls in all; the latest first)` : "(none yet)";
       $("agents-log").replaceChildren(...a.recent.map(accessRow));
     } catch (e) {
-      if (e instanceof QuarryError && e.code === "model_missing") return;
+      if (e instanceof QuarryError && (e.code === "model_missing" || e.code === "key_needed")) return;
       showError(sentence(e, "read what agents did"));
     }
   }

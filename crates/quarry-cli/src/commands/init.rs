@@ -87,7 +87,7 @@ fn make_key(dir: &Path, keychain: bool) -> Result<()> {
 
 /// The passphrase from the environment, or typed (twice for a new one).
 fn passphrase(new: bool) -> Result<SecretString> {
-    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+    if let Some(p) = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()) {
         return Ok(SecretString::from(p));
     }
     let first = rpassword::prompt_password(format!(

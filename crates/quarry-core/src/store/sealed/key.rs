@@ -198,7 +198,10 @@ impl LibraryKey {
                 ))
             })?,
             Unlock::Passphrase { .. } => {
-                let from_env = std::env::var(PASSPHRASE_ENV).ok().map(SecretString::from);
+                let from_env = std::env::var(PASSPHRASE_ENV)
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(SecretString::from);
                 let passphrase = passphrase
                     .or(from_env.as_ref())
                     .ok_or_else(|| Error::KeyNeeded(dir.to_path_buf()))?;
