@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The stages, in data-flow order (see the crate's documentation).
 const STAGES: &[&[&str]] = &[
-    &["error", "dirs", "fsio", "failpoint"],
+    &["error", "dirs", "fsio", "failpoint", "keychain"],
     &["models"],
     &["extract", "ocr", "chunk"],
     &["embed"],

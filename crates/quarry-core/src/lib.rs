@@ -32,6 +32,7 @@ pub mod dirs;
 pub mod error;
 mod failpoint;
 pub mod fsio;
+pub mod keychain;
 
 pub mod models;
 

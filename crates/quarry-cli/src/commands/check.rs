@@ -40,10 +40,11 @@ pub async fn check(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resul
         }
         if let Some(r) = &c.encryption {
             println!(
-                "encrypted: {} files ({:.1} MB) open with the library's key; {} empty lock files; {} in plain text; {} damaged",
+                "encrypted: {} files ({:.1} MB) open with the library's key; {} empty lock files; {} being written; {} in plain text; {} damaged",
                 r.sealed,
                 r.sealed_bytes as f64 / 1e6,
                 r.empty,
+                r.unfinished,
                 r.plain.len(),
                 r.damaged.len()
             );

@@ -15,9 +15,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::keychain::off_runtime;
 
 /// The keychain service name Quarry's keys are stored under.
-pub const KEYCHAIN_SERVICE: &str = "quarry";
+pub const KEYCHAIN_SERVICE: &str = crate::keychain::SERVICE;
 
 /// One configured provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,16 +203,6 @@ fn keychain_error(e: keyring::Error) -> Error {
     Error::Keychain(format!(
         "{e}; set QUARRY_API_KEY (or the provider's own variable) instead"
     ))
-}
-
-/// Run a keychain call on a thread of its own: the Linux Secret Service
-/// client blocks on its own runtime, which must not run inside the caller's.
-pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(f)
-            .join()
-            .unwrap_or_else(|_| Err(Error::Keychain("the keychain call panicked".into())))
-    })
 }
 
 /// Store a provider's key in the OS keychain.

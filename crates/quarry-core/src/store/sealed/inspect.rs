@@ -22,6 +22,10 @@ pub struct SealReport {
     pub sealed_bytes: u64,
     /// Empty files (locks): nothing to hide.
     pub empty: usize,
+    /// Sealed files cut short while being written (a temporary file or an
+    /// upload's staging file left by a crash or a writer at work): not
+    /// part of the library, and no plain text either.
+    pub unfinished: usize,
     /// Files in plain text, which should not exist.
     pub plain: Vec<PathBuf>,
     /// Files that did not open with the key, and why.
@@ -77,9 +81,23 @@ fn inspect_file(path: &Path, key: &LibraryKey, report: &mut SealReport) -> Resul
             report.sealed_bytes += len;
         }
         Verdict::Plain => report.plain.push(path.to_path_buf()),
+        Verdict::Damaged(_) if being_written(path) => report.unfinished += 1,
         Verdict::Damaged(why) => report.damaged.push((path.to_path_buf(), why)),
     }
     Ok(())
+}
+
+/// Whether `path` is named as a file still being written: Quarry's atomic
+/// writes (`.quarry-*.tmp`), object_store's upload staging (`name#n`) and
+/// lance's conditional-create staging (`name.tmp.<uuid>`).
+fn being_written(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    (name.starts_with(".quarry-") && name.ends_with(".tmp"))
+        || name.contains('#')
+        || name.contains(".tmp.")
 }
 
 enum Verdict {
@@ -169,7 +187,15 @@ mod tests {
         let mut bytes = std::fs::read(dir.path().join("sub/a.json")).unwrap();
         bytes[HEADER_LEN + 2 * BLOCK + 40] ^= 1;
         std::fs::write(dir.path().join("sub/a.json"), bytes).unwrap();
+        // A sealed file cut short while being written is not damage.
+        let sealed = std::fs::read(dir.path().join("sub/a.json")).unwrap();
+        std::fs::write(
+            dir.path().join("sub/b.lance#1"),
+            &sealed[..HEADER_LEN + 100],
+        )
+        .unwrap();
         let found = inspect(dir.path(), &key).unwrap();
+        assert_eq!(found.unfinished, 1);
         assert_eq!(found.plain, vec![dir.path().join("notes.txt")]);
         assert_eq!(found.damaged.len(), 1);
         assert!(

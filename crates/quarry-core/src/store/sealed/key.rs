@@ -294,11 +294,11 @@ fn derive(unlock: &Unlock, passphrase: &SecretString) -> Result<Zeroizing<[u8; 3
 mod keychain {
     use zeroize::Zeroizing;
 
-    use crate::cloud::providers::{off_runtime, KEYCHAIN_SERVICE};
     use crate::error::{Error, Result};
+    use crate::keychain::{off_runtime, SERVICE};
 
     fn entry(account: &str) -> Result<keyring::Entry> {
-        keyring::Entry::new(KEYCHAIN_SERVICE, account).map_err(error)
+        keyring::Entry::new(SERVICE, account).map_err(error)
     }
 
     fn error(e: keyring::Error) -> Error {
