@@ -31,6 +31,8 @@ pub const MIN_PASSPHRASE_CHARS: usize = 8;
 /// one lane — about a third of a second on a laptop core.
 const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
 const ARGON2_PASSES: u32 = 3;
+/// The most memory a key file may ask Argon2id for (4 GiB).
+const MAX_ARGON2_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 
 /// `encryption.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -280,6 +282,13 @@ fn derive(unlock: &Unlock, passphrase: &SecretString) -> Result<Zeroizing<[u8; 3
             "unknown key derivation '{kdf}'"
         )));
     }
+    // The costs come from the key file: bounded, so a damaged or hostile one
+    // is an error rather than a request for terabytes of memory.
+    if *memory_kib > MAX_ARGON2_MEMORY_KIB || *passes > 64 || !(1..=16).contains(lanes) {
+        return Err(Error::InvalidInput(format!(
+            "key derivation costs out of range (memory {memory_kib} KiB, {passes} passes, {lanes} lanes)"
+        )));
+    }
     let salt = hex::decode(salt).map_err(|e| Error::InvalidInput(format!("salt: {e}")))?;
     let params = Params::new(*memory_kib, *passes, *lanes, Some(32))
         .map_err(|e| Error::InvalidInput(format!("argon2 parameters: {e}")))?;
@@ -370,6 +379,23 @@ mod tests {
         assert!(!text.contains("correct horse"));
         let again = LibraryKey::create(dir.path(), &right).unwrap_err();
         assert!(matches!(again, Error::BadPath { .. }), "{again}");
+    }
+
+    #[test]
+    fn a_key_file_asking_for_absurd_costs_is_refused_not_obeyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SecretString::from("correct horse battery");
+        LibraryKey::create(dir.path(), &p).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let hostile = text.replace(
+            &format!("\"memory_kib\": {ARGON2_MEMORY_KIB}"),
+            "\"memory_kib\": 4000000000",
+        );
+        assert_ne!(hostile, text);
+        std::fs::write(&path, hostile).unwrap();
+        let err = LibraryKey::unlock(dir.path(), Some(&p)).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
     }
 
     #[test]
