@@ -261,9 +261,19 @@ try {
     QUARRY_MODELS_DIR: join(tmp, "no-models"),
     QUARRY_LIBRARY_DIR: join(tmp, "first-library"),
   });
-  await until("the first-run message", () =>
-    app.js("return !document.querySelector('#settings').hidden && document.querySelector('#error').textContent.includes('needs its models')"),
-  );
+  let seen = "";
+  await until(
+    "the first-run message",
+    async () => {
+      seen = await app.js(
+        "return `settings ${document.querySelector('#settings').hidden ? 'hidden' : 'shown'}; error: ${document.querySelector('#error').textContent}`",
+      );
+      return seen.startsWith("settings shown") && seen.includes("needs its models");
+    },
+    60_000,
+  ).catch((e) => {
+    throw new Error(`${e.message} (last seen: ${seen})`);
+  });
   const missing = await until("the models list", () =>
     app.js("return [...document.querySelectorAll('#models tr')].filter(r => r.textContent.includes('not installed')).length"),
   );
