@@ -36,6 +36,7 @@ export function sentence(e: unknown, doing: string): string {
       locked: "Another indexing run is in progress; wait for it to finish.",
       key_needed: "Type its passphrase under Library.",
       wrong_key: "Check the passphrase and try again.",
+      key_change_unfinished: "Run the same `quarry encrypt` or `quarry rekey` again in a terminal to finish it.",
       model_missing: "Fetch it under Settings, Models (or run `quarry models fetch`).",
       outside_library: "Only documents of the library open here.",
       open_remote: "Open it on the machine that runs Quarry.",

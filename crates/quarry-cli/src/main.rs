@@ -27,6 +27,10 @@ enum Command {
     },
     /// Create a library before its first index (--encrypt: every file of it encrypted, under your passphrase or --keychain).
     Init(commands::init::InitArgs),
+    /// Encrypt an existing library in place: every file sealed, the plain bytes overwritten (run again to finish one that was interrupted).
+    Encrypt(commands::encrypt::EncryptArgs),
+    /// Replace an encrypted library's key and destroy the old one: copies made before (backups, snapshots) no longer open.
+    Rekey(commands::encrypt::RekeyArgs),
     /// Index folders or files (new and changed files only).
     Index(commands::index::IndexArgs),
     /// Remove a folder and its documents from the library (the files stay where they are).
@@ -136,6 +140,8 @@ async fn run(ctx: &context::Context, command: Command) -> anyhow::Result<()> {
         Command::Status(args) => c::status::run(ctx, args).await,
         Command::Check(args) => c::check::run(ctx, args).await,
         Command::Init(args) => c::init::run(ctx, args).await,
+        Command::Encrypt(args) => c::encrypt::encrypt(ctx, args),
+        Command::Rekey(args) => c::encrypt::rekey(ctx, args),
         Command::Search(args) => c::search::search(ctx, args).await,
         Command::Ask(args) => c::ask::ask(ctx, args).await,
         Command::Chat(args) => c::chat::chat(ctx, args).await,

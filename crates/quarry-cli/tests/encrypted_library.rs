@@ -5,7 +5,10 @@
 //! where the same scan finds them in a plain library — searches return what
 //! a plain library returns, a wrong or missing passphrase is a clear error
 //! that writes nothing, `quarry forget` checks through the key, and `kill -9`
-//! during indexing leaves it consistent and still sealed.
+//! during indexing leaves it consistent and still sealed. A plain library is
+//! encrypted in place (`quarry encrypt`), and `quarry forget --rekey`
+//! replaces the key so that a backup made before no longer opens with what
+//! the library keeps.
 
 mod common;
 
@@ -138,7 +141,11 @@ fn top_paths(library: &Path, config: &Path, passphrase: Option<&str>, q: &str) -
 }
 
 fn assert_all_sealed(library: &Path, config: &Path) {
-    let c = json(library, config, Some(PASSPHRASE), &["check", "--json"]);
+    assert_all_sealed_with(library, config, PASSPHRASE);
+}
+
+fn assert_all_sealed_with(library: &Path, config: &Path, passphrase: &str) {
+    let c = json(library, config, Some(passphrase), &["check", "--json"]);
     assert_eq!(c["consistent"], true, "{c}");
     let e = &c["encryption"];
     assert_eq!(e["plain"], serde_json::json!([]), "{c}");
@@ -251,7 +258,7 @@ fn an_encrypted_library_holds_no_plain_text_and_searches_like_a_plain_one() {
 
     // A plain library is not encrypted in place by accident.
     let (ok, out) = run(&plain, &config, Some(PASSPHRASE), &["init", "--encrypt"]);
-    assert!(!ok && out.contains("cannot be encrypted in place"), "{out}");
+    assert!(!ok && out.contains("`quarry encrypt` encrypts it"), "{out}");
 }
 
 #[test]
@@ -311,4 +318,119 @@ fn kill_9_while_indexing_an_encrypted_library_leaves_it_consistent_and_sealed() 
             "{q}"
         );
     }
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn a_plain_library_encrypted_in_place_then_rekeyed_leaves_old_copies_unreadable() {
+    const NEW: &str = "a new passphrase after the forget";
+    let tmp = tempfile::tempdir().unwrap();
+    let (docs, config) = (tmp.path().join("docs"), tmp.path().join("config"));
+    debian_docs(&docs, 12);
+    let docs_s = docs.to_str().unwrap();
+    let lib = tmp.path().join("lib");
+    json(&lib, &config, None, &["index", docs_s, "--json"]);
+    // A second version of one document: old lance versions and segments.
+    let edited = docs.join("doc-05.txt");
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(
+        &edited,
+        format!("{text}\nAppended after the first index.\n"),
+    )
+    .unwrap();
+    json(&lib, &config, None, &["index", docs_s, "--json"]);
+    let (ok, out) = run(
+        &lib,
+        &config,
+        None,
+        &[
+            "ask",
+            "Which licence covers the documentation?",
+            "--model",
+            "smollm2-135m-instruct-q4_1",
+        ],
+    );
+    assert!(ok && lib.join("answer-cache.jsonl").exists(), "{out}");
+    let queries = ["GNU General Public License", "permission is hereby granted"];
+    let before: Vec<_> = queries
+        .iter()
+        .map(|q| top_paths(&lib, &config, None, q))
+        .collect();
+    let runs = eight_word_runs(&docs);
+    assert!(!files_with_runs(&lib, &runs).is_empty());
+
+    // Encrypted in place: every file sealed, no run of eight words left in
+    // any file, the same results.
+    let report = json(&lib, &config, Some(PASSPHRASE), &["encrypt", "--json"]);
+    assert!(report["files_resealed"].as_u64().unwrap() > 10, "{report}");
+    assert!(report["plain_wiped"].as_u64().unwrap() > 10, "{report}");
+    assert_all_sealed(&lib, &config);
+    assert_eq!(files_with_runs(&lib, &runs), Vec::<String>::new());
+    for (q, paths) in queries.iter().zip(&before) {
+        assert_eq!(&top_paths(&lib, &config, Some(PASSPHRASE), q), paths, "{q}");
+    }
+    let (ok, out) = run(&lib, &config, None, &["search", "licence"]);
+    assert!(
+        !ok && out.contains("is encrypted; give its passphrase"),
+        "{out}"
+    );
+    let (ok, out) = run(&lib, &config, Some(PASSPHRASE), &["encrypt"]);
+    assert!(!ok && out.contains("`quarry rekey`"), "{out}");
+
+    // A backup, then a forget that replaces the key.
+    let backup = tmp.path().join("backup");
+    common::copy_tree(&lib, &backup);
+    let gone = docs.join("doc-03.txt");
+    std::fs::remove_file(&gone).unwrap();
+    let out = quarry(
+        &lib,
+        &config,
+        Some(PASSPHRASE),
+        &["forget", gone.to_str().unwrap(), "--rekey", "--json"],
+    )
+    .env("QUARRY_NEW_LIBRARY_PASSPHRASE", NEW)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], true, "{report}");
+    let rotation = &report["key_rotation"];
+    assert!(
+        rotation["files_resealed"].as_u64().unwrap() > 10,
+        "{report}"
+    );
+    assert_ne!(rotation["old_key"], rotation["new_key"], "{report}");
+
+    // The library opens with the new passphrase only, still whole.
+    assert_all_sealed_with(&lib, &config, NEW);
+    let (ok, out) = run(&lib, &config, Some(PASSPHRASE), &["search", "licence"]);
+    assert!(!ok && out.contains("does not open"), "{out}");
+    for (q, paths) in queries.iter().zip(&before) {
+        let expected: Vec<_> = paths
+            .iter()
+            .filter(|p| !p.ends_with("doc-03.txt"))
+            .collect();
+        let got = top_paths(&lib, &config, Some(NEW), q);
+        assert!(
+            !got.iter().any(|p| p.ends_with("doc-03.txt")),
+            "{q}: {got:?}"
+        );
+        assert_eq!(
+            got.iter().take(expected.len().min(3)).collect::<Vec<_>>(),
+            expected[..expected.len().min(3)],
+            "{q}"
+        );
+    }
+    // Key destruction: the backup made before holds the forgotten document,
+    // and what the library keeps now (its key file, the new passphrase) does
+    // not open it.
+    std::fs::copy(lib.join("encryption.json"), backup.join("encryption.json")).unwrap();
+    let (ok, out) = run(&backup, &config, Some(NEW), &["search", "licence"]);
+    assert!(!ok, "the backup opened with the new key: {out}");
+    let (ok, out) = run(&backup, &config, Some(PASSPHRASE), &["search", "licence"]);
+    assert!(!ok && out.contains("does not open"), "{out}");
 }

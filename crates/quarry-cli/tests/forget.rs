@@ -1,7 +1,9 @@
 //! `quarry forget` over the real binary and a real library: after a document
 //! was indexed in several versions, asked about and kept in results, no file
 //! of the library holds its text; the rest is intact and searchable; a copy
-//! left where the check looks is found and fails the command.
+//! left where the check looks is found and fails the command; a passage
+//! another document holds word for word (a saved second copy) is not taken
+//! for a copy left behind.
 
 mod common;
 
@@ -161,4 +163,46 @@ fn a_copy_left_in_the_library_is_found_and_fails_the_command() {
         "{out}"
     );
     assert!(out.contains("still on disk in a folder"), "{out}");
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn a_document_whose_twin_stays_is_forgotten_without_a_false_alarm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    copy_tree(&corpus_src(), &docs);
+    let (library, config) = (tmp.path().join("library"), tmp.path().join("config"));
+    // The same attachment saved twice: identical passages, identical vectors.
+    let (first, twin) = (docs.join("claim-x.txt"), docs.join("claim-x (copy).txt"));
+    std::fs::write(&first, CLAIM).unwrap();
+    std::fs::write(&twin, CLAIM).unwrap();
+    let (ok, _, err) = run(&library, &config, &["index", docs.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    std::fs::remove_file(&first).unwrap();
+    let report = run_json(
+        &library,
+        &config,
+        &["forget", first.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(report["residues"], serde_json::json!([]), "{report}");
+    assert_eq!(report["verified"], true, "{report}");
+    let shared = report["shared_with_other_documents"].as_u64().unwrap();
+    let probes =
+        report["text_probes"].as_u64().unwrap() + report["vector_probes"].as_u64().unwrap();
+    assert_eq!(shared, probes, "every probe is the twin's too: {report}");
+    let hits = run_json(
+        &library,
+        &config,
+        &["search", "Oyelaran-Whitcombe tidal barrier", "--json"],
+    );
+    let twin = twin.canonicalize().unwrap();
+    let paths: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&twin.to_str().unwrap()), "{hits}");
+    assert!(!paths.contains(&first.to_str().unwrap()), "{hits}");
 }

@@ -209,6 +209,34 @@ q check --json
     );
     assert!(!files_text(&tmp.path().join("library")).contains("Quaysworth"));
 
+    // A new key: every file resealed, the old key's keychain entry deleted —
+    // the old key file put back no longer opens anything.
+    let library = tmp.path().join("library");
+    let old_key_file = tmp.path().join("old-encryption.json");
+    std::fs::copy(library.join("encryption.json"), &old_key_file).unwrap();
+    let script = format!(
+        r#"set -e
+printf test | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+q() {{ "{quarry}" "$@" </dev/null; }}
+q rekey --json
+q search Quaysworth --json
+cp "{old}" "{library}/encryption.json"
+q search Quaysworth && exit 3 || true
+"#,
+        old = old_key_file.display(),
+        library = library.display(),
+    );
+    let out = in_keyring_session(tmp.path(), &tmp.path().join("home"), &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"old_unlock\": \"keychain\""), "{stdout}");
+    assert!(stdout.contains("harbour.txt"), "{stdout}");
+    assert!(
+        stderr.contains("is not in this user's keychain"),
+        "the old key still opens: {stderr}"
+    );
+
     // Another user's keychain (a fresh one) does not hold the key: a clear
     // error, no passphrase prompt, nothing read.
     let script = format!(

@@ -75,6 +75,11 @@ pub enum Error {
     /// The library is encrypted and no key was given to open it.
     #[error("library {0} is encrypted; give its passphrase (QUARRY_LIBRARY_PASSPHRASE, or type it when asked)")]
     KeyNeeded(PathBuf),
+    /// A change of the library's encryption (encrypting it in place, or
+    /// replacing its key) was interrupted; the library opens once it is
+    /// finished.
+    #[error("a change of the encryption of library {0} was interrupted; run the same `quarry encrypt` or `quarry rekey` again to finish it (nothing is lost)")]
+    KeyChangeUnfinished(PathBuf),
     /// The passphrase or key given does not open the encrypted library.
     #[error("the passphrase or key does not open the encrypted library {0}")]
     WrongKey(PathBuf),
@@ -197,7 +202,8 @@ impl Error {
             | Error::SendDeclined
             | Error::Keychain(_)
             | Error::KeyNeeded(_)
-            | Error::WrongKey(_) => K::User,
+            | Error::WrongKey(_)
+            | Error::KeyChangeUnfinished(_) => K::User,
             Error::NoLibrary(_) | Error::UnknownModel(_) => K::NotFound,
             Error::Locked(_) => K::Conflict,
             Error::ModelMissing { .. } => K::Unavailable,
@@ -232,6 +238,7 @@ impl Error {
             Error::Locked(_) => "locked",
             Error::KeyNeeded(_) => "key_needed",
             Error::WrongKey(_) => "wrong_key",
+            Error::KeyChangeUnfinished(_) => "key_change_unfinished",
             Error::Sealed { .. } => "sealed_damaged",
             Error::BadPath { .. } => "bad_path",
             Error::InvalidInput(_) => "invalid_input",

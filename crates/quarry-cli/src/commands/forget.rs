@@ -23,21 +23,43 @@ pub struct ForgetArgs {
     /// Print the deletion report as JSON.
     #[arg(long)]
     json: bool,
+    /// Encrypted libraries: then replace the library's key and destroy the
+    /// old one, so copies the library cannot rewrite (backups, snapshots,
+    /// old disk blocks) no longer open (asks for a new passphrase at a
+    /// terminal, or QUARRY_NEW_LIBRARY_PASSPHRASE).
+    #[arg(long)]
+    rekey: bool,
+    /// With --rekey: keep the new key in the OS keychain.
+    #[arg(long, requires = "rekey")]
+    keychain: bool,
 }
 
 pub async fn forget(ctx: &Context, args: ForgetArgs) -> Result<()> {
     let dir = ctx.library_dir(args.lib.library.clone());
+    if args.rekey && !quarry_core::store::sealed::LibraryKey::is_encrypted(&dir) {
+        anyhow::bail!(
+            "--rekey destroys an encrypted library's key; {} is not encrypted (`quarry encrypt` encrypts it)",
+            dir.display()
+        );
+    }
     let mut lib = Library::open(&dir).await?;
     let paths: Vec<PathBuf> = args
         .paths
         .iter()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         .collect();
-    let report = forget_documents(&mut lib, &paths).await?;
+    let mut report = forget_documents(&mut lib, &paths).await?;
+    drop(lib);
+    let mut kept_passphrase = false;
+    if args.rekey && report.residues.is_empty() {
+        let rotation = crate::commands::encrypt::rotate(&dir, args.keychain, false)?;
+        kept_passphrase = rotation.kept_passphrase;
+        report.key_rotation = Some(rotation.report);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_report(&report);
+        print_report(&report, kept_passphrase);
     }
     if !report.residues.is_empty() {
         anyhow::bail!(
@@ -48,7 +70,7 @@ pub async fn forget(ctx: &Context, args: ForgetArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_report(r: &ForgetReport) {
+fn print_report(r: &ForgetReport, kept_passphrase: bool) {
     println!("Deletion report for {}", r.library.display());
     println!("Started {}, finished {}", r.started, r.finished);
     println!(
@@ -95,6 +117,12 @@ fn print_report(r: &ForgetReport) {
                     ""
                 }
             );
+        }
+    }
+    if let Some(rotation) = &r.key_rotation {
+        println!("Key destruction:");
+        for line in crate::commands::encrypt::describe(rotation, kept_passphrase) {
+            println!("  {line}");
         }
     }
     for p in &r.still_in_folders {

@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, args: InitArgs) -> Result<()> {
     if dir.join("library.json").exists() {
         if args.encrypt && !LibraryKey::is_encrypted(&dir) {
             bail!(
-                "{} already holds a library in plain files; an existing library cannot be encrypted in place yet: create an encrypted one with `quarry init --encrypt --library NEW` and index its folders into it",
+                "{} already holds a library in plain files; `quarry encrypt` encrypts it in place",
                 dir.display()
             );
         }
@@ -86,7 +86,7 @@ fn make_key(dir: &Path, keychain: bool) -> Result<()> {
 }
 
 /// The passphrase from the environment, or typed (twice for a new one).
-fn passphrase(new: bool) -> Result<SecretString> {
+pub(crate) fn passphrase(new: bool) -> Result<SecretString> {
     if let Some(p) = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()) {
         return Ok(SecretString::from(p));
     }

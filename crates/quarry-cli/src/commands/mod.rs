@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chat;
 pub mod check;
 pub mod doctor;
+pub mod encrypt;
 pub mod eval;
 pub mod extract;
 pub mod fit;

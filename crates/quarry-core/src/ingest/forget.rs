@@ -51,6 +51,11 @@ pub struct ForgetReport {
     pub still_in_folders: Vec<String>,
     /// Probes were searched for and none was found.
     pub verified: bool,
+    /// Encrypted libraries, when asked: the library's key replaced
+    /// afterwards and the old one destroyed, so copies the library cannot
+    /// rewrite (backups, snapshots, disk blocks) no longer open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_rotation: Option<crate::store::sealed::rekey::RekeyReport>,
 }
 
 /// One forgotten document.
@@ -146,6 +151,7 @@ pub(crate) async fn forget_documents(
         compressed_blocks: scan.frames,
         shared_with_other_documents: shared,
         verified: residues.is_empty() && !probes.is_empty(),
+        key_rotation: None,
         residues,
         still_in_folders,
     })
@@ -242,9 +248,10 @@ fn drop_lines_of(files: &LibraryFiles, file: &Path, paths: &HashSet<String>) -> 
     Ok(dropped)
 }
 
-/// Set apart the text probes that documents still in the library contain
-/// too (a shared sentence is not a copy of the forgotten one); the rest, and
-/// how many probes were shared.
+/// Set apart the probes that documents still in the library hold too — a
+/// shared sentence, or the vector of a passage another document has word
+/// for word (the same text embeds to the same vector) — as they are no copy
+/// of the forgotten one; the rest, and how many probes were shared.
 async fn drop_shared(
     lib: &Library,
     probes: &Probes,
@@ -253,13 +260,27 @@ async fn drop_shared(
     let mut shared = HashSet::new();
     let mut kept = Vec::new();
     for r in found {
-        if let Some(text) = probes.text(r.probe) {
-            if shared.contains(&r.probe) || lib.vectors.contains_text(text).await? {
-                shared.insert(r.probe);
-                continue;
-            }
+        if shared.contains(&r.probe) || held_elsewhere(lib, probes, r.probe).await? {
+            shared.insert(r.probe);
+            continue;
         }
         kept.push(r);
     }
     Ok((kept, shared.len()))
+}
+
+/// Whether a document still in the library holds probe `i` itself.
+async fn held_elsewhere(lib: &Library, probes: &Probes, i: usize) -> Result<bool> {
+    if let Some(text) = probes.text(i) {
+        return lib.vectors.contains_text(text).await;
+    }
+    let Some((text, prefix)) = probes.vector(i) else {
+        return Ok(false);
+    };
+    Ok(lib
+        .vectors
+        .chunks_with_text(text)
+        .await?
+        .iter()
+        .any(|c| residue::vector_prefix(&c.vector).as_deref() == Some(prefix)))
 }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::store::sealed::{format, LibraryFiles, LibraryKey, KEY_FILE};
 use crate::store::{DocState, KeywordIndex, VectorStore};
 
-const META: &str = "library.json";
+pub(crate) const META: &str = "library.json";
 
 /// How long a long-lived reader (`quarry serve`, the app, `quarry chat`) may
 /// keep one [`Library`] open before opening it again: well under the hour
@@ -146,7 +146,7 @@ pub struct FolderStatus {
 
 /// A library whose files are sealed but whose key file is gone cannot be
 /// opened as a plain one: say so instead of reading ciphertext as data.
-fn refuse_sealed_without_key(dir: &Path, meta_path: &Path) -> Result<()> {
+pub(crate) fn refuse_sealed_without_key(dir: &Path, meta_path: &Path) -> Result<()> {
     let mut head = [0u8; format::HEADER_LEN];
     let sealed = std::fs::File::open(meta_path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
@@ -424,19 +424,7 @@ impl Library {
 
     /// Take the library's write lock, or fail at once with [`Error::Locked`].
     pub fn lock_for_writing(&self) -> Result<WriteLock> {
-        let path = self.dir.join(".write.lock");
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?
-            .into_parts()
-            .0;
-        match file.try_lock() {
-            Ok(()) => Ok(WriteLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(self.dir.clone())),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::from(e)),
-        }
+        write_lock(&self.dir)
     }
 
     /// Every document row (indexed, skipped and failed files).
@@ -560,6 +548,24 @@ impl Library {
             size_bytes: dir_size(&self.dir),
             failures,
         })
+    }
+}
+
+/// Take the write lock of the library in `dir` without opening it, or fail
+/// at once with [`Error::Locked`].
+pub fn write_lock(dir: &Path) -> Result<WriteLock> {
+    let path = dir.join(".write.lock");
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?
+        .into_parts()
+        .0;
+    match file.try_lock() {
+        Ok(()) => Ok(WriteLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::from(e)),
     }
 }
 

@@ -34,11 +34,24 @@ pub enum ProbeKind {
     Vector,
 }
 
+/// A vector's probe: its leading floats as stored (little-endian); `None`
+/// for a vector too short or all zeros (not embedded yet).
+pub fn vector_prefix(vector: &[f32]) -> Option<Vec<u8>> {
+    (vector.len() >= VECTOR_FLOATS && vector.iter().any(|v| *v != 0.0)).then(|| {
+        vector[..VECTOR_FLOATS]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    })
+}
+
 /// The probes of a set of chunks.
 #[derive(Debug, Default)]
 pub struct Probes {
     patterns: Vec<Vec<u8>>,
     kinds: Vec<ProbeKind>,
+    /// The text of the chunk each vector probe was taken from.
+    sources: Vec<Option<String>>,
 }
 
 impl Probes {
@@ -47,23 +60,29 @@ impl Probes {
         let mut probes = Probes::default();
         for c in chunks {
             for text in text_probes(&c.text) {
-                probes.push(text.into_bytes(), ProbeKind::Text);
+                probes.push(text.into_bytes(), ProbeKind::Text, None);
             }
-            if c.vector.len() >= VECTOR_FLOATS && c.vector.iter().any(|v| *v != 0.0) {
-                let bytes = c.vector[..VECTOR_FLOATS]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-                probes.push(bytes, ProbeKind::Vector);
+            if let Some(bytes) = vector_prefix(&c.vector) {
+                probes.push(bytes, ProbeKind::Vector, Some(c.text.clone()));
             }
         }
         probes
     }
 
-    fn push(&mut self, pattern: Vec<u8>, kind: ProbeKind) {
+    fn push(&mut self, pattern: Vec<u8>, kind: ProbeKind, source: Option<String>) {
         if !self.patterns.contains(&pattern) {
             self.patterns.push(pattern);
             self.kinds.push(kind);
+            self.sources.push(source);
+        }
+    }
+
+    /// For vector probe `i`: the text of its chunk, and the leading floats
+    /// it matches.
+    pub fn vector(&self, i: usize) -> Option<(&str, &[u8])> {
+        match (&self.kinds[i], &self.sources[i]) {
+            (ProbeKind::Vector, Some(text)) => Some((text, &self.patterns[i])),
+            _ => None,
         }
     }
 

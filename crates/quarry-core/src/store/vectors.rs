@@ -384,6 +384,12 @@ impl VectorStore {
         Ok(false)
     }
 
+    /// The embedded chunks whose text is exactly `text`.
+    pub async fn chunks_with_text(&self, text: &str) -> Result<Vec<ChunkRecord>> {
+        self.read_chunk_rows(Some(format!("text = {}", sql_str(text))), None)
+            .await
+    }
+
     /// Rewrite every fragment that still holds deleted rows, drop every old
     /// version now and rebuild the indexes over what is left: after this,
     /// deleted rows are not on disk (LanceDB otherwise keeps them in old
@@ -628,7 +634,19 @@ impl VectorStore {
 
     /// Every chunk with its vector (for benchmarks and re-embedding).
     pub async fn chunk_records(&self, limit: Option<usize>) -> Result<Vec<ChunkRecord>> {
+        self.read_chunk_rows(None, limit).await
+    }
+
+    /// Embedded chunks matching `filter` (SQL), at most `limit`.
+    async fn read_chunk_rows(
+        &self,
+        filter: Option<String>,
+        limit: Option<usize>,
+    ) -> Result<Vec<ChunkRecord>> {
         let mut q = self.chunks.query();
+        if let Some(f) = filter {
+            q = q.only_if(f);
+        }
         if let Some(l) = limit {
             q = q.limit(l);
         }

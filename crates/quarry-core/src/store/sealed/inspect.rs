@@ -51,7 +51,10 @@ pub fn inspect(dir: &Path, key: &LibraryKey) -> Result<SealReport> {
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 stack.push(path);
-            } else if kind.is_file() && path != dir.join(KEY_FILE) {
+            } else if kind.is_file()
+                && path != dir.join(KEY_FILE)
+                && path != dir.join(super::NEXT_KEY_FILE)
+            {
                 inspect_file(&path, key, &mut report)?;
             }
         }
@@ -90,7 +93,7 @@ fn inspect_file(path: &Path, key: &LibraryKey, report: &mut SealReport) -> Resul
 /// Whether `path` is named as a file still being written: Quarry's atomic
 /// writes (`.quarry-*.tmp`), object_store's upload staging (`name#n`) and
 /// lance's conditional-create staging (`name.tmp.<uuid>`).
-fn being_written(path: &Path) -> bool {
+pub(super) fn being_written(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())

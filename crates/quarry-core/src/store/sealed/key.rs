@@ -22,6 +22,11 @@ use crate::error::{Error, Result};
 
 /// The file beside the stores that says a library is encrypted.
 pub const KEY_FILE: &str = "encryption.json";
+/// The key a library is being changed to (encrypting a plain library in
+/// place, or replacing its key); while it exists the library's files are
+/// partly under one key and partly under the other, and the library does
+/// not open until the change is finished (see [`super::rekey`]).
+pub const NEXT_KEY_FILE: &str = "encryption.next.json";
 /// Where headless use (scripts, CI, tests) passes a library's passphrase.
 pub const PASSPHRASE_ENV: &str = "QUARRY_LIBRARY_PASSPHRASE";
 /// The shortest passphrase accepted for a new library.
@@ -121,12 +126,18 @@ impl LibraryKey {
     /// `source`. Fails if the library already has a key.
     pub fn create_with(dir: &Path, source: KeySource<'_>) -> Result<LibraryKey> {
         let path = dir.join(KEY_FILE);
-        if path.exists() {
+        if path.exists() || dir.join(NEXT_KEY_FILE).exists() {
             return Err(Error::BadPath {
                 path,
                 reason: "this library is already encrypted".into(),
             });
         }
+        Self::create_in(&path, source)
+    }
+
+    /// Make a new key, wrapped under a key from `source`, into the key file
+    /// `path`.
+    pub(super) fn create_in(path: &Path, source: KeySource<'_>) -> Result<LibraryKey> {
         let mut data_key = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(data_key.as_mut());
         let key_id = hex::encode(random_bytes::<8>());
@@ -171,7 +182,7 @@ impl LibraryKey {
             unlock,
             wrapped_key: hex::encode([nonce.as_slice(), &sealed].concat()),
         };
-        crate::fsio::write_atomically(&path, &serde_json::to_vec_pretty(&file)?)?;
+        crate::fsio::write_atomically(path, &serde_json::to_vec_pretty(&file)?)?;
         Ok(LibraryKey {
             cipher: Arc::new(cipher(&data_key)),
             id: key_id,
@@ -182,7 +193,20 @@ impl LibraryKey {
     /// `None`, the one in [`PASSPHRASE_ENV`]). `Ok(None)` when the library is
     /// not encrypted.
     pub fn unlock(dir: &Path, passphrase: Option<&SecretString>) -> Result<Option<LibraryKey>> {
-        let path = dir.join(KEY_FILE);
+        if dir.join(NEXT_KEY_FILE).exists() {
+            return Err(Error::KeyChangeUnfinished(dir.to_path_buf()));
+        }
+        Self::unlock_file(dir, KEY_FILE, passphrase)
+    }
+
+    /// Open the key in the key file `name` of the library in `dir` (see
+    /// [`LibraryKey::unlock`]).
+    pub(super) fn unlock_file(
+        dir: &Path,
+        name: &str,
+        passphrase: Option<&SecretString>,
+    ) -> Result<Option<LibraryKey>> {
+        let path = dir.join(name);
         let bytes = match fs_err::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -231,6 +255,40 @@ impl LibraryKey {
             id: file.key_id,
         }))
     }
+}
+
+/// How a key file's key-encryption key is obtained, for reports:
+/// `"passphrase"` or `"keychain"`; `None` without such a file.
+pub(super) fn unlock_kind(path: &Path) -> Option<&'static str> {
+    let file: KeyFile = serde_json::from_slice(&fs_err::read(path).ok()?).ok()?;
+    Some(match file.unlock {
+        Unlock::Passphrase { .. } => "passphrase",
+        Unlock::Keychain { .. } => "keychain",
+    })
+}
+
+/// Destroy the key file `path`: its keychain entry (when the key-encryption
+/// key is kept there), then the file. Without both, nothing sealed under
+/// its key can be opened again.
+pub(super) fn destroy_key_file(path: &Path) -> Result<()> {
+    if let Ok(bytes) = fs_err::read(path) {
+        if let Ok(KeyFile {
+            unlock: Unlock::Keychain { account },
+            ..
+        }) = serde_json::from_slice(&bytes)
+        {
+            keychain::delete(&account)?;
+        }
+    }
+    crate::fsio::remove_durably(path)
+}
+
+/// Forget the key kept for the library in `dir` in this process (its key
+/// changed).
+pub(super) fn forget_unlocked(dir: &Path) {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut known = UNLOCKED.lock().unwrap_or_else(|p| p.into_inner());
+    known.retain(|(d, _)| *d != canonical);
 }
 
 /// Keys unlocked in this process, by canonical library folder.
@@ -321,6 +379,13 @@ mod keychain {
             entry(account)?
                 .set_password(&hex::encode(kek))
                 .map_err(error)
+        })
+    }
+
+    pub(super) fn delete(account: &str) -> Result<()> {
+        off_runtime(|| match entry(account)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(error(e)),
         })
     }
 

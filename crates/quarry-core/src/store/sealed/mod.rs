@@ -5,7 +5,9 @@
 //! stay cheap, under a key unwrapped with the user's passphrase or from the OS keychain
 //! ([`key`]);
 //! the library's own small files are sealed too ([`files`]), and every file
-//! can be shown to open with the key ([`inspect`]).
+//! can be shown to open with the key ([`inspect`]). An existing library is
+//! encrypted, or its key replaced and the old one destroyed, in place
+//! ([`rekey`]).
 //!
 //! [`Directory`]: tantivy::Directory
 
@@ -14,8 +16,11 @@ pub mod format;
 pub mod inspect;
 pub mod key;
 pub mod keyword_dir;
+pub mod rekey;
 pub mod vector_store;
 
 pub use files::LibraryFiles;
 pub use inspect::{inspect, SealReport};
-pub use key::{KeySource, LibraryKey, KEY_FILE, MIN_PASSPHRASE_CHARS, PASSPHRASE_ENV};
+pub use key::{
+    KeySource, LibraryKey, KEY_FILE, MIN_PASSPHRASE_CHARS, NEXT_KEY_FILE, PASSPHRASE_ENV,
+};
