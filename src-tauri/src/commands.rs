@@ -32,9 +32,10 @@ use tauri::State;
 type R<T> = Result<T, AppError>;
 
 /// The engine, opened on first need (and again after a failed attempt, e.g.
-/// once its models are fetched), and the models, usable before it opens.
+/// once its models are fetched, or after it was closed to encrypt the
+/// library), and the models, usable before it opens.
 pub struct EngineCell {
-    engine: tokio::sync::OnceCell<Arc<Engine>>,
+    engine: tokio::sync::Mutex<Option<Arc<Engine>>>,
     dirs: Dirs,
     models: Arc<ModelManager>,
     app: tauri::AppHandle,
@@ -53,7 +54,7 @@ impl EngineCell {
             ModelStore::new(dirs.models.clone(), Registry::builtin()).with_generator_choice(choice);
         let models = Arc::new(ModelManager::new(store).with_config_dir(dirs.config.clone()));
         EngineCell {
-            engine: tokio::sync::OnceCell::new(),
+            engine: tokio::sync::Mutex::new(None),
             dirs,
             models,
             app,
@@ -63,27 +64,69 @@ impl EngineCell {
     /// The engine (opening the library and the embedder the first time; from
     /// then on indexing progress goes to the window as `progress` events).
     pub async fn get(&self) -> R<Arc<Engine>> {
-        self.engine
-            .get_or_try_init(|| async {
-                let dirs = self.dirs.clone();
-                let models = self.models.clone();
-                let engine =
-                    tokio::task::spawn_blocking(move || open_engine(&dirs, models)).await??;
-                tauri::async_runtime::spawn(forward_progress(self.app.clone(), engine.clone()));
-                // Vectors a closed or stopped run did not finish are made now,
-                // in the background (searches work by keyword meanwhile).
-                engine.resume_embedding().await;
-                engine.keep_fresh();
-                Ok(engine)
-            })
+        let mut cell = self.engine.lock().await;
+        if let Some(engine) = cell.as_ref() {
+            return Ok(engine.clone());
+        }
+        let dirs = self.dirs.clone();
+        let models = self.models.clone();
+        let engine = tokio::task::spawn_blocking(move || open_engine(&dirs, models)).await??;
+        tauri::async_runtime::spawn(forward_progress(self.app.clone(), engine.clone()));
+        // Vectors a closed or stopped run did not finish are made now, in
+        // the background (searches work by keyword meanwhile).
+        engine.resume_embedding().await;
+        engine.keep_fresh();
+        *cell = Some(engine.clone());
+        Ok(engine)
+    }
+
+    /// The engine if it is open (without opening it).
+    async fn opened(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().await.clone()
+    }
+
+    /// Close the engine and run `work` on the library folder while nothing
+    /// has it open; the next call opens it again. Refused while an indexing
+    /// run, an answer, an extraction or the agents' endpoint still holds the
+    /// engine.
+    async fn with_library_closed<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&std::path::Path) -> R<T> + Send + 'static,
+    ) -> R<T> {
+        let mut cell = self.engine.lock().await;
+        if let Some(engine) = cell.take() {
+            if engine.progress().running {
+                *cell = Some(engine);
+                return Err(AppError::user(
+                    "locked",
+                    "the library is being indexed; stop or wait for the run first",
+                ));
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while Arc::strong_count(&engine) > 1 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if Arc::strong_count(&engine) > 1 {
+                *cell = Some(engine);
+                return Err(AppError::user(
+                    "locked",
+                    "the library is in use (an answer, an extraction, or the agents' endpoint under Settings); stop it and try again",
+                ));
+            }
+        }
+        let dir = self.dirs.library.clone();
+        tokio::task::spawn_blocking(move || work(&dir))
             .await
-            .cloned()
+            .map_err(AppError::internal)?
     }
 }
 
+/// Send the engine's progress to the window for as long as the engine
+/// lives (holding only its channel, so closing the engine ends this).
 async fn forward_progress(app: tauri::AppHandle, engine: Arc<Engine>) {
     use tauri::Emitter;
     let mut updates = engine.subscribe();
+    drop(engine);
     loop {
         match updates.recv().await {
             Ok(p) => {
@@ -119,6 +162,15 @@ pub async fn unlock_library(cell: State<'_, EngineCell>, passphrase: String) -> 
     tokio::task::spawn_blocking(move || calls::unlock_library(&dir, &passphrase))
         .await
         .map_err(AppError::internal)?
+}
+
+/// Encrypt the library in place under `passphrase` (or, when `None`, a key
+/// kept in the OS keychain): the engine is closed, every file rewritten
+/// sealed, and the library opens again, with its key, on the next call.
+#[tauri::command]
+pub async fn encrypt_library(cell: State<'_, EngineCell>, passphrase: Option<String>) -> R<()> {
+    cell.with_library_closed(move |dir| calls::encrypt_library(dir, passphrase.as_deref()))
+        .await
 }
 
 /// The library's counts, failures, privacy and indexing progress.
@@ -424,7 +476,7 @@ pub async fn models(cell: State<'_, EngineCell>) -> R<ModelsView> {
 
 async fn models_view_now(cell: &EngineCell) -> R<ModelsView> {
     let models = cell.models.clone();
-    let engine = cell.engine.get().cloned();
+    let engine = cell.opened().await;
     Ok(tokio::task::spawn_blocking(move || {
         let in_use = engine
             .as_deref()
@@ -453,7 +505,7 @@ pub async fn probe_models(cell: State<'_, EngineCell>) -> R<ModelsView> {
 #[tauri::command]
 pub async fn use_model(cell: State<'_, EngineCell>, id: Option<String>) -> R<ModelsView> {
     let models = cell.models.clone();
-    match cell.engine.get().cloned() {
+    match cell.opened().await {
         Some(engine) => {
             tokio::task::spawn_blocking(move || app_models::use_generator(&models, &engine, id))
                 .await??

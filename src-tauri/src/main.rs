@@ -37,6 +37,7 @@ fn main() {
         .invoke_handler(tauri::generate_handler![
             commands::status,
             commands::unlock_library,
+            commands::encrypt_library,
             commands::index,
             commands::cancel_indexing,
             commands::remove_folder,

@@ -78,6 +78,10 @@ export class TauriTransport implements Transport {
     return call("unlock_library", { passphrase });
   }
 
+  encryptLibrary(passphrase: string | null): Promise<void> {
+    return call("encrypt_library", { passphrase });
+  }
+
   async search(q: string, opts: SearchOptions): Promise<Hit[]> {
     const r = await call<SearchView>("search", {
       query: {

@@ -116,6 +116,8 @@ export interface Transport {
   removeFolder(path: string): Promise<RemovedView>;
   /** Unlock an encrypted library with its passphrase (the desktop app; a server's library is unlocked where it runs). */
   unlockLibrary(passphrase: string): Promise<void>;
+  /** Encrypt the library in place under `passphrase`, or a key in the OS keychain when `null` (the desktop app; a server's library is encrypted where it runs). */
+  encryptLibrary(passphrase: string | null): Promise<void>;
   search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
@@ -276,6 +278,13 @@ export class HttpTransport implements Transport {
     throw new QuarryError(
       "unavailable",
       "a server's library is unlocked where quarry serve runs (QUARRY_LIBRARY_PASSPHRASE, or typed when it starts)",
+    );
+  }
+
+  async encryptLibrary(): Promise<void> {
+    throw new QuarryError(
+      "unavailable",
+      "a server's library is encrypted where quarry serve runs: stop it and run `quarry encrypt` there",
     );
   }
 

@@ -106,6 +106,9 @@ try {
   assert.match(await page.textContent("#failures"), /broken\.pdf/);
   assert.match(await page.textContent("#folders"), /1\d documents, \d+ chunks · 1 failed · 1 skipped · indexed/);
   assert.ok(await page.isHidden("#error"), "the earlier error is gone");
+  // How the library is kept on disk; encrypting is done where the server runs.
+  assert.match(await page.textContent("#encryption-state"), /^Not encrypted.*quarry encrypt/);
+  assert.ok(await page.isHidden("#encrypt-section"), "no encrypt form in the browser");
   await page.screenshot({ path: join(shots, "library.png") });
 
   // Search as you type; open a result in the preview with the passage highlighted.

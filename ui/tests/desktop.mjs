@@ -3,7 +3,8 @@
 // WebKitWebDriver (what tauri-driver wraps on Linux). The app opens a library
 // indexed beforehand and must, over Tauri IPC: render, show the library's
 // counts, search, answer with the local model over a channel, extract a
-// table over another, list the models, and serve an agent over MCP. It reports the window's time to first paint and saves screenshots
+// table over another, list the models, serve an agent over MCP, and encrypt
+// the library in place (then open encrypted libraries with a passphrase). It reports the window's time to first paint and saves screenshots
 // (the webview's own and the whole X screen, to show the window itself).
 //
 //   xvfb-run -a -s "-screen 0 1280x800x24" \
@@ -249,6 +250,38 @@ try {
 
   const error = await js("const e = document.querySelector('#error'); return e.hidden ? '' : e.textContent");
   assert.equal(error, "", "no error shown");
+
+  // Encrypting the library from the app: the engine closes, every file is
+  // rewritten sealed, and the library opens again with the same documents.
+  await click("#tab-library");
+  const stateText = () => js("return document.querySelector('#encryption-state').textContent");
+  assert.match(await stateText(), /^Not encrypted/, "a plain library says so");
+  await js("document.querySelector('#encrypt-section').open = true; window.confirm = () => true;");
+  const appPassphrase = "typed in the desktop app";
+  await type("#encrypt-passphrase", appPassphrase);
+  await type("#encrypt-again", appPassphrase);
+  await click("#encrypt-button");
+  await until("the library encrypted", async () => /^Encrypted/.test(await stateText()), 120_000);
+  const sealedDocs = await until("the encrypted library's counts", () =>
+    js("const dd = [...document.querySelectorAll('#summary dt')].find(d => d.textContent === 'Documents'); return dd ? Number(dd.nextElementSibling.textContent) : 0;"),
+  );
+  assert.equal(sealedDocs, docsShown, "the same documents after encryption");
+  assert.equal(await js("return document.querySelector('#encrypt-section').hidden"), true, "no offer to encrypt again");
+  const checked = JSON.parse(
+    execFileSync(quarry, ["check", "--json"], { env: { ...env, QUARRY_LIBRARY_PASSPHRASE: appPassphrase } }).toString(),
+  );
+  assert.equal(checked.consistent, true, JSON.stringify(checked));
+  assert.deepEqual(checked.encryption.plain, [], "no file left plain");
+  assert.ok(checked.encryption.sealed > 10, JSON.stringify(checked.encryption));
+  await shot("desktop-encrypted.png");
+  await click("#tab-search");
+  await js("document.querySelector('#query').value = ''; document.querySelectorAll('#results .hit').forEach((h) => h.remove());");
+  await type("#query", "Morteratsch glacier");
+  const sealedHits = await until("search results from the encrypted library", () =>
+    js("return document.querySelectorAll('#results .hit').length"),
+  );
+  assert.ok(sealedHits > 0, "the encrypted library is searched");
+  console.log(`desktop: the library was encrypted from the app (${checked.encryption.sealed} files sealed, ${sealedDocs} documents)`);
   await app.close();
 
   // A first run with no models: the app opens on Settings and says what it

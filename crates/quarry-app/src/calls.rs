@@ -27,6 +27,7 @@ pub async fn status(engine: &Engine) -> AppResult<StatusView> {
     Ok(StatusView {
         library: lib.status().await?,
         privacy: lib.meta().privacy.clone(),
+        encryption: quarry_core::store::sealed::LibraryKey::kept_by(lib.dir()).map(str::to_string),
         indexing: engine.progress(),
         model: engine.model_name(),
     })
@@ -487,10 +488,49 @@ pub async fn remove_folder(engine: &Engine, req: RemoveRequest) -> AppResult<Rem
 /// says it is needed, and opens the library on its next call. Nothing to do
 /// for a library that is not encrypted; a wrong passphrase is `wrong_key`.
 pub fn unlock_library(dir: &Path, passphrase: &str) -> AppResult<()> {
-    use quarry_core::store::sealed::LibraryKey;
     let secret = secrecy::SecretString::from(passphrase.to_string());
-    if let Some(key) = LibraryKey::unlock(dir, Some(&secret))? {
+    unlock_with(dir, &secret)
+}
+
+fn unlock_with(dir: &Path, secret: &secrecy::SecretString) -> AppResult<()> {
+    use quarry_core::store::sealed::LibraryKey;
+    if let Some(key) = LibraryKey::unlock(dir, Some(secret))? {
         LibraryKey::remember(dir, key);
     }
+    Ok(())
+}
+
+/// Encrypt the library in `dir` in place (every file rewritten sealed, the
+/// plain bytes overwritten), under `passphrase` or, when `None`, a key kept
+/// in the OS keychain; a library not created yet is created encrypted. The
+/// caller has closed every handle on the library (the desktop app drops its
+/// engine first). Its key is then kept for this process. A change that was
+/// interrupted is finished.
+pub fn encrypt_library(dir: &Path, passphrase: Option<&str>) -> AppResult<()> {
+    use quarry_core::store::sealed::rekey::{change_key, NewKey};
+    use quarry_core::store::sealed::{KeySource, LibraryKey, NEXT_KEY_FILE};
+    let secret = passphrase.map(|p| secrecy::SecretString::from(p.to_string()));
+    let resuming = dir.join(NEXT_KEY_FILE).exists();
+    if LibraryKey::is_encrypted(dir) && !resuming {
+        return Err(AppError::user(
+            "invalid_input",
+            "this library is already encrypted",
+        ));
+    }
+    if !dir.join("library.json").exists() && !resuming {
+        std::fs::create_dir_all(dir).map_err(AppError::internal)?;
+        let source = match &secret {
+            Some(p) => KeySource::Passphrase(p),
+            None => KeySource::Keychain,
+        };
+        let key = LibraryKey::create_with(dir, source)?;
+        LibraryKey::remember(dir, key);
+        return Ok(());
+    }
+    let new = match &secret {
+        Some(p) => NewKey::Passphrase(p),
+        None => NewKey::Keychain,
+    };
+    change_key(dir, None, new, &mut |_, _| {})?;
     Ok(())
 }

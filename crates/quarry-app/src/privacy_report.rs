@@ -48,6 +48,9 @@ pub struct PrivacyReport {
     pub downloads: Vec<String>,
     /// HTTP and MCP endpoints and who can reach them.
     pub endpoints: Vec<Exposure>,
+    /// How the library's files are kept on disk, in words (none without a
+    /// library).
+    pub at_rest: Option<String>,
     /// The models in use, hashed now against their pinned checksums.
     pub models: Vec<ModelAudit>,
     /// What needs attention; empty when nothing does.
@@ -117,10 +120,24 @@ pub fn privacy_report(inputs: &ReportInputs) -> AppResult<PrivacyReport> {
         text_can_leave,
         providers: exposures,
         downloads: download_hosts(inputs),
+        at_rest: inputs.library_dir.filter(|_| meta.is_some()).map(at_rest),
         endpoints,
         models,
         risks,
     })
+}
+
+/// How the files of the library in `dir` are kept on disk, in words.
+fn at_rest(dir: &Path) -> String {
+    use quarry_core::store::sealed::{LibraryKey, NEXT_KEY_FILE};
+    if dir.join(NEXT_KEY_FILE).exists() {
+        return "a change of its encryption was interrupted: run the same `quarry encrypt` or `quarry rekey` again".into();
+    }
+    match LibraryKey::kept_by(dir) {
+        Some("keychain") => "encrypted (XChaCha20-Poly1305, every file); its key is kept in this user's OS keychain".into(),
+        Some(_) => "encrypted (XChaCha20-Poly1305, every file); its key opens only with your passphrase (Argon2id)".into(),
+        None => "plain files: whoever can read the folder (a backup, a laptop without disk encryption) can read the indexed text; `quarry encrypt` encrypts it in place".into(),
+    }
 }
 
 fn provider_exposures(

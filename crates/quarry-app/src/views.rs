@@ -67,6 +67,9 @@ pub struct StatusView {
     pub library: LibraryStatus,
     /// The library's own privacy settings.
     pub privacy: LibraryPrivacy,
+    /// How its files are kept: `"passphrase"` or `"keychain"` when it is
+    /// encrypted (and with what its key is kept), `null` when plain.
+    pub encryption: Option<String>,
     /// The current or last indexing job.
     pub indexing: IndexProgress,
     /// The generator's name.

@@ -87,6 +87,8 @@ fn the_report_follows_providers_and_modes() {
         "{r}"
     );
     assert!(r["downloads"].to_string().contains("huggingface.co"), "{r}");
+    let at_rest = r["at_rest"].as_str().unwrap();
+    assert!(at_rest.starts_with("plain files"), "{r}");
 
     let (ok, _, err) = env.run(&[
         "provider",
@@ -146,6 +148,35 @@ fn the_report_follows_providers_and_modes() {
         .as_str()
         .unwrap()
         .starts_with("nothing"));
+
+    // Encrypted in place, the report says how the library is kept.
+    let quarry = |args: &[&str]| {
+        common::quarry(&env.library, &env.config, args)
+            .env("QUARRY_LIBRARY_PASSPHRASE", "a passphrase for the report")
+            .output()
+            .unwrap()
+    };
+    let out = quarry(&["encrypt"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = quarry(&[
+        "doctor",
+        "--privacy",
+        "--json",
+        "--serve-addr",
+        "127.0.0.1:9",
+        "--agents-addr",
+        "127.0.0.1:9",
+    ]);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at_rest = r["at_rest"].as_str().unwrap();
+    assert!(
+        at_rest.starts_with("encrypted") && at_rest.contains("passphrase"),
+        "{r}"
+    );
 }
 
 /// `quarry serve ARGS` on port 0; its address.

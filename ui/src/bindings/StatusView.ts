@@ -16,6 +16,11 @@ library: LibraryStatus,
  */
 privacy: LibraryPrivacy, 
 /**
+ * How its files are kept: `"passphrase"` or `"keychain"` when it is
+ * encrypted (and with what its key is kept), `null` when plain.
+ */
+encryption: string | null, 
+/**
  * The current or last indexing job.
  */
 indexing: IndexProgress, 

@@ -50,6 +50,50 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
     }
   });
 
+  $("encrypt-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const keychain = $<HTMLInputElement>("encrypt-keychain").checked;
+    const first = $<HTMLInputElement>("encrypt-passphrase");
+    const again = $<HTMLInputElement>("encrypt-again");
+    showError("");
+    if (!keychain && first.value.length < 8) return showError("The passphrase needs 8 characters or more.");
+    if (!keychain && first.value !== again.value) return showError("The two passphrases differ.");
+    const warning = keychain
+      ? "Encrypt the library with a key kept in this computer's keychain?"
+      : "Encrypt the library under this passphrase? Keep it safe: without it nothing in the library can be read.";
+    if (!confirm(warning)) return;
+    const button = $<HTMLButtonElement>("encrypt-button");
+    button.disabled = true;
+    $("encryption-state").textContent = "Encrypting every file of the library…";
+    try {
+      await api.encryptLibrary(keychain ? null : first.value);
+      ($("encrypt-section") as HTMLDetailsElement).open = false;
+    } catch (e) {
+      showError(sentence(e, "encrypt the library"));
+    } finally {
+      first.value = "";
+      again.value = "";
+      button.disabled = false;
+      await refreshStatus();
+    }
+  });
+
+  /** Say how the library's files are kept, and offer to encrypt a plain one (in the desktop app). */
+  function showEncryption(kept: string | null) {
+    const state = $("encryption-state");
+    const desktop = "__TAURI_INTERNALS__" in window;
+    if (kept) {
+      state.textContent =
+        `Encrypted: every file of this library is encrypted; its key ` +
+        (kept === "keychain" ? "is kept in this computer's keychain." : "opens with your passphrase.");
+    } else {
+      state.textContent =
+        "Not encrypted: whoever can read the library's folder can read the indexed text." +
+        (desktop ? "" : " Run `quarry encrypt` where quarry serve runs to encrypt it.");
+    }
+    $("encrypt-section").hidden = Boolean(kept) || !desktop;
+  }
+
   async function refreshStatus() {
     try {
       const s = await api.status();
@@ -75,6 +119,7 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
           ["Library", lib.library],
         ].flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
       );
+      showEncryption(s.encryption);
       // Search says how much of the library meaning search covers yet.
       deps.showCoverage(lib.chunks, lib.pending_embeddings);
       const stats = new Map(lib.per_folder.map((f) => [f.path, f]));

@@ -100,6 +100,9 @@ fn print_report(r: &PrivacyReport) {
     for h in &r.downloads {
         println!("  {h}");
     }
+    if let Some(at_rest) = &r.at_rest {
+        println!("\nOn disk: {at_rest}");
+    }
     println!("\nEndpoints:");
     for e in &r.endpoints {
         println!("  {}: {}", e.what, e.reach);

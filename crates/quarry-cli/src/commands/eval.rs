@@ -191,6 +191,11 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
                 scores.abstained_before_model * 100.0,
             );
             println!(
+                "  a gold answer was in the retrieved passages for {:.1}% of questions, in what the model read of them for {:.1}%",
+                scores.gold_in_passages * 100.0,
+                scores.gold_in_prompt * 100.0,
+            );
+            println!(
                 "  evidence p50 {:.0} ms  first token p10/p50/p90 {:.0}/{:.0}/{:.0} ms  total p50 {:.0} ms  \
                  prompt p50 {:.0} tokens  decode p50 {:.1} tok/s  drafted {:.0}% of answer tokens",
                 scores.evidence_ms_p50,

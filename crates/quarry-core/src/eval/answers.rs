@@ -119,6 +119,12 @@ pub struct AnswerScores {
     pub f1: f64,
     /// Share of answers that contain a gold answer.
     pub contains_answer: f64,
+    /// Share of questions where a gold answer is in one of the passages
+    /// retrieved for the model (whole): what retrieval made possible.
+    pub gold_in_passages: f64,
+    /// Share where it is in what the model read of them (the windows cut
+    /// around the best-matching sentences): what the prompt made possible.
+    pub gold_in_prompt: f64,
     /// Share of answers (not declined) with at least one valid citation.
     pub cited: f64,
     /// Share of questions Quarry declined (relevance floor or the model said so).
@@ -167,6 +173,7 @@ pub async fn evaluate_answers(
     on_answer: &mut dyn FnMut(&Query, &crate::answer::Answer),
 ) -> Result<AnswerScores> {
     let (mut em, mut f1, mut contains) = (0.0, 0.0, 0.0);
+    let (mut in_passages, mut in_prompt) = (0.0, 0.0);
     let (mut cited, mut answered, mut declined, mut floor) = (0usize, 0usize, 0usize, 0usize);
     let mut first = Vec::new();
     let mut total = Vec::new();
@@ -177,6 +184,14 @@ pub async fn evaluate_answers(
     for q in &asked {
         let a = answer(library, embedder, model, &q.text, &[], opts, &mut |_| true).await?;
         on_answer(q, &a);
+        let whole: String = a.sources.iter().map(|s| format!("{} . ", s.text)).collect();
+        let read: String = a
+            .sources
+            .iter()
+            .map(|s| format!("{} . ", s.excerpt.as_deref().unwrap_or(&s.text)))
+            .collect();
+        in_passages += contains_answer(&whole, &q.answers);
+        in_prompt += contains_answer(&read, &q.answers);
         first.push(Duration::from_secs_f64(a.timings.first_token_ms / 1000.0));
         total.push(Duration::from_secs_f64(a.timings.total_ms / 1000.0));
         if a.route.target == "none" {
@@ -210,6 +225,8 @@ pub async fn evaluate_answers(
         exact_match: em / n,
         f1: f1 / n,
         contains_answer: contains / n,
+        gold_in_passages: in_passages / n,
+        gold_in_prompt: in_prompt / n,
         cited: cited as f64 / answered.max(1) as f64,
         abstained: declined as f64 / n,
         abstained_before_model: floor as f64 / n,

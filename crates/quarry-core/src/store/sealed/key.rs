@@ -107,6 +107,12 @@ impl LibraryKey {
         dir.join(KEY_FILE).exists()
     }
 
+    /// How the key of the library in `dir` is kept: `"passphrase"`,
+    /// `"keychain"`, or `None` when the library is not encrypted.
+    pub fn kept_by(dir: &Path) -> Option<&'static str> {
+        unlock_kind(&dir.join(KEY_FILE))
+    }
+
     /// Whether the library in `dir` is encrypted under a passphrase (rather
     /// than a key in the keychain): whether there is anything to ask.
     pub fn needs_passphrase(dir: &Path) -> bool {
