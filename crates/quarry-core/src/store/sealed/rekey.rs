@@ -226,35 +226,35 @@ fn reseal_file(
     }
     let mut head = vec![0u8; HEADER_LEN.min(len as usize)];
     file.read_exact(&mut head)?;
-    let sealed_whole = Header::parse(&head).is_ok();
-    let is_log = path.extension().is_some_and(|e| e == "jsonl");
-    let (bytes, was_plain) = if sealed_whole {
+    let (plain_len, wipe) = if Header::parse(&head).is_ok() {
         if opens_with(&mut file, &head, len, new) {
             report.already_done += 1;
             return Ok(());
         }
         let key = old.ok_or_else(|| damaged(path, "sealed, but the library is not encrypted"))?;
-        (reseal_blocks(path, &mut file, &head, len, key, new)?, false)
-    } else if is_log {
-        match reseal_log(path, old, new)? {
-            Some(text) => (text, false),
-            None => {
-                report.already_done += 1;
-                return Ok(());
-            }
-        }
+        let opener = Opener::new(key.cipher(), &head, len).map_err(|e| damaged(path, e))?;
+        let plain_len = opener.plain_len();
+        replace(path, new, false, |out| {
+            copy_opened(path, &mut file, &opener, out)
+        })?;
+        (plain_len, false)
+    } else if path.extension().is_some_and(|e| e == "jsonl") {
+        let Some(lines) = reseal_log(path, old, new)? else {
+            report.already_done += 1;
+            return Ok(());
+        };
+        with_old_wiped(path, old.is_none(), || {
+            crate::fsio::write_atomically(path, &lines)
+        })?;
+        (len, old.is_none())
     } else {
         file.seek(SeekFrom::Start(0))?;
-        let mut plain = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut plain)?;
-        (format::seal(new.cipher(), &plain), true)
+        replace(path, new, true, |out| copy_plain(&mut file, out))?;
+        (len, true)
     };
-    let plain_len = if sealed_whole {
-        format::plain_len(len).unwrap_or(len)
-    } else {
-        len
-    };
-    replace(path, &bytes, was_plain || (is_log && old.is_none()), report)?;
+    if wipe {
+        report.plain_wiped += 1;
+    }
     report.files_resealed += 1;
     report.bytes += plain_len;
     Ok(())
@@ -281,31 +281,94 @@ fn read_span(
     Some(buf)
 }
 
-/// A sealed file opened block by block with `old` and sealed with `new`.
-fn reseal_blocks(
+/// How much plain text one step of a copy handles (bounded memory).
+const STEP: u64 = 64 * BLOCK as u64;
+
+/// Hand a sealed file's plain bytes to `out`, a step at a time.
+fn copy_opened(
     path: &Path,
     file: &mut fs_err::File,
-    head: &[u8],
-    len: u64,
-    old: &LibraryKey,
-    new: &LibraryKey,
-) -> Result<Vec<u8>> {
-    let opener = Opener::new(old.cipher(), head, len).map_err(|e| damaged(path, e))?;
+    opener: &Opener<'_>,
+    out: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let plain_len = opener.plain_len();
-    let mut sealer = Sealer::new(new.cipher().clone());
-    let mut out = Vec::with_capacity(len as usize);
     let mut start = 0u64;
     while start < plain_len {
-        let range = start..(start + BLOCK as u64).min(plain_len);
-        let sealed = read_span(file, &opener, &range).ok_or_else(|| damaged(path, "cut short"))?;
-        let plain = opener
+        let range = start..(start + STEP).min(plain_len);
+        let sealed = read_span(file, opener, &range).ok_or_else(|| damaged(path, "cut short"))?;
+        out(&opener
             .open(range.clone(), &sealed)
-            .map_err(|e| damaged(path, e))?;
-        sealer.push(&plain, &mut out);
+            .map_err(|e| damaged(path, e))?)?;
         start = range.end;
     }
-    sealer.finish(&mut out);
-    Ok(out)
+    Ok(())
+}
+
+/// Hand a plain file's bytes to `out`, a step at a time.
+fn copy_plain(file: &mut fs_err::File, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut buf = vec![0u8; STEP as usize];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out(&buf[..n])?;
+    }
+}
+
+/// Put in place of `path` a file sealed with `new` from the plain bytes
+/// `copy` hands over, through a temporary file and a rename, durably (and
+/// see [`with_old_wiped`]).
+fn replace(
+    path: &Path,
+    new: &LibraryKey,
+    wipe_old: bool,
+    copy: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".quarry-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    let mut sealer = Sealer::new(new.cipher().clone());
+    let mut sealed = Vec::with_capacity(STEP as usize + BLOCK);
+    copy(&mut |plain| {
+        sealer.push(plain, &mut sealed);
+        tmp.write_all(&sealed)?;
+        sealed.clear();
+        Ok(())
+    })?;
+    sealer.finish(&mut sealed);
+    tmp.write_all(&sealed)?;
+    tmp.as_file().sync_all()?;
+    with_old_wiped(path, wipe_old, || {
+        tmp.persist(path).map_err(|e| Error::from(e.error))?;
+        crate::fsio::sync_dir(dir);
+        Ok(())
+    })
+}
+
+/// Run `put`, which puts a new file in place of `path`; when `wipe`,
+/// overwrite the old file's bytes with zeros afterwards, through a handle
+/// opened on them before.
+fn with_old_wiped(path: &Path, wipe: bool, put: impl FnOnce() -> Result<()>) -> Result<()> {
+    let old = match wipe {
+        true => Some(fs_err::OpenOptions::new().write(true).open(path)?),
+        false => None,
+    };
+    put()?;
+    if let Some(mut old) = old {
+        let zeros = vec![0u8; BLOCK];
+        let mut left = old.metadata()?.len();
+        old.seek(SeekFrom::Start(0))?;
+        while left > 0 {
+            let n = left.min(BLOCK as u64) as usize;
+            old.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        old.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A log's lines, each sealed with `new`: lines sealed with `old` are
@@ -339,30 +402,6 @@ fn reseal_log(path: &Path, old: Option<&LibraryKey>, new: &LibraryKey) -> Result
         text.push(b'\n');
     }
     Ok(Some(text))
-}
-
-/// Put `bytes` in place of `path` durably; when the old bytes were plain,
-/// overwrite them with zeros once the new file has taken their name.
-fn replace(path: &Path, bytes: &[u8], wipe_old: bool, report: &mut RekeyReport) -> Result<()> {
-    let old = match wipe_old {
-        true => Some(fs_err::OpenOptions::new().write(true).open(path)?),
-        false => None,
-    };
-    crate::fsio::write_atomically(path, bytes)?;
-    if let Some(mut old) = old {
-        let len = old.metadata()?.len();
-        let zeros = vec![0u8; BLOCK];
-        let mut left = len;
-        old.seek(SeekFrom::Start(0))?;
-        while left > 0 {
-            let n = left.min(BLOCK as u64) as usize;
-            old.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        old.sync_all()?;
-        report.plain_wiped += 1;
-    }
-    Ok(())
 }
 
 fn damaged(path: &Path, why: impl std::fmt::Display) -> Error {
