@@ -173,6 +173,21 @@ pub async fn encrypt_library(cell: State<'_, EngineCell>, passphrase: Option<Str
         .await
 }
 
+/// Replace the encrypted library's key (every file resealed, the old key
+/// destroyed): `current` opens it (passphrase libraries); the new key is
+/// wrapped under `new`, or kept in the OS keychain when `None`.
+#[tauri::command]
+pub async fn rekey_library(
+    cell: State<'_, EngineCell>,
+    current: Option<String>,
+    new: Option<String>,
+) -> R<()> {
+    cell.with_library_closed(move |dir| {
+        calls::rekey_library(dir, current.as_deref(), new.as_deref())
+    })
+    .await
+}
+
 /// The library's counts, failures, privacy and indexing progress.
 #[tauri::command]
 pub async fn status(cell: State<'_, EngineCell>) -> R<StatusView> {

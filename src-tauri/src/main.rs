@@ -38,6 +38,7 @@ fn main() {
             commands::status,
             commands::unlock_library,
             commands::encrypt_library,
+            commands::rekey_library,
             commands::index,
             commands::cancel_indexing,
             commands::remove_folder,

@@ -82,6 +82,10 @@ export class TauriTransport implements Transport {
     return call("encrypt_library", { passphrase });
   }
 
+  rekeyLibrary(current: string | null, next: string | null): Promise<void> {
+    return call("rekey_library", { current, new: next });
+  }
+
   async search(q: string, opts: SearchOptions): Promise<Hit[]> {
     const r = await call<SearchView>("search", {
       query: {

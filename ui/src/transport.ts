@@ -118,6 +118,8 @@ export interface Transport {
   unlockLibrary(passphrase: string): Promise<void>;
   /** Encrypt the library in place under `passphrase`, or a key in the OS keychain when `null` (the desktop app; a server's library is encrypted where it runs). */
   encryptLibrary(passphrase: string | null): Promise<void>;
+  /** Replace the encrypted library's key (the old one destroyed): `current` opens it; the new key is under `next`, or in the OS keychain when `null` (the desktop app). */
+  rekeyLibrary(current: string | null, next: string | null): Promise<void>;
   search(q: string, opts: SearchOptions): Promise<Hit[]>;
   ask(req: AskRequest, on: (e: AskEvent) => void, signal?: AbortSignal): Promise<void>;
   document(path: string): Promise<Doc>;
@@ -285,6 +287,13 @@ export class HttpTransport implements Transport {
     throw new QuarryError(
       "unavailable",
       "a server's library is encrypted where quarry serve runs: stop it and run `quarry encrypt` there",
+    );
+  }
+
+  async rekeyLibrary(): Promise<void> {
+    throw new QuarryError(
+      "unavailable",
+      "a server's library gets a new key where quarry serve runs: stop it and run `quarry rekey` there",
     );
   }
 

@@ -274,6 +274,33 @@ try {
   assert.deepEqual(checked.encryption.plain, [], "no file left plain");
   assert.ok(checked.encryption.sealed > 10, JSON.stringify(checked.encryption));
   await shot("desktop-encrypted.png");
+
+  // A new passphrase (and key): a wrong current one is refused; the right
+  // one reseals every file, and the old passphrase no longer opens it.
+  assert.equal(await js("return document.querySelector('#rekey-section').hidden"), false, "a key change is offered");
+  await js("document.querySelector('#rekey-section').open = true;");
+  const newPassphrase = "changed in the desktop app";
+  await type("#rekey-current", "not the passphrase");
+  await type("#rekey-passphrase", newPassphrase);
+  await type("#rekey-again", newPassphrase);
+  await click("#rekey-button");
+  await until("the wrong current passphrase refused", () =>
+    js("return document.querySelector('#error').textContent.includes('does not open')"),
+  );
+  await type("#rekey-current", appPassphrase);
+  await type("#rekey-passphrase", newPassphrase);
+  await type("#rekey-again", newPassphrase);
+  await click("#rekey-button");
+  await until("the new key", () => js("return document.querySelector('#encryption-note').textContent.includes('new key')"), 120_000);
+  const rechecked = JSON.parse(
+    execFileSync(quarry, ["check", "--json"], { env: { ...env, QUARRY_LIBRARY_PASSPHRASE: newPassphrase } }).toString(),
+  );
+  assert.deepEqual(rechecked.encryption.plain, [], "no file left plain");
+  assert.deepEqual(rechecked.encryption.damaged, [], "every file opens with the new key");
+  assert.throws(
+    () => execFileSync(quarry, ["status"], { env: { ...env, QUARRY_LIBRARY_PASSPHRASE: appPassphrase }, stdio: "pipe" }),
+    "the old passphrase no longer opens the library",
+  );
   await click("#tab-search");
   await js("document.querySelector('#query').value = ''; document.querySelectorAll('#results .hit').forEach((h) => h.remove());");
   await type("#query", "Morteratsch glacier");
@@ -281,7 +308,9 @@ try {
     js("return document.querySelectorAll('#results .hit').length"),
   );
   assert.ok(sealedHits > 0, "the encrypted library is searched");
-  console.log(`desktop: the library was encrypted from the app (${checked.encryption.sealed} files sealed, ${sealedDocs} documents)`);
+  console.log(
+    `desktop: the library was encrypted from the app (${checked.encryption.sealed} files sealed, ${sealedDocs} documents), then given a new passphrase and key`,
+  );
   await app.close();
 
   // A first run with no models: the app opens on Settings and says what it

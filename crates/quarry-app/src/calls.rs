@@ -534,3 +534,33 @@ pub fn encrypt_library(dir: &Path, passphrase: Option<&str>) -> AppResult<()> {
     change_key(dir, None, new, &mut |_, _| {})?;
     Ok(())
 }
+
+/// Replace the key of the encrypted library in `dir` and destroy the old one
+/// (every file resealed): `current` must open it when it has a passphrase;
+/// the new key is wrapped under `new`, or kept in the OS keychain when
+/// `None`. The caller has closed every handle on the library. Finishes a
+/// change that was interrupted.
+pub fn rekey_library(dir: &Path, current: Option<&str>, new: Option<&str>) -> AppResult<()> {
+    use quarry_core::store::sealed::rekey::{change_key, NewKey};
+    use quarry_core::store::sealed::{LibraryKey, NEXT_KEY_FILE};
+    if !LibraryKey::is_encrypted(dir) && !dir.join(NEXT_KEY_FILE).exists() {
+        return Err(AppError::user(
+            "invalid_input",
+            "this library is not encrypted",
+        ));
+    }
+    let current = current.map(|p| secrecy::SecretString::from(p.to_string()));
+    if LibraryKey::needs_passphrase(dir) && current.is_none() {
+        return Err(AppError::user(
+            "key_needed",
+            "give the library's current passphrase to change it",
+        ));
+    }
+    let new = new.map(|p| secrecy::SecretString::from(p.to_string()));
+    let source = match &new {
+        Some(p) => NewKey::Passphrase(p),
+        None => NewKey::Keychain,
+    };
+    change_key(dir, current.as_ref(), source, &mut |_, _| {})?;
+    Ok(())
+}

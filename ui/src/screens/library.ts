@@ -78,6 +78,33 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
     }
   });
 
+  $("rekey-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const keychain = $<HTMLInputElement>("rekey-keychain").checked;
+    const current = $<HTMLInputElement>("rekey-current");
+    const first = $<HTMLInputElement>("rekey-passphrase");
+    const again = $<HTMLInputElement>("rekey-again");
+    showError("");
+    if (!keychain && first.value.length < 8) return showError("The new passphrase needs 8 characters or more.");
+    if (!keychain && first.value !== again.value) return showError("The two new passphrases differ.");
+    const button = $<HTMLButtonElement>("rekey-button");
+    button.disabled = true;
+    $("encryption-state").textContent = "Sealing every file of the library under a new key…";
+    try {
+      await api.rekeyLibrary(current.value || null, keychain ? null : first.value);
+      ($("rekey-section") as HTMLDetailsElement).open = false;
+      const note = $("encryption-note");
+      note.textContent = "Every file is sealed under a new key; the old key is destroyed.";
+      note.hidden = false;
+    } catch (e) {
+      showError(sentence(e, "replace the library's key"));
+    } finally {
+      for (const input of [current, first, again]) input.value = "";
+      button.disabled = false;
+      await refreshStatus();
+    }
+  });
+
   /** Say how the library's files are kept, and offer to encrypt a plain one (in the desktop app). */
   function showEncryption(kept: string | null) {
     const state = $("encryption-state");
@@ -92,6 +119,8 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
         (desktop ? "" : " Run `quarry encrypt` where quarry serve runs to encrypt it.");
     }
     $("encrypt-section").hidden = Boolean(kept) || !desktop;
+    $("rekey-section").hidden = !kept || !desktop;
+    $("rekey-current-row").hidden = kept !== "passphrase";
   }
 
   async function refreshStatus() {
