@@ -113,7 +113,8 @@ pub struct Rotation {
 /// [`PASSPHRASE_ENV`] and [`NEW_PASSPHRASE_ENV`]. The new key is kept the
 /// way the old one was unless `keychain` or `passphrase` says otherwise.
 pub fn rotate(dir: &Path, keychain: bool, passphrase: bool) -> Result<Rotation> {
-    if !LibraryKey::is_encrypted(dir) {
+    let resuming = dir.join(NEXT_KEY_FILE).exists();
+    if !LibraryKey::is_encrypted(dir) && !resuming {
         bail!(
             "{} is not encrypted; `quarry encrypt` encrypts it",
             dir.display()
@@ -121,10 +122,15 @@ pub fn rotate(dir: &Path, keychain: bool, passphrase: bool) -> Result<Rotation> 
     }
     let current = match LibraryKey::needs_passphrase(dir) {
         true => Some(current_passphrase(dir)?),
+        // A change cut short between its two renames leaves no current key
+        // file: the passphrase in the environment may still be the one to keep.
+        false if resuming && !LibraryKey::is_encrypted(dir) => std::env::var(PASSPHRASE_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from),
         false => None,
     };
     let keychain = keychain || (current.is_none() && !passphrase);
-    let resuming = dir.join(NEXT_KEY_FILE).exists();
     let new_passphrase = match resuming {
         true if !next_needs_passphrase(dir) => None,
         false if keychain => None,

@@ -65,9 +65,10 @@ pub enum NewKey<'a> {
 /// place when it is plain, replacing its key (and destroying the old one)
 /// when it is encrypted — or finish such a change that was interrupted.
 /// `current` opens the library's present key when that needs a passphrase
-/// (else [`super::PASSPHRASE_ENV`] is used); `new_passphrase` opens the key
-/// of an interrupted change. Takes the library's write lock; no other
-/// process may have the library open meanwhile.
+/// (else a key unlocked earlier in this process, or [`super::PASSPHRASE_ENV`],
+/// serves); the key of an interrupted change is opened with the passphrase
+/// of `new` (or `current`, when `new` is the keychain). Takes the library's
+/// write lock; no other process may have the library open meanwhile.
 pub fn change_key(
     dir: &Path,
     current: Option<&secrecy::SecretString>,
