@@ -16,6 +16,7 @@ const api = await createTransport();
 
 const tabs = initTabs((name) => {
   if (name === "settings") settings.show();
+  if (name === "extract") extract.refreshSaved();
 });
 const library = initLibrary(api, {
   showCoverage: (chunks, pending) => search.showCoverage(chunks, pending),
@@ -29,7 +30,9 @@ const search = initSearch(api, {
 });
 initAsk(api, { showPassage: search.showPassage });
 const extract = initExtract(api, { showPassage: search.showPassage });
-const settings = initSettings(api, { onModelsReady: () => library.refreshStatus() });
+const settings = initSettings(api, {
+  onModelsReady: () => library.refreshStatus().then(() => extract.refreshSaved()),
+});
 
 /** A first run without models: Settings, where they are fetched. */
 function firstRun(e: QuarryError) {

@@ -11,7 +11,7 @@ import type { FieldValue } from "../bindings/FieldValue";
 import type { Schema } from "../bindings/Schema";
 import { $, el, showError } from "../dom";
 import { baseName, humanDuration, sentence } from "../format";
-import type { ExtractRequest, SavedSchema, Transport } from "../transport";
+import { QuarryError, type ExtractRequest, type SavedSchema, type Transport } from "../transport";
 
 /** What the Extract screen needs from the rest of the app. */
 export interface ExtractDeps {
@@ -25,6 +25,8 @@ const TYPES = ["string", "number", "date", "boolean", "enum", "list"] as const;
 export interface Extract {
   /** Extract from these documents (a search for `query` found them, best first). */
   useDocuments(query: string, paths: string[]): void;
+  /** Read the library's saved schemas again (the tab is shown, or the library opened). */
+  refreshSaved(): Promise<void>;
 }
 
 /** A value as a cell shows it. */
@@ -117,6 +119,9 @@ export function initExtract(api: Transport, deps: ExtractDeps): Extract {
     try {
       saved = await api.schemas();
     } catch (e) {
+      // A library that cannot open yet (no models, no key) is the Library
+      // screen's message to give; the list is read again once it opens.
+      if (e instanceof QuarryError && (e.code === "model_missing" || e.code === "key_needed")) return;
       showError(sentence(e, "list the saved schemas"));
       return;
     }
@@ -286,7 +291,7 @@ export function initExtract(api: Transport, deps: ExtractDeps): Extract {
   $("schema-save").addEventListener("click", saveSchema);
   $("schema-delete").addEventListener("click", deleteSaved);
   refreshSaved();
-  return { useDocuments };
+  return { useDocuments, refreshSaved: () => refreshSaved($<HTMLSelectElement>("schema-saved").value || undefined) };
 }
 
 /** A field's choices as the form writes them. */
