@@ -1,5 +1,5 @@
 //! Quarry's own forward pass for GGUF decoder models of the llama family —
-//! `llama` (SmolLM2, Llama 3.x), `qwen2` (Qwen2.5) and `gemma3` — built for
+//! `llama` (SmolLM2, Llama 3.x), `qwen2` (Qwen2.5), `qwen3` and `gemma3` — built for
 //! the two phases of a RAG answer:
 //!
 //! - prompt processing (many tokens): dense f32 matrix products when the model
@@ -24,7 +24,12 @@
 //!
 //! Qwen2 is llama with biases on the query, key and value projections and
 //! half-split (NeoX) rotary embeddings; it is checked against candle's
-//! `quantized_qwen2` on the same file.
+//! `quantized_qwen2` on the same file. Qwen3 drops the biases and normalises
+//! each head's query and key (RMS) before the rotation; it is checked against
+//! candle's `quantized_qwen3` on files of random weights in its shape
+//! ([`super::synthetic`]). Llama 3.x files carry `rope_freqs.weight`, one
+//! factor per rotary frequency (Llama 3's long-context scaling, applied the
+//! way llama.cpp does: each frequency divided by its factor).
 
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -46,7 +51,7 @@ struct Block {
     down: Linear,
     /// Qwen2: biases of the query, key and value projections.
     qkv_bias: Option<[Tensor; 3]>,
-    /// Gemma: per-head RMS norms of queries and keys.
+    /// Gemma, Qwen3: per-head RMS norms of queries and keys.
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     /// Gemma: norms of the attention and MLP outputs before the residual.
@@ -65,6 +70,7 @@ struct Block {
 enum Variant {
     Llama,
     Qwen2,
+    Qwen3,
     Gemma3,
 }
 
@@ -106,11 +112,31 @@ fn md_usize(ct: &gguf_file::Content, key: &str) -> Result<usize> {
         })
 }
 
-fn rope_table(dim: usize, base: f32, max_len: usize) -> Result<(Tensor, Tensor)> {
+/// Rotary tables (cos, sin) of `max_len` positions × `dim / 2` frequencies;
+/// `factors` (Llama 3's `rope_freqs`) divide the frequencies one by one.
+fn rope_table(
+    dim: usize,
+    base: f32,
+    factors: Option<&[f32]>,
+    max_len: usize,
+) -> Result<(Tensor, Tensor)> {
     let dev = Device::Cpu;
+    if let Some(f) = factors.filter(|f| f.len() != dim / 2) {
+        return Err(Error::ModelLoad {
+            id: "gguf".into(),
+            reason: format!(
+                "rope_freqs has {} factors for {} frequencies",
+                f.len(),
+                dim / 2
+            ),
+        });
+    }
     let theta: Vec<f32> = (0..dim)
         .step_by(2)
-        .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
+        .map(|i| {
+            let f = factors.map_or(1.0, |f| f[i / 2]);
+            1.0 / base.powf(i as f32 / dim as f32) / f
+        })
         .collect();
     let theta = Tensor::new(theta.as_slice(), &dev)?.reshape((1, dim / 2))?;
     let pos = Tensor::arange(0, max_len as u32, &dev)?
@@ -124,7 +150,7 @@ fn rope_table(dim: usize, base: f32, max_len: usize) -> Result<(Tensor, Tensor)>
 const GEMMA3_GLOBAL_EVERY: usize = 6;
 
 impl Decoder {
-    /// Load a `llama` or `gemma3` GGUF; `max_len` bounds the KV cache (and the
+    /// Load a `llama`, `qwen2`, `qwen3` or `gemma3` GGUF; `max_len` bounds the KV cache (and the
     /// context). `allow_dense` lets a small model keep dense copies of its
     /// block weights for prompts.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(
@@ -137,6 +163,7 @@ impl Decoder {
         let variant = match architecture {
             "llama" => Variant::Llama,
             "qwen2" => Variant::Qwen2,
+            "qwen3" => Variant::Qwen3,
             "gemma3" => Variant::Gemma3,
             other => {
                 return Err(Error::ModelLoad {
@@ -156,7 +183,7 @@ impl Decoder {
         let eps = md_f32(ct, &format!("{a}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5);
         let base = md_f32(ct, &format!("{a}.rope.freq_base")).unwrap_or(match variant {
             Variant::Llama => 10_000.0,
-            Variant::Qwen2 | Variant::Gemma3 => 1_000_000.0,
+            Variant::Qwen2 | Variant::Qwen3 | Variant::Gemma3 => 1_000_000.0,
         });
         if md_usize(ct, &format!("{a}.expert_count")).unwrap_or(0) > 1 {
             return Err(Error::ModelLoad {
@@ -183,20 +210,31 @@ impl Decoder {
         };
         let window = match variant {
             Variant::Gemma3 => Some(md_usize(ct, &format!("{a}.attention.sliding_window"))?),
-            Variant::Llama | Variant::Qwen2 => None,
+            Variant::Llama | Variant::Qwen2 | Variant::Qwen3 => None,
+        };
+        let head_norms = matches!(variant, Variant::Gemma3 | Variant::Qwen3);
+        let rope_factors = match get("rope_freqs.weight") {
+            Ok(t) => Some(t.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?),
+            Err(_) => None,
         };
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let p = |n: &str| format!("blk.{i}.{n}.weight");
-            let mut opt = |n: &str| -> Result<Option<Tensor>> {
-                match variant {
-                    Variant::Gemma3 => Ok(Some(get(&p(n))?.dequantize(&dev)?)),
-                    Variant::Llama | Variant::Qwen2 => Ok(None),
+            let mut opt = |n: &str, wanted: bool| -> Result<Option<Tensor>> {
+                match wanted {
+                    true => Ok(Some(get(&p(n))?.dequantize(&dev)?)),
+                    false => Ok(None),
                 }
             };
-            let (q_norm, k_norm) = (opt("attn_q_norm")?, opt("attn_k_norm")?);
-            let (post_attn_norm, post_ffn_norm) =
-                (opt("post_attention_norm")?, opt("post_ffw_norm")?);
+            let gemma = variant == Variant::Gemma3;
+            let (q_norm, k_norm) = (
+                opt("attn_q_norm", head_norms)?,
+                opt("attn_k_norm", head_norms)?,
+            );
+            let (post_attn_norm, post_ffn_norm) = (
+                opt("post_attention_norm", gemma)?,
+                opt("post_ffw_norm", gemma)?,
+            );
             let sliding = window.is_some() && (i + 1) % GEMMA3_GLOBAL_EVERY != 0;
             let qkv_bias = match variant {
                 Variant::Qwen2 => {
@@ -205,7 +243,7 @@ impl Decoder {
                     };
                     Some([bias("attn_q")?, bias("attn_k")?, bias("attn_v")?])
                 }
-                Variant::Llama | Variant::Gemma3 => None,
+                Variant::Llama | Variant::Qwen3 | Variant::Gemma3 => None,
             };
             blocks.push(Block {
                 attn_norm: get(&p("attn_norm"))?.dequantize(&dev)?,
@@ -228,17 +266,22 @@ impl Decoder {
                 v_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
             });
         }
-        let mut ropes = vec![rope_table(rope_dim, base, max_len)?];
+        let mut ropes = vec![rope_table(
+            rope_dim,
+            base,
+            rope_factors.as_deref(),
+            max_len,
+        )?];
         if variant == Variant::Gemma3 {
             let local = md_f32(ct, &format!("{a}.rope.local_freq_base")).unwrap_or(10_000.0);
-            ropes.push(rope_table(rope_dim, local, max_len)?);
+            ropes.push(rope_table(rope_dim, local, None, max_len)?);
         }
         Ok(Decoder {
             variant,
             embeddings,
             embed_scale: match variant {
                 Variant::Gemma3 => (width as f64).sqrt(),
-                Variant::Llama | Variant::Qwen2 => 1.0,
+                Variant::Llama | Variant::Qwen2 | Variant::Qwen3 => 1.0,
             },
             blocks,
             norm,
@@ -309,7 +352,7 @@ impl Decoder {
             head_dim: self.head_dim,
             eps: self.eps,
             gemma: self.variant == Variant::Gemma3,
-            // Gemma and Qwen2 rotate the two halves of a head (NeoX); llama's
+            // Gemma and Qwen rotate the two halves of a head (NeoX); llama's
             // GGUF weights are laid out for interleaved pairs.
             half_split: self.variant != Variant::Llama,
             exact,
@@ -387,7 +430,7 @@ impl Step {
     }
 
     /// Queries, keys and values of block `b` for the normed input `n`: biases
-    /// (Qwen2), per-head norms (Gemma) and rotary embeddings applied.
+    /// (Qwen2), per-head norms (Gemma, Qwen3) and rotary embeddings applied.
     fn qkv(&self, b: &Block, n: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<[Tensor; 3]> {
         let [mut q, mut k, mut v]: [Tensor; 3] = b
             .qkv
@@ -782,5 +825,228 @@ mod exact_steps {
             eprintln!("this CPU has no AVX-512 VNNI: candle's kernels, rows only close");
         }
         steps_match_single_steps(d, 40);
+    }
+}
+
+#[cfg(test)]
+mod synthetic_reference {
+    use super::super::synthetic::{write_decoder, DecoderShape};
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+    use candle_transformers::models::{quantized_llama, quantized_qwen3};
+    use std::io::Cursor;
+
+    fn file(shape: &DecoderShape, weights: GgmlDType) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        write_decoder(&mut out, shape, weights, 7).unwrap();
+        out.into_inner()
+    }
+
+    fn ours(bytes: &[u8], arch: &str, dense: bool) -> Decoder {
+        let mut r = Cursor::new(bytes);
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        Decoder::from_gguf(&ct, &mut r, arch, 256, dense).unwrap()
+    }
+
+    fn row(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    fn argmax(v: &[f32]) -> usize {
+        (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
+    }
+
+    fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    const PROMPT: [u32; 23] = [
+        1, 17, 300, 42, 9, 511, 256, 3, 77, 78, 79, 128, 64, 32, 16, 8, 4, 2, 100, 200, 300, 400,
+        500,
+    ];
+
+    /// Logits after the prompt and after each of four greedy steps, from
+    /// Quarry's decoder and from `reference`, compared step by step.
+    fn agree(
+        bytes: &[u8],
+        arch: &str,
+        dense: bool,
+        tolerance: f32,
+        mut reference: impl FnMut(&[u32], usize) -> Vec<f32>,
+    ) {
+        let mut d = ours(bytes, arch, dense);
+        let mut a = row(&d.forward(&PROMPT, 0).unwrap());
+        let mut b = reference(&PROMPT, 0);
+        for (step, pos) in (0..8).zip(PROMPT.len()..) {
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = largest_difference(&a, &b);
+            eprintln!(
+                "{arch} step {step}: largest logit difference {diff:.4} (logits up to {scale:.2})"
+            );
+            assert!(
+                diff < tolerance * scale.max(1.0),
+                "{arch} step {step}: largest logit difference {diff} (logits up to {scale})"
+            );
+            let next = argmax(&b) as u32;
+            // Random weights make near-ties; a clear winner must be the same.
+            let mut sorted = b.clone();
+            sorted.sort_by(|x, y| y.total_cmp(x));
+            if sorted[0] - sorted[1] > 2.0 * diff {
+                assert_eq!(
+                    argmax(&a) as u32,
+                    next,
+                    "{arch} step {step}: another next token"
+                );
+            }
+            a = row(&d.forward(&[next], pos).unwrap());
+            b = reference(&[next], pos);
+        }
+    }
+
+    fn candle_qwen3(bytes: &[u8]) -> impl FnMut(&[u32], usize) -> Vec<f32> + '_ {
+        let mut r = Cursor::new(bytes);
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        let mut m = quantized_qwen3::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
+        move |ids, pos| {
+            let x = Tensor::new(ids, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            row(&m.forward(&x, pos).unwrap())
+        }
+    }
+
+    /// Qwen3 (per-head query/key norms, no biases, NeoX rotation) on Quarry's
+    /// decoder agrees with candle's `quantized_qwen3` on the same bytes:
+    /// Q8_0 weights (candle's products on both sides) and Q4_K/Q6_K (Quarry's
+    /// kernels where the CPU has them), prompts through the quantized
+    /// kernels and through dense copies.
+    #[test]
+    fn qwen3_logits_agree_with_candles_reference() {
+        let shape = DecoderShape::tiny("qwen3");
+        for weights in [GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let bytes = file(&shape, weights);
+            // Both sides quantize activations to 8 bits for these products:
+            // they agree to rounding (a value now and then lands on the other
+            // side of a rounding step). Dense f32 copies for prompts do not
+            // quantize activations: within a few percent of the logits' range.
+            for (dense, tolerance) in [(false, 0.02), (true, 0.05)] {
+                eprintln!("{weights:?}, dense prompt copies: {dense}");
+                agree(&bytes, "qwen3", dense, tolerance, candle_qwen3(&bytes));
+            }
+        }
+        let tied = DecoderShape {
+            tied: true,
+            ..DecoderShape::tiny("qwen3")
+        };
+        let bytes = file(&tied, GgmlDType::Q8_0);
+        agree(&bytes, "qwen3", false, 0.01, candle_qwen3(&bytes));
+    }
+
+    /// The rows of a batched step equal single steps bit for bit on Qwen3
+    /// too (what prompt-lookup decoding relies on), on Quarry's kernels.
+    #[test]
+    fn qwen3_batched_steps_equal_single_steps() {
+        let bytes = file(&DecoderShape::tiny("qwen3"), GgmlDType::Q4K);
+        let mut d = ours(&bytes, "qwen3", false);
+        d.forward(&PROMPT, 0).unwrap();
+        let next = [42u32, 300, 7, 99, 511];
+        let single: Vec<Vec<f32>> = next
+            .iter()
+            .zip(PROMPT.len()..)
+            .map(|(&t, pos)| row(&d.forward(&[t], pos).unwrap()))
+            .collect();
+        let rows = d.forward_steps(&next, PROMPT.len()).unwrap();
+        for (i, (a, b)) in rows.iter().zip(&single).enumerate() {
+            assert!(a == b, "row {i} differs from its single step");
+        }
+    }
+
+    /// Llama 3's `rope_freqs` divide each rotary frequency: factors of 1
+    /// change nothing (Quarry agrees with candle's `quantized_llama`, which
+    /// ignores the tensor), Llama 3.2's factors change the logits, and the
+    /// tables follow the scaled frequencies of Meta's reference (factor 32,
+    /// low/high frequency factors 1 and 4, original context 8,192).
+    #[test]
+    fn llama3_rotary_factors_are_applied() {
+        let plain = DecoderShape::tiny("llama");
+        let ones = DecoderShape {
+            rope_factors: Some(vec![1.0; plain.head_dim / 2]),
+            ..plain.clone()
+        };
+        let bytes = file(&ones, GgmlDType::Q8_0);
+        let mut r = Cursor::new(bytes.as_slice());
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        let mut reference =
+            quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
+        agree(&bytes, "llama", false, 0.01, |ids, pos| {
+            let x = Tensor::new(ids, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            row(&reference.forward(&x, pos).unwrap())
+        });
+
+        let factors = llama3_factors(plain.head_dim, 1_000_000.0);
+        assert!(
+            factors.iter().any(|&f| f > 1.0),
+            "the test scales some frequencies"
+        );
+        let scaled = DecoderShape {
+            rope_factors: Some(factors.clone()),
+            ..plain.clone()
+        };
+        let a = row(&ours(&file(&ones, GgmlDType::Q8_0), "llama", false)
+            .forward(&PROMPT, 0)
+            .unwrap());
+        let b = row(&ours(&file(&scaled, GgmlDType::Q8_0), "llama", false)
+            .forward(&PROMPT, 0)
+            .unwrap());
+        assert!(
+            largest_difference(&a, &b) > 1e-3,
+            "the factors changed nothing"
+        );
+
+        let (cos, _) = rope_table(plain.head_dim, 1_000_000.0, Some(&factors), 256).unwrap();
+        let cos = cos.to_vec2::<f32>().unwrap();
+        for (pos, i) in [(200usize, 0usize), (200, 20), (255, 31)] {
+            let inv = hf_llama3_inv_freq(plain.head_dim, 1_000_000.0)[i];
+            let want = (pos as f64 * inv).cos() as f32;
+            assert!(
+                (cos[pos][i] - want).abs() < 1e-3,
+                "position {pos}, frequency {i}"
+            );
+        }
+    }
+
+    /// Llama 3's scaled inverse frequencies as the reference computes them.
+    fn hf_llama3_inv_freq(dim: usize, base: f64) -> Vec<f64> {
+        let (factor, low, high, original) = (32.0, 1.0, 4.0, 8192.0);
+        let (low_wavelen, high_wavelen) = (original / low, original / high);
+        (0..dim)
+            .step_by(2)
+            .map(|i| {
+                let inv = 1.0 / base.powf(i as f64 / dim as f64);
+                let wavelen = 2.0 * std::f64::consts::PI / inv;
+                if wavelen < high_wavelen {
+                    inv
+                } else if wavelen > low_wavelen {
+                    inv / factor
+                } else {
+                    let smooth = (original / wavelen - low) / (high - low);
+                    (1.0 - smooth) * inv / factor + smooth * inv
+                }
+            })
+            .collect()
+    }
+
+    /// The per-frequency factors llama.cpp's converter stores for them.
+    fn llama3_factors(dim: usize, base: f64) -> Vec<f32> {
+        hf_llama3_inv_freq(dim, base)
+            .iter()
+            .enumerate()
+            .map(|(j, scaled)| (1.0 / base.powf(2.0 * j as f64 / dim as f64) / scaled) as f32)
+            .collect()
     }
 }

@@ -11,6 +11,7 @@ pub mod machine;
 mod model;
 mod probe;
 mod spm;
+pub mod synthetic;
 mod template;
 mod tokenizer;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_phi3, quantized_qwen3};
+use candle_transformers::models::quantized_phi3;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
@@ -129,9 +129,9 @@ impl GenerationStats {
 }
 
 enum Net {
-    /// Quarry's own forward (llama, qwen2, gemma3).
+    /// Quarry's own forward (llama, qwen2, qwen3, gemma3).
     Decoder(super::decoder::Decoder),
-    Qwen3(quantized_qwen3::ModelWeights),
+    /// candle's generic phi3 path (Phi-3, Phi-4-mini).
     Phi3(quantized_phi3::ModelWeights),
 }
 
@@ -140,7 +140,6 @@ impl Net {
         match self {
             // Positions restart at 0 and overwrite the cache in place.
             Net::Decoder(_) => {}
-            Net::Qwen3(m) => m.clear_kv_cache(),
             // These reset their caches when a forward starts at position 0.
             Net::Phi3(_) => {}
         }
@@ -153,7 +152,6 @@ impl Net {
         let x = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
         Ok(match self {
             Net::Decoder(_) => unreachable!("handled above"),
-            Net::Qwen3(m) => m.forward(&x, pos)?,
             Net::Phi3(m) => m.forward(&x, pos)?,
         })
     }
@@ -163,13 +161,13 @@ impl Net {
 /// 512: the 1.5B's prefill went from 54–68 to 69–72 tok/s (the attention's
 /// masked triangle and its fresh score buffers shrink; the weights are
 /// streamed a few more times, which Quarry's kernels make cheap).
-const PREFILL_SLICE: usize = 256;
+pub(crate) const PREFILL_SLICE: usize = 256;
 
 /// Longest context Quarry's own decoder preallocates a KV cache for.
 const DECODER_MAX_CONTEXT: usize = 8192;
 
 /// Architectures run by Quarry's own decoder rather than candle's models.
-const OWN_DECODER: &[&str] = &["llama", "qwen2", "gemma3"];
+const OWN_DECODER: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 /// Architectures Quarry runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
@@ -360,9 +358,6 @@ impl LocalModel {
                 a,
                 context_length,
                 !opts.quantized_prompts,
-            )?),
-            "qwen3" => Net::Qwen3(quantized_qwen3::ModelWeights::from_gguf(
-                ct, &mut file, &device,
             )?),
             "phi3" => Net::Phi3(quantized_phi3::ModelWeights::from_gguf(
                 false, ct, &mut file, &device,

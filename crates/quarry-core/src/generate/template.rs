@@ -36,6 +36,9 @@ const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.cont
 const LLAMA3: &str = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
 /// Gemma has no system role: a system message opens the first user turn.
 const GEMMA: &str = "{{ bos_token }}{% if messages and messages[0].role == 'system' %}{% set prefix = messages[0].content + '\n\n' %}{% set rest = messages[1:] %}{% else %}{% set prefix = '' %}{% set rest = messages %}{% endif %}{% for m in rest %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}\n{{ prefix if loop.first else '' }}{{ m.content }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+/// Qwen3 answers at once (its "no thinking" turn opening) rather than
+/// reasoning aloud first: Quarry's prompts ask for short, cited answers.
+const QWEN3: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\n</think>\n\n{% endif %}";
 const PHI3: &str = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
 
 impl ChatTemplate {
@@ -48,6 +51,7 @@ impl ChatTemplate {
                 "llama" if bos.contains("begin_of_text") => LLAMA3,
                 "gemma" | "gemma2" | "gemma3" => GEMMA,
                 "phi3" => PHI3,
+                "qwen3" => QWEN3,
                 _ => CHATML,
             }
             .to_string(),
@@ -77,6 +81,8 @@ impl ChatTemplate {
     }
 
     /// Render a conversation, ending with the assistant's turn opened.
+    /// Templates of models that can reason before answering (Qwen3's
+    /// `enable_thinking`) are asked not to: the answer comes first.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
         let t = self
             .env
@@ -85,6 +91,7 @@ impl ChatTemplate {
         t.render(context! {
             messages => messages,
             add_generation_prompt => true,
+            enable_thinking => false,
             bos_token => self.bos,
             eos_token => self.eos,
         })
@@ -119,6 +126,35 @@ mod tests {
             "<bos><start_of_turn>user\nS\n\nQ1<end_of_turn>\n<start_of_turn>model\nA1<end_of_turn>\n\
              <start_of_turn>user\nQ2<end_of_turn>\n<start_of_turn>model\n"
         );
+    }
+
+    /// The constructs Qwen3's own template uses (a namespace set in a
+    /// reversed loop, `split`/`lstrip`, `enable_thinking`) render, and the
+    /// turn opens without reasoning.
+    #[test]
+    fn a_qwen3_style_template_opens_the_answer_without_thinking() {
+        let src = "{%- set ns = namespace(last=messages|length - 1) %}\
+                   {%- for m in messages[::-1] %}{%- if m.role == 'user' and ns.last == messages|length - 1 %}{%- set ns.last = (messages|length - 1) - loop.index0 %}{%- endif %}{%- endfor %}\
+                   {%- for m in messages %}{{- '<|im_start|>' + m.role + '\\n' + m.content.split('</think>')[-1].lstrip('\\n') + '<|im_end|>\\n' }}{%- endfor %}\
+                   {%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}";
+        let t = ChatTemplate::new(Some(src), "qwen3", "", "<|im_end|>").unwrap();
+        let s = t
+            .render(&[
+                ChatMessage::new("user", "Q1"),
+                ChatMessage::new("assistant", "<think>\nhm\n</think>\n\nA1"),
+                ChatMessage::new("user", "Q2"),
+            ])
+            .unwrap();
+        assert_eq!(
+            s,
+            "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n\
+             <|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        );
+        let fallback = ChatTemplate::new(None, "qwen3", "", "<|im_end|>").unwrap();
+        assert!(fallback
+            .render(&[ChatMessage::new("user", "hi")])
+            .unwrap()
+            .ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
     }
 
     #[test]
