@@ -32,14 +32,21 @@ llm = Llama(
     verbose=False,
 )
 vocab = llm.n_vocab()
+
+
+def last_logits():
+    # Only the last position's logits are computed (logits_all is off).
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,))
+
+
 ids = [(i * 7919 + 13) % vocab for i in range(args.prompt_tokens)]
 start = time.perf_counter()
 llm.eval(ids)
 prefill = args.prompt_tokens / (time.perf_counter() - start)
-nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+nxt = int(np.argmax(last_logits()))
 start = time.perf_counter()
 for _ in range(args.tokens):
     llm.eval([nxt])
-    nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    nxt = int(np.argmax(last_logits()))
 decode = args.tokens / (time.perf_counter() - start)
 print(json.dumps({"prefill_tok_s": round(prefill, 1), "decode_tok_s": round(decode, 2), "threads": args.threads}))

@@ -13,7 +13,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
-use quarry_core::generate::synthetic::{decoder_speed, write_decoder, DecoderShape};
+use quarry_core::generate::synthetic::{
+    decoder_speed, llama3_rope_factors, write_decoder, DecoderShape,
+};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +37,12 @@ fn main() -> Result<()> {
                     ffn: 9728,
                     ..DecoderShape::qwen3_1_7b()
                 },
+                Some("tiny-qwen3") => DecoderShape::tiny("qwen3"),
+                // Llama 3.2's rotary scaling on a unit-test-sized llama.
+                Some("tiny-llama3") => DecoderShape {
+                    rope_factors: Some(llama3_rope_factors(64, 1_000_000.0)),
+                    ..DecoderShape::tiny("llama")
+                },
                 other => bail!("unknown shape {other:?}"),
             };
             let weights = match args.get(2).map(String::as_str) {
@@ -44,7 +52,8 @@ fn main() -> Result<()> {
             };
             let path = args.get(3).context("FILE")?;
             let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-            write_decoder(&mut out, &shape, weights, 1)?;
+            // Seed 7, as the unit tests write theirs.
+            write_decoder(&mut out, &shape, weights, 7)?;
         }
         Some("time") => {
             let path = args.get(1).context("FILE")?;

@@ -78,6 +78,39 @@ impl DecoderShape {
     }
 }
 
+/// Llama 3's scaled inverse rotary frequencies as Meta's reference computes
+/// them (scaling factor 32, low/high frequency factors 1 and 4, original
+/// context 8,192: Llama 3.2's configuration).
+pub fn llama3_inv_freq(dim: usize, base: f64) -> Vec<f64> {
+    let (factor, low, high, original) = (32.0, 1.0, 4.0, 8192.0);
+    let (low_wavelen, high_wavelen) = (original / low, original / high);
+    (0..dim)
+        .step_by(2)
+        .map(|i| {
+            let inv = 1.0 / base.powf(i as f64 / dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / inv;
+            if wavelen < high_wavelen {
+                inv
+            } else if wavelen > low_wavelen {
+                inv / factor
+            } else {
+                let smooth = (original / wavelen - low) / (high - low);
+                (1.0 - smooth) * inv / factor + smooth * inv
+            }
+        })
+        .collect()
+}
+
+/// The per-frequency factors llama.cpp's converter stores for them as
+/// `rope_freqs.weight` (each unscaled frequency over its scaled one).
+pub fn llama3_rope_factors(dim: usize, base: f64) -> Vec<f32> {
+    llama3_inv_freq(dim, base)
+        .iter()
+        .enumerate()
+        .map(|(j, scaled)| (1.0 / base.powf(2.0 * j as f64 / dim as f64) / scaled) as f32)
+        .collect()
+}
+
 /// Seeded uniform values in `[-scale, scale)` (splitmix64).
 struct Values(u64);
 
