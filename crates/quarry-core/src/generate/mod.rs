@@ -10,6 +10,7 @@ mod lookup;
 pub mod machine;
 mod model;
 mod probe;
+mod reasoning;
 mod spm;
 pub mod synthetic;
 mod template;

@@ -476,7 +476,7 @@ impl LocalModel {
         let mut picker = Picker::new(opts);
         let mut drafts = (picker.greedy() && opts.lookup && matches!(self.net, Net::Decoder(_)))
             .then(|| super::lookup::Drafter::new(&prompt_ids));
-        let mut out = Emitter::new(&opts.stop);
+        let mut out = Emitter::new(&opts.stop).after_prompt(prompt);
         let mut logits = Some(logits);
         let mut pending: std::collections::VecDeque<u32> = Default::default();
         let mut pos = prompt_ids.len();
@@ -792,13 +792,16 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// Generated tokens turned into text for the caller: stop strings cut the
-/// text, and nothing is shown that could still turn out to be the start of a
-/// stop string or half of a character.
+/// text, nothing is shown that could still turn out to be the start of a
+/// stop string or half of a character, and a reasoning block
+/// (`<think>…</think>`) is never shown: the text is what follows it.
 pub(super) struct Emitter<'a> {
     stops: Vec<&'a str>,
     pub(super) generated: Vec<u32>,
     text: String,
     emitted: usize,
+    /// The prompt opened a reasoning block the model is writing in.
+    reasoning_opened: bool,
 }
 
 impl<'a> Emitter<'a> {
@@ -808,7 +811,14 @@ impl<'a> Emitter<'a> {
             generated: Vec::new(),
             text: String::new(),
             emitted: 0,
+            reasoning_opened: false,
         }
+    }
+
+    /// The prompt ended by opening a reasoning block (see [`super::reasoning`]).
+    pub(super) fn after_prompt(mut self, prompt: &str) -> Self {
+        self.reasoning_opened = super::reasoning::prompt_opens_reasoning(prompt);
+        self
     }
 
     /// Add a token; `Some` when generation must stop (a stop string, or the
@@ -820,9 +830,13 @@ impl<'a> Emitter<'a> {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<StopReason>> {
         self.generated.push(token);
-        self.text = tokenizer
+        let all = tokenizer
             .decode(&self.generated, true)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let Some(answer) = super::reasoning::answer_part(&all, self.reasoning_opened) else {
+            return Ok(None);
+        };
+        self.text = answer.to_string();
         let text = &mut self.text;
         if let Some(cut) = self.stops.iter().filter_map(|s| text.find(s)).min() {
             text.truncate(cut);
