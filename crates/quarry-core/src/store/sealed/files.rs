@@ -10,10 +10,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use base64::Engine;
-
-use super::format::{seal, unseal};
+use super::format::{log_lines, open_line, seal, seal_line, unseal};
 use super::key::LibraryKey;
 use crate::error::{Error, Result};
 
@@ -86,12 +83,8 @@ impl LibraryFiles {
             return Ok(plain);
         }
         let mut lines = Vec::new();
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match B64
-                .decode(line)
-                .ok()
-                .and_then(|s| unseal(key.cipher(), &s).ok())
-            {
+        for line in log_lines(&bytes) {
+            match open_line(key.cipher(), line) {
                 Some(plain) => lines.extend(plain),
                 None => lines.extend_from_slice(line),
             }
@@ -131,7 +124,7 @@ impl LibraryFiles {
     fn record(&self, line: &[u8]) -> Vec<u8> {
         let mut record = match &self.key {
             None => line.to_vec(),
-            Some(key) => B64.encode(seal(key.cipher(), line)).into_bytes(),
+            Some(key) => seal_line(key.cipher(), line),
         };
         record.push(b'\n');
         record
@@ -146,15 +139,10 @@ impl LibraryFiles {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
-        let lines = bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty() && *l != b"\r");
+        let lines = log_lines(&bytes);
         Ok(match &self.key {
             None => lines.map(<[u8]>::to_vec).collect(),
-            Some(key) => lines
-                .filter_map(|l| B64.decode(l).ok())
-                .filter_map(|sealed| unseal(key.cipher(), &sealed).ok())
-                .collect(),
+            Some(key) => lines.filter_map(|l| open_line(key.cipher(), l)).collect(),
         })
     }
 }

@@ -128,6 +128,32 @@ pub fn seal(cipher: &XChaCha20Poly1305, plain: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One record of a sealed log: `plain` sealed whole, in base64 (no newline),
+/// so a log stays one line per record and an append stays one write.
+pub fn seal_line(cipher: &XChaCha20Poly1305, plain: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(seal(cipher, plain))
+        .into_bytes()
+}
+
+/// The plain bytes of one sealed log line; `None` when it does not open
+/// (torn by a crash, changed, plain, or sealed with another key).
+pub fn open_line(cipher: &XChaCha20Poly1305, line: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let sealed = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(line)
+        .ok()?;
+    unseal(cipher, &sealed).ok()
+}
+
+/// The non-empty lines of a log file's bytes.
+pub fn log_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty() && *l != b"\r")
+}
+
 /// Open a whole sealed file.
 pub fn unseal(cipher: &XChaCha20Poly1305, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
     let opener = Opener::new(cipher, sealed, sealed.len() as u64)?;

@@ -5,8 +5,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use base64::Engine;
 use serde::Serialize;
 
 use super::format::{self, Header, Opener, BLOCK, HEADER_LEN};
@@ -144,15 +142,8 @@ fn open_log_lines(path: &Path, key: &LibraryKey) -> Verdict {
     let Ok(bytes) = std::fs::read(path) else {
         return Verdict::Damaged("cannot be read".into());
     };
-    let lines: Vec<&[u8]> = bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let opens = |l: &[u8]| {
-        B64.decode(l)
-            .ok()
-            .is_some_and(|s| format::unseal(key.cipher(), &s).is_ok())
-    };
+    let lines: Vec<&[u8]> = format::log_lines(&bytes).collect();
+    let opens = |l: &[u8]| format::open_line(key.cipher(), l).is_some();
     let opened = lines.iter().filter(|l| opens(l)).count();
     let torn_last = bytes.last() != Some(&b'\n');
     match lines.len() - opened {

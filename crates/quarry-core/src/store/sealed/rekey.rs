@@ -16,8 +16,6 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use base64::Engine;
 use serde::Serialize;
 
 use super::format::{self, Header, Opener, Sealer, BLOCK, HEADER_LEN};
@@ -377,15 +375,8 @@ fn with_old_wiped(path: &Path, wipe: bool, put: impl FnOnce() -> Result<()>) -> 
 /// `None` when every line already opens with `new`.
 fn reseal_log(path: &Path, old: Option<&LibraryKey>, new: &LibraryKey) -> Result<Option<Vec<u8>>> {
     let bytes = fs_err::read(path)?;
-    let open = |line: &[u8], key: &LibraryKey| {
-        B64.decode(line)
-            .ok()
-            .and_then(|s| format::unseal(key.cipher(), &s).ok())
-    };
-    let lines: Vec<&[u8]> = bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty() && *l != b"\r")
-        .collect();
+    let open = |line: &[u8], key: &LibraryKey| format::open_line(key.cipher(), line);
+    let lines: Vec<&[u8]> = format::log_lines(&bytes).collect();
     if lines.iter().all(|l| open(l, new).is_some()) {
         return Ok(None);
     }
@@ -399,7 +390,7 @@ fn reseal_log(path: &Path, old: Option<&LibraryKey>, new: &LibraryKey) -> Result
             },
             (None, None) => line.to_vec(),
         };
-        text.extend(B64.encode(format::seal(new.cipher(), &plain)).into_bytes());
+        text.extend(format::seal_line(new.cipher(), &plain));
         text.push(b'\n');
     }
     Ok(Some(text))
