@@ -221,10 +221,10 @@ impl Decoder {
         for i in 0..layers {
             let p = |n: &str| format!("blk.{i}.{n}.weight");
             let mut opt = |n: &str, wanted: bool| -> Result<Option<Tensor>> {
-                match wanted {
-                    true => Ok(Some(get(&p(n))?.dequantize(&dev)?)),
-                    false => Ok(None),
+                if !wanted {
+                    return Ok(None);
                 }
+                Ok(Some(get(&p(n))?.dequantize(&dev)?))
             };
             let gemma = variant == Variant::Gemma3;
             let (q_norm, k_norm) = (
