@@ -91,12 +91,22 @@ fn gemma_logits_agree_with_llama_cpp_and_greedy_is_deterministic() {
     let id = |s: &str| tok.token_to_id(s).unwrap() as usize;
     // After "<bos>Hello", transformers (the same file dequantized to f32):
     // "," 19.06, "!" 18.08, " everyone" 18.00; llama.cpp (quantized): 18.58, 17.43, 17.70.
+    // Quarry quantizes activations to 8 bits as llama.cpp does (with finer
+    // scales): each logit lies between the two references, give or take 0.15.
     let logits = model.next_token_logits("<bos>Hello").unwrap();
     let best = top(&logits, 3);
     assert_eq!(best[0], id(","), "top token after Hello: {best:?}");
-    for (t, want) in [(",", 19.06), ("!", 18.08), ("\u{2581}everyone", 18.00)] {
+    for (t, f32_ref, llama_cpp) in [
+        (",", 19.06f32, 18.58f32),
+        ("!", 18.08, 17.43),
+        ("\u{2581}everyone", 18.00, 17.70),
+    ] {
         let got = logits[id(t)];
-        assert!((got - want).abs() < 0.3, "{t:?}: {got} vs {want}");
+        let (lo, hi) = (f32_ref.min(llama_cpp) - 0.15, f32_ref.max(llama_cpp) + 0.15);
+        assert!(
+            (lo..=hi).contains(&got),
+            "{t:?}: {got} outside {lo}..{hi} (transformers {f32_ref}, llama.cpp {llama_cpp})"
+        );
     }
 
     // This is the pretrained (base) 270M: after a chat prompt it continues

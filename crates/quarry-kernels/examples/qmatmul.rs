@@ -1,4 +1,4 @@
-//! Time Quarry's Q4_K/Q6_K products against candle's on decoder-sized shapes:
+//! Time Quarry's Q4_K/Q6_K/Q8_0 products against candle's on decoder-sized shapes:
 //! `cargo run -p quarry-kernels --example qmatmul` (`QUARRY_SIMD=avx2` for
 //! Quarry's AVX2 kernels).
 use std::time::Instant;
@@ -16,17 +16,23 @@ fn main() -> candle_core::Result<()> {
         (WeightType::Q6K, 1536, 8960),
         (WeightType::Q4K, 1536, 1536),
         (WeightType::Q6K, 151936, 1536),
+        // SmolLM2-135M's stacked query/key/value, gate+up, down and output.
+        (WeightType::Q8_0, 960, 576),
+        (WeightType::Q8_0, 3072, 576),
+        (WeightType::Q8_0, 576, 1536),
+        (WeightType::Q8_0, 49152, 576),
     ] {
         let w = Tensor::randn(0f32, 0.05, (n, k), &dev)?;
         let dtype = match ty {
             WeightType::Q4K => GgmlDType::Q4K,
             WeightType::Q6K => GgmlDType::Q6K,
+            WeightType::Q8_0 => GgmlDType::Q8_0,
         };
         let q = QTensor::quantize(&w, dtype)?;
         let bytes = q.data()?.into_owned();
         let ours = QMatrix::new(ty, &bytes, n, k).expect("a CPU with AVX2 or AVX-512 VNNI");
         let theirs = QMatMul::from_qtensor(q)?;
-        let rows: &[usize] = if n > 100_000 { &[1, 4] } else { &[1, 4, 256] };
+        let rows: &[usize] = if n > 40_000 { &[1, 4] } else { &[1, 4, 256] };
         for &m in rows {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let xv = x.flatten_all()?.to_vec1::<f32>()?;

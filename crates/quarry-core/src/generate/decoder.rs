@@ -921,20 +921,27 @@ mod synthetic_reference {
     }
 
     /// Qwen3 (per-head query/key norms, no biases, NeoX rotation) on Quarry's
-    /// decoder agrees with candle's `quantized_qwen3` on the same bytes:
-    /// Q8_0 weights (candle's products on both sides) and Q4_K/Q6_K (Quarry's
-    /// kernels where the CPU has them), prompts through the quantized
-    /// kernels and through dense copies.
+    /// decoder agrees with candle's `quantized_qwen3` on the same bytes, in
+    /// Q8_0, Q4_K and Q6_K (Quarry's kernels where the CPU has them, candle's
+    /// otherwise), prompts through the quantized kernels and through dense
+    /// copies.
     #[test]
     fn qwen3_logits_agree_with_candles_reference() {
         let shape = DecoderShape::tiny("qwen3");
         for weights in [GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
             let bytes = file(&shape, weights);
-            // Both sides quantize activations to 8 bits for these products:
-            // they agree to rounding (a value now and then lands on the other
-            // side of a rounding step). Dense f32 copies for prompts do not
+            // For the k-quants both sides quantize activations to 8 bits per
+            // 256 the same way: they agree to rounding (a value now and then
+            // lands on the other side of a rounding step). For Q8_0 candle
+            // keeps an f16 scale per 32 activations and Quarry an f32 one
+            // (closer to the f32 product); dense f32 copies for prompts do not
             // quantize activations: within a few percent of the logits' range.
-            for (dense, tolerance) in [(false, 0.02), (true, 0.05)] {
+            let quantized = if weights == GgmlDType::Q8_0 {
+                0.05
+            } else {
+                0.02
+            };
+            for (dense, tolerance) in [(false, quantized), (true, 0.05)] {
                 eprintln!("{weights:?}, dense prompt copies: {dense}");
                 agree(&bytes, "qwen3", dense, tolerance, candle_qwen3(&bytes));
             }
@@ -943,8 +950,8 @@ mod synthetic_reference {
             tied: true,
             ..DecoderShape::tiny("qwen3")
         };
-        let bytes = file(&tied, GgmlDType::Q8_0);
-        agree(&bytes, "qwen3", false, 0.01, candle_qwen3(&bytes));
+        let bytes = file(&tied, GgmlDType::Q4K);
+        agree(&bytes, "qwen3", false, 0.02, candle_qwen3(&bytes));
     }
 
     /// The rows of a batched step equal single steps bit for bit on Qwen3
@@ -1039,12 +1046,12 @@ mod synthetic_reference {
             rope_factors: Some(vec![1.0; plain.head_dim / 2]),
             ..plain.clone()
         };
-        let bytes = file(&ones, GgmlDType::Q8_0);
+        let bytes = file(&ones, GgmlDType::Q4K);
         let mut r = Cursor::new(bytes.as_slice());
         let ct = gguf_file::Content::read(&mut r).unwrap();
         let mut reference =
             quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
-        agree(&bytes, "llama", false, 0.01, |ids, pos| {
+        agree(&bytes, "llama", false, 0.02, |ids, pos| {
             let x = Tensor::new(ids, &Device::Cpu)
                 .unwrap()
                 .unsqueeze(0)

@@ -1,15 +1,15 @@
-//! Products of quantized weight matrices (GGUF k-quants) with f32
+//! Products of quantized weight matrices (GGUF k-quants and Q8_0) with f32
 //! activations: the matrix products of a decoder step.
 //!
 //! Weights are repacked once at load into tiles of 16 output rows × 256
-//! inputs, so that one AVX-512 VNNI `vpdpbusd` computes 4 products for each of
+//! inputs (64 for Q8_0), so that one AVX-512 VNNI `vpdpbusd` computes 4 products for each of
 //! 16 rows and no horizontal sums are needed. The tiles keep the GGUF's bits
 //! per weight (Q4_K: 4-bit quants, 6-bit scales as bytes; Q6_K: 6 bits split
 //! into a nibble and a bit pair) rather than widening them, because a
 //! decoding step streams every weight once and its speed is the bytes it
 //! reads; the next tile is prefetched while one is computed. Activations are
-//! quantized per 256-value block to 8 bits, with the sums the weights'
-//! offsets need.
+//! quantized to 8 bits per 256-value block (per 32 for Q8_0), with the sums
+//! the weights' offsets need.
 //!
 //! One kernel serves one to four activation rows (decoding, draft
 //! verification) and prompts (rows in blocks of 64 whose quantized
@@ -25,8 +25,9 @@
 mod act;
 mod q4k;
 mod q6k;
+mod q8_0;
 
-pub use act::{quantize_rows, QBlock};
+pub use act::{quantize_rows, Acts, QBlock, QBlock64};
 
 /// Values per quantization block (GGUF's `QK_K`).
 pub const BLOCK: usize = 256;
@@ -100,26 +101,28 @@ pub enum WeightType {
     Q4K,
     /// 6.56 bits per weight.
     Q6K,
+    /// 8.5 bits per weight, in blocks of 32.
+    Q8_0,
 }
 
 /// One kernel call: a tile column (`kb` tiles from `tiles`) against
 /// consecutive activation rows (`kb` blocks each from `acts`), writing 16
 /// outputs per row at `out + row · stride`.
-struct Column<T> {
+struct Column<T: TileKind> {
     tiles: *const T,
     kb: usize,
-    acts: *const QBlock,
+    acts: *const T::Act,
     out: *mut f32,
     stride: usize,
 }
 
-impl<T> Column<T> {
+impl<T: TileKind> Column<T> {
     /// Tile column `nt` of `tiles` (`kb` tiles per column).
     fn at(
         tiles: &[T],
         nt: usize,
         kb: usize,
-        acts: *const QBlock,
+        acts: *const T::Act,
         out: *mut f32,
         stride: usize,
     ) -> Self {
@@ -134,17 +137,19 @@ impl<T> Column<T> {
     }
 }
 
-/// A tile type: 16 rows × 256 inputs of one GGUF weight type.
-trait TileKind: Sized {
-    /// Bytes of one GGUF block (256 weights of one row).
-    const GGUF_BLOCK_BYTES: usize;
+/// A tile type: 16 rows × `Act::VALUES` inputs of one GGUF weight type.
+trait TileKind: Sized + Sync {
+    /// The activation blocks it multiplies, one per tile.
+    type Act: Acts;
+    /// GGUF bytes of one row's part of a tile (`Act::VALUES` weights).
+    const GGUF_ROW_BYTES: usize;
     /// Pack block column `b` of the 16 rows starting at `row0` of a matrix
     /// with `kb` blocks per row: `(gguf, kb, row0, b)`.
     const PACK: fn(&[u8], usize, usize, usize) -> Self;
     /// Output `row` of the product with one row of activations (`kb` blocks),
     /// in plain Rust with exact integer sums, the SIMD kernels' reference:
     /// `(tiles, kb, row, acts)`.
-    const REFERENCE: fn(&[Self], usize, usize, &[QBlock]) -> f32;
+    fn reference(tiles: &[Self], kb: usize, row: usize, acts: &[Self::Act]) -> f32;
     /// The AVX-512 kernel for 1, 2, 3 and 4 activation rows. Safety: the
     /// CPU has the level's features and the [`Column`]'s pointers cover what
     /// it names.
@@ -216,8 +221,8 @@ unsafe fn store_rows_avx2<const MT: usize>(
 /// Repack GGUF data of an `n × k` matrix (shape checked to tile); `None` when
 /// the data is not that shape's size.
 fn pack_tiles<T: TileKind>(gguf: &[u8], n: usize, k: usize) -> Option<Vec<T>> {
-    let kb = k / BLOCK;
-    if gguf.len() != n * kb * T::GGUF_BLOCK_BYTES {
+    let kb = k / T::Act::VALUES;
+    if !k.is_multiple_of(T::Act::VALUES) || gguf.len() != n * kb * T::GGUF_ROW_BYTES {
         return None;
     }
     let tiles = (0..n / TILE_ROWS)
@@ -252,10 +257,12 @@ unsafe fn column_dispatch<T: TileKind>(level: Level, c: Column<T>, rows: usize) 
 enum Tiles {
     Q4K(Vec<q4k::Tile>),
     Q6K(Vec<q6k::Tile>),
+    Q8_0(Vec<q8_0::Tile>),
 }
 
 /// A quantized matrix of `n` output rows and `k` inputs, repacked for the SIMD
-/// kernels (Q4_K 8% and Q6_K 1% larger than in the GGUF file).
+/// kernels (Q4_K 8% and Q6_K 1% larger than in the GGUF file, Q8_0 the same
+/// size).
 pub struct QMatrix {
     n: usize,
     k: usize,
@@ -266,7 +273,7 @@ pub struct QMatrix {
 impl QMatrix {
     /// Repack the GGUF data of an `n × k` matrix. `None` when this CPU has no
     /// SIMD kernel, the shape does not tile (`n` a multiple of 16, `k` of
-    /// 256) or the data is not that shape's size.
+    /// 256, or of 64 for Q8_0) or the data is not that shape's size.
     pub fn new(ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
         Self::with_level(Level::detect()?, ty, gguf, n, k)
     }
@@ -288,12 +295,13 @@ impl QMatrix {
 
     /// Repack without asking the CPU (the reference product runs anywhere).
     fn pack(level: Level, ty: WeightType, gguf: &[u8], n: usize, k: usize) -> Option<Self> {
-        if n == 0 || k == 0 || !n.is_multiple_of(TILE_ROWS) || !k.is_multiple_of(BLOCK) {
+        if n == 0 || k == 0 || !n.is_multiple_of(TILE_ROWS) {
             return None;
         }
         let tiles = match ty {
             WeightType::Q4K => Tiles::Q4K(pack_tiles(gguf, n, k)?),
             WeightType::Q6K => Tiles::Q6K(pack_tiles(gguf, n, k)?),
+            WeightType::Q8_0 => Tiles::Q8_0(pack_tiles(gguf, n, k)?),
         };
         Some(QMatrix { n, k, tiles, level })
     }
@@ -316,24 +324,31 @@ impl QMatrix {
     /// `x` (`m × k`, row-major) times the transposed matrix: `m × n`.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "activations are m × k");
-        let acts = quantize_rows(x, m, self.k);
+        match &self.tiles {
+            Tiles::Q4K(t) => self.product(t, x, m),
+            Tiles::Q6K(t) => self.product(t, x, m),
+            Tiles::Q8_0(t) => self.product(t, x, m),
+        }
+    }
+
+    /// [`QMatrix::matmul`] over tiles of one kind: tile columns spread over
+    /// the threads, prompt rows in blocks that reuse a column.
+    fn product<T: TileKind>(&self, tiles: &[T], x: &[f32], m: usize) -> Vec<f32> {
+        let acts = quantize_rows::<T::Act>(x, m, self.k);
         let mut out = vec![0f32; m * self.n];
-        let (kb, tiles_n) = (self.k / BLOCK, self.n / TILE_ROWS);
-        let out_ptr = out.as_mut_ptr() as usize;
+        let (kb, tiles_n) = (self.k / T::Act::VALUES, self.n / TILE_ROWS);
+        let (out_ptr, acts_ptr) = (out.as_mut_ptr() as usize, acts.as_ptr() as usize);
         let run = |nt: usize, r0: usize, rows: usize| {
-            let acts = acts[r0 * kb..].as_ptr();
+            let acts = (acts_ptr as *const T::Act).wrapping_add(r0 * kb);
             let out = (out_ptr as *mut f32).wrapping_add(r0 * self.n + nt * TILE_ROWS);
             // SAFETY: `new` checked the CPU and the shape; every (tile column,
             // row) slot of `out` is written by exactly one call.
             unsafe {
-                match &self.tiles {
-                    Tiles::Q4K(t) => {
-                        column_dispatch(self.level, Column::at(t, nt, kb, acts, out, self.n), rows)
-                    }
-                    Tiles::Q6K(t) => {
-                        column_dispatch(self.level, Column::at(t, nt, kb, acts, out, self.n), rows)
-                    }
-                }
+                column_dispatch(
+                    self.level,
+                    Column::at(tiles, nt, kb, acts, out, self.n),
+                    rows,
+                )
             }
         };
         let pool = candle_core::utils::barrier_pool();
@@ -357,16 +372,21 @@ impl QMatrix {
     /// The same product in plain Rust over the packed tiles, exact in its
     /// integer sums: the reference the SIMD kernels are tested against.
     pub fn matmul_reference(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let acts = quantize_rows(x, m, self.k);
-        let kb = self.k / BLOCK;
+        match &self.tiles {
+            Tiles::Q4K(t) => self.reference(t, x, m),
+            Tiles::Q6K(t) => self.reference(t, x, m),
+            Tiles::Q8_0(t) => self.reference(t, x, m),
+        }
+    }
+
+    fn reference<T: TileKind>(&self, tiles: &[T], x: &[f32], m: usize) -> Vec<f32> {
+        let acts = quantize_rows::<T::Act>(x, m, self.k);
+        let kb = self.k / T::Act::VALUES;
         let mut out = vec![0f32; m * self.n];
         for r in 0..m {
             let row_acts = &acts[r * kb..(r + 1) * kb];
             for o in 0..self.n {
-                out[r * self.n + o] = match &self.tiles {
-                    Tiles::Q4K(t) => q4k::Tile::REFERENCE(t, kb, o, row_acts),
-                    Tiles::Q6K(t) => q6k::Tile::REFERENCE(t, kb, o, row_acts),
-                };
+                out[r * self.n + o] = T::reference(tiles, kb, o, row_acts);
             }
         }
         out
@@ -383,6 +403,24 @@ mod tests {
         match ty {
             WeightType::Q4K => GgmlDType::Q4K,
             WeightType::Q6K => GgmlDType::Q6K,
+            WeightType::Q8_0 => GgmlDType::Q8_0,
+        }
+    }
+
+    const TYPES: [WeightType; 3] = [WeightType::Q4K, WeightType::Q6K, WeightType::Q8_0];
+
+    /// The activations as the kernels of `ty` see them (quantized, then
+    /// multiplied back by their scales).
+    fn seen_activations(ty: WeightType, x: &[f32], m: usize, k: usize) -> Vec<f64> {
+        match ty {
+            WeightType::Q8_0 => quantize_rows::<QBlock64>(x, m, k)
+                .iter()
+                .flat_map(|b| (0..64).map(|i| b.qs[i] as f64 * b.d[i / 32] as f64))
+                .collect(),
+            _ => quantize_rows::<QBlock>(x, m, k)
+                .iter()
+                .flat_map(|b| b.qs.iter().map(|&q| q as f64 * b.d as f64))
+                .collect(),
         }
     }
 
@@ -410,20 +448,15 @@ mod tests {
     #[test]
     fn packed_product_matches_the_dequantized_weights() {
         let (n, k, m) = (32, 512, 3);
-        for ty in [WeightType::Q4K, WeightType::Q6K] {
+        for ty in TYPES {
             let (gguf, w) = matrix(ty, n, k);
             let x = activations(m, k);
-            let a = quantize_rows(&x, m, k);
+            let a = seen_activations(ty, &x, m, k);
             let mat = QMatrix::pack(Level::Avx2, ty, &gguf, n, k).unwrap();
             let got = mat.matmul_reference(&x, m);
             for r in 0..m {
                 for o in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|i| {
-                            let blk = &a[r * (k / BLOCK) + i / BLOCK];
-                            w[o * k + i] as f64 * blk.qs[i % BLOCK] as f64 * blk.d as f64
-                        })
-                        .sum();
+                    let want: f64 = (0..k).map(|i| w[o * k + i] as f64 * a[r * k + i]).sum();
                     let g = got[r * n + o] as f64;
                     assert!(
                         (g - want).abs() < 1e-3 * (1.0 + want.abs()),
@@ -439,6 +472,10 @@ mod tests {
                 QMatrix::pack(Level::Avx2, ty, &gguf, n, k + 1).is_none(),
                 "untiled shape"
             );
+            assert!(
+                QMatrix::pack(Level::Avx2, ty, &gguf, n + 1, k).is_none(),
+                "untiled rows"
+            );
         }
     }
 
@@ -447,12 +484,13 @@ mod tests {
     /// others.
     #[test]
     fn simd_kernels_match_the_reference() {
-        let (n, k) = (48, 768);
         let levels = [Level::Avx512Vnni, Level::Avx2];
-        for (ty, level) in [WeightType::Q4K, WeightType::Q6K]
+        // Q8_0 also at SmolLM2's width, which is not a multiple of 256.
+        let cases = TYPES
+            .map(|ty| (ty, 48, 768))
             .into_iter()
-            .flat_map(|ty| levels.map(|l| (ty, l)))
-        {
+            .chain([(WeightType::Q8_0, 32, 576)]);
+        for ((ty, n, k), level) in cases.flat_map(|c| levels.map(|l| (c, l))) {
             let (gguf, _) = matrix(ty, n, k);
             let Some(mat) = QMatrix::with_level(level, ty, &gguf, n, k) else {
                 // Without the features the caller must keep its own path.

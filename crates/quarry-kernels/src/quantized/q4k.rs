@@ -236,9 +236,12 @@ mod avx2 {
 }
 
 impl TileKind for Tile {
-    const GGUF_BLOCK_BYTES: usize = GGUF_BLOCK_BYTES;
+    type Act = QBlock;
+    const GGUF_ROW_BYTES: usize = GGUF_BLOCK_BYTES;
     const PACK: fn(&[u8], usize, usize, usize) -> Self = Tile::pack_block;
-    const REFERENCE: fn(&[Self], usize, usize, &[QBlock]) -> f32 = reference_dot_impl;
+    fn reference(tiles: &[Self], kb: usize, row: usize, acts: &[QBlock]) -> f32 {
+        reference_dot_impl(tiles, kb, row, acts)
+    }
     #[cfg(target_arch = "x86_64")]
     const KERNELS: [unsafe fn(Column<Self>); 4] = super::kernels!(avx512::column);
     #[cfg(target_arch = "x86_64")]
