@@ -135,6 +135,9 @@ fn a_decoding_step_agrees_with_the_prompt_path() {
 fn quantized_prompts_agree_with_dense_prompts() {
     // The path models too large for dense copies take: prompts through the
     // quantized kernels and the stacked query/key/value and gate/up products.
+    // (Where Quarry's kernels run the weights, which is every CPU with AVX2,
+    // no dense copies are made and both models take that path; elsewhere
+    // small models' prompts go through dense f32 copies.)
     let mut dense = load(true);
     let mut quantized = common::load_installed_with(
         "smollm2-135m-instruct-q4_1",

@@ -71,6 +71,18 @@ pub struct EvalArgs {
     /// For --answers: decode token by token (no prompt-lookup drafting).
     #[arg(long)]
     no_lookup: bool,
+    /// Also measure hybrid search with a second stage: this local model
+    /// (registry id or .gguf) judges whether each of the first
+    /// --rerank-depth candidates is relevant ("Yes" against "No").
+    #[arg(long, value_name = "MODEL")]
+    rerank: Option<String>,
+    /// For --rerank: candidates (chunks) re-scored per query.
+    #[arg(long, default_value_t = 10)]
+    rerank_depth: usize,
+    /// For --rerank: weights of the first stage's order in the blend
+    /// (z(model) + w · z(hybrid)); each is one line, the model runs once.
+    #[arg(long, default_value = "0,1", value_delimiter = ',')]
+    rerank_weights: Vec<f32>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -106,7 +118,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     }
     let dataset = args.dataset.clone().context("--dataset is required")?;
     let data = Dataset::load(&dataset).with_context(|| format!("reading {}", dataset.display()))?;
-    let work = work_dir(ctx, &dataset, args.work);
+    let work = work_dir(ctx, &dataset, args.work.clone());
     let embedder_id = match &args.embedder {
         Some(id) => id.clone(),
         None => ctx.default_embedder()?,
@@ -235,6 +247,10 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         }
         out.insert(name, serde_json::to_value(scores)?);
     }
+    if let Some(model) = &args.rerank {
+        let scores = eval_rerank(ctx, &args, model, &library, &embedder, queries, &data).await?;
+        out.insert("rerank".into(), scores);
+    }
     if args.abstention {
         let a = serde_json::to_value(abstention(&data, queries, &work, &embedder).await?)?;
         if !args.json {
@@ -266,6 +282,54 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--rerank MODEL`: hybrid search with the model's relevance check on the
+/// first candidates, one line per first-stage weight; the model judges each
+/// (query, passage) once.
+async fn eval_rerank(
+    ctx: &Context,
+    args: &EvalArgs,
+    model: &str,
+    library: &Library,
+    embedder: &quarry_core::embed::Embedder,
+    queries: &[quarry_core::eval::Query],
+    data: &Dataset,
+) -> Result<serde_json::Value> {
+    use quarry_core::answer::rerank::ModelReranker;
+    let generator = crate::commands::ask::load_generator(ctx, Some(model))?;
+    let name = generator.name().to_string();
+    let mut reranker = ModelReranker::new(generator, args.rerank_depth, 0.0)?;
+    let opts = SearchOptions {
+        mode: SearchMode::Hybrid,
+        fusion: args.fusion.config()?,
+        ..Default::default()
+    };
+    let mut lines = serde_json::Map::new();
+    for &w in &args.rerank_weights {
+        reranker.set_first_stage_weight(w);
+        let search = HybridSearch::new(library, Some(embedder))?.with_reranker(&reranker);
+        let scores = evaluate(&search, queries, &data.qrels, &opts).await?;
+        let (spent, judged) = reranker.spent();
+        if !args.json {
+            println!(
+                "rerank  nDCG@10 {:.4}  R@10 {:.4}  MRR@10 {:.4}  first-stage weight {w}  \
+                 ({name}, top {} chunks; {:.0} ms per passage, {:.1} s per query so far)",
+                scores.ndcg10,
+                scores.recall10,
+                scores.mrr10,
+                args.rerank_depth,
+                spent.as_secs_f64() * 1e3 / judged.max(1) as f64,
+                spent.as_secs_f64() / queries.len().max(1) as f64,
+            );
+        }
+        let mut v = serde_json::to_value(&scores)?;
+        v["model"] = name.clone().into();
+        v["depth"] = args.rerank_depth.into();
+        v["model_seconds_per_query"] = (spent.as_secs_f64() / queries.len().max(1) as f64).into();
+        lines.insert(format!("weight {w}"), v);
+    }
+    Ok(serde_json::Value::Object(lines))
 }
 
 /// `--synthetic N`: the modes on the user's own library, with questions the

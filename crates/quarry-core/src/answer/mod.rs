@@ -2,13 +2,15 @@
 //! context, generate with citations, and keep only citations that exist.
 //! [`ask`] is the whole question pipeline (cache, [`router`], local model or
 //! provider); [`cache`] remembers answers; [`citations`] checks them;
-//! [`whole`] reads every passage for summaries and "list every…" questions.
+//! [`whole`] reads every passage for summaries and "list every…" questions;
+//! [`rerank`] lets the local model re-score search candidates.
 
 pub mod ask;
 pub mod cache;
 pub mod citations;
 pub mod evidence;
 pub mod items;
+pub mod rerank;
 pub mod router;
 mod source;
 pub mod support;

@@ -314,8 +314,9 @@ impl Decoder {
     /// all rows in one pass over the weights. Speculative decoding verifies
     /// its drafts with this. The rows equal the single steps bit for bit where
     /// a quantized row is computed the same whether it comes alone or with
-    /// others: Quarry's Q4_K/Q6_K kernels (tested), candle's Q8_0, and the
-    /// k-quants candle does not repack (SmolLM2, Gemma 3 270M — tested). Where
+    /// others: Quarry's Q4_K/Q6_K/Q8_0 kernels (tested; SmolLM2 and Gemma 3
+    /// 270M run on them), candle's Q8_0, and the k-quants candle does not
+    /// repack. Where
     /// candle's repacked tiles serve several rows and its compact kernels one
     /// (Q4_K/Q6_K on CPUs without Quarry's kernels), rows agree to the last
     /// bits only and a near-tie between two tokens can resolve differently.

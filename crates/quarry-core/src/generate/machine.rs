@@ -37,12 +37,19 @@ pub const DEFAULT_BUDGET_S: f64 = 10.0;
 /// 0.67 and 1.06 on a 2-core AMD EPYC (Zen 4).
 const PREFILL_SHARE: f64 = 0.67;
 const DECODE_SHARE: f64 = 1.0;
-/// Models whose weights Quarry's kernels do not cover (Q4_1, Q8_0) run on
-/// candle's quantized products, 2–4× slower per product (`cargo run -p
-/// quarry-kernels --example qmatmul`); SmolLM2-135M Q4_1 measured 0.14 of
-/// the Q4_K estimate for prefill and 0.25 for decoding, mostly per-operation
-/// overhead a larger model amortises. A middle value; `--measure` replaces it.
+/// Models whose weights Quarry's kernels do not cover (Q4_0, Q5_K, Q3_K…)
+/// run on candle's quantized products, 2–4× slower per product (`cargo run
+/// -p quarry-kernels --example qmatmul`). A middle value; `--measure`
+/// replaces it.
 const CANDLE_SHARE: f64 = 0.3;
+/// Models under this many million weights spend much of a token on
+/// per-operation overhead that a larger model amortises.
+const SMALL_MODEL_PARAMS_M: u64 = 500;
+/// Their share of the estimate: SmolLM2-135M (on Quarry's Q8_0 kernels)
+/// measured 0.47 of the prefill and 0.37 of the decoding speed the estimate
+/// gives it, relative to the 1.5B on the same machine (Intel Xeon, 2 cores,
+/// `quarry models recommend --measure`, 2026-12-06).
+const SMALL_MODEL_SHARE: f64 = 0.4;
 
 /// What this computer is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,11 +191,14 @@ impl MachineProfile {
         }
         let params = spec.params_m? as f64 * 1e6;
         let bytes = spec.download_mb? as f64 * 1e6;
-        let share = if self.products.kernels != "candle" && !on_quarry_kernels(spec) {
+        let mut share = if self.products.kernels != "candle" && !on_quarry_kernels(spec) {
             CANDLE_SHARE
         } else {
             1.0
         };
+        if spec.params_m? < SMALL_MODEL_PARAMS_M {
+            share *= SMALL_MODEL_SHARE;
+        }
         let speed = ModelSpeed {
             prefill_tok_s: PREFILL_SHARE * share * self.products.prefill_gmac_s * 1e9 / params,
             decode_tok_s: DECODE_SHARE * share * self.products.decode_gb_s * 1e9 / bytes,
@@ -198,11 +208,12 @@ impl MachineProfile {
     }
 }
 
-/// Whether a model's weights are the k-quants Quarry's kernels run.
+/// Whether Quarry's kernels run a model's weights: the k-quants they cover,
+/// Q8_0, and the types converted to Q8_0 at load (Q4_1, Q5_0, Q5_1).
 fn on_quarry_kernels(spec: &ModelSpec) -> bool {
     matches!(
         spec.weights.as_deref(),
-        Some("q4_k_m" | "q4_k_s" | "q4_k" | "q6_k")
+        Some("q4_k_m" | "q4_k_s" | "q4_k" | "q6_k" | "q8_0" | "q4_1" | "q5_0" | "q5_1")
     )
 }
 

@@ -434,6 +434,23 @@ impl LocalModel {
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
+    /// Logits of the token after `text`, reusing the cached keys and values
+    /// of its longest common prefix with the previous prompt as
+    /// [`LocalModel::generate`] does: scoring many texts that begin alike
+    /// (one question against several passages) computes the beginning once.
+    pub fn continuation_logits(&mut self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.token_ids(text)?;
+        if ids.is_empty() || ids.len() >= self.context_length {
+            return Err(Error::InvalidInput(format!(
+                "text must be 1 token to the {}-token context, not {}",
+                self.context_length,
+                ids.len()
+            )));
+        }
+        let (logits, _) = self.prefill(&ids)?;
+        Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
+    }
+
     /// The same logits as [`LocalModel::next_token_logits`], computed the way
     /// generation does: all tokens but the last as a prompt, then the last as
     /// a single decoding step (the quantized kernels and the decode attention

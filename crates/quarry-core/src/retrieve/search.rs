@@ -96,6 +96,13 @@ pub trait Reranker: Send + Sync {
     fn depth(&self) -> usize {
         30
     }
+    /// How much of the first stage's judgement to keep: the new order is by
+    /// `z(reranker) + weight · z(first stage)` over the re-scored candidates
+    /// (z: standardised over them). 0 (the default) orders by the reranker
+    /// alone.
+    fn first_stage_weight(&self) -> f32 {
+        0.0
+    }
 }
 
 /// Searches one library with one embedder.
@@ -236,8 +243,9 @@ impl<'a> HybridSearch<'a> {
     }
 }
 
-/// Re-order the first `reranker.depth()` hits by the reranker's scores (stable
-/// for ties); the scores replace the hits' fused scores.
+/// Re-order the first `reranker.depth()` hits by the reranker's scores,
+/// blended with theirs by [`Reranker::first_stage_weight`] (stable for ties);
+/// the new scores replace the hits' fused scores.
 fn rerank(reranker: &dyn Reranker, query: &str, hits: &mut [Hit]) -> Result<()> {
     let n = reranker.depth().min(hits.len());
     if n == 0 {
@@ -251,6 +259,14 @@ fn rerank(reranker: &dyn Reranker, query: &str, hits: &mut [Hit]) -> Result<()> 
             scores.len()
         )));
     }
+    let weight = reranker.first_stage_weight();
+    let scores = if weight == 0.0 {
+        scores
+    } else {
+        let first: Vec<f32> = hits[..n].iter().map(|h| h.score).collect();
+        let (a, b) = (standardise(&scores), standardise(&first));
+        a.iter().zip(&b).map(|(x, y)| x + weight * y).collect()
+    };
     for (h, s) in hits[..n].iter_mut().zip(scores) {
         h.score = s;
     }
@@ -265,6 +281,16 @@ fn lead(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `v` as z-scores (mean 0, standard deviation 1; all 0 when they are equal).
+fn standardise(v: &[f32]) -> Vec<f32> {
+    let n = v.len().max(1) as f32;
+    let mean = v.iter().sum::<f32>() / n;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
+    v.iter()
+        .map(|x| if sd > 0.0 { (x - mean) / sd } else { 0.0 })
+        .collect()
 }
 
 #[cfg(test)]
@@ -315,6 +341,29 @@ mod tests {
         // d is beyond depth 3 and stays last despite its score.
         assert_eq!(order, vec!["b", "a", "c", "d"]);
         assert_eq!(hits[0].score, 3.0);
+    }
+
+    /// The first stage's scores count by the reranker's weight for them.
+    #[test]
+    fn a_first_stage_weight_blends_the_two_orders() {
+        struct Fixed(f32);
+        impl Reranker for Fixed {
+            fn score(&self, _: &str, _: &[&str]) -> Result<Vec<f32>> {
+                Ok(vec![0.0, 1.0, 0.5])
+            }
+            fn first_stage_weight(&self) -> f32 {
+                self.0
+            }
+        }
+        let order = |weight: f32| {
+            let mut hits = vec![hit("a", "", 0.9), hit("b", "", 0.5), hit("c", "", 0.1)];
+            rerank(&Fixed(weight), "q", &mut hits).unwrap();
+            hits.iter().map(|h| h.chunk_id.clone()).collect::<String>()
+        };
+        assert_eq!(order(0.0), "bca", "the reranker alone");
+        assert_eq!(order(1.0), "bac", "equal say");
+        assert_eq!(order(3.0), "abc", "mostly the first stage");
+        assert_eq!(standardise(&[2.0, 2.0]), vec![0.0, 0.0]);
     }
 
     #[test]
