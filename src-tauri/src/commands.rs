@@ -208,6 +208,14 @@ pub async fn cancel_indexing(cell: State<'_, EngineCell>) -> R<bool> {
     Ok(cell.get().await?.cancel_indexing())
 }
 
+/// Switch meaning search to another installed embedder (in the background).
+#[tauri::command]
+pub async fn switch_embedder(cell: State<'_, EngineCell>, embedder: String) -> R<IndexProgress> {
+    let engine = cell.get().await?;
+    calls::switch_embedder(&engine, calls::EmbedderRequest { embedder })?;
+    Ok(engine.progress())
+}
+
 /// Take a folder and its documents out of the library.
 #[tauri::command]
 pub async fn remove_folder(cell: State<'_, EngineCell>, path: PathBuf) -> R<RemovedView> {

@@ -42,6 +42,7 @@ fn main() {
             commands::index,
             commands::cancel_indexing,
             commands::remove_folder,
+            commands::switch_embedder,
             commands::search,
             commands::ask,
             commands::cancel_ask,

@@ -32,6 +32,7 @@ initAsk(api, { showPassage: search.showPassage });
 const extract = initExtract(api, { showPassage: search.showPassage });
 const settings = initSettings(api, {
   onModelsReady: () => library.refreshStatus().then(() => extract.refreshSaved()),
+  onReembedStarted: () => library.watchIndexing(),
 });
 
 /** A first run without models: Settings, where they are fetched. */

@@ -206,6 +206,10 @@ export class TauriTransport implements Transport {
     return call("use_model", { id });
   }
 
+  async switchEmbedder(embedder: string): Promise<void> {
+    await call("switch_embedder", { embedder });
+  }
+
   importModel(path: string, id?: string): Promise<ImportedView> {
     return call("import_model", { path, id: id || null });
   }

@@ -149,6 +149,8 @@ export interface Transport {
   probeMachine(): Promise<Models>;
   /** The answer model from the next start (`null`: the registry's default). */
   useModel(id: string | null): Promise<Models>;
+  /** Switch meaning search to another installed embedder (a background job; follow it with `watchProgress`). */
+  switchEmbedder(embedder: string): Promise<void>;
   importModel(path: string, id?: string): Promise<ImportedView>;
   /** The native folder picker (desktop app only). */
   pickFolder?(): Promise<string | null>;
@@ -428,6 +430,10 @@ export class HttpTransport implements Transport {
 
   useModel(id: string | null): Promise<Models> {
     return this.post("/api/models/use", { id });
+  }
+
+  async switchEmbedder(embedder: string): Promise<void> {
+    await this.post("/api/embedder", { embedder });
   }
 
   importModel(path: string, id?: string): Promise<ImportedView> {

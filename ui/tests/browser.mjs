@@ -327,6 +327,24 @@ try {
   assert.match(await page.textContent("#settings-list"), /OCR \(scanned pages, images\)Tesseract 5\.\d+\.\d+; languages: .*eng/);
   await page.screenshot({ path: join(shots, "settings.png") });
 
+  // Meaning search switched from Settings to the multilingual embedder (the
+  // test script installs it): after a confirmation the library is embedded
+  // again in the background, the Library tab follows it, and then the
+  // embedder is the one in use.
+  page.once("dialog", (d) => d.accept());
+  await page.click('#models button[aria-label="Use multilingual-e5-small-q4 for meaning search"]');
+  await page.click("#tab-library");
+  await page.waitForFunction(
+    () => /Meaning search now uses multilingual-e5-small-q4/.test(document.querySelector("#progress-text").textContent),
+    null,
+    { timeout: 180_000 },
+  );
+  await page.click("#tab-settings");
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#models tr")].some((r) => /multilingual-e5-small-q4/.test(r.textContent) && /installed, in use/.test(r.textContent)),
+  );
+  assert.match(await page.textContent("#settings-list"), /Embeddermultilingual-e5-small-q4/);
+
   // The one expected failure: the browser logs the refused bad path (HTTP 400).
   const unexpected = problems.filter((p) => !/status of 400/.test(p));
   assert.deepEqual(unexpected, [], "no console errors (CSP violations included)");

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use ts_rs::{Config, TS};
 
 use crate::calls::{
-    AskRequest, DocumentQuery, IndexRequest, OpenRequest, PrivacyRequest, RemoveRequest,
-    SearchQuery,
+    AskRequest, DocumentQuery, EmbedderRequest, IndexRequest, OpenRequest, PrivacyRequest,
+    RemoveRequest, SearchQuery,
 };
 use crate::error::AppError;
 use crate::models::{FetchRequest, ImportRequest, UseRequest};
@@ -45,6 +45,7 @@ pub fn export_to(dir: &Path) -> Result<(), ts_rs::ExportError> {
     OpenRequest::export_all(&cfg)?;
     PrivacyRequest::export_all(&cfg)?;
     RemoveRequest::export_all(&cfg)?;
+    EmbedderRequest::export_all(&cfg)?;
     FetchRequest::export_all(&cfg)?;
     ImportRequest::export_all(&cfg)?;
     UseRequest::export_all(&cfg)?;

@@ -97,8 +97,8 @@ pub fn filter_of(path_prefix: Option<String>, ext: Option<&str>) -> Filter {
 /// Hits (with snippets and highlight ranges) for a search.
 pub async fn search(engine: &Engine, q: SearchQuery) -> AppResult<SearchView> {
     let mode: SearchMode = q.mode.as_deref().unwrap_or("hybrid").parse()?;
-    let lib = engine.library();
-    let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
+    let (lib, embedder) = engine.library_and_embedder();
+    let search = HybridSearch::new(&lib, Some(&embedder))?;
     let opts = SearchOptions {
         mode,
         k: q.k.unwrap_or(10).clamp(1, 100),
@@ -185,7 +185,7 @@ pub fn answer_blocking(
     req: &AskRequest,
     sink: &mut dyn FnMut(AskEvent) -> bool,
 ) -> AppResult<()> {
-    let lib = engine.library();
+    let (lib, embedder) = engine.library_and_embedder();
     let routing = Routing::for_library(
         &engine.config_dir,
         &lib,
@@ -225,8 +225,8 @@ pub fn answer_blocking(
     let model = model.as_mut().expect("loaded by lock_model");
     let mut cache = engine.cache.lock().unwrap_or_else(|p| p.into_inner());
     let mut asker = routing.asker(
-        (&lib, &engine.embedder, &mut *model),
-        classifier,
+        (&lib, &embedder, &mut *model),
+        classifier.as_deref(),
         Some(&mut cache),
     );
     let answer = handle.block_on(asker.ask(
@@ -464,6 +464,20 @@ pub async fn open(engine: &Engine, req: OpenRequest) -> AppResult<OpenedView> {
         with: opened.with,
         page: opened.page,
     })
+}
+
+/// The embedder to switch the library's meaning search to (`POST /api/embedder`).
+#[derive(Debug, Deserialize, TS)]
+pub struct EmbedderRequest {
+    /// An installed embedder's registry id.
+    pub embedder: String,
+}
+
+/// Switch the library's meaning search to another installed embedder: every
+/// passage is embedded again in the background (progress as indexing's,
+/// phase `re-embedding`) while searches go on with the current one.
+pub fn switch_embedder(engine: &std::sync::Arc<Engine>, req: EmbedderRequest) -> AppResult<()> {
+    Ok(engine.start_reembed(&req.embedder)?)
 }
 
 /// A folder to take out of the library (`POST /api/folders/remove`).

@@ -4,7 +4,7 @@
 //! server's `/api/status/stream`, the desktop window's `progress` events).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use quarry_core::answer::cache::AnswerCache;
@@ -81,10 +81,13 @@ pub struct IndexProgress {
     pub running: bool,
     /// The folders being indexed.
     pub paths: Vec<String>,
+    /// A re-embedding job (phases `re-embedding`, then `re-embedded` or
+    /// `failed`): the embedder meaning search switches to.
+    pub embedder: Option<String>,
     /// `idle`, `walking`, `indexing` (the keyword phase), `embedding` (the
     /// vectors phase: everything is searchable by keyword meanwhile),
     /// `stopping`, `done`, `stopped` (the rest is left for the next run) or
-    /// `failed`.
+    /// `failed`; a switch of embedder: `re-embedding`, then `re-embedded`.
     pub phase: String,
     /// Files found by the walk.
     pub files_found: usize,
@@ -118,15 +121,21 @@ pub struct IndexProgress {
     pub error: Option<AppError>,
 }
 
+/// The library as last opened and the embedder its vectors came from, with
+/// the ticket of the refresh that opened it: swapped together, so a search
+/// never pairs a library with another embedder's queries.
+struct Snapshot {
+    ticket: u64,
+    library: Arc<Library>,
+    embedder: Arc<Embedder>,
+}
+
 /// Shared state of a running engine (one per open library).
 pub struct Engine {
-    /// The library as last opened, with the ticket of the refresh that opened it.
-    library: RwLock<(u64, Arc<Library>)>,
+    library: RwLock<Snapshot>,
     refreshes: std::sync::atomic::AtomicU64,
     /// The library folder.
     pub library_dir: PathBuf,
-    /// The embedder.
-    pub embedder: Arc<Embedder>,
     model: Mutex<Option<LocalModel>>,
     /// What holds the model now (or held it last), in a few words.
     model_user: Mutex<String>,
@@ -136,7 +145,8 @@ pub struct Engine {
     /// The configuration folder.
     pub config_dir: PathBuf,
     cache_dir: PathBuf,
-    classifier: OnceLock<Option<TaskClassifier>>,
+    /// The router's classifier, built on first use for the embedder named.
+    classifier: Mutex<Option<(String, Option<Arc<TaskClassifier>>)>>,
     /// The answer cache.
     pub cache: Mutex<AnswerCache>,
     index_opts: IndexOptions,
@@ -157,17 +167,20 @@ impl Engine {
                 &library_dir,
                 parts.library.files().clone(),
             )),
-            library: RwLock::new((0, Arc::new(parts.library))),
+            library: RwLock::new(Snapshot {
+                ticket: 0,
+                library: Arc::new(parts.library),
+                embedder: Arc::new(parts.embedder),
+            }),
             refreshes: std::sync::atomic::AtomicU64::new(0),
             library_dir,
-            embedder: Arc::new(parts.embedder),
             model: Mutex::new(None),
             model_user: Mutex::new(String::new()),
             load_model: parts.load_model,
             generator: std::sync::RwLock::new((parts.model, parts.model_name)),
             config_dir: parts.config_dir,
             cache_dir: parts.cache_dir,
-            classifier: OnceLock::new(),
+            classifier: Mutex::new(None),
             index_opts: parts.index,
             progress: Mutex::new(IndexProgress {
                 phase: "idle".into(),
@@ -233,22 +246,39 @@ impl Engine {
 
     /// The library as of now (a snapshot: indexing swaps in a fresh one).
     pub fn library(&self) -> Arc<Library> {
-        self.library.read().expect("library lock").1.clone()
+        self.library.read().expect("library lock").library.clone()
     }
 
-    /// The task classifier (built on first use; `None` if it cannot be built).
-    pub fn classifier(&self) -> Option<&TaskClassifier> {
-        self.classifier
-            .get_or_init(
-                || match TaskClassifier::builtin(&self.embedder, &self.cache_dir) {
-                    Ok(c) => Some(c),
+    /// The embedder of the library as of now.
+    pub fn embedder(&self) -> Arc<Embedder> {
+        self.library.read().expect("library lock").embedder.clone()
+    }
+
+    /// The library and its embedder, as one snapshot: what a search needs.
+    pub fn library_and_embedder(&self) -> (Arc<Library>, Arc<Embedder>) {
+        let s = self.library.read().expect("library lock");
+        (s.library.clone(), s.embedder.clone())
+    }
+
+    /// The task classifier for the current embedder (built on first use;
+    /// `None` if it cannot be built).
+    pub fn classifier(&self) -> Option<Arc<TaskClassifier>> {
+        let embedder = self.embedder();
+        let mut slot = self.classifier.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some((id, c)) if id == embedder.id() => c.clone(),
+            _ => {
+                let c = match TaskClassifier::builtin(&embedder, &self.cache_dir) {
+                    Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
                         tracing::warn!("router classifier unavailable: {e}");
                         None
                     }
-                },
-            )
-            .as_ref()
+                };
+                *slot = Some((embedder.id().to_string(), c.clone()));
+                c
+            }
+        }
     }
 
     /// The local model, loaded first if needed; held by one question at a
@@ -336,18 +366,42 @@ impl Engine {
     /// during a job see the library as of the last refresh: consistent, not
     /// yet new). Of refreshes that overlap, the one that started last wins.
     async fn refresh(&self) {
+        self.refresh_with(None).await
+    }
+
+    /// [`Engine::refresh`]; when the library's embedder changed (a switch
+    /// here or `quarry reembed` in another process), the embedder comes with
+    /// it: `incoming` if it is that one, else loaded from the models folder.
+    async fn refresh_with(&self, incoming: Option<Arc<Embedder>>) {
         let ticket = self
             .refreshes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
-        match Library::open(&self.library_dir).await {
-            Ok(lib) => {
-                let mut current = self.library.write().expect("library lock");
-                if ticket > current.0 {
-                    *current = (ticket, Arc::new(lib));
+        let lib = match Library::open(&self.library_dir).await {
+            Ok(lib) => lib,
+            Err(e) => return tracing::warn!("could not refresh the library: {e}"),
+        };
+        let wanted = lib.meta().embedder.clone();
+        let current = self.embedder();
+        let embedder = if current.id() == wanted {
+            current
+        } else if let Some(e) = incoming.filter(|e| e.id() == wanted) {
+            e
+        } else {
+            match Embedder::from_store(&self.models.store, &wanted) {
+                Ok(e) => Arc::new(e),
+                Err(e) => {
+                    return tracing::warn!("the library now uses {wanted}, which cannot load: {e}")
                 }
             }
-            Err(e) => tracing::warn!("could not refresh the library: {e}"),
+        };
+        let mut snapshot = self.library.write().expect("library lock");
+        if ticket > snapshot.ticket {
+            *snapshot = Snapshot {
+                ticket,
+                library: Arc::new(lib),
+                embedder,
+            };
         }
     }
 
@@ -386,26 +440,96 @@ impl Engine {
         Ok(())
     }
 
-    async fn run_indexing(self: Arc<Self>, paths: Vec<PathBuf>, opts: IndexOptions) {
+    /// Switch the library's meaning search to the installed embedder `id`
+    /// in the background: every chunk is embedded again into a new table
+    /// while searches go on through the old one, then both swap at once
+    /// ([`quarry_core::ingest::switch_embedder`]: resumable, the old table
+    /// kept until the swap). Progress is the indexing progress's, phase
+    /// `re-embedding`. Fails at once if a job is running, the model is not
+    /// installed or is not an embedder, or the library already uses it.
+    pub fn start_reembed(self: &Arc<Self>, id: &str) -> Result<()> {
+        if self.library().meta().embedder == id {
+            return Err(quarry_core::Error::InvalidInput(format!(
+                "the library already uses {id}"
+            )));
+        }
+        let embedder = Arc::new(Embedder::from_store(&self.models.store, id)?);
+        {
+            let mut p = self.progress.lock().expect("progress lock");
+            if p.running {
+                return Err(quarry_core::Error::Locked(self.library_dir.clone()));
+            }
+            *p = IndexProgress {
+                running: true,
+                phase: "re-embedding".into(),
+                embedder: Some(id.to_string()),
+                ..Default::default()
+            };
+        }
+        let engine = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || handle.block_on(engine.run_reembed(embedder)));
+        Ok(())
+    }
+
+    async fn run_reembed(self: Arc<Self>, embedder: Arc<Embedder>) {
         let started = Instant::now();
-        let result = self.index_with_progress(&paths, &opts, started).await;
-        self.refresh().await;
+        let result = async {
+            let mut lib = Library::open(&self.library_dir).await?;
+            let mut on_progress = |done: usize, total: usize| {
+                let secs = started.elapsed().as_secs_f64();
+                self.publish(|p| {
+                    p.embed_done = done;
+                    p.embed_total = total;
+                    p.elapsed_s = secs;
+                    p.embed_per_s = done as f64 / secs.max(1e-9);
+                    p.eta_s = (done > 0).then(|| (total - done) as f64 * secs / done as f64);
+                });
+            };
+            quarry_core::ingest::switch_embedder(&mut lib, &embedder, 64, &mut on_progress).await
+        }
+        .await;
+        self.refresh_with(Some(embedder)).await;
+        self.finish(started, result, |p, report| {
+            p.phase = "re-embedded".into();
+            p.chunks = report.chunks;
+            p.embed_done = report.embedded;
+        });
+    }
+
+    /// Publish the end of a background job: `done` fills in its outcome, or
+    /// it failed with its error.
+    fn finish<T>(
+        &self,
+        started: Instant,
+        result: Result<T>,
+        done: impl FnOnce(&mut IndexProgress, T),
+    ) {
         let elapsed = started.elapsed().as_secs_f64();
         self.publish(|p| {
             p.running = false;
             p.elapsed_s = elapsed;
             match result {
-                Ok(report) => {
-                    p.phase = if report.cancelled { "stopped" } else { "done" }.into();
+                Ok(outcome) => {
                     p.eta_s = Some(0.0);
-                    p.chunks = report.chunks;
-                    p.report = Some(report);
+                    done(p, outcome);
                 }
                 Err(e) => {
                     p.phase = "failed".into();
                     p.error = Some(e.into());
                 }
             }
+        });
+    }
+
+    async fn run_indexing(self: Arc<Self>, paths: Vec<PathBuf>, opts: IndexOptions) {
+        let started = Instant::now();
+        let result = self.index_with_progress(&paths, &opts, started).await;
+        self.refresh().await;
+        self.finish(started, result, |p, report| {
+            p.phase = if report.cancelled { "stopped" } else { "done" }.into();
+            p.chunks = report.chunks;
+            p.report = Some(report);
         });
     }
 
@@ -446,7 +570,8 @@ impl Engine {
             };
             self.publish(|p| apply_event(p, e, clock, opts.embed));
         };
-        quarry_core::ingest::index(&mut lib, paths, &self.embedder, opts, &mut on_event).await
+        let embedder = self.embedder();
+        quarry_core::ingest::index(&mut lib, paths, &embedder, opts, &mut on_event).await
     }
 }
 

@@ -286,7 +286,7 @@ pub fn use_generator(models: &ModelManager, engine: &Engine, id: Option<String>)
 
 /// The models the engine runs: its embedder and its generator.
 pub fn in_use(engine: &Engine) -> Vec<String> {
-    vec![engine.embedder.id().to_string(), engine.model_name()]
+    vec![engine.embedder().id().to_string(), engine.model_name()]
 }
 
 /// Install a model from a file or folder on this machine (checksums checked).

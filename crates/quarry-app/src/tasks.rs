@@ -122,11 +122,11 @@ fn filter_of(req: &ExtractRequest) -> quarry_core::store::Filter {
 /// The indexed documents `req` selects, in path order; or with a query,
 /// the best-matching of them, best first.
 pub async fn documents(engine: &Engine, req: &ExtractRequest) -> AppResult<Vec<DocumentRecord>> {
-    let lib = engine.library();
+    let (lib, embedder) = engine.library_and_embedder();
     let filter = filter_of(req);
     Ok(match req.query.as_deref().map(str::trim) {
         Some(q) if !q.is_empty() => {
-            let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
+            let search = HybridSearch::new(&lib, Some(&embedder))?;
             let top = req.top.unwrap_or(DEFAULT_TOP);
             documents_found(&search, q, &filter, &req.paths, top).await?
         }
@@ -147,7 +147,7 @@ pub fn extract_blocking(
     sink: &mut dyn FnMut(ExtractUpdate) -> bool,
 ) -> AppResult<()> {
     let schema = schema_of(engine, req)?;
-    let lib = engine.library();
+    let (lib, embedder) = engine.library_and_embedder();
     let docs = handle.block_on(documents(engine, req))?;
     if docs.is_empty() {
         return Err(AppError::user(
@@ -169,7 +169,7 @@ pub fn extract_blocking(
     if req.redo {
         docs.iter().for_each(|d| store.forget(&d.path));
     }
-    let search = HybridSearch::new(&lib, Some(&engine.embedder))?;
+    let search = HybridSearch::new(&lib, Some(&embedder))?;
     let opts = ExtractOptions {
         mode: SearchMode::Hybrid,
         ..Default::default()

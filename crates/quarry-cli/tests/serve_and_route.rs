@@ -181,6 +181,69 @@ fn serve_with_vars(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
     Server { child, base, token }
 }
 
+/// Meaning search switched to the multilingual embedder from the API: a
+/// model that is not installed is a clear error; an installed one embeds the
+/// library again in the background (progress streams, phase `re-embedding`
+/// then `re-embedded`), and then the library and its searches use it.
+fn switch_embedder_over_http(base: &str) {
+    let (code, body) = error_of(
+        http()
+            .post(&format!("{base}/api/embedder"))
+            .send_json(json!({"embedder": "no-such-embedder"})),
+    );
+    assert!((400..500).contains(&code), "{code}: {body}");
+    let before = get(&format!("{base}/api/settings"));
+    assert_eq!(before["embedder"], "all-minilm-l6-v2", "{before}");
+    let accepted = http()
+        .post(&format!("{base}/api/embedder"))
+        .send_json(json!({"embedder": "multilingual-e5-small-q4"}))
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let (last, phases) = follow_progress(base, &["re-embedded", "failed"], 300);
+    let saw_progress = phases.iter().any(|p| p == "re-embedding");
+    assert_eq!(last["phase"], "re-embedded", "{last}");
+    assert_eq!(last["embedder"], "multilingual-e5-small-q4", "{last}");
+    assert!(last["chunks"].as_u64().unwrap() > 0, "{last}");
+    assert!(saw_progress, "the switch's progress streamed");
+    let after = get(&format!("{base}/api/settings"));
+    assert_eq!(after["embedder"], "multilingual-e5-small-q4", "{after}");
+    let found = get(&format!(
+        "{base}/api/search?q=when%20did%20the%20orchids%20bloom&k=3&mode=vector"
+    ));
+    assert!(
+        found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["path"].as_str().unwrap().ends_with("orchids.txt")),
+        "meaning search with the new embedder: {found}"
+    );
+}
+
+/// Follow `/api/status/stream` until a phase in `until` (within `secs`):
+/// the last progress, and every phase seen.
+fn follow_progress(base: &str, until: &[&str], secs: u64) -> (Value, Vec<String>) {
+    let stream = http()
+        .get(&format!("{base}/api/status/stream"))
+        .call()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let (mut last, mut phases) = (Value::Null, Vec::new());
+    for line in BufReader::new(stream.into_reader()).lines() {
+        if let Some(d) = line.unwrap().strip_prefix("data: ") {
+            last = serde_json::from_str(d).unwrap();
+            let phase = last["phase"].as_str().unwrap_or_default().to_string();
+            let end = until.contains(&phase.as_str());
+            phases.push(phase);
+            if end {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job did not finish: {last}");
+    }
+    (last, phases)
+}
+
 fn get(url: &str) -> Value {
     http().get(url).call().unwrap().into_json().unwrap()
 }
@@ -417,22 +480,7 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         .send_json(json!({"paths": [more]}))
         .unwrap();
     assert_eq!(accepted.status(), 202);
-    let stream = http()
-        .get(&format!("{base}/api/status/stream"))
-        .call()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last = Value::Null;
-    for line in BufReader::new(stream.into_reader()).lines() {
-        let line = line.unwrap();
-        if let Some(d) = line.strip_prefix("data: ") {
-            last = serde_json::from_str(d).unwrap();
-            if last["phase"] == "done" || last["phase"] == "failed" {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "indexing did not finish: {last}");
-    }
+    let (last, _) = follow_progress(base, &["done", "failed"], 120);
     assert_eq!(last["phase"], "done", "{last}");
     assert_eq!(last["files_done"], 1, "{last}");
     let found = get(&format!(
@@ -451,6 +499,7 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         2,
         "{status}"
     );
+    switch_embedder_over_http(base);
     // Removing that folder takes its document out again.
     let removed: Value = http()
         .post(&format!("{base}/api/folders/remove"))

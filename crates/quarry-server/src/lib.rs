@@ -8,6 +8,7 @@
 //! | POST | `/api/index` | `{"paths": [...]}`: add folders, index in the background |
 //! | POST | `/api/index/cancel` | stop the job after its current batch (the rest is left for the next run) |
 //! | POST | `/api/folders/remove` | `{"path": ...}`: remove a folder and its documents |
+//! | POST | `/api/embedder` | `{"embedder"}`: switch meaning search to another installed embedder (every passage embedded again in the background; progress as indexing's) |
 //! | GET | `/api/search?q=&mode=&k=&path_prefix=&ext=` | hybrid search with snippets |
 //! | POST | `/api/ask` | SSE: `sources`, `route`, `token`, `consent`, `sent`, `done`, `error` |
 //! | POST | `/api/extract` | `{"schema" (fields or a saved schema's name), "paths"?, "ext"?, "query"?, "top"?, "redo"?}`: SSE `started`, `document` (one per document, fields cited and checked), `done`, `error` |
@@ -139,6 +140,7 @@ pub fn router(engine: Arc<Engine>, options: &ServeOptions, mcp: CancellationToke
         .route("/api/index", post(routes::index))
         .route("/api/index/cancel", post(routes::cancel_index))
         .route("/api/folders/remove", post(routes::remove_folder))
+        .route("/api/embedder", post(routes::switch_embedder))
         .route("/api/search", get(routes::search))
         .route("/api/ask", post(routes::ask))
         .route("/api/extract", post(routes::extract))

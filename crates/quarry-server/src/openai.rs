@@ -338,7 +338,7 @@ fn rag_blocking(
         generate: gen,
         ..Default::default()
     };
-    let lib = engine.library();
+    let (lib, embedder) = engine.library_and_embedder();
     let mut guard = engine.lock_model()?;
     let model = guard.as_mut().expect("loaded by lock_model");
     let mut on_event = |e: AnswerEvent| match e {
@@ -347,7 +347,7 @@ fn rag_blocking(
     };
     let a = handle.block_on(answer(
         &lib,
-        &engine.embedder,
+        &embedder,
         model,
         &question,
         &history,

@@ -276,6 +276,16 @@ pub async fn cancel_index(
     })
 }
 
+/// `POST /api/embedder`: switch meaning search to another installed embedder
+/// (a background job; its progress comes as indexing's).
+pub async fn switch_embedder(
+    State(engine): Shared,
+    Json(req): Json<calls::EmbedderRequest>,
+) -> Result<(StatusCode, Json<IndexProgress>), ApiError> {
+    calls::switch_embedder(&engine, req)?;
+    Ok((StatusCode::ACCEPTED, Json(engine.progress())))
+}
+
 /// `POST /api/folders/remove`: take a folder and its documents out of the library.
 pub async fn remove_folder(
     State(engine): Shared,

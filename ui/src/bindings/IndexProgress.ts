@@ -15,10 +15,15 @@ running: boolean,
  */
 paths: Array<string>, 
 /**
+ * A re-embedding job (phases `re-embedding`, then `re-embedded` or
+ * `failed`): the embedder meaning search switches to.
+ */
+embedder: string | null, 
+/**
  * `idle`, `walking`, `indexing` (the keyword phase), `embedding` (the
  * vectors phase: everything is searchable by keyword meanwhile),
  * `stopping`, `done`, `stopped` (the rest is left for the next run) or
- * `failed`.
+ * `failed`; a switch of embedder: `re-embedding`, then `re-embedded`.
  */
 phase: string, 
 /**

@@ -240,7 +240,8 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
       return;
     }
     box.hidden = false;
-    const embedding = p.phase === "embedding" || (p.phase === "stopping" && p.embed_done > 0);
+    const reembedding = p.phase === "re-embedding";
+    const embedding = reembedding || p.phase === "embedding" || (p.phase === "stopping" && p.embed_done > 0);
     const bar = $<HTMLProgressElement>("progress-bar");
     bar.max = Math.max(embedding ? p.embed_total : p.files_total, 1);
     bar.value = p.phase === "done" ? bar.max : embedding ? p.embed_done : p.files_done;
@@ -248,7 +249,12 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
     const waiting = Math.max(p.embed_total - p.embed_done, 0);
     const text =
       p.phase === "failed"
-        ? `Indexing failed: ${p.error?.message ?? "unknown error"}`
+        ? `${p.embedder ? `Switching meaning search to ${p.embedder}` : "Indexing"} failed: ${p.error?.message ?? "unknown error"}`
+        : reembedding
+          ? `Embedding every passage again with ${p.embedder}: ${p.embed_done} of ${p.embed_total} chunks, ` +
+            `${p.embed_per_s.toFixed(1)} chunks/s${eta}. Search works as before meanwhile.`
+        : p.phase === "re-embedded"
+          ? `Meaning search now uses ${p.embedder}: ${p.embed_done} chunks embedded in ${humanDuration(p.elapsed_s)}.`
         : p.phase === "stopped"
           ? waiting > 0 && p.files_done >= p.files_total
             ? `Stopped: every file is searchable by keyword; ${waiting} chunks still wait for meaning search. Resume carries on.`
@@ -272,7 +278,8 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
                     eta;
     $("progress-text").textContent = text;
     box.dataset.phase = p.phase;
-    $("stop-indexing").hidden = !p.running;
+    // A switch of embedder runs to its end (it is resumable, not stoppable).
+    $("stop-indexing").hidden = !p.running || reembedding;
     // A stopped job that only embedded has no paths of its own: resuming
     // checks every folder, which carries on with the waiting chunks.
     resumePaths = p.phase === "stopped" ? (p.paths.length ? p.paths : folders) : [];
@@ -290,7 +297,7 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
     watching?.();
     watching = api.watchProgress((p) => {
       showProgress(p);
-      if (!p.running && ["done", "failed", "stopped"].includes(p.phase)) {
+      if (!p.running && ["done", "failed", "stopped", "re-embedded"].includes(p.phase)) {
         watching?.();
         watching = null;
         refreshStatus();

@@ -11,6 +11,8 @@ import { QuarryError, type HttpEndpoint, type ModelInfo, type Models, type Trans
 export interface SettingsDeps {
   /** The default embedder is installed after `awaitModels`: open the library. */
   onModelsReady(): Promise<void>;
+  /** A switch of embedder started: follow its progress. */
+  onReembedStarted(): void;
 }
 
 /** What the Settings screen offers the rest of the app. */
@@ -184,6 +186,28 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
     return b;
   }
 
+  function searchButton(m: ModelInfo): HTMLButtonElement {
+    const b = el("button", { type: "button" }, "Use for search");
+    b.setAttribute("aria-label", `Use ${m.id} for meaning search`);
+    b.addEventListener("click", async () => {
+      showError("");
+      const ok = window.confirm(
+        `Embed every passage of this library again with ${m.id}? ` +
+          "Search keeps working with the current embedder until it is done; the progress shows on the Library tab.",
+      );
+      if (!ok) return;
+      b.disabled = true;
+      try {
+        await api.switchEmbedder(m.id);
+        deps.onReembedStarted();
+      } catch (e) {
+        b.disabled = false;
+        showError(sentence(e, `switch meaning search to ${m.id}`));
+      }
+    });
+    return b;
+  }
+
   function modelRow(m: ModelInfo, fetching: boolean): HTMLTableRowElement {
     const state = m.installed
       ? m.in_use
@@ -194,6 +218,7 @@ export function initSettings(api: Transport, deps: SettingsDeps): Settings {
       : "not installed";
     let action: Node | string = "";
     if (m.installed && m.role === "generator" && !m.in_use && !m.chosen) action = useButton(m);
+    if (m.installed && m.role === "embedder" && !m.in_use) action = searchButton(m);
     if (!m.installed && m.fetchable) {
       const b = el("button", { type: "button", disabled: fetching }, "Fetch");
       b.setAttribute("aria-label", `Fetch ${m.id}`);

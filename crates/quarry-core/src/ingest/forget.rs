@@ -88,6 +88,9 @@ pub(crate) async fn forget_documents(
     targets: &[PathBuf],
 ) -> Result<ForgetReport> {
     let started = now();
+    // A table an embedder switch retired holds a copy of every passage:
+    // it goes now, not at the next indexing run.
+    lib.drop_retired().await?;
     let ids: Vec<String> = docs.iter().map(|d| d.doc_id.clone()).collect();
     let chunks = lib.vectors.chunks_of(&ids).await?;
     let probes = Probes::from_chunks(&chunks);
