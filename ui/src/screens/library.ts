@@ -244,7 +244,7 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
     const embedding = reembedding || p.phase === "embedding" || (p.phase === "stopping" && p.embed_done > 0);
     const bar = $<HTMLProgressElement>("progress-bar");
     bar.max = Math.max(embedding ? p.embed_total : p.files_total, 1);
-    bar.value = p.phase === "done" ? bar.max : embedding ? p.embed_done : p.files_done;
+    bar.value = p.phase === "done" || p.phase === "re-embedded" ? bar.max : embedding ? p.embed_done : p.files_done;
     const eta = p.eta_s != null && p.running ? `, about ${humanDuration(p.eta_s)} left` : "";
     const waiting = Math.max(p.embed_total - p.embed_done, 0);
     const text =
