@@ -25,18 +25,25 @@ impl QuantProduct {
     }
 
     fn new(t: QTensor) -> Result<Self> {
+        Ok(match Self::pack(&t)? {
+            Some(m) => QuantProduct::Packed(m),
+            None => QuantProduct::Candle(QMatMul::from_qtensor(t)?),
+        })
+    }
+
+    /// `t` repacked for Quarry's kernels, when its type and shape have one
+    /// on this CPU.
+    fn pack(t: &QTensor) -> Result<Option<QMatrix>> {
         let ty = match t.dtype() {
-            GgmlDType::Q4K => Some(WeightType::Q4K),
-            GgmlDType::Q6K => Some(WeightType::Q6K),
-            GgmlDType::Q8_0 => Some(WeightType::Q8_0),
-            _ => None,
+            GgmlDType::Q4K => WeightType::Q4K,
+            GgmlDType::Q6K => WeightType::Q6K,
+            GgmlDType::Q8_0 => WeightType::Q8_0,
+            _ => return Ok(None),
         };
-        if let (Some(ty), [n, k]) = (ty, t.shape().dims()) {
-            if let Some(m) = QMatrix::new(ty, &t.data()?, *n, *k) {
-                return Ok(QuantProduct::Packed(m));
-            }
-        }
-        Ok(QuantProduct::Candle(QMatMul::from_qtensor(t)?))
+        Ok(match t.shape().dims() {
+            [n, k] => QMatrix::new(ty, &t.data()?, *n, *k),
+            _ => None,
+        })
     }
 
     /// Which kernels run it, for people.
@@ -73,14 +80,21 @@ impl Linear {
     /// `dense`: keep a dense f32 copy for prompts, unless Quarry's kernels
     /// run this weight's type.
     pub(super) fn new(t: QTensor, dense: bool) -> Result<Self> {
-        let d = if dense {
+        if let Some(m) = QuantProduct::pack(&t)? {
+            return Ok(Linear {
+                q: QuantProduct::Packed(m),
+                dense: None,
+            });
+        }
+        let dense = if dense {
             Some(t.dequantize(&Device::Cpu)?)
         } else {
             None
         };
-        let q = QuantProduct::new(t)?;
-        let dense = d.filter(|_| !q.packed());
-        Ok(Linear { q, dense })
+        Ok(Linear {
+            q: QuantProduct::Candle(QMatMul::from_qtensor(t)?),
+            dense,
+        })
     }
 
     /// Which kernels run its quantized product, for people.
