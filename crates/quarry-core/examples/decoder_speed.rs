@@ -1,12 +1,12 @@
 //! Speed of Quarry's decoder on a GGUF file, real or synthetic, and of
 //! candle's generic Qwen3 path on the same file (what Qwen3 ran on before).
 //!
-//!     cargo run -p quarry-core --example decoder_speed -- write qwen3-1.7b q4k FILE
+//!     cargo run -p quarry-core --example decoder_speed -- write qwen3-1.7b q4k|q8_0|q4_k_m FILE
 //!     cargo run -p quarry-core --example decoder_speed -- time FILE [PROMPT] [DECODE]
 //!     cargo run -p quarry-core --example decoder_speed -- candle-qwen3 FILE [PROMPT] [DECODE]
 //!
-//! `write` makes a file of random weights in Qwen3-1.7B's (or `qwen3-4b`'s)
-//! shape: the products cost what the real model's do.
+//! `write` makes a file of random weights in Qwen3-1.7B's (or `qwen3-4b`'s,
+//! `phi4-mini`'s) shape: the products cost what the real model's do.
 
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
 use quarry_core::generate::synthetic::{
-    decoder_speed, llama3_rope_factors, write_decoder, DecoderShape,
+    decoder_speed, llama3_rope_factors, write_decoder, write_decoder_q4_k_m, DecoderShape,
 };
 
 fn main() -> Result<()> {
@@ -38,6 +38,10 @@ fn main() -> Result<()> {
                     ..DecoderShape::qwen3_1_7b()
                 },
                 Some("tiny-qwen3") => DecoderShape::tiny("qwen3"),
+                Some("phi4-mini") => DecoderShape::phi4_mini(),
+                // Phi-4-mini's partial rotation, LongRoPE and tied output on
+                // a unit-test-sized phi3 (the file `logits_agree_with_llama_cpp` holds).
+                Some("tiny-phi4") => DecoderShape::tiny_phi4(),
                 // Llama 3.2's rotary scaling on a unit-test-sized llama.
                 Some("tiny-llama3") => DecoderShape {
                     rope_factors: Some(llama3_rope_factors(64, 1_000_000.0)),
@@ -45,14 +49,15 @@ fn main() -> Result<()> {
                 },
                 other => bail!("unknown shape {other:?}"),
             };
-            let weights = match args.get(2).map(String::as_str) {
-                Some("q4k") => GgmlDType::Q4K,
-                Some("q8_0") => GgmlDType::Q8_0,
-                other => bail!("unknown weights {other:?}"),
-            };
             let path = args.get(3).context("FILE")?;
             let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
             // Seed 7, as the unit tests write theirs.
+            let weights = match args.get(2).map(String::as_str) {
+                Some("q4k") => GgmlDType::Q4K,
+                Some("q8_0") => GgmlDType::Q8_0,
+                Some("q4_k_m") => return Ok(write_decoder_q4_k_m(&mut out, &shape, 7)?),
+                other => bail!("unknown weights {other:?}"),
+            };
             write_decoder(&mut out, &shape, weights, 7)?;
         }
         Some("time") => {

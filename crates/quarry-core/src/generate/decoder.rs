@@ -30,6 +30,17 @@
 //! ([`super::synthetic`]). Llama 3.x files carry `rope_freqs.weight`, one
 //! factor per rotary frequency (Llama 3's long-context scaling, applied the
 //! way llama.cpp does: each frequency divided by its factor).
+//!
+//! Phi-3 (Phi-3.x, Phi-4-mini) is llama with fused matrices (query, key and
+//! value in one `attn_qkv`, gate and up in one `ffn_up`, cut into the usual
+//! parts at load), NeoX rotation of only the first `rope.dimension_count`
+//! values of each head (Phi-4-mini rotates 96 of 128), and LongRoPE: one
+//! divisor per rotary frequency, a short set for contexts up to the original
+//! 4,096 tokens and a long set beyond, with cos and sin scaled by
+//! `rope.scaling.attn_factor` — chosen by the context the cache is built for,
+//! as llama.cpp chooses by its context size. It is checked against candle's
+//! `quantized_phi3` (which has no partial rotation or LongRoPE) and against
+//! llama.cpp on files of random weights in its layout.
 
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -72,6 +83,7 @@ enum Variant {
     Qwen2,
     Qwen3,
     Gemma3,
+    Phi3,
 }
 
 /// A llama-family decoder.
@@ -89,6 +101,8 @@ pub struct Decoder {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Leading values of each head that rotate (the rest pass through).
+    rope_dim: usize,
     eps: f32,
     max_len: usize,
 }
@@ -112,20 +126,75 @@ fn md_usize(ct: &gguf_file::Content, key: &str) -> Result<usize> {
         })
 }
 
-/// Rotary tables (cos, sin) of `max_len` positions × `dim / 2` frequencies;
-/// `factors` (Llama 3's `rope_freqs`) divide the frequencies one by one.
+/// How the rotary frequencies depart from `base^(-2i/dim)`.
+#[derive(Debug, Clone)]
+struct RopeScaling {
+    /// Divisors of the frequencies one by one: Llama 3's `rope_freqs`,
+    /// Phi-3's LongRoPE short or long factors.
+    factors: Option<Vec<f32>>,
+    /// Multiplies cos and sin (LongRoPE's attention factor; 1 otherwise).
+    magnitude: f32,
+}
+
+impl RopeScaling {
+    const NONE: RopeScaling = RopeScaling {
+        factors: None,
+        magnitude: 1.0,
+    };
+
+    /// The scaling a file asks for, for a cache of `max_len` positions.
+    fn from_gguf(
+        ct: &gguf_file::Content,
+        architecture: &str,
+        max_len: usize,
+        get: &mut dyn FnMut(&str) -> Result<QTensor>,
+    ) -> Result<Self> {
+        let mut factors = |name: &str| -> Result<Option<Vec<f32>>> {
+            if !ct.tensor_infos.contains_key(name) {
+                return Ok(None);
+            }
+            Ok(Some(
+                get(name)?
+                    .dequantize(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ))
+        };
+        if let Some(f) = factors("rope_freqs.weight")? {
+            return Ok(RopeScaling {
+                factors: Some(f),
+                magnitude: 1.0,
+            });
+        }
+        let a = architecture;
+        // LongRoPE (Phi-3.x, Phi-4-mini): the short factors up to the
+        // original context, the long ones for a longer cache.
+        let original = md_usize(ct, &format!("{a}.rope.scaling.original_context_length"))
+            .or_else(|_| md_usize(ct, &format!("{a}.context_length")))
+            .unwrap_or(max_len);
+        let set = if max_len > original { "long" } else { "short" };
+        Ok(RopeScaling {
+            factors: factors(&format!("rope_factors_{set}.weight"))?,
+            magnitude: md_f32(ct, &format!("{a}.rope.scaling.attn_factor")).unwrap_or(1.0),
+        })
+    }
+}
+
+/// Rotary tables (cos, sin) of `max_len` positions × `dim / 2` frequencies,
+/// scaled as `scaling` says.
 fn rope_table(
     dim: usize,
     base: f32,
-    factors: Option<&[f32]>,
+    scaling: &RopeScaling,
     max_len: usize,
 ) -> Result<(Tensor, Tensor)> {
+    let factors = scaling.factors.as_deref();
     let dev = Device::Cpu;
     if let Some(f) = factors.filter(|f| f.len() != dim / 2) {
         return Err(Error::ModelLoad {
             id: "gguf".into(),
             reason: format!(
-                "rope_freqs has {} factors for {} frequencies",
+                "the rotary factors are {} for {} frequencies",
                 f.len(),
                 dim / 2
             ),
@@ -143,14 +212,103 @@ fn rope_table(
         .to_dtype(DType::F32)?
         .reshape((max_len, 1))?;
     let angles = pos.matmul(&theta)?;
-    Ok((angles.cos()?, angles.sin()?))
+    let m = f64::from(scaling.magnitude);
+    Ok(((angles.cos()? * m)?, (angles.sin()? * m)?))
+}
+
+/// What every block of a model shares: how to read one from the file.
+struct BlockShape {
+    variant: Variant,
+    /// Rows of the query projection, and of the key and of the value ones.
+    q: usize,
+    kv: usize,
+    /// Keep dense f32 copies of the weights for prompts.
+    dense: bool,
+    /// One block's KV cache: (KV heads, positions, head width).
+    cache: (usize, usize, usize),
+}
+
+impl BlockShape {
+    /// Block `i` with zeroed caches, as a global layer (no window).
+    fn load(
+        &self,
+        ct: &gguf_file::Content,
+        get: &mut dyn FnMut(&str) -> Result<QTensor>,
+        i: usize,
+    ) -> Result<Block> {
+        let dev = Device::Cpu;
+        let p = |n: &str| format!("blk.{i}.{n}.weight");
+        let has = |n: &str| ct.tensor_infos.contains_key(&p(n));
+        let mut vector = |name: String| -> Result<Tensor> { Ok(get(&name)?.dequantize(&dev)?) };
+        let head_norms = matches!(self.variant, Variant::Gemma3 | Variant::Qwen3);
+        let gemma = self.variant == Variant::Gemma3;
+        let (q_norm, k_norm) = if head_norms {
+            (
+                Some(vector(p("attn_q_norm"))?),
+                Some(vector(p("attn_k_norm"))?),
+            )
+        } else {
+            (None, None)
+        };
+        let (post_attn_norm, post_ffn_norm) = if gemma {
+            (
+                Some(vector(p("post_attention_norm"))?),
+                Some(vector(p("post_ffw_norm"))?),
+            )
+        } else {
+            (None, None)
+        };
+        let qkv_bias = match self.variant {
+            Variant::Qwen2 => {
+                let bias = |n: &str| format!("blk.{i}.{n}.bias");
+                Some([
+                    vector(bias("attn_q"))?,
+                    vector(bias("attn_k"))?,
+                    vector(bias("attn_v"))?,
+                ])
+            }
+            Variant::Llama | Variant::Qwen3 | Variant::Gemma3 | Variant::Phi3 => None,
+        };
+        let (attn_norm, ffn_norm) = (vector(p("attn_norm"))?, vector(p("ffn_norm"))?);
+        // Phi-3 fuses query/key/value and gate/up into one matrix each.
+        let qkv = if has("attn_qkv") {
+            super::linear::split_rows(&get(&p("attn_qkv"))?, &[self.q, self.kv, self.kv])?
+        } else {
+            vec![get(&p("attn_q"))?, get(&p("attn_k"))?, get(&p("attn_v"))?]
+        };
+        let gate_up = if has("ffn_gate") {
+            vec![get(&p("ffn_gate"))?, get(&p("ffn_up"))?]
+        } else {
+            let fused = get(&p("ffn_up"))?;
+            let half = fused.shape().dims()[0] / 2;
+            super::linear::split_rows(&fused, &[half, half])?
+        };
+        let (kv_heads, max_len, head_dim) = self.cache;
+        Ok(Block {
+            attn_norm,
+            qkv: Projections::new(qkv, self.dense)?,
+            o: Linear::new(get(&p("attn_output"))?, self.dense)?,
+            ffn_norm,
+            gate_up: Projections::new(gate_up, self.dense)?,
+            down: Linear::new(get(&p("ffn_down"))?, self.dense)?,
+            qkv_bias,
+            q_norm,
+            k_norm,
+            post_attn_norm,
+            post_ffn_norm,
+            window: None,
+            rope: 0,
+            k_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
+            v_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
+        })
+    }
 }
 
 /// Gemma 3's layer pattern: every sixth layer is global, the rest slide.
 const GEMMA3_GLOBAL_EVERY: usize = 6;
 
 impl Decoder {
-    /// Load a `llama`, `qwen2`, `qwen3` or `gemma3` GGUF; `max_len` bounds the KV cache (and the
+    /// Load a `llama`, `qwen2`, `qwen3`, `gemma3` or `phi3` GGUF; `max_len` bounds the KV cache (and the
     /// context). `allow_dense` lets a small model keep dense copies of its
     /// block weights for prompts.
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(
@@ -165,6 +323,7 @@ impl Decoder {
             "qwen2" => Variant::Qwen2,
             "qwen3" => Variant::Qwen3,
             "gemma3" => Variant::Gemma3,
+            "phi3" => Variant::Phi3,
             other => {
                 return Err(Error::ModelLoad {
                     id: "gguf".into(),
@@ -180,9 +339,15 @@ impl Decoder {
         let width = md_usize(ct, &format!("{a}.embedding_length"))?;
         let head_dim = md_usize(ct, &format!("{a}.attention.key_length")).unwrap_or(width / heads);
         let rope_dim = md_usize(ct, &format!("{a}.rope.dimension_count")).unwrap_or(head_dim);
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
+            return Err(Error::ModelLoad {
+                id: "gguf".into(),
+                reason: format!("{rope_dim} rotary dimensions in heads of {head_dim}"),
+            });
+        }
         let eps = md_f32(ct, &format!("{a}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5);
         let base = md_f32(ct, &format!("{a}.rope.freq_base")).unwrap_or(match variant {
-            Variant::Llama => 10_000.0,
+            Variant::Llama | Variant::Phi3 => 10_000.0,
             Variant::Qwen2 | Variant::Qwen3 | Variant::Gemma3 => 1_000_000.0,
         });
         if md_usize(ct, &format!("{a}.expert_count")).unwrap_or(0) > 1 {
@@ -210,78 +375,36 @@ impl Decoder {
         };
         let window = match variant {
             Variant::Gemma3 => Some(md_usize(ct, &format!("{a}.attention.sliding_window"))?),
-            Variant::Llama | Variant::Qwen2 | Variant::Qwen3 => None,
+            Variant::Llama | Variant::Qwen2 | Variant::Qwen3 | Variant::Phi3 => None,
         };
-        let head_norms = matches!(variant, Variant::Gemma3 | Variant::Qwen3);
-        let rope_factors = match get("rope_freqs.weight") {
-            Ok(t) => Some(t.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?),
-            Err(_) => None,
+        let scaling = RopeScaling::from_gguf(ct, a, max_len, &mut get)?;
+        let shape = BlockShape {
+            variant,
+            q: heads * head_dim,
+            kv: kv_heads * head_dim,
+            dense,
+            cache: (kv_heads, max_len, head_dim),
         };
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
-            let p = |n: &str| format!("blk.{i}.{n}.weight");
-            let mut opt = |n: &str, wanted: bool| -> Result<Option<Tensor>> {
-                if !wanted {
-                    return Ok(None);
-                }
-                Ok(Some(get(&p(n))?.dequantize(&dev)?))
-            };
-            let gemma = variant == Variant::Gemma3;
-            let (q_norm, k_norm) = (
-                opt("attn_q_norm", head_norms)?,
-                opt("attn_k_norm", head_norms)?,
-            );
-            let (post_attn_norm, post_ffn_norm) = (
-                opt("post_attention_norm", gemma)?,
-                opt("post_ffw_norm", gemma)?,
-            );
-            let sliding = window.is_some() && (i + 1) % GEMMA3_GLOBAL_EVERY != 0;
-            let qkv_bias = match variant {
-                Variant::Qwen2 => {
-                    let mut bias = |n: &str| -> Result<Tensor> {
-                        Ok(get(&format!("blk.{i}.{n}.bias"))?.dequantize(&dev)?)
-                    };
-                    Some([bias("attn_q")?, bias("attn_k")?, bias("attn_v")?])
-                }
-                Variant::Llama | Variant::Qwen3 | Variant::Gemma3 => None,
-            };
-            blocks.push(Block {
-                attn_norm: get(&p("attn_norm"))?.dequantize(&dev)?,
-                qkv: Projections::new(
-                    vec![get(&p("attn_q"))?, get(&p("attn_k"))?, get(&p("attn_v"))?],
-                    dense,
-                )?,
-                o: Linear::new(get(&p("attn_output"))?, dense)?,
-                ffn_norm: get(&p("ffn_norm"))?.dequantize(&dev)?,
-                gate_up: Projections::new(vec![get(&p("ffn_gate"))?, get(&p("ffn_up"))?], dense)?,
-                down: Linear::new(get(&p("ffn_down"))?, dense)?,
-                qkv_bias,
-                q_norm,
-                k_norm,
-                post_attn_norm,
-                post_ffn_norm,
-                window: if sliding { window } else { None },
-                rope: usize::from(sliding),
-                k_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
-                v_cache: Tensor::zeros((kv_heads, max_len, head_dim), DType::F32, &dev)?,
-            });
+            let mut b = shape.load(ct, &mut get, i)?;
+            if window.is_some() && (i + 1) % GEMMA3_GLOBAL_EVERY != 0 {
+                b.window = window;
+                b.rope = 1;
+            }
+            blocks.push(b);
         }
-        let mut ropes = vec![rope_table(
-            rope_dim,
-            base,
-            rope_factors.as_deref(),
-            max_len,
-        )?];
+        let mut ropes = vec![rope_table(rope_dim, base, &scaling, max_len)?];
         if variant == Variant::Gemma3 {
             let local = md_f32(ct, &format!("{a}.rope.local_freq_base")).unwrap_or(10_000.0);
-            ropes.push(rope_table(rope_dim, local, None, max_len)?);
+            ropes.push(rope_table(rope_dim, local, &RopeScaling::NONE, max_len)?);
         }
         Ok(Decoder {
             variant,
             embeddings,
             embed_scale: match variant {
                 Variant::Gemma3 => (width as f64).sqrt(),
-                Variant::Llama | Variant::Qwen2 | Variant::Qwen3 => 1.0,
+                Variant::Llama | Variant::Qwen2 | Variant::Qwen3 | Variant::Phi3 => 1.0,
             },
             blocks,
             norm,
@@ -290,6 +413,7 @@ impl Decoder {
             heads,
             kv_heads,
             head_dim,
+            rope_dim,
             eps,
             max_len,
         })
@@ -351,6 +475,7 @@ impl Decoder {
             heads: self.heads,
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
+            rope_dim: self.rope_dim,
             eps: self.eps,
             gemma: self.variant == Variant::Gemma3,
             // Gemma and Qwen rotate the two halves of a head (NeoX); llama's
@@ -380,6 +505,8 @@ struct Step {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Leading values of each head that rotate.
+    rope_dim: usize,
     eps: f32,
     gemma: bool,
     half_split: bool,
@@ -450,8 +577,14 @@ impl Step {
             q = candle_nn::ops::rms_norm(&q, qn, self.eps)?;
             k = candle_nn::ops::rms_norm(&k, kn, self.eps)?;
         }
-        let rotate = |t: &Tensor| -> Result<Tensor> {
-            let t = t.unsqueeze(0)?;
+        Ok([self.rotate(&q, cos, sin)?, self.rotate(&k, cos, sin)?, v])
+    }
+
+    /// `t` (heads, seq, head_dim) with its first `rope_dim` values of each
+    /// head rotated; the rest (Phi-4-mini's last 32 of 128) pass through.
+    fn rotate(&self, t: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let turn = |t: &Tensor| -> Result<Tensor> {
+            let t = t.contiguous()?.unsqueeze(0)?;
             let r = if self.half_split {
                 candle_nn::rotary_emb::rope(&t, cos, sin)?
             } else {
@@ -459,7 +592,12 @@ impl Step {
             };
             Ok(r.squeeze(0)?)
         };
-        Ok([rotate(&q)?, rotate(&k)?, v])
+        if self.rope_dim == self.head_dim {
+            return turn(t);
+        }
+        let rotated = turn(&t.narrow(2, 0, self.rope_dim)?)?;
+        let rest = t.narrow(2, self.rope_dim, self.head_dim - self.rope_dim)?;
+        Ok(Tensor::cat(&[&rotated, &rest], 2)?.contiguous()?)
     }
 
     /// Block `b`'s attention for the normed input `n`: the new keys and
@@ -833,11 +971,11 @@ mod exact_steps {
 mod synthetic_reference {
     use super::super::synthetic::{
         llama3_inv_freq as hf_llama3_inv_freq, llama3_rope_factors as llama3_factors,
-        write_decoder, DecoderShape,
+        write_decoder, write_decoder_q4_k_m, DecoderShape, LongRope,
     };
     use super::*;
     use candle_core::quantized::GgmlDType;
-    use candle_transformers::models::{quantized_llama, quantized_qwen3};
+    use candle_transformers::models::{quantized_llama, quantized_phi3, quantized_qwen3};
     use std::io::Cursor;
 
     fn file(shape: &DecoderShape, weights: GgmlDType) -> Vec<u8> {
@@ -908,29 +1046,41 @@ mod synthetic_reference {
         }
     }
 
-    fn candle_qwen3(bytes: &[u8]) -> impl FnMut(&[u32], usize) -> Vec<f32> + '_ {
-        let mut r = Cursor::new(bytes);
-        let ct = gguf_file::Content::read(&mut r).unwrap();
-        let mut m = quantized_qwen3::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
-        move |ids, pos| {
+    /// A reference model's logits after token ids at a position.
+    type Reference = Box<dyn FnMut(&[u32], usize) -> Vec<f32>>;
+
+    fn candle_step(mut forward: impl FnMut(&Tensor, usize) -> Tensor + 'static) -> Reference {
+        Box::new(move |ids, pos| {
             let x = Tensor::new(ids, &Device::Cpu)
                 .unwrap()
                 .unsqueeze(0)
                 .unwrap();
-            row(&m.forward(&x, pos).unwrap())
-        }
+            row(&forward(&x, pos))
+        })
     }
 
-    /// Qwen3 (per-head query/key norms, no biases, NeoX rotation) on Quarry's
-    /// decoder agrees with candle's `quantized_qwen3` on the same bytes, in
-    /// Q8_0, Q4_K and Q6_K (Quarry's kernels where the CPU has them, candle's
-    /// otherwise), prompts through the quantized kernels and through dense
-    /// copies.
-    #[test]
-    fn qwen3_logits_agree_with_candles_reference() {
-        let shape = DecoderShape::tiny("qwen3");
+    fn candle_qwen3(bytes: &[u8]) -> Reference {
+        let mut r = Cursor::new(bytes);
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        let mut m = quantized_qwen3::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
+        candle_step(move |x, pos| m.forward(x, pos).unwrap())
+    }
+
+    fn candle_phi3(bytes: &[u8]) -> Reference {
+        let mut r = Cursor::new(bytes);
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        let mut m =
+            quantized_phi3::ModelWeights::from_gguf(false, ct, &mut r, &Device::Cpu).unwrap();
+        candle_step(move |x, pos| m.forward(x, pos).unwrap())
+    }
+
+    /// [`agree`] on files of `shape` in Q8_0, Q4_K and Q6_K (Quarry's kernels
+    /// where the CPU has them, candle's otherwise), prompts through the
+    /// quantized kernels and through dense copies.
+    fn agree_in_each_type(shape: &DecoderShape, reference: fn(&[u8]) -> Reference) {
+        let arch = shape.architecture.as_str();
         for weights in [GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
-            let bytes = file(&shape, weights);
+            let bytes = file(shape, weights);
             // For the k-quants both sides quantize activations to 8 bits per
             // 256 the same way: they agree to rounding (a value now and then
             // lands on the other side of a rounding step). For Q8_0 candle
@@ -944,15 +1094,114 @@ mod synthetic_reference {
             };
             for (dense, tolerance) in [(false, quantized), (true, 0.05)] {
                 eprintln!("{weights:?}, dense prompt copies: {dense}");
-                agree(&bytes, "qwen3", dense, tolerance, candle_qwen3(&bytes));
+                agree(&bytes, arch, dense, tolerance, reference(&bytes));
             }
         }
+    }
+
+    /// Qwen3 (per-head query/key norms, no biases, NeoX rotation) on Quarry's
+    /// decoder agrees with candle's `quantized_qwen3` on the same bytes.
+    #[test]
+    fn qwen3_logits_agree_with_candles_reference() {
+        agree_in_each_type(&DecoderShape::tiny("qwen3"), candle_qwen3);
         let tied = DecoderShape {
             tied: true,
             ..DecoderShape::tiny("qwen3")
         };
         let bytes = file(&tied, GgmlDType::Q4K);
         agree(&bytes, "qwen3", false, 0.02, candle_qwen3(&bytes));
+    }
+
+    /// Phi-3 (fused query/key/value and gate/up matrices cut at load, NeoX
+    /// rotation) on Quarry's decoder agrees with candle's `quantized_phi3`
+    /// on the same bytes. candle rotates whole heads and knows no LongRoPE:
+    /// those are held to llama.cpp below.
+    #[test]
+    fn phi3_logits_agree_with_candles_reference() {
+        agree_in_each_type(&DecoderShape::tiny("phi3"), candle_phi3);
+    }
+
+    /// `bytes` (a GGUF) with every tensor dequantized to f32: the product
+    /// its quantized weights stand for, without activation rounding.
+    fn dequantized(bytes: &[u8]) -> Vec<u8> {
+        let mut r = Cursor::new(bytes);
+        let ct = gguf_file::Content::read(&mut r).unwrap();
+        let tensors: Vec<(String, QTensor)> = ct
+            .tensor_infos
+            .keys()
+            .map(|name| {
+                let q = ct.tensor(&mut r, name, &Device::Cpu).unwrap();
+                let f = q.dequantize(&Device::Cpu).unwrap();
+                (name.clone(), QTensor::quantize(&f, GgmlDType::F32).unwrap())
+            })
+            .collect();
+        let md: Vec<(&str, &gguf_file::Value)> =
+            ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut out = Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &md, &ts).unwrap();
+        out.into_inner()
+    }
+
+    /// A Q4_K_M file's Q5_K matrices (Phi-3's fused query/key/value) run on
+    /// Quarry's kernels as Q8_0: the logits stay as close to the f32 product
+    /// of the file's weights as candle's own Q5_K product keeps them.
+    #[test]
+    fn q5k_converted_to_q8_0_is_as_close_as_candles_q5k() {
+        let mut out = Cursor::new(Vec::new());
+        write_decoder_q4_k_m(&mut out, &DecoderShape::tiny("phi3"), 7).unwrap();
+        let bytes = out.into_inner();
+        let exact = dequantized(&bytes);
+        let truth = candle_phi3(&exact)(&PROMPT, 0);
+        let ours = row(&ours(&bytes, "phi3", false).forward(&PROMPT, 0).unwrap());
+        let candle = candle_phi3(&bytes)(&PROMPT, 0);
+        let (a, b) = (
+            largest_difference(&ours, &truth),
+            largest_difference(&candle, &truth),
+        );
+        eprintln!("from the f32 product: Quarry {a:.4}, candle {b:.4}");
+        assert!(a < 1.5 * b, "Quarry {a} against candle's {b}");
+    }
+
+    /// LongRoPE: within the original context (a cache of 256 positions
+    /// against 4,096) only the short factors count; beyond it only the long
+    /// ones; and cos and sin carry the attention factor.
+    #[test]
+    fn longrope_factors_follow_the_context() {
+        let logits = |shape: &DecoderShape| -> Vec<f32> {
+            row(&ours(&file(shape, GgmlDType::Q8_0), "phi3", false)
+                .forward(&PROMPT, 0)
+                .unwrap())
+        };
+        let with = |original: usize, short: f32, long: f32| -> DecoderShape {
+            let mut s = DecoderShape::tiny_phi4();
+            let l = s.longrope.as_mut().unwrap();
+            l.original = original;
+            l.short.iter_mut().for_each(|f| *f *= short);
+            l.long.iter_mut().for_each(|f| *f *= long);
+            s
+        };
+        // `ours` builds a 256-position cache.
+        let base = logits(&with(4096, 1.0, 1.0));
+        assert_eq!(base, logits(&with(4096, 1.0, 3.0)), "long factors used");
+        assert!(largest_difference(&base, &logits(&with(4096, 3.0, 1.0))) > 1e-3);
+        let beyond = logits(&with(128, 1.0, 1.0));
+        assert_eq!(beyond, logits(&with(128, 3.0, 1.0)), "short factors used");
+        assert!(largest_difference(&beyond, &logits(&with(128, 1.0, 3.0))) > 1e-3);
+
+        let scaling = RopeScaling {
+            factors: Some(LongRope::phi4_like(48).short),
+            magnitude: 1.19,
+        };
+        let (cos, sin) = rope_table(48, 10_000.0, &scaling, 64).unwrap();
+        let (cos, sin) = (cos.to_vec2::<f32>().unwrap(), sin.to_vec2::<f32>().unwrap());
+        for (pos, i) in [(0usize, 0usize), (37, 5), (63, 23)] {
+            let norm = (cos[pos][i].powi(2) + sin[pos][i].powi(2)).sqrt();
+            assert!(
+                (norm - 1.19).abs() < 1e-4,
+                "position {pos}, frequency {i}: {norm}"
+            );
+        }
     }
 
     /// The rows of a batched step equal single steps bit for bit on Qwen3
@@ -975,7 +1224,7 @@ mod synthetic_reference {
     }
 
     /// llama.cpp's logits on the same files (`bench/llamacpp_logits.py` on
-    /// what `decoder_speed write tiny-llama3|tiny-qwen3 q8_0` writes, which
+    /// what `decoder_speed write tiny-llama3|tiny-qwen3|tiny-phi4 q8_0` writes, which
     /// are these tests' files; llama-cpp-python 0.3.36, one thread, f32 KV
     /// cache), after 200 prompt tokens (`--prompt-tokens 200`): the eight
     /// highest, as (token, logit).
@@ -989,6 +1238,16 @@ mod synthetic_reference {
         (470, 2.0),
         (287, 1.9884),
     ];
+    const LLAMA_CPP_PHI4: [(usize, f32); 8] = [
+        (167, 3.4243),
+        (241, 2.8397),
+        (259, 2.6499),
+        (375, 2.607),
+        (461, 2.3222),
+        (371, 2.1973),
+        (489, 2.1715),
+        (299, 2.0418),
+    ];
     const LLAMA_CPP_QWEN3: [(usize, f32); 8] = [
         (407, 2.7868),
         (247, 2.7472),
@@ -1001,8 +1260,10 @@ mod synthetic_reference {
     ];
 
     /// Quarry's decoder agrees with llama.cpp, an implementation independent
-    /// of candle, on Qwen3's layout and on a llama file with Llama 3's rotary
-    /// factors. Loosely: on random weights llama.cpp's numerics differ from
+    /// of candle, on Qwen3's layout, on a llama file with Llama 3's rotary
+    /// factors and on Phi-4-mini's layout (partial rotation, LongRoPE's short
+    /// factors and attention factor, tied output: the 256-token context of
+    /// both sides is within the original 4,096). Loosely: on random weights llama.cpp's numerics differ from
     /// candle's (which Quarry matches to 1e-5) by up to ~0.065 in these logits,
     /// and on 200 positions the factors move them by less than that — the
     /// factors themselves are checked against Meta's formula below.
@@ -1015,6 +1276,7 @@ mod synthetic_reference {
         for (shape, reference) in [
             (llama3, LLAMA_CPP_LLAMA3),
             (DecoderShape::tiny("qwen3"), LLAMA_CPP_QWEN3),
+            (DecoderShape::tiny_phi4(), LLAMA_CPP_PHI4),
         ] {
             let arch = shape.architecture.clone();
             let bytes = file(&shape, GgmlDType::Q8_0);
@@ -1052,13 +1314,8 @@ mod synthetic_reference {
         let ct = gguf_file::Content::read(&mut r).unwrap();
         let mut reference =
             quantized_llama::ModelWeights::from_gguf(ct, &mut r, &Device::Cpu).unwrap();
-        agree(&bytes, "llama", false, 0.02, |ids, pos| {
-            let x = Tensor::new(ids, &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            row(&reference.forward(&x, pos).unwrap())
-        });
+        let reference = candle_step(move |x, pos| reference.forward(x, pos).unwrap());
+        agree(&bytes, "llama", false, 0.02, reference);
 
         let factors = llama3_factors(plain.head_dim, 1_000_000.0);
         assert!(
@@ -1080,7 +1337,16 @@ mod synthetic_reference {
             "the factors changed nothing"
         );
 
-        let (cos, _) = rope_table(plain.head_dim, 1_000_000.0, Some(&factors), 256).unwrap();
+        let (cos, _) = rope_table(
+            plain.head_dim,
+            1_000_000.0,
+            &RopeScaling {
+                factors: Some(factors.clone()),
+                magnitude: 1.0,
+            },
+            256,
+        )
+        .unwrap();
         let cos = cos.to_vec2::<f32>().unwrap();
         for (pos, i) in [(200usize, 0usize), (200, 20), (255, 31)] {
             let inv = hf_llama3_inv_freq(plain.head_dim, 1_000_000.0)[i];

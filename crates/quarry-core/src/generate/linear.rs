@@ -32,12 +32,19 @@ impl QuantProduct {
     }
 
     /// `t` repacked for Quarry's kernels, when its type and shape have one
-    /// on this CPU.
+    /// on this CPU. Q5_K (the fused query/key/value matrices of a Q4_K_M
+    /// Phi-3 file, most of a Q5_K_M file) is converted to Q8_0 first: 1.5×
+    /// its memory, and Phi-4-mini's prompts went from 21 to 37 tok/s
+    /// against candle's Q5_K product (BENCHMARKS.md).
     fn pack(t: &QTensor) -> Result<Option<QMatrix>> {
         let ty = match t.dtype() {
             GgmlDType::Q4K => WeightType::Q4K,
             GgmlDType::Q6K => WeightType::Q6K,
             GgmlDType::Q8_0 => WeightType::Q8_0,
+            GgmlDType::Q5K if Level::detect().is_some() => {
+                let q8 = QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?;
+                return Self::pack(&q8);
+            }
             _ => return Ok(None),
         };
         Ok(match t.shape().dims() {
@@ -110,6 +117,36 @@ impl Linear {
             _ => self.q.forward(x),
         }
     }
+}
+
+/// The rows of the 2-D quantized matrix `t` cut into consecutive parts of
+/// `sizes` rows: a GGUF's fused matrices (Phi-3's query/key/value and
+/// gate/up) as the separate weights [`Projections`] takes. Quantized rows
+/// are whole blocks, so each part is a byte range of `t`.
+pub(super) fn split_rows(t: &QTensor, sizes: &[usize]) -> Result<Vec<QTensor>> {
+    let (rows, cols) = t.shape().dims2()?;
+    if sizes.iter().sum::<usize>() != rows {
+        return Err(crate::error::Error::ModelLoad {
+            id: "gguf".into(),
+            reason: format!("a fused matrix of {rows} rows cannot be cut into {sizes:?}"),
+        });
+    }
+    let data = t.data()?;
+    let row_bytes = data.len() / rows;
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let part = &data[start * row_bytes..(start + n) * row_bytes];
+            start += n;
+            Ok(candle_core::quantized::ggml_file::qtensor_from_ggml(
+                t.dtype(),
+                part,
+                vec![n, cols],
+                &Device::Cpu,
+            )?)
+        })
+        .collect()
 }
 
 /// Several linear maps of the same input (query/key/value; gate/up). When

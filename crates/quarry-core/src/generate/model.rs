@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_phi3;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
@@ -128,35 +127,6 @@ impl GenerationStats {
     }
 }
 
-enum Net {
-    /// Quarry's own forward (llama, qwen2, qwen3, gemma3).
-    Decoder(super::decoder::Decoder),
-    /// candle's generic phi3 path (Phi-3, Phi-4-mini).
-    Phi3(quantized_phi3::ModelWeights),
-}
-
-impl Net {
-    fn clear(&mut self) {
-        match self {
-            // Positions restart at 0 and overwrite the cache in place.
-            Net::Decoder(_) => {}
-            // These reset their caches when a forward starts at position 0.
-            Net::Phi3(_) => {}
-        }
-    }
-
-    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {
-        if let Net::Decoder(m) = self {
-            return m.forward(ids, pos);
-        }
-        let x = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
-        Ok(match self {
-            Net::Decoder(_) => unreachable!("handled above"),
-            Net::Phi3(m) => m.forward(&x, pos)?,
-        })
-    }
-}
-
 /// Tokens of a prompt processed in one forward pass at most. 256 rather than
 /// 512: the 1.5B's prefill went from 54–68 to 69–72 tok/s (the attention's
 /// masked triangle and its fresh score buffers shrink; the weights are
@@ -165,9 +135,6 @@ pub(crate) const PREFILL_SLICE: usize = 256;
 
 /// Longest context Quarry's own decoder preallocates a KV cache for.
 const DECODER_MAX_CONTEXT: usize = 8192;
-
-/// Architectures run by Quarry's own decoder rather than candle's models.
-const OWN_DECODER: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 /// Architectures Quarry runs.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
@@ -183,7 +150,7 @@ const END_MARKERS: &[&str] = &[
 
 /// A loaded local model.
 pub struct LocalModel {
-    net: Net,
+    net: super::decoder::Decoder,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     architecture: String,
@@ -191,7 +158,7 @@ pub struct LocalModel {
     eos_ids: Vec<u32>,
     name: String,
     /// The tokens whose keys and values sit in the decoder's cache, at
-    /// positions 0.. (always empty for models run by candle).
+    /// positions 0..
     cached: Vec<u32>,
     /// What each token's text is in bytes, for constrained decoding.
     token_bytes: Vec<Vec<u8>>,
@@ -342,28 +309,27 @@ impl LocalModel {
         }
         let context_length =
             md_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
-        // Quarry's decoder preallocates its KV cache; longer contexts are capped.
-        let own = OWN_DECODER.contains(&architecture.as_str());
-        let context_length = if own {
-            context_length.min(DECODER_MAX_CONTEXT)
-        } else {
-            context_length
-        };
-        let name = md_str(&ct, "general.name").unwrap_or_else(|| path.display().to_string());
-        let device = Device::Cpu;
-        let net = match architecture.as_str() {
-            a if own => Net::Decoder(super::decoder::Decoder::from_gguf(
+        // Quarry's decoder preallocates its KV cache; longer contexts are
+        // capped. A LongRoPE model (Phi-3.x, Phi-4-mini) stays within its
+        // original context, where it uses the short factors it was trained
+        // with (transformers uses them up to there too).
+        let mut context_length = context_length.min(DECODER_MAX_CONTEXT);
+        if ct.tensor_infos.contains_key("rope_factors_short.weight") {
+            if let Some(original) = md_u32(
                 &ct,
-                &mut file,
-                a,
-                context_length,
-                !opts.quantized_prompts,
-            )?),
-            "phi3" => Net::Phi3(quantized_phi3::ModelWeights::from_gguf(
-                false, ct, &mut file, &device,
-            )?),
-            _ => unreachable!("checked above"),
-        };
+                &format!("{architecture}.rope.scaling.original_context_length"),
+            ) {
+                context_length = context_length.min(original as usize);
+            }
+        }
+        let name = md_str(&ct, "general.name").unwrap_or_else(|| path.display().to_string());
+        let net = super::decoder::Decoder::from_gguf(
+            &ct,
+            &mut file,
+            &architecture,
+            context_length,
+            !opts.quantized_prompts,
+        )?;
         Ok(LocalModel {
             net,
             tokenizer,
@@ -428,7 +394,6 @@ impl LocalModel {
                 "text must be 1 token to the context length".into(),
             ));
         }
-        self.net.clear();
         self.cached.clear();
         let logits = self.net.forward(&ids, 0)?.squeeze(0)?;
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
@@ -462,7 +427,6 @@ impl LocalModel {
                 "text must be 2 tokens to the context length".into(),
             ));
         }
-        self.net.clear();
         self.cached.clear();
         let n = ids.len();
         self.net.forward(&ids[..n - 1], 0)?;
@@ -491,8 +455,8 @@ impl LocalModel {
         let (logits, reused) = self.prefill(&prompt_ids)?;
         let prefill = started.elapsed();
         let mut picker = Picker::new(opts);
-        let mut drafts = (picker.greedy() && opts.lookup && matches!(self.net, Net::Decoder(_)))
-            .then(|| super::lookup::Drafter::new(&prompt_ids));
+        let mut drafts =
+            (picker.greedy() && opts.lookup).then(|| super::lookup::Drafter::new(&prompt_ids));
         let mut out = Emitter::new(&opts.stop).after_prompt(prompt);
         let mut logits = Some(logits);
         let mut pending: std::collections::VecDeque<u32> = Default::default();
@@ -570,10 +534,8 @@ impl LocalModel {
     /// the last.
     pub(super) fn step(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
         let logits = self.net.forward(ids, pos)?.squeeze(0)?;
-        if matches!(self.net, Net::Decoder(_)) {
-            self.cached.truncate(pos);
-            self.cached.extend_from_slice(ids);
-        }
+        self.cached.truncate(pos);
+        self.cached.extend_from_slice(ids);
         Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec1()?)
     }
 
@@ -641,24 +603,14 @@ impl LocalModel {
     /// of its longest common prefix with the previous run. Returns the
     /// logits after the prompt and how many prompt tokens were reused.
     pub(super) fn prefill(&mut self, ids: &[u32]) -> Result<(Tensor, usize)> {
-        let reusable = matches!(self.net, Net::Decoder(_));
         // The last two tokens always run, together: a prompt's last logits
         // then come from the same kernels (several rows) as when it is
         // processed whole, so a reused prefix does not change the answer.
-        let reused = if reusable {
-            common_prefix(&self.cached, ids).min(ids.len().saturating_sub(2))
-        } else {
-            0
-        };
+        let reused = common_prefix(&self.cached, ids).min(ids.len().saturating_sub(2));
         // Invalid until the prompt is through (an error leaves it empty).
         self.cached.clear();
-        if reused == 0 {
-            self.net.clear();
-        }
         let logits = self.run_slices(ids, reused)?;
-        if reusable {
-            self.cached = ids.to_vec();
-        }
+        self.cached = ids.to_vec();
         Ok((logits.expect("a token to run").squeeze(0)?, reused))
     }
 
@@ -682,9 +634,7 @@ impl LocalModel {
     /// batched step: how many draft tokens the model itself would have
     /// produced, and the token it produces after them.
     fn verify(&mut self, next: u32, draft: &[u32], pos: usize) -> Result<(usize, u32)> {
-        let Net::Decoder(d) = &mut self.net else {
-            return Err(Error::InvalidInput("drafts need Quarry's decoder".into()));
-        };
+        let d = &mut self.net;
         let mut ids = Vec::with_capacity(draft.len() + 1);
         ids.push(next);
         ids.extend_from_slice(draft);
@@ -710,11 +660,8 @@ impl LocalModel {
     /// instructions, a conversation so far) through the model now, so that a
     /// later [`LocalModel::generate`] whose prompt starts with it computes
     /// only the rest. Returns how many tokens were computed (0 when the cache
-    /// already held them, or for models run by candle, which keep no prefix).
+    /// already held them).
     pub fn prefill_prefix(&mut self, text: &str) -> Result<usize> {
-        if !matches!(self.net, Net::Decoder(_)) {
-            return Ok(0);
-        }
         let ids = self.token_ids(text)?;
         if ids.len() >= self.context_length {
             return Err(Error::InvalidInput(format!(

@@ -157,6 +157,24 @@ mod tests {
             .ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
     }
 
+    /// Phi-4-mini-instruct's template (with its tool branch) renders turns
+    /// closed by `<|end|>` and opens the assistant's.
+    #[test]
+    fn phi4_mini_template_renders() {
+        let src = "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}\
+                   {{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}\
+                   {% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}\
+                   {% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
+        let t = ChatTemplate::new(Some(src), "phi3", "", "<|endoftext|>").unwrap();
+        let s = t
+            .render(&[
+                ChatMessage::new("system", "S"),
+                ChatMessage::new("user", "Q"),
+            ])
+            .unwrap();
+        assert_eq!(s, "<|system|>S<|end|><|user|>Q<|end|><|assistant|>");
+    }
+
     #[test]
     fn python_methods_work() {
         let src = "{% for m in messages %}{{ m.content.strip() }}{% endfor %}";

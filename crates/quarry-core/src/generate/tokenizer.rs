@@ -15,13 +15,25 @@ use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::byte_level::ByteLevel as ByteLevelProcessor;
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 
 /// Pre-types whose pipeline candle already builds like the model's own tokenizer.
 const HANDLED_BY_CANDLE: &[&str] = &["qwen2", "smaug-bpe", "lfm2", "llama3", "llama-bpe"];
+
+/// GPT-4o's (o200k) split of text into words before byte-level BPE, as
+/// tiktoken defines it: pre-type `gpt-4o` (Phi-4-mini). Cased words keep
+/// their leading capitals, contractions stay with their word, digits go in
+/// threes.
+const REGEX_GPT4O: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+);
 
 /// Build the tokenizer of a GGUF file.
 pub fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
@@ -79,6 +91,18 @@ pub fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
                 byte_level.into(),
             ])));
         }
+        "gpt-4o" => {
+            let split = Split::new(
+                SplitPattern::Regex(REGEX_GPT4O.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, false, false).into(),
+            ])));
+        }
         _ => {
             tokenizer.with_pre_tokenizer(Some(byte_level));
         }
@@ -86,4 +110,49 @@ pub fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
     tokenizer.with_decoder(Some(ByteLevelDecoder::new(add_prefix_space, true, true)));
     tokenizer.with_post_processor(Some(ByteLevelProcessor::new(add_prefix_space, true, true)));
     Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    /// Phi-4-mini's split follows tiktoken's o200k pattern (the expected
+    /// pieces are what Python's `regex` module finds with that pattern).
+    #[test]
+    fn gpt4o_split_follows_o200k() {
+        let split = Split::new(
+            SplitPattern::Regex(REGEX_GPT4O.into()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .unwrap();
+        let text = "The CEO's HTTPServer paid 1234567 EUR/month\n\n  (approx.) naïve";
+        let mut pre = PreTokenizedString::from(text);
+        split.pre_tokenize(&mut pre).unwrap();
+        let pieces: Vec<String> = pre
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect();
+        let want = [
+            "The",
+            " CEO's",
+            " HTTPServer",
+            " paid",
+            " ",
+            "123",
+            "456",
+            "7",
+            " EUR",
+            "/month",
+            "\n\n",
+            " ",
+            " (",
+            "approx",
+            ".)",
+            " naïve",
+        ];
+        assert_eq!(pieces, want);
+    }
 }
