@@ -4,6 +4,7 @@
 //! server's `/api/status/stream`, the desktop window's `progress` events).
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -445,8 +446,11 @@ impl Engine {
     /// while searches go on through the old one, then both swap at once
     /// ([`quarry_core::ingest::switch_embedder`]: resumable, the old table
     /// kept until the swap). Progress is the indexing progress's, phase
-    /// `re-embedding`. Fails at once if a job is running, the model is not
-    /// installed or is not an embedder, or the library already uses it.
+    /// `re-embedding`; [`Engine::cancel_indexing`] stops it after its
+    /// current batch (phase `stopped`, the library unchanged; starting the
+    /// switch again carries on). Fails at once if a job is running, the
+    /// model is not installed or is not an embedder, or the library already
+    /// uses it.
     pub fn start_reembed(self: &Arc<Self>, id: &str) -> Result<()> {
         if self.library().meta().embedder == id {
             return Err(quarry_core::Error::InvalidInput(format!(
@@ -466,13 +470,15 @@ impl Engine {
                 ..Default::default()
             };
         }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        *self.cancel.lock().expect("cancel lock") = Some(stop.clone());
         let engine = self.clone();
         let handle = tokio::runtime::Handle::current();
-        std::thread::spawn(move || handle.block_on(engine.run_reembed(embedder)));
+        std::thread::spawn(move || handle.block_on(engine.run_reembed(embedder, stop)));
         Ok(())
     }
 
-    async fn run_reembed(self: Arc<Self>, embedder: Arc<Embedder>) {
+    async fn run_reembed(self: Arc<Self>, embedder: Arc<Embedder>, stop: Arc<AtomicBool>) {
         let started = Instant::now();
         let result = async {
             let mut lib = Library::open(&self.library_dir).await?;
@@ -486,14 +492,28 @@ impl Engine {
                     p.eta_s = (done > 0).then(|| (total - done) as f64 * secs / done as f64);
                 });
             };
-            quarry_core::ingest::switch_embedder(&mut lib, &embedder, 64, &mut on_progress).await
+            quarry_core::ingest::switch_embedder(
+                &mut lib,
+                &embedder,
+                64,
+                &mut on_progress,
+                Some(&stop),
+            )
+            .await
         }
         .await;
         self.refresh_with(Some(embedder)).await;
         self.finish(started, result, |p, report| {
-            p.phase = "re-embedded".into();
+            p.phase = if report.stopped {
+                "stopped"
+            } else {
+                "re-embedded"
+            }
+            .into();
             p.chunks = report.chunks;
-            p.embed_done = report.embedded;
+            if !report.stopped {
+                p.embed_done = report.embedded;
+            }
         });
     }
 

@@ -182,9 +182,10 @@ fn serve_with_vars(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
 }
 
 /// Meaning search switched to the multilingual embedder from the API: a
-/// model that is not installed is a clear error; an installed one embeds the
-/// library again in the background (progress streams, phase `re-embedding`
-/// then `re-embedded`), and then the library and its searches use it.
+/// model that is not installed is a clear error; a switch stopped at once
+/// leaves the library as it was; an installed one embeds the library again
+/// in the background (progress streams, phase `re-embedding` then
+/// `re-embedded`), and then the library and its searches use it.
 fn switch_embedder_over_http(base: &str) {
     let (code, body) = error_of(
         http()
@@ -194,10 +195,29 @@ fn switch_embedder_over_http(base: &str) {
     assert!((400..500).contains(&code), "{code}: {body}");
     let before = get(&format!("{base}/api/settings"));
     assert_eq!(before["embedder"], "all-minilm-l6-v2", "{before}");
-    let accepted = http()
-        .post(&format!("{base}/api/embedder"))
-        .send_json(json!({"embedder": "multilingual-e5-small-q4"}))
+    let start = || {
+        http()
+            .post(&format!("{base}/api/embedder"))
+            .send_json(json!({"embedder": "multilingual-e5-small-q4"}))
+            .unwrap()
+    };
+    // Stopped: the switch ends before it swaps (it stops at the latest after
+    // the batch being embedded), and search stays on the old embedder.
+    assert_eq!(start().status(), 202);
+    let stopping: Value = http()
+        .post(&format!("{base}/api/index/cancel"))
+        .send_json(json!({}))
+        .unwrap()
+        .into_json()
         .unwrap();
+    assert_eq!(stopping["stopping"], true, "{stopping}");
+    let (last, _) = follow_progress(base, &["stopped", "re-embedded", "failed"], 300);
+    assert_eq!(last["phase"], "stopped", "{last}");
+    assert_eq!(last["embedder"], "multilingual-e5-small-q4", "{last}");
+    let unchanged = get(&format!("{base}/api/settings"));
+    assert_eq!(unchanged["embedder"], "all-minilm-l6-v2", "{unchanged}");
+
+    let accepted = start();
     assert_eq!(accepted.status(), 202);
     let (last, phases) = follow_progress(base, &["re-embedded", "failed"], 300);
     let saw_progress = phases.iter().any(|p| p == "re-embedding");

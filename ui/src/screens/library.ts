@@ -254,7 +254,10 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
           ? `Embedding every passage again with ${p.embedder}: ${p.embed_done} of ${p.embed_total} chunks, ` +
             `${p.embed_per_s.toFixed(1)} chunks/s${eta}. Search works as before meanwhile.`
         : p.phase === "re-embedded"
-          ? `Meaning search now uses ${p.embedder}: ${p.embed_done} chunks embedded in ${humanDuration(p.elapsed_s)}.`
+          ? `Meaning search now uses ${p.embedder} for all ${p.chunks} chunks (${humanDuration(p.elapsed_s)}).`
+        : p.phase === "stopped" && p.embedder
+          ? `Stopped switching meaning search to ${p.embedder} after ${p.embed_done} of ${p.embed_total} chunks; ` +
+            `search still uses the previous embedder. "Use for search" in Settings carries on where it stopped.`
         : p.phase === "stopped"
           ? waiting > 0 && p.files_done >= p.files_total
             ? `Stopped: every file is searchable by keyword; ${waiting} chunks still wait for meaning search. Resume carries on.`
@@ -278,11 +281,12 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
                     eta;
     $("progress-text").textContent = text;
     box.dataset.phase = p.phase;
-    // A switch of embedder runs to its end (it is resumable, not stoppable).
-    $("stop-indexing").hidden = !p.running || reembedding;
+    // Indexing and a switch of embedder both stop after their current batch.
+    $("stop-indexing").hidden = !p.running;
     // A stopped job that only embedded has no paths of its own: resuming
-    // checks every folder, which carries on with the waiting chunks.
-    resumePaths = p.phase === "stopped" ? (p.paths.length ? p.paths : folders) : [];
+    // checks every folder, which carries on with the waiting chunks. A
+    // stopped switch carries on from Settings, not here.
+    resumePaths = p.phase === "stopped" && !p.embedder ? (p.paths.length ? p.paths : folders) : [];
     $("resume-indexing").hidden = !resumePaths.length;
     // Keyword search covers the new files once embedding starts: show their
     // counts, and meaning search's share as it grows.

@@ -51,11 +51,13 @@ pub async fn reembed(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = ingest::switch_embedder(&mut lib, &embedder, batch, &mut |done, total| {
+    let mut on_progress = |done: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })
-    .await?;
+    };
+    // Ctrl-C ends the process; the next run carries on from the last batch.
+    let report =
+        ingest::switch_embedder(&mut lib, &embedder, batch, &mut on_progress, None).await?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

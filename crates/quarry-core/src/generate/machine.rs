@@ -209,11 +209,23 @@ impl MachineProfile {
 }
 
 /// Whether Quarry's kernels run a model's weights: the k-quants they cover,
-/// Q8_0, and the types converted to Q8_0 at load (Q4_1, Q5_0, Q5_1).
+/// Q8_0, and the types converted to Q8_0 at load (Q4_1, Q5_0, Q5_1, Q5_K).
 fn on_quarry_kernels(spec: &ModelSpec) -> bool {
     matches!(
         spec.weights.as_deref(),
-        Some("q4_k_m" | "q4_k_s" | "q4_k" | "q6_k" | "q8_0" | "q4_1" | "q5_0" | "q5_1")
+        Some(
+            "q4_k_m"
+                | "q4_k_s"
+                | "q4_k"
+                | "q5_k_m"
+                | "q5_k_s"
+                | "q5_k"
+                | "q6_k"
+                | "q8_0"
+                | "q4_1"
+                | "q5_0"
+                | "q5_1"
+        )
     )
 }
 

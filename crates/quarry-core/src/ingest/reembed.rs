@@ -5,6 +5,7 @@
 //! and the next switch to the same embedder resumes where it stopped.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -28,6 +29,9 @@ pub struct SwitchReport {
     pub embedded: usize,
     /// The new vector dimension.
     pub dim: usize,
+    /// Stopped before the switch (`stop` was set): the library still uses
+    /// `from`, and switching again carries on where this run stopped.
+    pub stopped: bool,
     /// Wall time.
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
@@ -49,12 +53,15 @@ pub fn table_for(embedder: &str) -> String {
 /// Re-embed every chunk with `embedder` and switch the library to it.
 /// Searches (in this or other processes) keep using the old vectors until
 /// the switch; indexing is held off by the write lock meanwhile.
-/// `on_progress(done, total)` reports chunks embedded.
+/// `on_progress(done, total)` reports chunks embedded. Once `stop` is set
+/// the run stops after its current batch, before the switch (what it
+/// embedded is kept for the next run).
 pub async fn switch_embedder(
     lib: &mut Library,
     embedder: &Embedder,
     batch: usize,
     on_progress: &mut dyn FnMut(usize, usize),
+    stop: Option<&AtomicBool>,
 ) -> Result<SwitchReport> {
     let started = Instant::now();
     let _lock = lib.lock_for_writing()?;
@@ -93,7 +100,22 @@ pub async fn switch_embedder(
     let total = source.len();
     let mut finished = done.len();
     on_progress(finished, total);
+    let stopped = |finished: usize| {
+        stop.is_some_and(|s| s.load(Ordering::SeqCst))
+            .then(|| SwitchReport {
+                from: from.clone(),
+                to: embedder.id().to_string(),
+                chunks: total,
+                embedded: finished - done.len(),
+                dim: embedder.dim(),
+                stopped: true,
+                elapsed: started.elapsed(),
+            })
+    };
     for part in todo.chunks(batch.max(1)) {
+        if let Some(report) = stopped(finished) {
+            return Ok(report);
+        }
         let texts: Vec<String> = part.iter().map(|c| embedding_input(c)).collect();
         let vectors = embedder.embed_documents(&texts)?;
         let records: Vec<ChunkRecord> = part
@@ -108,6 +130,11 @@ pub async fn switch_embedder(
         finished += records.len();
         on_progress(finished, total);
         crate::failpoint::hit("reembed.after-batch");
+    }
+    // Stopped while the last batch was embedded: the switch is left for
+    // the next run (which finds every vector made).
+    if let Some(report) = stopped(finished) {
+        return Ok(report);
     }
     let count = target.count_chunks().await?;
     if count != total {
@@ -149,6 +176,7 @@ pub async fn switch_embedder(
         chunks: total + waiting,
         embedded: todo.len() + index_report.embedded,
         dim: embedder.dim(),
+        stopped: false,
         elapsed: started.elapsed(),
     })
 }
