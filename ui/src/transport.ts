@@ -47,6 +47,7 @@ export type AskEvent =
   | { kind: "sources"; sources: Source[] }
   | { kind: "route"; route: Route }
   | { kind: "token"; text: string }
+  | { kind: "thinking"; tokens: number }
   | { kind: "consent"; preview: Preview }
   | { kind: "sent"; preview: Preview }
   | { kind: "reading"; done: number; total: number }
@@ -90,6 +91,7 @@ export function dispatchAskEvent(e: WireAskEvent, on: (e: AskEvent) => void): Qu
     case "sources": on({ kind: "sources", sources: e.data }); break;
     case "route": on({ kind: "route", route: e.data }); break;
     case "token": on({ kind: "token", text: e.data.text }); break;
+    case "thinking": on({ kind: "thinking", tokens: e.data.tokens }); break;
     case "consent": on({ kind: "consent", preview: e.data }); break;
     case "sent": on({ kind: "sent", preview: e.data }); break;
     case "reading": on({ kind: "reading", done: e.data.done, total: e.data.total }); break;

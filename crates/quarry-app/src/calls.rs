@@ -205,6 +205,7 @@ pub fn answer_blocking(
             AnswerEvent::Sources(s) => AskEvent::Sources(s),
             AnswerEvent::Route(r) => AskEvent::Route(r),
             AnswerEvent::Token(text) => AskEvent::Token { text },
+            AnswerEvent::Thinking { tokens } => AskEvent::Thinking { tokens },
             AnswerEvent::Sent(p) => AskEvent::Sent(p),
             AnswerEvent::Reading { done, total } => AskEvent::Reading { done, total },
         };

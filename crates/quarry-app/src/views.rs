@@ -262,6 +262,11 @@ pub enum AskEvent {
         /// The text.
         text: String,
     },
+    /// The model is reasoning before it answers (not shown): `tokens` so far.
+    Thinking {
+        /// Reasoning tokens so far.
+        tokens: usize,
+    },
     /// Ask mode: exactly what would be sent; nothing was sent.
     Consent(Preview),
     /// Exactly what left the machine.
@@ -293,6 +298,7 @@ impl AskEvent {
             AskEvent::Sources(_) => "sources",
             AskEvent::Route(_) => "route",
             AskEvent::Token { .. } => "token",
+            AskEvent::Thinking { .. } => "thinking",
             AskEvent::Consent(_) => "consent",
             AskEvent::Sent(_) => "sent",
             AskEvent::Reading { .. } => "reading",

@@ -351,3 +351,40 @@ fn a_prompt_reuses_the_cached_prefix_and_answers_the_same() {
     let (got, _) = model.generate(&other, &opts, &mut |_| true).unwrap();
     assert_eq!(got, want);
 }
+
+/// While a model writes reasoning (here: a prompt that opens a `<think>`
+/// block, as some templates do), nothing is shown, the caller hears of each
+/// reasoning token as empty text, and can stop it there.
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn reasoning_is_held_back_but_reported_and_stoppable() {
+    let mut model = load(true);
+    let prompt = model
+        .render_chat(&[ChatMessage::new("user", "What is two plus two?")])
+        .unwrap()
+        + "<think>\n";
+    let opts = GenerateOptions {
+        max_tokens: 6,
+        lookup: false,
+        ..Default::default()
+    };
+    let mut pieces = Vec::new();
+    let (text, stats) = model
+        .generate(&prompt, &opts, &mut |t| {
+            pieces.push(t.to_string());
+            true
+        })
+        .unwrap();
+    assert_eq!(text, "", "reasoning is not the answer");
+    assert_eq!(pieces.len(), stats.generated_tokens, "{pieces:?}");
+    assert!(pieces.iter().all(String::is_empty), "{pieces:?}");
+    let mut heard = 0;
+    let (_, stats) = model
+        .generate(&prompt, &opts, &mut |_| {
+            heard += 1;
+            false
+        })
+        .unwrap();
+    assert_eq!(stats.stop, quarry_core::generate::StopReason::Cancelled);
+    assert_eq!((heard, stats.generated_tokens), (1, 1));
+}

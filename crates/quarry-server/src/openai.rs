@@ -307,6 +307,7 @@ fn chat_blocking(
         ));
     }
     let (_, stats) = model.generate(&prompt, gen, &mut |t| {
+        // Empty: a reasoning token, not shown (a closed connection still stops it).
         tx.send(Piece::Text(t.to_string())).is_ok()
     })?;
     let _ = tx.send(Piece::Done {

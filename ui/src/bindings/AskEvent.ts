@@ -17,7 +17,11 @@ export type AskEvent = { "event": "evidence", "data": Array<Evidence> } | { "eve
 /**
  * The text.
  */
-text: string, } } | { "event": "consent", "data": Preview } | { "event": "sent", "data": Preview } | { "event": "reading", "data": { 
+text: string, } } | { "event": "thinking", "data": { 
+/**
+ * Reasoning tokens so far.
+ */
+tokens: number, } } | { "event": "consent", "data": Preview } | { "event": "sent", "data": Preview } | { "event": "reading", "data": { 
 /**
  * Parts read.
  */

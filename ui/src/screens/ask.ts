@@ -152,6 +152,12 @@ export function initAsk(api: Transport, deps: AskDeps): void {
                     : "Read every part; writing the answer…"));
               }
               break;
+            case "thinking":
+              if (!text) {
+                $("answer").replaceChildren(el("span", { className: "hint", id: "thinking" },
+                  `The model is thinking before it answers (${e.tokens} tokens so far; Stop cancels it)…`));
+              }
+              break;
             case "waiting":
               if (!text) {
                 $("answer").replaceChildren(el("span", { className: "hint", id: "waiting" },

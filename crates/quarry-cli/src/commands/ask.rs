@@ -146,7 +146,8 @@ pub(crate) fn stream_to_stdout(e: &AnswerEvent, quiet: bool, cancelled: &AtomicB
             }
             AnswerEvent::Evidence(ev) => print_evidence(ev),
             AnswerEvent::Reading { done, total } => crate::render::reading_progress(*done, *total),
-            AnswerEvent::Sources(_) => {}
+            AnswerEvent::Thinking { tokens: 1 } => eprintln!("[the model is thinking…]"),
+            AnswerEvent::Sources(_) | AnswerEvent::Thinking { .. } => {}
         }
     }
     !cancelled.load(Ordering::SeqCst)

@@ -173,6 +173,12 @@ pub enum AnswerEvent {
     Route(Route),
     /// Answer text.
     Token(String),
+    /// The model is reasoning before it answers (the reasoning is not
+    /// shown): `tokens` written so far.
+    Thinking {
+        /// Reasoning tokens so far.
+        tokens: usize,
+    },
     /// Text was sent to a provider: exactly this.
     Sent(crate::cloud::Preview),
     /// Reading whole documents: `done` of `total` parts read (the answer
@@ -510,6 +516,8 @@ pub fn local_budget(model: &LocalModel, opts: &AnswerOptions) -> usize {
 pub(crate) struct CitedText {
     filter: CitationFilter,
     shown: String,
+    /// Reasoning tokens seen (empty pieces: see [`LocalModel::generate`]).
+    thinking: usize,
 }
 
 impl CitedText {
@@ -517,15 +525,24 @@ impl CitedText {
         CitedText {
             filter: CitationFilter::new(sources),
             shown: String::new(),
+            thinking: 0,
         }
     }
 
-    /// Feed a generated piece; what is visible goes to `on_event` (false stops).
+    /// Feed a generated piece; what is visible goes to `on_event` (false
+    /// stops). An empty piece is a reasoning token: it becomes
+    /// [`AnswerEvent::Thinking`].
     pub(crate) fn push(
         &mut self,
         piece: &str,
         on_event: &mut dyn FnMut(AnswerEvent) -> bool,
     ) -> bool {
+        if piece.is_empty() {
+            self.thinking += 1;
+            return on_event(AnswerEvent::Thinking {
+                tokens: self.thinking,
+            });
+        }
         let visible = self.filter.push(piece);
         if visible.is_empty() {
             return true;
@@ -669,5 +686,29 @@ mod tests {
             retrieval_query(&[], "When was it finished?"),
             "When was it finished?"
         );
+    }
+
+    /// Reasoning tokens (empty pieces) become counted `Thinking` events, not
+    /// answer text, and the caller can stop there.
+    #[test]
+    fn reasoning_tokens_are_thinking_events() {
+        let mut text = CitedText::new(1);
+        let mut events = Vec::new();
+        let mut keep = |e: AnswerEvent| {
+            events.push(format!("{e:?}"));
+            true
+        };
+        assert!(text.push("", &mut keep));
+        assert!(text.push("", &mut keep));
+        assert!(text.push("Paris [1].", &mut keep));
+        assert_eq!(
+            events,
+            [
+                "Thinking { tokens: 1 }",
+                "Thinking { tokens: 2 }",
+                "Token(\"Paris [1].\")"
+            ]
+        );
+        assert!(!CitedText::new(1).push("", &mut |_| false), "stopped");
     }
 }

@@ -435,7 +435,9 @@ impl LocalModel {
     }
 
     /// Generate a continuation of `prompt` (already templated). `on_text`
-    /// receives text as it is produced and returns `false` to stop.
+    /// receives text as it is produced and returns `false` to stop; while a
+    /// model writes reasoning (`<think>…`, held back, see
+    /// [`super::reasoning`]) it receives empty text once per token.
     ///
     /// The prompt's longest common prefix with what the KV cache already
     /// holds (the previous prompt and answer, or a prefix warmed with
@@ -798,7 +800,9 @@ impl<'a> Emitter<'a> {
             .decode(&self.generated, true)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let Some(answer) = super::reasoning::answer_part(&all, self.reasoning_opened) else {
-            return Ok(None);
+            // Reasoning, never shown: empty text lets the caller say that
+            // the model is thinking, and stop it.
+            return Ok((!on_text("")).then_some(StopReason::Cancelled));
         };
         self.text = answer.to_string();
         let text = &mut self.text;
