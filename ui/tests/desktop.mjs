@@ -383,6 +383,19 @@ try {
   assert.ok(Number(unlocked) > 0, `the encrypted library's documents are listed (${unlocked})`);
   assert.equal(await app.js("return document.querySelector('#unlock-form').hidden"), true, "the form is gone");
   console.log(`desktop: an encrypted library opened with its passphrase (${unlocked} documents)`);
+
+  // Removing a folder from an encrypted library offers to replace its key
+  // (copies made before, outside the library's files, then cannot be read).
+  await until("a folder to remove", () => app.js("return document.querySelectorAll('#folders .remove').length"));
+  await app.js("window.confirm = () => true;");
+  await app.click("#folders .remove");
+  await until("the offer of a new key", () => app.js("return !!document.querySelector('#removed-rekey')"), 120_000);
+  const removedNote = await app.js("return document.querySelector('#removed').textContent");
+  assert.match(removedNote, /Removed .* and its \d+ documents\./, removedNote);
+  await app.click("#removed-rekey");
+  assert.equal(await app.js("return document.querySelector('#rekey-section').open"), true, "the key change opens");
+  assert.equal(await app.js("return document.querySelector('#rekey-current-row').hidden"), false, "it asks for the passphrase");
+  console.log(`desktop: removal from the encrypted library offered a new key (${removedNote.slice(0, 80)}…)`);
   console.log(`desktop: screenshots in ${shots}`);
 } catch (e) {
   failed = true;

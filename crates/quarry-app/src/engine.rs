@@ -12,6 +12,7 @@ use quarry_core::answer::cache::AnswerCache;
 use quarry_core::answer::router::TaskClassifier;
 use quarry_core::generate::LocalModel;
 use quarry_core::ingest::index::{IndexEvent, IndexOptions, IndexReport};
+use quarry_core::models::ModelSpec;
 use quarry_core::{Embedder, Library, Result};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -457,7 +458,15 @@ impl Engine {
                 "the library already uses {id}"
             )));
         }
-        let embedder = Arc::new(Embedder::from_store(&self.models.store, id)?);
+        // What can fail at once does; loading the weights (a second or more)
+        // happens on the job's thread, not the caller's.
+        let spec = self.models.store.registry().get(id)?.clone();
+        if spec.role != quarry_core::models::ModelRole::Embedder {
+            return Err(quarry_core::Error::InvalidInput(format!(
+                "{id} is not an embedder"
+            )));
+        }
+        let dir = self.models.store.require(id)?;
         {
             let mut p = self.progress.lock().expect("progress lock");
             if p.running {
@@ -474,12 +483,16 @@ impl Engine {
         *self.cancel.lock().expect("cancel lock") = Some(stop.clone());
         let engine = self.clone();
         let handle = tokio::runtime::Handle::current();
-        std::thread::spawn(move || handle.block_on(engine.run_reembed(embedder, stop)));
+        std::thread::spawn(move || handle.block_on(engine.run_reembed(dir, spec, stop)));
         Ok(())
     }
 
-    async fn run_reembed(self: Arc<Self>, embedder: Arc<Embedder>, stop: Arc<AtomicBool>) {
+    async fn run_reembed(self: Arc<Self>, dir: PathBuf, spec: ModelSpec, stop: Arc<AtomicBool>) {
         let started = Instant::now();
+        let embedder = match Embedder::load(&dir, &spec) {
+            Ok(e) => Arc::new(e),
+            Err(e) => return self.finish(started, Err::<(), _>(e), |_, ()| {}),
+        };
         let result = async {
             let mut lib = Library::open(&self.library_dir).await?;
             let mut on_progress = |done: usize, total: usize| {

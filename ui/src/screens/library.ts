@@ -30,6 +30,8 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
   let lastRefresh = 0;
   /** Stops following the progress, while it is followed. */
   let watching: (() => void) | null = null;
+  /** How an encrypted library's key is kept (`keychain`, `passphrase`); null when plain. */
+  let keptBy: string | null = null;
 
   $("unlock-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -105,8 +107,29 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
     }
   });
 
+  /** After a removal from an encrypted library: a copy of the removed text
+   * outside the library's files (a backup, a snapshot) is unreadable once the
+   * key it was sealed under is destroyed — offer to replace the key now (in
+   * the desktop app; `quarry rekey` where quarry serve runs). */
+  function offerKeyChange(note: HTMLElement) {
+    const why = " Copies made before the removal (backups, snapshots) stay readable to whoever holds the key: replacing it destroys the old one.";
+    if (!("__TAURI_INTERNALS__" in window)) {
+      note.append(`${why} Run \`quarry rekey\` where quarry serve runs to replace it.`);
+      return;
+    }
+    const button = el("button", { type: "button", id: "removed-rekey" }, "Replace the key now");
+    button.addEventListener("click", () => {
+      const section = $("rekey-section") as HTMLDetailsElement;
+      section.open = true;
+      section.scrollIntoView({ block: "center" });
+      ($(keptBy === "passphrase" ? "rekey-current" : "rekey-button") as HTMLElement).focus();
+    });
+    note.append(why, " ", button);
+  }
+
   /** Say how the library's files are kept, and offer to encrypt a plain one (in the desktop app). */
   function showEncryption(kept: string | null) {
+    keptBy = kept;
     const state = $("encryption-state");
     const desktop = "__TAURI_INTERNALS__" in window;
     if (kept) {
@@ -182,6 +205,7 @@ export function initLibrary(api: Transport, deps: LibraryDeps): Library {
         const r = await api.removeFolder(path);
         const note = $("removed");
         note.textContent = `Removed ${path} and its ${r.removed_documents} documents. ${r.check ?? ""}`.trim();
+        if (keptBy) offerKeyChange(note);
         note.hidden = false;
         await refreshStatus();
       } catch (e) {

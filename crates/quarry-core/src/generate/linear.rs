@@ -34,7 +34,7 @@ impl QuantProduct {
     /// `t` repacked for Quarry's kernels, when its type and shape have one
     /// on this CPU. Q5_K (the fused query/key/value matrices of a Q4_K_M
     /// Phi-3 file, most of a Q5_K_M file) is converted to Q8_0 first: 1.5×
-    /// its memory, and Phi-4-mini's prompts went from 21 to 37 tok/s
+    /// its memory, and Phi-4-mini's prompts went from 21 to 50 tok/s
     /// against candle's Q5_K product (BENCHMARKS.md).
     fn pack(t: &QTensor) -> Result<Option<QMatrix>> {
         let ty = match t.dtype() {
