@@ -479,7 +479,7 @@ impl Engine {
                 ..Default::default()
             };
         }
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         *self.cancel.lock().expect("cancel lock") = Some(stop.clone());
         let engine = self.clone();
         let handle = tokio::runtime::Handle::current();

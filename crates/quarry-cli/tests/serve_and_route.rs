@@ -204,12 +204,7 @@ fn switch_embedder_over_http(base: &str) {
     // Stopped: the switch ends before it swaps (it stops at the latest after
     // the batch being embedded), and search stays on the old embedder.
     assert_eq!(start().status(), 202);
-    let stopping: Value = http()
-        .post(&format!("{base}/api/index/cancel"))
-        .send_json(json!({}))
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let stopping = cancel_job(base);
     assert_eq!(stopping["stopping"], true, "{stopping}");
     let (last, _) = follow_progress(base, &["stopped", "re-embedded", "failed"], 300);
     assert_eq!(last["phase"], "stopped", "{last}");
@@ -262,6 +257,16 @@ fn follow_progress(base: &str, until: &[&str], secs: u64) -> (Value, Vec<String>
         assert!(Instant::now() < deadline, "the job did not finish: {last}");
     }
     (last, phases)
+}
+
+/// `POST /api/index/cancel`: whether a job was told to stop.
+fn cancel_job(base: &str) -> Value {
+    http()
+        .post(&format!("{base}/api/index/cancel"))
+        .send_json(json!({}))
+        .unwrap()
+        .into_json()
+        .unwrap()
 }
 
 fn get(url: &str) -> Value {
@@ -533,12 +538,7 @@ fn server_status_search_ask_index_and_openai_endpoints() {
         "{base}/api/search?q=vanilla%20orchids%20misting&k=3&mode=keyword"
     ));
     assert_eq!(found["hits"], json!([]), "{found}");
-    let cancel: Value = http()
-        .post(&format!("{base}/api/index/cancel"))
-        .send_json(json!({}))
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let cancel = cancel_job(base);
     assert_eq!(cancel["stopping"], false, "nothing is running");
 }
 
