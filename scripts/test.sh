@@ -40,6 +40,8 @@ node ui/node_modules/@tauri-apps/cli/tauri.js bundle --debug --bundles deb >/dev
 deb=$(ls -t "$CARGO_TARGET_DIR"/debug/bundle/deb/*.deb | head -1)
 dpkg-deb -c "$deb" | grep -q "usr/bin/quarry-desktop"
 dpkg-deb -f "$deb" Depends | grep -q "libwebkit2gtk-4.1"
+# OCR comes along where apt installs recommended packages (its default).
+dpkg-deb -f "$deb" Recommends | grep -q "tesseract-ocr-eng"
 echo "installer: $deb ($(du -h "$deb" | cut -f1))"
 # libFuzzer on the extractors and the chunker (cargo-fuzz, nightly), briefly.
 scripts/fuzz.sh

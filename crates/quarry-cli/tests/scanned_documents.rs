@@ -308,3 +308,59 @@ fn ocr_can_be_turned_off_and_missing_languages_name_their_package() {
     let again = env.json("off", &["index", d.to_str().unwrap(), "--json"]);
     assert_eq!(again["ocr_pages"], 4, "{again}");
 }
+
+/// Tesseract's Windows installer keeps its languages in `tessdata` beside
+/// the library, where Tesseract itself does not look when another program
+/// loads it. Imitated here: the system library reached through a folder
+/// whose `tessdata` holds one language under a name only it has.
+#[cfg(target_os = "linux")]
+#[test]
+fn languages_beside_the_tesseract_library_are_used() {
+    let system = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("libtesseract.so.5"))
+    .find(|p| p.exists())
+    .expect("Tesseract 5 is installed (scripts/deps.sh)");
+    let english = ["/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tessdata"]
+        .iter()
+        .map(|d| Path::new(d).join("eng.traineddata"))
+        .find(|p| p.exists())
+        .expect("Tesseract's English data is installed");
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("libtesseract.so.5");
+    std::os::unix::fs::symlink(&system, &lib).unwrap();
+    std::fs::create_dir(tmp.path().join("tessdata")).unwrap();
+    std::fs::copy(&english, tmp.path().join("tessdata/qry.traineddata")).unwrap();
+    let status = |prefix: Option<&str>| -> Value {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quarry"));
+        command
+            .args(["ocr", "--json"])
+            .env("QUARRY_TESSERACT_LIB", &lib)
+            .env("QUARRY_CONFIG_DIR", tmp.path().join("config"))
+            .env_remove("TESSDATA_PREFIX");
+        if let Some(p) = prefix {
+            command.env("TESSDATA_PREFIX", p);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(status(None)["languages"], serde_json::json!(["qry"]));
+    // TESSDATA_PREFIX, when the user set it, still decides.
+    let theirs = english.parent().unwrap().to_str().unwrap();
+    let languages = status(Some(theirs))["languages"].clone();
+    assert!(
+        languages.as_array().unwrap().iter().any(|l| l == "eng")
+            && languages.as_array().unwrap().iter().all(|l| l != "qry"),
+        "{languages}"
+    );
+}

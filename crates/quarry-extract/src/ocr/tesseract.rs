@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,6 +31,9 @@ type CancelFn = extern "C" fn(*mut c_void, c_int) -> bool;
 /// The functions of `capi.h` Quarry calls.
 struct Api {
     _lib: Library,
+    /// The `tessdata` folder beside the library, passed to Init when
+    /// `TESSDATA_PREFIX` is not set (see [`tessdata_beside`]).
+    tessdata: Option<CString>,
     version: unsafe extern "C" fn() -> *const c_char,
     create: unsafe extern "C" fn() -> *mut TessBaseApi,
     delete: unsafe extern "C" fn(*mut TessBaseApi),
@@ -81,6 +85,38 @@ fn candidates() -> Vec<String> {
     names
 }
 
+/// The file a library name that loaded refers to, where Quarry can tell:
+/// a path as given; on Windows, a bare name found on `PATH` (the loader
+/// looks there too). Elsewhere a bare name is the system loader's business
+/// and its folder holds no language data.
+fn located(name: &str) -> Option<PathBuf> {
+    let path = Path::new(name);
+    if path.components().count() > 1 {
+        return Some(path.to_path_buf());
+    }
+    if !cfg!(windows) {
+        return None;
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The `tessdata` folder beside a Tesseract library, when it holds language
+/// data. Tesseract's Windows builds (UB Mannheim's installer) keep their
+/// languages there, but Tesseract looks for them beside the *program* that
+/// loaded it — Quarry's — unless `TESSDATA_PREFIX` is set; passing this
+/// folder makes the installer's default layout work as it is.
+fn tessdata_beside(library: &Path) -> Option<PathBuf> {
+    let dir = library.parent()?.join("tessdata");
+    let has_language = std::fs::read_dir(&dir).ok()?.flatten().any(|e| {
+        e.path()
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("traineddata"))
+    });
+    has_language.then_some(dir)
+}
+
 /// How to get Tesseract on this platform.
 pub(super) fn install_hint() -> &'static str {
     if cfg!(target_os = "windows") {
@@ -102,12 +138,28 @@ macro_rules! sym {
 }
 
 impl Api {
+    /// The data path for Init: Quarry's choice, or null for Tesseract's own.
+    fn datapath(&self) -> *const c_char {
+        self.tessdata
+            .as_ref()
+            .map_or(std::ptr::null(), |d| d.as_ptr())
+    }
+
     fn load() -> Result<Api, String> {
         let mut errors = Vec::new();
         for name in candidates() {
             // SAFETY: loading Tesseract runs its static constructors only.
             match unsafe { Library::new(&name) } {
-                Ok(lib) => return Api::from(lib),
+                Ok(lib) => {
+                    let mut api = Api::from(lib)?;
+                    api.tessdata = std::env::var_os("TESSDATA_PREFIX")
+                        .is_none()
+                        .then(|| located(&name))
+                        .flatten()
+                        .and_then(|lib| tessdata_beside(&lib))
+                        .and_then(|d| CString::new(d.to_string_lossy().into_owned()).ok());
+                    return Ok(api);
+                }
                 Err(e) => errors.push(format!("{name}: {e}")),
             }
         }
@@ -139,6 +191,7 @@ impl Api {
             monitor_cancel_fn: sym!(lib, b"TessMonitorSetCancelFunc"),
             monitor_cancel_this: sym!(lib, b"TessMonitorSetCancelThis"),
             monitor_deadline: sym!(lib, b"TessMonitorSetDeadlineMSecs"),
+            tessdata: None,
             _lib: lib,
         })
     }
@@ -213,7 +266,7 @@ impl Engine {
         let l = cstring(langs);
         // SAFETY: valid handle; a null datapath means Tesseract's own default
         // (or TESSDATA_PREFIX).
-        let rc = unsafe { (engine.api.init3)(engine.handle, std::ptr::null(), l.as_ptr()) };
+        let rc = unsafe { (engine.api.init3)(engine.handle, engine.api.datapath(), l.as_ptr()) };
         if rc != 0 {
             return Err(missing_languages(langs).unwrap_or_else(|| {
                 OcrError::Unavailable(format!("Tesseract could not load the languages {langs}"))
@@ -322,7 +375,7 @@ pub(super) fn installed_languages() -> Result<Vec<String>, OcrError> {
     // language will do, and failing all, the list is read from a bare init.
     let empty = cstring("");
     // SAFETY: valid handle; empty language string loads no model.
-    unsafe { (engine.api.init3)(engine.handle, std::ptr::null(), empty.as_ptr()) };
+    unsafe { (engine.api.init3)(engine.handle, engine.api.datapath(), empty.as_ptr()) };
     Ok(engine.languages())
 }
 
@@ -391,4 +444,32 @@ pub(super) fn check(langs: &str) -> Result<(), OcrError> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_data_beside_the_library_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = tmp.path().join("libtesseract-5.dll");
+        std::fs::write(&lib, b"").unwrap();
+        // No tessdata folder, then an empty one: Tesseract's own default.
+        assert_eq!(tessdata_beside(&lib), None);
+        std::fs::create_dir(tmp.path().join("tessdata")).unwrap();
+        assert_eq!(tessdata_beside(&lib), None);
+        std::fs::write(tmp.path().join("tessdata/eng.traineddata"), b"").unwrap();
+        assert_eq!(tessdata_beside(&lib), Some(tmp.path().join("tessdata")));
+    }
+
+    #[test]
+    fn a_library_given_by_path_is_located_there() {
+        let given = "C:/Program Files/Tesseract-OCR/libtesseract-5.dll";
+        assert_eq!(located(given), Some(PathBuf::from(given)));
+        if !cfg!(windows) {
+            // A bare name is left to the system loader.
+            assert_eq!(located("libtesseract.so.5"), None);
+        }
+    }
 }
