@@ -7,5 +7,6 @@
 //! other operations, so a second pool would compete with them.
 
 pub mod attention;
+pub mod elementwise;
 pub mod int8;
 pub mod quantized;

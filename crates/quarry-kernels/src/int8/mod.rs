@@ -11,11 +11,14 @@
 //! kernel call holds up to [`ROWS`] activation rows against one tile column,
 //! so each weight load serves all of them.
 //!
-//! `vpdpbusd` multiplies unsigned by signed bytes: the activations (signed,
-//! −127..=127) are shifted by 128 as they are broadcast and the shift is
-//! taken back through the column sums of the weights, exactly, in integers.
-//! AVX2's `vpmaddubsw` would saturate on that shift, so it moves the sign of
-//! each activation onto the weight instead (both then fit in 7 bits).
+//! `vpdpbusd` multiplies unsigned by signed bytes: the weights are stored
+//! shifted by 128 (unsigned), so the signed activations can be its broadcast
+//! memory operand (`{1to16}`: one instruction per row and input group, no
+//! separate broadcast), and the shift is taken back through each row's sum
+//! of activations, exactly, in integers. The VNNI kernel also scales its
+//! sums into the output in registers. AVX2's `vpmaddubsw` would saturate on
+//! a shift, so it moves the sign of each activation onto the weight instead
+//! (both then fit in 7 bits).
 //!
 //! [`I8Matrix::new`] returns `None` where no [`Level`] runs (the caller keeps
 //! its f32 path); [`I8Matrix::matmul_reference`] is the same product in
@@ -37,11 +40,10 @@ pub struct I8Matrix {
     n: usize,
     level: Level,
     /// Tile `t` holds columns `16t..16t+16`: `kp / 4` groups of 16 columns ×
-    /// 4 inputs, input-minor.
+    /// 4 inputs, input-minor. For AVX-512 VNNI each weight `q` is stored as
+    /// the unsigned byte `q + 128`.
     tiles: Vec<i8>,
     scales: Vec<f32>,
-    /// Σ over the inputs of each column's quantized weights.
-    sums: Vec<i32>,
 }
 
 /// Rows of activations quantized to int8, each padded to `kp` values.
@@ -49,31 +51,90 @@ pub struct I8Rows {
     kp: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
+    /// Σ of each row's quantized values (undoes the VNNI weight shift).
+    sums: Vec<i32>,
 }
 
 impl I8Rows {
     /// Quantize the `m = x.len() / k` rows of `x` (row-major, `k` columns).
     pub fn quantize(x: &[f32], k: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: AVX-512 F/BW are present.
+            return Self::quantize_with(x, k, |row, q| unsafe { x86::quantize_row(row, q) });
+        }
+        Self::quantize_portable(x, k)
+    }
+
+    /// [`I8Rows::quantize`] in plain Rust: the same values, bit for bit.
+    pub fn quantize_portable(x: &[f32], k: usize) -> Self {
+        Self::quantize_with(x, k, quantize_row)
+    }
+
+    fn quantize_with(
+        x: &[f32],
+        k: usize,
+        row_fn: impl Fn(&[f32], &mut [i8]) -> (f32, i32),
+    ) -> Self {
         let kp = k.div_ceil(4) * 4;
         let m = x.len() / k.max(1);
         let mut values = vec![0i8; m * kp];
         let mut scales = Vec::with_capacity(m);
+        let mut sums = Vec::with_capacity(m);
         for (row, q) in x.chunks_exact(k).zip(values.chunks_exact_mut(kp)) {
-            let max = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            let inv = 1.0 / scale;
-            for (q, v) in q.iter_mut().zip(row) {
-                *q = round_to_i8(v * inv);
-            }
+            let (scale, sum) = row_fn(row, &mut q[..k]);
             scales.push(scale);
+            sums.push(sum);
         }
-        I8Rows { kp, values, scales }
+        I8Rows {
+            kp,
+            values,
+            scales,
+            sums,
+        }
     }
 
     /// Rows held.
     pub fn rows(&self) -> usize {
         self.scales.len()
     }
+}
+
+/// Quantize one row into `q` (as long as the row): its scale and the sum of
+/// its quantized values.
+fn quantize_row(row: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let max = max_abs(row);
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    let mut sum = 0i32;
+    for (q, v) in q.iter_mut().zip(row) {
+        *q = round_to_i8(v * inv);
+        sum += *q as i32;
+    }
+    (scale, sum)
+}
+
+/// The largest magnitude in `row`, in 16 lanes the compiler keeps in one
+/// vector register (`f32::max` over one accumulator stays scalar: it must
+/// order NaNs).
+#[inline(always)]
+fn max_abs(row: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    let mut max = tail
+        .iter()
+        .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    for m in lanes {
+        max = if m > max { m } else { max };
+    }
+    max
 }
 
 /// `x` (within ±127.5) rounded to the nearest integer, ties to even: adding
@@ -107,14 +168,14 @@ impl I8Matrix {
                 *s = max / 127.0;
             }
         }
-        let mut tiles = vec![0i8; n * kp];
-        let mut sums = vec![0i32; n];
+        // Padding weights are zero: stored as 128 for VNNI.
+        let shift = Self::weight_shift(level);
+        let mut tiles = vec![(shift as u8) as i8; n * kp];
         for i in 0..k {
             for j in 0..n {
-                let q = (w[i * n + j] / scales[j]).round().clamp(-127.0, 127.0) as i8;
+                let q = (w[i * n + j] / scales[j]).round().clamp(-127.0, 127.0) as i32;
                 let (t, c) = (j / TILE, j % TILE);
-                tiles[t * kp * TILE + (i / 4) * TILE * 4 + c * 4 + i % 4] = q;
-                sums[j] += q as i32;
+                tiles[t * kp * TILE + (i / 4) * TILE * 4 + c * 4 + i % 4] = (q + shift) as u8 as i8;
             }
         }
         Some(I8Matrix {
@@ -124,8 +185,26 @@ impl I8Matrix {
             level,
             tiles,
             scales,
-            sums,
         })
+    }
+
+    /// What is added to each stored weight (VNNI's unsigned operand).
+    fn weight_shift(level: Level) -> i32 {
+        if level == Level::Avx512Vnni {
+            128
+        } else {
+            0
+        }
+    }
+
+    /// The quantized weight of input `i`, column `j` of tile `tile`.
+    fn weight(&self, tile: &[i8], i: usize, c: usize) -> i32 {
+        let b = tile[(i / 4) * TILE * 4 + c * 4 + i % 4];
+        if self.level == Level::Avx512Vnni {
+            b as u8 as i32 - 128
+        } else {
+            b as i32
+        }
     }
 
     /// Inputs.
@@ -151,8 +230,28 @@ impl I8Matrix {
             let mut r0 = 0;
             while r0 < x.rows() {
                 let rows = (x.rows() - r0).min(ROWS);
-                let mut acc = [[0i32; TILE]; ROWS];
                 let acts = &x.values[r0 * self.kp..(r0 + rows) * self.kp];
+                #[cfg(target_arch = "x86_64")]
+                if self.level == Level::Avx512Vnni {
+                    let cols = t * TILE..(t + 1) * TILE;
+                    let block = x86::Block {
+                        tile: tile.as_ptr(),
+                        acts: acts.as_ptr(),
+                        kp: self.kp,
+                        row_scales: &x.scales[r0..r0 + rows],
+                        row_sums: &x.sums[r0..r0 + rows],
+                        col_scales: &self.scales[cols.clone()],
+                        out: out[r0 * self.n + cols.start..].as_mut_ptr(),
+                        stride: self.n,
+                    };
+                    // SAFETY: the CPU has AVX-512 VNNI (checked in
+                    // `with_level`); `tile` is kp·16 bytes, `acts` rows·kp,
+                    // and `out` holds `rows` rows of `n` from column 16t on.
+                    unsafe { x86::block_vnni(&block, rows) };
+                    r0 += rows;
+                    continue;
+                }
+                let mut acc = [[0i32; TILE]; ROWS];
                 // SAFETY: `level` was checked to be supported in `with_level`;
                 // `tile` is kp·16 bytes and `acts` rows·kp.
                 unsafe { self.dot(tile, acts, rows, &mut acc) };
@@ -162,21 +261,19 @@ impl I8Matrix {
         }
     }
 
-    /// The integer sums of one tile column with up to [`ROWS`] rows.
+    /// The integer sums of one tile column with up to [`ROWS`] rows (the
+    /// levels whose sums are scaled by [`I8Matrix::store`]).
     ///
     /// # Safety
     /// The CPU has `self.level`; `tile` is `kp·16` and `acts` `rows·kp` long.
     unsafe fn dot(&self, tile: &[i8], acts: &[i8], rows: usize, acc: &mut [[i32; TILE]; ROWS]) {
         #[cfg(target_arch = "x86_64")]
-        match self.level {
-            Level::Avx512Vnni => x86::dot_vnni(tile, acts, self.kp, rows, acc),
-            Level::Avx2 => x86::dot_avx2(tile, acts, self.kp, rows, acc),
-        }
+        x86::dot_avx2(tile, acts, self.kp, rows, acc);
         #[cfg(not(target_arch = "x86_64"))]
         dot_portable(tile, acts, self.kp, rows, acc);
     }
 
-    /// Scale tile `t`'s sums into `out` (adding), undoing the VNNI shift.
+    /// Scale tile `t`'s sums into `out` (adding).
     fn store(
         &self,
         x: &I8Rows,
@@ -186,18 +283,13 @@ impl I8Matrix {
         acc: &[[i32; TILE]; ROWS],
         out: &mut [f32],
     ) {
-        let shift = if self.level == Level::Avx512Vnni {
-            128
-        } else {
-            0
-        };
         let cols = t * TILE..(t + 1) * TILE;
-        let (scales, sums) = (&self.scales[cols.clone()], &self.sums[cols.clone()]);
+        let scales = &self.scales[cols.clone()];
         for (r, acc) in acc.iter().enumerate().take(rows) {
             let sx = x.scales[r0 + r];
             let o = &mut out[(r0 + r) * self.n + cols.start..][..TILE];
-            for (((o, a), sw), sum) in o.iter_mut().zip(acc).zip(scales).zip(sums) {
-                *o += sx * sw * (a - shift * sum) as f32;
+            for ((o, a), sw) in o.iter_mut().zip(acc).zip(scales) {
+                *o += sx * sw * *a as f32;
             }
         }
     }
@@ -211,7 +303,7 @@ impl I8Matrix {
                 let (t, c) = (j / TILE, j % TILE);
                 let tile = &self.tiles[t * self.kp * TILE..];
                 let sum: i32 = (0..self.kp)
-                    .map(|i| row[i] as i32 * tile[(i / 4) * TILE * 4 + c * 4 + i % 4] as i32)
+                    .map(|i| row[i] as i32 * self.weight(tile, i, c))
                     .sum();
                 *o += x.scales[r] * self.scales[j] * sum as f32;
             }
@@ -254,38 +346,85 @@ mod x86 {
         };
     }
 
-    /// `vpdpbusd` over a tile column: acc[r][c] = Σ (x+128)·w.
+    /// [`super::quantize_row`] with AVX-512: the largest magnitude, then
+    /// each value times `1/scale` rounded to the nearest (ties to even, as
+    /// `cvtps2dq` does by default) and saturated to i8.
     ///
     /// # Safety
-    /// AVX-512 F/BW/VNNI; `tile` is `kp·16` bytes, `acts` `rows·kp`.
-    pub(super) unsafe fn dot_vnni(
-        tile: &[i8],
-        acts: &[i8],
-        kp: usize,
-        rows: usize,
-        acc: &mut [[i32; TILE]; ROWS],
-    ) {
-        by_rows!(vnni, rows, tile.as_ptr(), acts.as_ptr(), kp, acc)
+    /// AVX-512 F/BW; `q` is as long as `row`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [i8]) -> (f32, i32) {
+        let n = row.len();
+        let tail = (n % 16) as u32;
+        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+        let p = row.as_ptr();
+        let mut max = _mm512_setzero_ps();
+        for i in (0..n - n % 16).step_by(16) {
+            max = _mm512_max_ps(max, _mm512_abs_ps(_mm512_loadu_ps(p.add(i))));
+        }
+        let last = _mm512_maskz_loadu_ps(tail_mask, p.add(n - n % 16));
+        max = _mm512_max_ps(max, _mm512_abs_ps(last));
+        let max = _mm512_reduce_max_ps(max);
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let inv = _mm512_set1_ps(1.0 / scale);
+        let mut sum = _mm512_setzero_si512();
+        let mut i = 0;
+        while i < n {
+            let mask = if n - i >= 16 { 0xffff } else { tail_mask };
+            let v = _mm512_maskz_loadu_ps(mask, p.add(i));
+            let r = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
+            sum = _mm512_add_epi32(sum, r);
+            _mm512_mask_cvtsepi32_storeu_epi8(q.as_mut_ptr().add(i) as *mut _, mask, r);
+            i += 16;
+        }
+        (scale, _mm512_reduce_add_epi32(sum))
+    }
+
+    /// One VNNI kernel call: a tile column (16 outputs) against up to
+    /// [`ROWS`] rows, added into `out`.
+    pub(super) struct Block<'a> {
+        /// The tile: `kp / 4` groups of 64 bytes (weights + 128).
+        pub tile: *const i8,
+        /// The rows' quantized activations, `kp` each.
+        pub acts: *const i8,
+        pub kp: usize,
+        pub row_scales: &'a [f32],
+        pub row_sums: &'a [i32],
+        /// The 16 columns' scales.
+        pub col_scales: &'a [f32],
+        /// Row 0, column 0 of the block in the output.
+        pub out: *mut f32,
+        /// Output row length.
+        pub stride: usize,
+    }
+
+    /// `out[r][c] += sx[r]·sw[c]·(Σ (w+128)·x − 128·Σx)` for the block's rows.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI; the block's pointers cover `rows` rows.
+    pub(super) unsafe fn block_vnni(b: &Block<'_>, rows: usize) {
+        by_rows!(vnni, rows, b)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn vnni<const R: usize>(
-        w: *const i8,
-        a: *const i8,
-        kp: usize,
-        acc: &mut [[i32; TILE]; ROWS],
-    ) {
-        let shift = _mm512_set1_epi8(-128);
+    unsafe fn vnni<const R: usize>(b: &Block<'_>) {
+        let (w, a, kp) = (b.tile, b.acts, b.kp);
         let mut sums = [_mm512_setzero_si512(); R];
         for g in 0..kp / 4 {
             let wv = _mm512_loadu_si512(w.add(g * 64) as *const _);
             for (r, s) in sums.iter_mut().enumerate() {
-                let x = _mm512_xor_si512(_mm512_set1_epi32(quad(a, kp, r, g)), shift);
-                *s = _mm512_dpbusd_epi32(*s, x, wv);
+                // A broadcast the compiler folds into the instruction.
+                let x = _mm512_set1_epi32(quad(a, kp, r, g));
+                *s = _mm512_dpbusd_epi32(*s, wv, x);
             }
         }
-        for (s, out) in sums.iter().zip(acc.iter_mut()) {
-            _mm512_storeu_si512(out.as_mut_ptr() as *mut _, *s);
+        let sw = _mm512_loadu_ps(b.col_scales.as_ptr());
+        for (r, s) in sums.iter().enumerate() {
+            let exact = _mm512_sub_epi32(*s, _mm512_set1_epi32(128 * b.row_sums[r]));
+            let scale = _mm512_mul_ps(sw, _mm512_set1_ps(b.row_scales[r]));
+            let o = b.out.add(r * b.stride);
+            let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, _mm512_loadu_ps(o));
+            _mm512_storeu_ps(o, v);
         }
     }
 
@@ -402,6 +541,20 @@ mod tests {
             "relative error {}",
             (err / norm).sqrt()
         );
+    }
+
+    /// The AVX-512 quantization gives the plain Rust values bit for bit,
+    /// for widths with and without a partial vector, and rows of zeros.
+    #[test]
+    fn quantization_is_the_same_on_every_path() {
+        for k in [1, 5, 16, 37, 384, 1536] {
+            let mut x = random(3 * k, k as u64);
+            x[k..2 * k].fill(0.0);
+            let (fast, slow) = (I8Rows::quantize(&x, k), I8Rows::quantize_portable(&x, k));
+            assert_eq!(fast.values, slow.values, "k {k}");
+            assert_eq!(fast.scales, slow.scales, "k {k}");
+            assert_eq!(fast.sums, slow.sums, "k {k}");
+        }
     }
 
     #[test]
