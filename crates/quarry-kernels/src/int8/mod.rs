@@ -197,7 +197,7 @@ impl I8Matrix {
         }
     }
 
-    /// The quantized weight of input `i`, column `j` of tile `tile`.
+    /// The quantized weight of input `i`, column `c` of tile `tile`.
     fn weight(&self, tile: &[i8], i: usize, c: usize) -> i32 {
         let b = tile[(i / 4) * TILE * 4 + c * 4 + i % 4];
         if self.level == Level::Avx512Vnni {
