@@ -184,8 +184,11 @@ impl VectorStore {
         fs_err::create_dir_all(dir)?;
         let builder = match key {
             None => lancedb::connect(&dir.to_string_lossy()),
-            Some(key) => lancedb::connect(&sealed_uri(&std::path::absolute(dir)?))
-                .session(sealed_session(key.clone())),
+            Some(key) => {
+                super::sealed::scratch::use_private_scratch()?;
+                lancedb::connect(&sealed_uri(&std::path::absolute(dir)?))
+                    .session(sealed_session(key.clone()))
+            }
         };
         Self::connect(builder, dim, chunks_table).await
     }
@@ -585,6 +588,12 @@ impl VectorStore {
         if rows < ANN_MIN_ROWS || !ann_due(rows, self.has_vector_index().await?, trained_rows) {
             return Ok(None);
         }
+        self.build_vector_index(rows).await?;
+        Ok(Some(rows))
+    }
+
+    /// Build (or replace) the IVF-PQ index for a table of `rows` chunks.
+    async fn build_vector_index(&self, rows: usize) -> Result<()> {
         let partitions = ((rows as f64).sqrt() as u32).clamp(64, 4096);
         let sub_vectors = [8usize, 4, 2, 1]
             .iter()
@@ -604,7 +613,7 @@ impl VectorStore {
             .replace(true)
             .execute()
             .await?;
-        Ok(Some(rows))
+        Ok(())
     }
 
     /// Distinct chunks per document id, with vectors or waiting for them (a
@@ -962,6 +971,70 @@ mod tests {
         assert_eq!(hits.len(), 3);
         assert!(hits.iter().all(|h| !h.path.ends_with("claim-1.txt")));
         assert!(hits[0].text.contains("Oyelaran"));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_stores_index_build_shuffles_in_the_private_scratch_folder() {
+        let lib = tempfile::tempdir().unwrap();
+        let key = LibraryKey::create(lib.path(), &SecretString::from("a long passphrase")).unwrap();
+        let dir = lib.path().join("lance");
+        let store = VectorStore::open_sealed_dir(&dir, 16, CHUNKS, Some(&key))
+            .await
+            .unwrap();
+        let mut seed = 7u64;
+        let chunks: Vec<_> = (0..600)
+            .map(|i| {
+                let mut c = chunk(i);
+                c.vector = (0..16)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .collect();
+                c
+            })
+            .collect();
+        store.add_chunks(&chunks).await.unwrap();
+        // Opening the sealed store made the process's temp folder private.
+        let scratch = &tempfile::env::temp_dir();
+        let name = scratch.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.starts_with("quarry-scratch-"), "{scratch:?}");
+
+        // Watch the scratch folder while lance builds: its shuffle goes there.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (done, scratch) = (done.clone(), scratch.to_path_buf());
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if shuffle_files(&scratch) > 0 {
+                        return true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                false
+            })
+        };
+        store.build_vector_index(600).await.unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(watcher.join().unwrap(), "no shuffle seen in {scratch:?}");
+        assert!(store.has_vector_index().await.unwrap());
+        assert_eq!(shuffle_files(scratch), 0, "lance left its shuffle behind");
+    }
+
+    /// lance's shuffle files anywhere under `dir` (folders may vanish meanwhile).
+    fn shuffle_files(dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => shuffle_files(&e.path()),
+                _ => usize::from(e.file_name().to_string_lossy().starts_with("shuffle_")),
+            })
+            .sum()
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! the library's own small files are sealed too ([`files`]), and every file
 //! can be shown to open with the key ([`inspect`]). An existing library is
 //! encrypted, or its key replaced and the old one destroyed, in place
-//! ([`rekey`]).
+//! ([`rekey`]). What lance writes outside the library while building its
+//! vector index goes to a private scratch folder ([`scratch`]).
 //!
 //! [`Directory`]: tantivy::Directory
 
@@ -17,6 +18,7 @@ pub mod inspect;
 pub mod key;
 pub mod keyword_dir;
 pub mod rekey;
+pub mod scratch;
 pub mod vector_store;
 
 pub use files::LibraryFiles;
