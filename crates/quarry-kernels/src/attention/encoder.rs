@@ -5,8 +5,9 @@
 //! The head's keys are copied once, transposed (`[value][position]`, zero
 //! past the sequence), so a query's scores against every key are `head_dim`
 //! multiply-adds of whole vectors with no horizontal sums; the softmax's
-//! exponentials are a polynomial eight or sixteen at a time; the weighted sum
-//! of values reads the value rows where they are. Every score is computed
+//! exponentials are a polynomial eight or sixteen at a time; the values are
+//! copied once into consecutive rows for the weighted sums (in the fused
+//! rows their stride maps them onto a few cache sets). Every score is computed
 //! (there is no mask: the caller passes real tokens only). The general
 //! matrix product this replaces spent more time packing its 32-wide operands
 //! than multiplying them, and the softmax around it was scalar `expf`.
@@ -36,6 +37,12 @@ pub struct Fused<'a> {
 #[derive(Debug, Default)]
 pub struct Scratch {
     kt: Vec<f32>,
+    /// The head's values, one row after another (`[position][value]`): in
+    /// the fused rows they lie `3 · heads · head_dim` apart, a stride that
+    /// maps them onto a few cache sets, which the weighted sums thrash.
+    v: Vec<f32>,
+    /// A block's queries, scaled and interleaved `[value][row]`.
+    q: Vec<[f32; ROWS]>,
     scores: Vec<f32>,
     /// The last call's context: `len` rows of `head_dim` values.
     pub out: Vec<f32>,
@@ -63,6 +70,11 @@ pub fn sequence_head(fused: Fused, start: usize, len: usize, head: usize, scratc
         for (c, &x) in key.iter().enumerate() {
             scratch.kt[c * padded + j] = x;
         }
+    }
+    scratch.v.clear();
+    for j in 0..len {
+        let at = (start + j) * 3 * d + 2 * d + head * dh;
+        scratch.v.extend_from_slice(&fused.qkv[at..at + dh]);
     }
     scratch.scores.clear();
     scratch.scores.resize(ROWS * padded, 0.0);
@@ -221,11 +233,11 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    /// Row `r` of the sequence, part 0 (query), 1 (key) or 2 (value) of this head.
+    /// This head's query of row `r` of the sequence.
     #[inline(always)]
-    fn row(&self, r: usize, part: usize) -> &[f32] {
+    fn query(&self, r: usize) -> &[f32] {
         let (dh, d) = (self.fused.head_dim, self.fused.heads * self.fused.head_dim);
-        &self.fused.qkv[(self.start + r) * 3 * d + part * d + self.head * dh..][..dh]
+        &self.fused.qkv[(self.start + r) * 3 * d + self.head * dh..][..dh]
     }
 
     /// # Safety
@@ -233,13 +245,19 @@ impl Task<'_> {
     #[inline(always)]
     unsafe fn run<V: Vector>(&self, scratch: &mut Scratch) {
         let dh = self.fused.head_dim;
-        let Scratch { kt, scores, out } = scratch;
+        let Scratch {
+            kt,
+            v,
+            q,
+            scores,
+            out,
+        } = scratch;
         for i0 in (0..self.len).step_by(ROWS) {
             let n = ROWS.min(self.len - i0);
             // Past the end, the last row again: computed, never written.
             let rows: [usize; ROWS] = std::array::from_fn(|r| i0 + r.min(n - 1));
             // SAFETY: as this function.
-            unsafe { self.scores_of::<V>(rows, kt, scores) };
+            unsafe { self.scores_of::<V>(rows, kt, q, scores) };
             let mut inv = [0f32; ROWS];
             for (r, inv) in inv.iter_mut().enumerate() {
                 *inv = 1.0 / softmax_in_place(&mut scores[r * self.padded..][..self.len]);
@@ -249,11 +267,11 @@ impl Task<'_> {
             let mut c0 = 0;
             while c0 + width <= dh {
                 // SAFETY: as this function; columns c0..c0 + width exist.
-                unsafe { self.weighted_values::<V>(scores, c0, &inv, ctx) };
+                unsafe { self.weighted_values::<V>(v, scores, c0, &inv, ctx) };
                 c0 += width;
             }
             if c0 < dh {
-                self.weighted_values_tail(scores, c0, &inv, ctx);
+                self.weighted_values_tail(v, scores, c0, &inv, ctx);
             }
         }
     }
@@ -264,13 +282,22 @@ impl Task<'_> {
     /// # Safety
     /// As [`Self::run`].
     #[inline(always)]
-    unsafe fn scores_of<V: Vector>(&self, rows: [usize; ROWS], kt: &[f32], scores: &mut [f32]) {
+    unsafe fn scores_of<V: Vector>(
+        &self,
+        rows: [usize; ROWS],
+        kt: &[f32],
+        q: &mut Vec<[f32; ROWS]>,
+        scores: &mut [f32],
+    ) {
         let (dh, padded) = (self.fused.head_dim, self.padded);
         let scale = 1.0 / (dh as f32).sqrt();
-        // The queries scaled and interleaved, `[value][row]`.
-        let q: Vec<[f32; ROWS]> = (0..dh)
-            .map(|c| rows.map(|r| self.row(r, 0)[c] * scale))
-            .collect();
+        q.clear();
+        q.resize(dh, [0.0; ROWS]);
+        for (r, &row) in rows.iter().enumerate() {
+            for (q, &x) in q.iter_mut().zip(self.query(row)) {
+                q[r] = x * scale;
+            }
+        }
         let width = 2 * V::LANES;
         assert!(padded % width == 0 && kt.len() >= dh * padded && scores.len() >= ROWS * padded);
         for j0 in (0..padded).step_by(width) {
@@ -306,21 +333,26 @@ impl Task<'_> {
     #[inline(always)]
     unsafe fn weighted_values<V: Vector>(
         &self,
+        values: &[f32],
         scores: &[f32],
         c0: usize,
         inv: &[f32; ROWS],
         ctx: &mut [f32],
     ) {
         let dh = self.fused.head_dim;
-        // SAFETY: each value row has dh ≥ c0 + 2·LANES values from `c0`;
-        // every score index is below ROWS × padded; ctx rows hold dh values.
+        assert!(scores.len() >= ROWS * self.padded && values.len() >= self.len * dh);
+        // SAFETY: each of the len value rows has dh ≥ c0 + 2·LANES values
+        // from `c0`; every score index is below ROWS × padded (both
+        // asserted); ctx rows hold dh values.
         unsafe {
             let mut acc = [[V::zero(); 2]; ROWS];
+            let weights: [*const f32; ROWS] =
+                std::array::from_fn(|r| scores.as_ptr().add(r * self.padded));
             for j in 0..self.len {
-                let p = self.row(j, 2).as_ptr().add(c0);
+                let p = values.as_ptr().add(j * dh + c0);
                 let (v0, v1) = (V::load(p), V::load(p.add(V::LANES)));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let w = V::splat(*scores.get_unchecked(r * self.padded + j));
+                for (acc, w) in acc.iter_mut().zip(weights) {
+                    let w = V::splat(*w.add(j));
                     acc[0] = V::mul_add(w, v0, acc[0]);
                     acc[1] = V::mul_add(w, v1, acc[1]);
                 }
@@ -335,13 +367,20 @@ impl Task<'_> {
     }
 
     /// As [`Self::weighted_values`] for the last `head_dim % COLS` columns.
-    fn weighted_values_tail(&self, scores: &[f32], c0: usize, inv: &[f32; ROWS], ctx: &mut [f32]) {
+    fn weighted_values_tail(
+        &self,
+        values: &[f32],
+        scores: &[f32],
+        c0: usize,
+        inv: &[f32; ROWS],
+        ctx: &mut [f32],
+    ) {
         let dh = self.fused.head_dim;
         for (r, out) in ctx.chunks_exact_mut(dh).enumerate() {
             let out = &mut out[c0..];
-            for j in 0..self.len {
+            for (j, row) in values.chunks_exact(dh).take(self.len).enumerate() {
                 let w = scores[r * self.padded + j] * inv[r];
-                for (o, &v) in out.iter_mut().zip(&self.row(j, 2)[c0..]) {
+                for (o, &v) in out.iter_mut().zip(&row[c0..]) {
                     *o += w * v;
                 }
             }

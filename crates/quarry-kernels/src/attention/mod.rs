@@ -213,13 +213,18 @@ pub(crate) fn exp_in_place(xs: &mut [f32]) {
     const ROUND: f32 = 12_582_912.0;
     for x in xs.iter_mut() {
         let t = x.max(-87.0);
-        let n = (t * LOG2E + ROUND) - ROUND;
+        let big = t * LOG2E + ROUND;
+        let n = big - ROUND;
         let r = (t - n * LN2_HI) - n * LN2_LO;
         let p = 1.0
             + r * (1.0
                 + r * (0.5
                     + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-        let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+        // `big` has a unit last place, so its low bits hold n (plus 2^22):
+        // 2^n's exponent comes from an integer subtraction, which vectorises,
+        // where `n as i32` (saturating, NaN-checked) is a compare per value.
+        let n_bits = big.to_bits().wrapping_sub(ROUND.to_bits());
+        let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
         *x = if *x < -87.0 { 0.0 } else { p * scale };
     }
 }
@@ -261,6 +266,25 @@ impl Level {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_within_a_few_ulps_down_to_its_cutoff() {
+        let xs: Vec<f32> = (0..=200_000).map(|i| -(i as f32) * 0.0005).collect();
+        let mut ys = xs.clone();
+        exp_in_place(&mut ys);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            if x < -87.0 {
+                assert_eq!(y, 0.0, "e^{x} below the cutoff");
+                continue;
+            }
+            let want = (x as f64).exp();
+            let rel = ((y as f64 - want) / want).abs();
+            assert!(rel < 5e-7, "e^{x}: {y} against {want}");
+        }
+        let mut far = [-87.5f32, -100.0, f32::NEG_INFINITY];
+        exp_in_place(&mut far);
+        assert_eq!(far, [0.0; 3]);
+    }
 
     /// Plain softmax attention, one head at a time.
     fn reference(
