@@ -2,24 +2,52 @@
 //! an output starts from, and GELU. Each runs over one slice; callers split
 //! the work over threads.
 
+use std::mem::MaybeUninit;
+
 /// Each `bias.len()`-wide row of `out` set to `bias`, plus the same row of
 /// `residual` when there is one (`out` and `residual` hold whole rows).
-pub fn bias_rows(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>) {
+/// `out` may start uninitialised (a fresh buffer need not be zeroed first);
+/// it is returned initialised.
+pub fn bias_rows<'o>(
+    out: &'o mut [MaybeUninit<f32>],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+) -> &'o mut [f32] {
     let n = bias.len();
+    assert!(out.len().is_multiple_of(n), "output is not whole rows");
     match residual {
-        Some(r) => {
-            for (o, r) in out.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
-                for ((o, b), r) in o.iter_mut().zip(bias).zip(r) {
-                    *o = b + r;
+        Some(res) => {
+            assert_eq!(
+                res.len(),
+                out.len(),
+                "residual is not as long as the output"
+            );
+            for (row, res) in out.chunks_exact_mut(n).zip(res.chunks_exact(n)) {
+                for ((o, b), r) in row.iter_mut().zip(bias).zip(res) {
+                    o.write(b + r);
                 }
             }
         }
         None => {
-            for o in out.chunks_exact_mut(n) {
-                o.copy_from_slice(bias);
+            for row in out.chunks_exact_mut(n) {
+                for (o, b) in row.iter_mut().zip(bias) {
+                    o.write(*b);
+                }
             }
         }
     }
+    // SAFETY: `out` is whole rows of `n` (asserted), each value written.
+    unsafe { assume_init(out) }
+}
+
+/// `out` as initialised values.
+///
+/// # Safety
+/// Every value of `out` has been written.
+pub(crate) unsafe fn assume_init(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the values are
+    // initialised (the caller's promise).
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// `tanh` as a rational function (under 1e-4 from `tanh`): libm's `tanhf`
@@ -60,15 +88,12 @@ mod tests {
 
     #[test]
     fn rows_start_from_the_bias_and_the_residual() {
-        let mut out = vec![9.0; 6];
-        bias_rows(&mut out, &[1.0, 2.0, 3.0], None);
-        assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
-        bias_rows(
-            &mut out,
-            &[1.0, 2.0, 3.0],
-            Some(&[0.5, 0.0, -1.0, 1.0, 1.0, 1.0]),
-        );
-        assert_eq!(out, [1.5, 2.0, 2.0, 2.0, 3.0, 4.0]);
+        let mut out = vec![MaybeUninit::uninit(); 6];
+        let rows = bias_rows(&mut out, &[1.0, 2.0, 3.0], None);
+        assert_eq!(rows, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        let residual = [0.5, 0.0, -1.0, 1.0, 1.0, 1.0];
+        let rows = bias_rows(&mut out, &[1.0, 2.0, 3.0], Some(&residual));
+        assert_eq!(rows, [1.5, 2.0, 2.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use quarry_kernels::elementwise;
-use quarry_kernels::int8::{I8Matrix, I8Rows};
+use quarry_kernels::int8::{self as int8, I8Matrix, I8Rows};
 
 /// The fields of a BERT `config.json` this encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -211,14 +211,20 @@ impl Dense {
         let out = match &self.int8 {
             Some(q) => int8_dense(q, x, b, residual, gelu),
             None => {
-                let mut out = vec![0f32; m * n];
+                let mut out = Vec::with_capacity(m * n);
                 // Rows in blocks of about 16k values a task (the loops
                 // themselves are in quarry-kernels, optimised in every profile).
                 let rows = ((1 << 14) / n).max(1);
-                out.par_chunks_mut(rows * n).enumerate().for_each(|(i, o)| {
-                    let r = residual.map(|r| &r[i * rows * n..][..o.len()]);
-                    elementwise::bias_rows(o, b, r);
-                });
+                out.spare_capacity_mut()[..m * n]
+                    .par_chunks_mut(rows * n)
+                    .enumerate()
+                    .for_each(|(i, o)| {
+                        let r = residual.map(|r| &r[i * rows * n..][..o.len()]);
+                        elementwise::bias_rows(o, b, r);
+                    });
+                // SAFETY: `bias_rows` wrote every value of each chunk, and
+                // the chunks cover the first m·n values.
+                unsafe { out.set_len(m * n) };
                 f32_matmul_add(x, w, &mut out, m, k, n);
                 if gelu {
                     out.par_chunks_mut(1 << 14)
@@ -236,9 +242,9 @@ impl Dense {
 }
 
 /// `x · q + bias (+ residual)`, then GELU if asked, in int8: rows spread
-/// over the threads, each task doing all of it for its own rows (bias,
-/// quantization, product, GELU) while they are in its cache, in one
-/// parallel pass instead of three.
+/// over the threads, each task quantizing its own rows and writing their
+/// outputs whole (bias, residual and GELU in the kernel's registers where
+/// it can), in one parallel pass; the output is never zeroed first.
 fn int8_dense(
     q: &I8Matrix,
     x: &[f32],
@@ -255,18 +261,22 @@ fn int8_dense(
         .div_ceil(threads * 4)
         .next_multiple_of(quarry_kernels::int8::ROWS)
         .max(quarry_kernels::int8::ROWS);
-    let mut out = vec![0f32; m * n];
-    x.par_chunks(rows * k)
-        .zip(out.par_chunks_mut(rows * n))
+    let mut out = Vec::with_capacity(m * n);
+    out.spare_capacity_mut()[..m * n]
+        .par_chunks_mut(rows * n)
+        .zip(x.par_chunks(rows * k))
         .enumerate()
-        .for_each(|(i, (x, o))| {
-            let r = residual.map(|r| &r[i * rows * n..][..o.len()]);
-            elementwise::bias_rows(o, bias, r);
-            q.matmul_add(&I8Rows::quantize(x, k), o);
-            if gelu {
-                elementwise::gelu_in_place(o);
-            }
+        .for_each(|(i, (o, x))| {
+            let epilogue = int8::Epilogue {
+                bias,
+                residual: residual.map(|r| &r[i * rows * n..][..o.len()]),
+                gelu,
+            };
+            q.dense(&I8Rows::quantize(x, k), epilogue, o);
         });
+    // SAFETY: `dense` wrote every value of each chunk, and the chunks
+    // cover the first m·n values.
+    unsafe { out.set_len(m * n) };
     out
 }
 

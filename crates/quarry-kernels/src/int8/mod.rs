@@ -15,14 +15,17 @@
 //! shifted by 128 (unsigned), so the signed activations can be its broadcast
 //! memory operand (`{1to16}`: one instruction per row and input group, no
 //! separate broadcast), and the shift is taken back through each row's sum
-//! of activations, exactly, in integers. The VNNI kernel also scales its
-//! sums into the output in registers. AVX2's `vpmaddubsw` would saturate on
+//! of activations, exactly, in integers. The VNNI kernel also finishes the
+//! layer in registers (scale, bias, residual, GELU) and writes each output
+//! once, so the output buffer is never zeroed or pre-filled. AVX2's `vpmaddubsw` would saturate on
 //! a shift, so it moves the sign of each activation onto the weight instead
 //! (both then fit in 7 bits).
 //!
 //! [`I8Matrix::new`] returns `None` where no [`Level`] runs (the caller keeps
 //! its f32 path); [`I8Matrix::matmul_reference`] is the same product in
 //! plain Rust with exact integer sums, the kernels' reference in tests.
+
+use std::mem::MaybeUninit;
 
 use crate::quantized::Level;
 
@@ -98,6 +101,17 @@ impl I8Rows {
     pub fn rows(&self) -> usize {
         self.scales.len()
     }
+}
+
+/// What a dense layer adds to its product, and the activation after it.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// Added to every row (`n` values).
+    pub bias: &'a [f32],
+    /// Added too, row for row (as long as the output), when there is one.
+    pub residual: Option<&'a [f32]>,
+    /// GELU (tanh form) of the sum.
+    pub gelu: bool,
 }
 
 /// Quantize one row into `q` (as long as the row): its scale and the sum of
@@ -217,46 +231,86 @@ impl I8Matrix {
         self.n
     }
 
-    /// `out += x · W` for the quantized rows `x` (`out` is `rows × n`,
-    /// row-major).
+    /// `out = x · W + bias (+ residual)`, then GELU if asked, for the
+    /// quantized rows `x` (`out` is `rows × n`, row-major). Every value of
+    /// `out` is written, so it may start uninitialised; it is returned
+    /// initialised. The VNNI kernel does the whole epilogue in registers.
     ///
     /// # Panics
-    /// If `x` was quantized for another `k` or `out` is not `rows × n`.
-    pub fn matmul_add(&self, x: &I8Rows, out: &mut [f32]) {
+    /// If `x` was quantized for another `k`, `out` is not `rows × n`, the
+    /// bias is not `n` long or the residual not as long as `out`.
+    pub fn dense<'o>(
+        &self,
+        x: &I8Rows,
+        epilogue: Epilogue,
+        out: &'o mut [MaybeUninit<f32>],
+    ) -> &'o mut [f32] {
         assert_eq!(x.kp, self.kp, "activations quantized for another width");
         assert_eq!(out.len(), x.rows() * self.n, "output is not rows × n");
+        assert_eq!(epilogue.bias.len(), self.n, "bias is not n long");
+        if let Some(r) = epilogue.residual {
+            assert_eq!(r.len(), out.len(), "residual is not rows × n");
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.level == Level::Avx512Vnni {
+            self.dense_vnni(x, epilogue, out);
+            // SAFETY: the kernel wrote every value of every tile column
+            // of every row, and the tiles cover `n`.
+            return unsafe { crate::elementwise::assume_init(out) };
+        }
+        let out = crate::elementwise::bias_rows(out, epilogue.bias, epilogue.residual);
+        self.add_products(x, out);
+        if epilogue.gelu {
+            crate::elementwise::gelu_in_place(out);
+        }
+        out
+    }
+
+    /// [`I8Matrix::dense`] on the VNNI kernel, a block of up to [`ROWS`]
+    /// rows against one tile column per call.
+    #[cfg(target_arch = "x86_64")]
+    fn dense_vnni(&self, x: &I8Rows, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
         for t in 0..self.n / TILE {
             let tile = &self.tiles[t * self.kp * TILE..(t + 1) * self.kp * TILE];
-            let mut r0 = 0;
-            while r0 < x.rows() {
+            let cols = t * TILE..(t + 1) * TILE;
+            for r0 in (0..x.rows()).step_by(ROWS) {
+                let rows = (x.rows() - r0).min(ROWS);
+                let at = r0 * self.n + cols.start;
+                let block = x86::Block {
+                    tile: tile.as_ptr(),
+                    acts: x.values[r0 * self.kp..(r0 + rows) * self.kp].as_ptr(),
+                    kp: self.kp,
+                    row_scales: &x.scales[r0..r0 + rows],
+                    row_sums: &x.sums[r0..r0 + rows],
+                    col_scales: &self.scales[cols.clone()],
+                    bias: epilogue.bias[cols.clone()].as_ptr(),
+                    residual: epilogue.residual.map(|r| r[at..].as_ptr()),
+                    gelu: epilogue.gelu,
+                    out: out[at..].as_mut_ptr().cast(),
+                    stride: self.n,
+                };
+                // SAFETY: the CPU has AVX-512 VNNI (checked in `with_level`);
+                // `tile` is kp·16 bytes, `acts` rows·kp; `out` and the
+                // residual hold `rows` rows of `n` from column 16t on, and
+                // the bias 16 values from there.
+                unsafe { x86::block_vnni(&block, rows) };
+            }
+        }
+    }
+
+    /// `out += x · W`, through the kernels whose integer sums are scaled by
+    /// [`I8Matrix::store`].
+    fn add_products(&self, x: &I8Rows, out: &mut [f32]) {
+        for t in 0..self.n / TILE {
+            let tile = &self.tiles[t * self.kp * TILE..(t + 1) * self.kp * TILE];
+            for r0 in (0..x.rows()).step_by(ROWS) {
                 let rows = (x.rows() - r0).min(ROWS);
                 let acts = &x.values[r0 * self.kp..(r0 + rows) * self.kp];
-                #[cfg(target_arch = "x86_64")]
-                if self.level == Level::Avx512Vnni {
-                    let cols = t * TILE..(t + 1) * TILE;
-                    let block = x86::Block {
-                        tile: tile.as_ptr(),
-                        acts: acts.as_ptr(),
-                        kp: self.kp,
-                        row_scales: &x.scales[r0..r0 + rows],
-                        row_sums: &x.sums[r0..r0 + rows],
-                        col_scales: &self.scales[cols.clone()],
-                        out: out[r0 * self.n + cols.start..].as_mut_ptr(),
-                        stride: self.n,
-                    };
-                    // SAFETY: the CPU has AVX-512 VNNI (checked in
-                    // `with_level`); `tile` is kp·16 bytes, `acts` rows·kp,
-                    // and `out` holds `rows` rows of `n` from column 16t on.
-                    unsafe { x86::block_vnni(&block, rows) };
-                    r0 += rows;
-                    continue;
-                }
                 let mut acc = [[0i32; TILE]; ROWS];
                 // SAFETY: `level` was checked to be supported in `with_level`;
                 // `tile` is kp·16 bytes and `acts` rows·kp.
                 unsafe { self.dot(tile, acts, rows, &mut acc) };
                 self.store(x, t, r0, rows, &acc, out);
-                r0 += rows;
             }
         }
     }
@@ -294,8 +348,8 @@ impl I8Matrix {
         }
     }
 
-    /// [`I8Matrix::matmul_add`] in plain Rust with exact integer sums: the
-    /// kernels must give the same values.
+    /// `out += x · W` in plain Rust with exact integer sums: the kernels
+    /// must give the same values.
     pub fn matmul_reference(&self, x: &I8Rows, out: &mut [f32]) {
         for (r, o) in out.chunks_exact_mut(self.n).enumerate() {
             let row = &x.values[r * self.kp..(r + 1) * self.kp];
@@ -381,7 +435,7 @@ mod x86 {
     }
 
     /// One VNNI kernel call: a tile column (16 outputs) against up to
-    /// [`ROWS`] rows, added into `out`.
+    /// [`ROWS`] rows, written to `out` with the layer's epilogue.
     pub(super) struct Block<'a> {
         /// The tile: `kp / 4` groups of 64 bytes (weights + 128).
         pub tile: *const i8,
@@ -392,13 +446,21 @@ mod x86 {
         pub row_sums: &'a [i32],
         /// The 16 columns' scales.
         pub col_scales: &'a [f32],
+        /// The 16 columns' bias.
+        pub bias: *const f32,
+        /// Row 0, column 0 of the block in the residual (rows `stride`
+        /// apart, as in `out`), when there is one.
+        pub residual: Option<*const f32>,
+        /// GELU of the result.
+        pub gelu: bool,
         /// Row 0, column 0 of the block in the output.
         pub out: *mut f32,
         /// Output row length.
         pub stride: usize,
     }
 
-    /// `out[r][c] += sx[r]·sw[c]·(Σ (w+128)·x − 128·Σx)` for the block's rows.
+    /// `out[r][c] = sx[r]·sw[c]·(Σ (w+128)·x − 128·Σx) + bias[c] (+ res[r][c])`
+    /// for the block's rows, then GELU if asked.
     ///
     /// # Safety
     /// AVX-512 F/BW/VNNI; the block's pointers cover `rows` rows.
@@ -419,13 +481,39 @@ mod x86 {
             }
         }
         let sw = _mm512_loadu_ps(b.col_scales.as_ptr());
+        let bias = _mm512_loadu_ps(b.bias);
         for (r, s) in sums.iter().enumerate() {
             let exact = _mm512_sub_epi32(*s, _mm512_set1_epi32(128 * b.row_sums[r]));
             let scale = _mm512_mul_ps(sw, _mm512_set1_ps(b.row_scales[r]));
-            let o = b.out.add(r * b.stride);
-            let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, _mm512_loadu_ps(o));
-            _mm512_storeu_ps(o, v);
+            let base = match b.residual {
+                Some(res) => _mm512_add_ps(bias, _mm512_loadu_ps(res.add(r * b.stride))),
+                None => bias,
+            };
+            let mut v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, base);
+            if b.gelu {
+                v = gelu(v);
+            }
+            _mm512_storeu_ps(b.out.add(r * b.stride), v);
         }
+    }
+
+    /// [`crate::elementwise::gelu_tanh`] of 16 values.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) fn gelu(x: __m512) -> __m512 {
+        let c = |v: f32| _mm512_set1_ps(v);
+        let u = _mm512_mul_ps(
+            c(0.797_884_6),
+            _mm512_fmadd_ps(_mm512_mul_ps(c(0.044715), x), _mm512_mul_ps(x, x), x),
+        );
+        let t = _mm512_min_ps(_mm512_max_ps(u, c(-9.0)), c(9.0));
+        let t2 = _mm512_mul_ps(t, t);
+        let p = _mm512_fmadd_ps(t2, _mm512_add_ps(t2, c(378.0)), c(17325.0));
+        let p = _mm512_mul_ps(t, _mm512_fmadd_ps(t2, p, c(135_135.0)));
+        let q = _mm512_fmadd_ps(t2, c(28.0), c(3150.0));
+        let q = _mm512_fmadd_ps(t2, _mm512_fmadd_ps(t2, q, c(62370.0)), c(135_135.0));
+        let th = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(p, q), c(-1.0)), c(1.0));
+        _mm512_mul_ps(_mm512_mul_ps(c(0.5), x), _mm512_add_ps(c(1.0), th))
     }
 
     /// The same with AVX2: each half tile (8 columns) through
@@ -494,25 +582,64 @@ mod tests {
     }
 
     /// Every level gives the reference's values, for row counts that fill a
-    /// kernel call, leave a remainder, and widths that need padding.
+    /// kernel call, leave a remainder, and widths that need padding, with
+    /// and without a residual and GELU.
     #[test]
     fn kernels_match_the_exact_reference() {
         for level in levels() {
             for (m, k, n) in [(1, 384, 16), (7, 37, 32), (13, 1536, 48), (6, 4, 16)] {
                 let w = random(k * n, 1);
                 let x = random(m * k, 2);
+                let bias = random(n, 3);
+                let res = random(m * n, 4);
                 let a = I8Matrix::with_level(&w, k, n, level).unwrap();
                 let q = I8Rows::quantize(&x, k);
-                let mut fast = vec![0.5f32; m * n];
-                let mut slow = vec![0.5f32; m * n];
-                a.matmul_add(&q, &mut fast);
-                a.matmul_reference(&q, &mut slow);
-                for (f, s) in fast.iter().zip(&slow) {
-                    assert!(
-                        (f - s).abs() <= 1e-4 * s.abs().max(1.0),
-                        "{level:?} {m}x{k}x{n}: {f} vs {s}"
-                    );
+                for (residual, gelu) in [(None, false), (Some(&res[..]), false), (None, true)] {
+                    let epilogue = Epilogue {
+                        bias: &bias,
+                        residual,
+                        gelu,
+                    };
+                    let mut out = vec![MaybeUninit::uninit(); m * n];
+                    let fast = a.dense(&q, epilogue, &mut out);
+                    let mut slow: Vec<f32> = (0..m * n)
+                        .map(|i| bias[i % n] + residual.map_or(0.0, |r| r[i]))
+                        .collect();
+                    a.matmul_reference(&q, &mut slow);
+                    if gelu {
+                        crate::elementwise::gelu_in_place(&mut slow);
+                    }
+                    for (f, s) in fast.iter().zip(&slow) {
+                        assert!(
+                            (f - s).abs() <= 1e-4 * s.abs().max(1.0),
+                            "{level:?} {m}x{k}x{n} {epilogue:?}: {f} vs {s}"
+                        );
+                    }
                 }
+            }
+        }
+    }
+
+    /// The VNNI kernel's GELU, in registers, is the scalar one, including
+    /// where the tanh saturates.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn gelu_in_registers_is_the_scalar_gelu() {
+        use std::arch::x86_64::*;
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return; // No AVX-512 kernel on this CPU: nothing to compare.
+        }
+        for i in (-1000..1000).step_by(16) {
+            let xs: [f32; 16] = std::array::from_fn(|j| (i + j as i32) as f32 / 50.0);
+            let mut ys = [0f32; 16];
+            // SAFETY: AVX-512 F is present (checked above).
+            unsafe { _mm512_storeu_ps(ys.as_mut_ptr(), x86::gelu(_mm512_loadu_ps(xs.as_ptr()))) };
+            for (x, y) in xs.iter().zip(ys) {
+                let want = crate::elementwise::gelu_tanh(*x);
+                assert!(
+                    (y - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{x}: {y} vs {want}"
+                );
             }
         }
     }
@@ -526,8 +653,14 @@ mod tests {
         let (m, k, n) = (9, 384, 64);
         let (w, x) = (random(k * n, 3), random(m * k, 4));
         let a = I8Matrix::with_level(&w, k, n, level).unwrap();
-        let mut out = vec![0f32; m * n];
-        a.matmul_add(&I8Rows::quantize(&x, k), &mut out);
+        let zero = vec![0f32; n];
+        let epilogue = Epilogue {
+            bias: &zero,
+            residual: None,
+            gelu: false,
+        };
+        let mut out = vec![MaybeUninit::uninit(); m * n];
+        let out = a.dense(&I8Rows::quantize(&x, k), epilogue, &mut out);
         let (mut err, mut norm) = (0f32, 0f32);
         for r in 0..m {
             for j in 0..n {
