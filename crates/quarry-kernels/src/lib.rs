@@ -10,3 +10,12 @@ pub mod attention;
 pub mod elementwise;
 pub mod int8;
 pub mod quantized;
+
+/// The threads the kernels split their work over: candle's count (which
+/// honours `RAYON_NUM_THREADS`), read once. candle works it out again on
+/// every call, reading `/proc/cpuinfo` each time on Linux — ten times a
+/// text in the encoder.
+pub fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}

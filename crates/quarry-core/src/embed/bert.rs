@@ -255,7 +255,7 @@ fn int8_dense(
     use rayon::prelude::*;
     let (k, n) = (q.k(), q.n());
     let m = x.len() / k;
-    let threads = candle_core::utils::get_num_threads().max(1);
+    let threads = quarry_kernels::threads();
     // Whole kernel calls per task, and a few tasks per thread for balance.
     let rows = m
         .div_ceil(threads * 4)
@@ -323,7 +323,7 @@ fn cpu_f32<'a>(
 }
 
 fn parallelism() -> gemm::Parallelism {
-    match candle_core::utils::get_num_threads() {
+    match quarry_kernels::threads() {
         0 | 1 => gemm::Parallelism::None,
         n => gemm::Parallelism::Rayon(n),
     }

@@ -78,7 +78,7 @@ impl MachineFacts {
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
         MachineFacts {
             cpu,
-            threads: candle_core::utils::get_num_threads(),
+            threads: quarry_kernels::threads(),
             simd: match Level::detect() {
                 Some(Level::Avx512Vnni) => "AVX-512 VNNI",
                 Some(Level::Avx2) => "AVX2",

@@ -49,7 +49,7 @@ pub fn decode(
     } = shape;
     let len = kv_len - start;
     // Enough tasks to keep every thread busy, none shorter than 64 positions.
-    let threads = candle_core::utils::get_num_threads().max(1);
+    let threads = crate::threads();
     let parts = (2 * threads).div_ceil(hk).min(len.div_ceil(64)).max(1);
     let part_len = len.div_ceil(parts);
     let level = Level::detect();
