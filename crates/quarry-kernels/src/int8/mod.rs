@@ -17,9 +17,9 @@
 //! separate broadcast), and the shift is taken back through each row's sum
 //! of activations, exactly, in integers. The VNNI kernel also finishes the
 //! layer in registers (scale, bias, residual, GELU) and writes each output
-//! once, so the output buffer is never zeroed or pre-filled. AVX2's `vpmaddubsw` would saturate on
-//! a shift, so it moves the sign of each activation onto the weight instead
-//! (both then fit in 7 bits).
+//! once, so the output buffer is never zeroed or pre-filled. AVX2's
+//! `vpmaddubsw` would saturate on a shift, so it moves the sign of each
+//! activation onto the weight instead (both then fit in 7 bits).
 //!
 //! [`I8Matrix::new`] returns `None` where no [`Level`] runs (the caller keeps
 //! its f32 path); [`I8Matrix::matmul_reference`] is the same product in
