@@ -37,9 +37,15 @@ pub struct AskArgs {
     /// Extra stop sequence (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Relevance floor: below this similarity Quarry says the documents do not contain the answer.
+    /// Relevance floor: below this similarity, unless a passage shares the question's rare
+    /// words (--min-keyword-evidence), Quarry says the documents do not contain the answer.
     #[arg(long)]
     min_similarity: Option<f32>,
+    /// Keyword evidence that counts as relevant whatever the similarity: the best keyword
+    /// hit's BM25 score over ln(1 + chunks), about how many rare words of the question it
+    /// holds (default 1.95; a large value leaves the decision to --min-similarity).
+    #[arg(long)]
+    min_keyword_evidence: Option<f32>,
     /// Only files whose path starts with this.
     #[arg(long)]
     path_prefix: Option<String>,
@@ -321,6 +327,9 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     opts.whole = args.whole;
     if let Some(m) = args.min_similarity {
         opts.min_similarity = m;
+    }
+    if let Some(m) = args.min_keyword_evidence {
+        opts.min_keyword_evidence = m;
     }
     // Ctrl-C stops generation cleanly: the answer so far and its sources are kept.
     let (cancelled, watcher) = cancel_on_ctrl_c();

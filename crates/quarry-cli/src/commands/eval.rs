@@ -256,12 +256,15 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         if !args.json {
             println!(
                 "abstention: best threshold {:.2} (keeps {:.1}% of answerable, declines {:.1}% of unanswerable); \
-                 threshold keeping 95% of answerable {:.2} (declines {:.1}%)",
+                 threshold keeping 95% of answerable {:.2} (declines {:.1}%); \
+                 the default rule (similarity or keyword evidence) keeps {:.1}%, declines {:.1}%",
                 a["threshold"].as_f64().unwrap_or(0.0),
                 a["answerable_kept"].as_f64().unwrap_or(0.0) * 100.0,
                 a["unanswerable_declined"].as_f64().unwrap_or(0.0) * 100.0,
                 a["threshold_95"].as_f64().unwrap_or(0.0),
                 a["declined_at_95"].as_f64().unwrap_or(0.0) * 100.0,
+                a["default_answerable_kept"].as_f64().unwrap_or(0.0) * 100.0,
+                a["default_unanswerable_declined"].as_f64().unwrap_or(0.0) * 100.0,
             );
         }
         out.insert("abstention".into(), a);

@@ -129,12 +129,13 @@ impl Asker<'_> {
         let embed_ms = ms(started.elapsed());
         // Everything that changes the answer is part of the cache key.
         let scope = format!(
-            "{:?}|{}|{}|{}|{}|{:?}|{:?}",
+            "{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
             opts.answer.filter,
             self.model.name(),
             opts.answer.generate.max_tokens,
             opts.answer.sources,
             opts.answer.min_similarity,
+            opts.answer.min_keyword_evidence,
             opts.answer.trim,
             opts.answer.whole
         );

@@ -293,6 +293,11 @@ pub struct Abstention {
     pub threshold_95: f32,
     /// Share of unanswerable questions declined at `threshold_95`.
     pub declined_at_95: f64,
+    /// Share of answerable questions the default rule answers (similarity
+    /// at the default floor, or keyword evidence at its default).
+    pub default_answerable_kept: f64,
+    /// Share of unanswerable questions the default rule declines.
+    pub default_unanswerable_declined: f64,
 }
 
 /// Best-hit similarity of questions asked against a library that has their
@@ -334,11 +339,13 @@ pub async fn abstention(
         .collect();
     let search = HybridSearch::new(&library, Some(embedder))?;
     let opts = SearchOptions {
-        mode: SearchMode::Vector,
+        mode: SearchMode::Hybrid,
         k: 1,
         ..Default::default()
     };
+    // Per question: the best similarity, and whether the default rule answers.
     let (mut has, mut lacks) = (Vec::new(), Vec::new());
+    let (mut has_answered, mut lacks_answered) = (0usize, 0usize);
     for q in queries {
         let Some(doc) = data.qrels.get(&q.id).and_then(|r| r.keys().next()) else {
             continue;
@@ -346,15 +353,17 @@ pub async fn abstention(
         let Some(title) = title_of.get(doc.as_str()) else {
             continue;
         };
-        let sim = search
-            .search(&q.text, &opts)
-            .await?
-            .best_similarity
-            .unwrap_or(0.0);
+        let results = search.search(&q.text, &opts).await?;
+        let sim = results.best_similarity.unwrap_or(0.0);
+        let answered = sim >= crate::answer::DEFAULT_MIN_SIMILARITY
+            || results.keyword_evidence.unwrap_or(0.0)
+                >= crate::answer::DEFAULT_MIN_KEYWORD_EVIDENCE;
         if kept.contains(title) {
             has.push(sim);
+            has_answered += usize::from(answered);
         } else {
             lacks.push(sim);
+            lacks_answered += usize::from(answered);
         }
     }
     let rate = |v: &[f32], t: f32, above: bool| {
@@ -380,6 +389,8 @@ pub async fn abstention(
         unanswerable_declined: rate(&lacks, best.0, false),
         threshold_95: t95,
         declined_at_95: rate(&lacks, t95, false),
+        default_answerable_kept: has_answered as f64 / has.len().max(1) as f64,
+        default_unanswerable_declined: 1.0 - lacks_answered as f64 / lacks.len().max(1) as f64,
     })
 }
 

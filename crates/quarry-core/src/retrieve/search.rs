@@ -83,6 +83,12 @@ pub struct SearchResults {
     /// Cosine similarity of the best vector hit (when vector search ran): how
     /// relevant the library is to the query at all.
     pub best_similarity: Option<f32>,
+    /// The best keyword hit's BM25 score over `ln(1 + chunks searchable)`
+    /// (when keyword search ran): roughly how many of the query's rarest
+    /// words, by weight, the best passage holds — the keyword side's say in
+    /// whether the library is about the question, on the same scale for a
+    /// library of any size.
+    pub keyword_evidence: Option<f32>,
 }
 
 /// A second retrieval stage that re-scores the fused candidates against the
@@ -172,6 +178,7 @@ impl<'a> HybridSearch<'a> {
                     hits: Vec::new(),
                     timings,
                     best_similarity: None,
+                    keyword_evidence: None,
                 });
             }
             date_filter = Filter {
@@ -208,6 +215,8 @@ impl<'a> HybridSearch<'a> {
             keyword_hits = self.library.keywords.search(query, depth, filter)?;
             timings.keyword = t.elapsed();
         }
+        let chunks = self.library.keywords.num_chunks().max(1) as f32;
+        let keyword_evidence = keyword_hits.first().map(|h| h.score / chunks.ln_1p());
         let mut hits = match opts.mode {
             SearchMode::Vector => vector_hits,
             SearchMode::Keyword => keyword_hits,
@@ -239,6 +248,7 @@ impl<'a> HybridSearch<'a> {
             hits,
             timings,
             best_similarity,
+            keyword_evidence,
         })
     }
 }
