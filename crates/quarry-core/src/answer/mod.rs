@@ -488,7 +488,11 @@ pub async fn retrieve(
 /// clears the similarity floor, or the best keyword hit holds enough of the
 /// question's rare words. Either retriever's strong evidence is enough; a
 /// question is declined only when neither has any.
-fn about_the_library(best_similarity: f32, keyword_evidence: f32, opts: &AnswerOptions) -> bool {
+pub(crate) fn about_the_library(
+    best_similarity: f32,
+    keyword_evidence: f32,
+    opts: &AnswerOptions,
+) -> bool {
     best_similarity >= opts.min_similarity || keyword_evidence >= opts.min_keyword_evidence
 }
 

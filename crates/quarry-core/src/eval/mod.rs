@@ -344,6 +344,7 @@ pub async fn abstention(
         ..Default::default()
     };
     // Per question: the best similarity, and whether the default rule answers.
+    let rule = crate::answer::AnswerOptions::default();
     let (mut has, mut lacks) = (Vec::new(), Vec::new());
     let (mut has_answered, mut lacks_answered) = (0usize, 0usize);
     for q in queries {
@@ -355,9 +356,8 @@ pub async fn abstention(
         };
         let results = search.search(&q.text, &opts).await?;
         let sim = results.best_similarity.unwrap_or(0.0);
-        let answered = sim >= crate::answer::DEFAULT_MIN_SIMILARITY
-            || results.keyword_evidence.unwrap_or(0.0)
-                >= crate::answer::DEFAULT_MIN_KEYWORD_EVIDENCE;
+        let answered =
+            crate::answer::about_the_library(sim, results.keyword_evidence.unwrap_or(0.0), &rule);
         if kept.contains(title) {
             has.push(sim);
             has_answered += usize::from(answered);
