@@ -169,7 +169,8 @@ pub fn extract_blocking(
     if req.redo {
         docs.iter().for_each(|d| store.forget(&d.path));
     }
-    let search = HybridSearch::new(&lib, Some(&embedder))?;
+    let search = HybridSearch::new(&lib, Some(&embedder))?
+        .with_history(quarry_core::retrieve::search::HistoryUse::Read);
     let opts = ExtractOptions {
         mode: SearchMode::Hybrid,
         ..Default::default()

@@ -138,6 +138,20 @@ fn ocr_report(r: &IndexReport, verbose: bool) {
     }
 }
 
+/// The hybrid search weight the library has learned (`quarry status`).
+pub fn fusion(h: &quarry_core::retrieve::history::FusionHistory) {
+    if h.questions == 0 {
+        println!("Search:    hybrid, vector weight 0.55 (learned from the library's searches as they come)");
+    } else {
+        println!(
+            "Search:    hybrid, vector weight {:.2}, learned from {} {}",
+            h.vector_weight(),
+            h.questions,
+            if h.questions == 1 { "query" } else { "queries" }
+        );
+    }
+}
+
 pub fn status(s: &LibraryStatus) {
     println!("Library:   {}", s.library.display());
     println!("Embedder:  {} ({} dims)", s.embedder, s.dim);

@@ -196,6 +196,30 @@ fn index_search_edit_reindex() {
             file_names(&hits)
         );
     }
+    // Hybrid searches teach the library its fusion weight (a query counts
+    // when both lists have two hits or more); a fixed weight or a single
+    // retriever teaches it nothing.
+    let history = || -> Option<Value> {
+        let bytes = std::fs::read(env.library.join("fusion-history.json")).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap())
+    };
+    let count = |h: &Option<Value>| h.as_ref().map_or(0, |h| h["questions"].as_u64().unwrap());
+    let before = count(&history());
+    search(&env, "hybrid", "install time for the team data", &[]);
+    let learned = history();
+    assert_eq!(count(&learned), before + 1, "{learned:?}");
+    search(&env, "hybrid", "team data", &["--vector-weight", "0.3"]);
+    search(&env, "keyword", "team data", &[]);
+    search(&env, "vector", "team data", &[]);
+    assert_eq!(history(), learned, "only adaptive hybrid searches count");
+    search(&env, "hybrid", "team data and install time", &[]);
+    let after = history();
+    assert_eq!(count(&after), before + 2, "{after:?}");
+    assert_ne!(after.unwrap()["lead"], learned.unwrap()["lead"]);
+    let status = json(&env, &["status", "--json"]);
+    let w = status["fusion"]["vector_weight"].as_f64().unwrap();
+    assert!((0.5..=0.9).contains(&w), "{status}");
+
     // Provenance: the PDF hit is on page 2, paths are absolute, snippets highlight.
     let hits = search(&env, "keyword", "Morteratsch", &[]);
     assert_eq!(hits[0]["page"].as_u64(), Some(2));

@@ -126,6 +126,21 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, SystemTime)> {
         .collect()
 }
 
+/// `quarry ask` about the documents' licence with SmolLM2 (answers are cached).
+fn ask_licence(library: &Path, config: &Path, passphrase: Option<&str>) -> (bool, String) {
+    run(
+        library,
+        config,
+        passphrase,
+        &[
+            "ask",
+            "Which licence covers the documentation?",
+            "--model",
+            "smollm2-135m-instruct-q4_1",
+        ],
+    )
+}
+
 fn top_paths(library: &Path, config: &Path, passphrase: Option<&str>, q: &str) -> Vec<String> {
     json(
         library,
@@ -172,19 +187,13 @@ fn an_encrypted_library_holds_no_plain_text_and_searches_like_a_plain_one() {
         Some(PASSPHRASE),
         &["index", docs_s, "--json"],
     );
-    let (ok, out) = run(
-        &sealed,
-        &config,
-        Some(PASSPHRASE),
-        &[
-            "ask",
-            "Which licence covers the documentation?",
-            "--model",
-            "smollm2-135m-instruct-q4_1",
-        ],
-    );
+    let (ok, out) = ask_licence(&sealed, &config, Some(PASSPHRASE));
     assert!(ok, "{out}");
     assert!(sealed.join("answer-cache.jsonl").exists());
+    // The same question on the plain library, so both have learned the same
+    // fusion weight from the same queries (the file is sealed, checked below).
+    let (ok, out) = ask_licence(&plain, &config, None);
+    assert!(ok, "{out}");
 
     // The same results as the plain library.
     for q in [
@@ -198,8 +207,9 @@ fn an_encrypted_library_holds_no_plain_text_and_searches_like_a_plain_one() {
             "{q}"
         );
     }
-    // Every file opens with the key; no run of eight words in any file, where
-    // the same scan finds them in the plain library.
+    // Every file opens with the key (the fusion history too); no run of
+    // eight words in any file, where the same scan finds them in the plain library.
+    assert!(sealed.join("fusion-history.json").exists());
     assert_all_sealed(&sealed, &config);
     let runs = eight_word_runs(&docs);
     assert!(
@@ -339,17 +349,7 @@ fn a_plain_library_encrypted_in_place_then_rekeyed_leaves_old_copies_unreadable(
     )
     .unwrap();
     json(&lib, &config, None, &["index", docs_s, "--json"]);
-    let (ok, out) = run(
-        &lib,
-        &config,
-        None,
-        &[
-            "ask",
-            "Which licence covers the documentation?",
-            "--model",
-            "smollm2-135m-instruct-q4_1",
-        ],
-    );
+    let (ok, out) = ask_licence(&lib, &config, None);
     assert!(ok && lib.join("answer-cache.jsonl").exists(), "{out}");
     let queries = ["GNU General Public License", "permission is hereby granted"];
     let before: Vec<_> = queries

@@ -151,8 +151,12 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         .collect();
     let queries = &sample[..];
     let fusion = args.fusion.config()?;
-    let search = HybridSearch::new(&library, Some(&embedder))?;
+    let search = HybridSearch::new(&library, Some(&embedder))?
+        .with_history(quarry_core::retrieve::search::HistoryUse::Session);
     let mut out = serde_json::Map::new();
+    // Answers search through the pipeline a user's questions take, which
+    // learns the fusion weight in the library: start this run from none.
+    quarry_core::retrieve::history::FusionHistory::default().save(&library)?;
     if args.answers {
         let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
         let mut opts = quarry_core::answer::AnswerOptions {
@@ -245,7 +249,20 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
                 scores.ndcg10, scores.recall10, scores.recall100, scores.mrr10, scores.p50_ms, scores.p95_ms, scores.queries
             );
         }
-        out.insert(name, serde_json::to_value(scores)?);
+        let mut v = serde_json::to_value(scores)?;
+        if *mode == SearchMode::Hybrid && fusion.adaptive {
+            let h = search.fusion_history();
+            if !args.json {
+                println!(
+                    "         the vector weight, learned query by query from 0.55, ended at {:.2} (keyword lead {:+.2} over {} queries)",
+                    h.vector_weight(),
+                    h.lead,
+                    h.questions
+                );
+            }
+            v["vector_weight_learned"] = h.vector_weight().into();
+        }
+        out.insert(name, v);
     }
     if let Some(model) = &args.rerank {
         let scores = eval_rerank(ctx, &args, model, &library, &embedder, queries, &data).await?;
@@ -311,7 +328,9 @@ async fn eval_rerank(
     let mut lines = serde_json::Map::new();
     for &w in &args.rerank_weights {
         reranker.set_first_stage_weight(w);
-        let search = HybridSearch::new(library, Some(embedder))?.with_reranker(&reranker);
+        let search = HybridSearch::new(library, Some(embedder))?
+            .with_history(quarry_core::retrieve::search::HistoryUse::Session)
+            .with_reranker(&reranker);
         let scores = evaluate(&search, queries, &data.qrels, &opts).await?;
         let (spent, judged) = reranker.spent();
         if !args.json {
@@ -368,7 +387,8 @@ async fn eval_synthetic(ctx: &Context, args: &EvalArgs, n: usize) -> Result<()> 
     if questions.is_empty() {
         anyhow::bail!("the model wrote no usable question from {total} passages");
     }
-    let search = HybridSearch::new(&library, Some(&embedder))?;
+    let search = HybridSearch::new(&library, Some(&embedder))?
+        .with_history(quarry_core::retrieve::search::HistoryUse::Session);
     let template = SearchOptions {
         fusion: args.fusion.config()?,
         ..Default::default()
@@ -524,7 +544,8 @@ async fn eval_extraction(ctx: &Context, args: EvalArgs) -> Result<()> {
     let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
     let model_key = ctx.store.generator_name(args.model.as_deref())?;
     let mut store = ResultStore::open(library.dir(), &set.schema, &model_key)?;
-    let search = HybridSearch::new(&library, Some(&embedder))?;
+    let search = HybridSearch::new(&library, Some(&embedder))?
+        .with_history(quarry_core::retrieve::search::HistoryUse::Read);
     let never = std::sync::atomic::AtomicBool::new(false);
     let quiet = args.json;
     let (rows, summary) = quarry_core::tasks::extract_all(

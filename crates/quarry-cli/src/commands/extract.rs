@@ -134,7 +134,8 @@ async fn run(ctx: &Context, schema: Schema, args: TaskArgs) -> Result<()> {
     }
     let lib = Library::open(&ctx.library_dir(args.lib.library.clone())).await?;
     let embedder = ctx.load_embedder(&lib.meta().embedder).ok();
-    let search = HybridSearch::new(&lib, embedder.as_ref())?;
+    let search = HybridSearch::new(&lib, embedder.as_ref())?
+        .with_history(quarry_core::retrieve::search::HistoryUse::Read);
     let docs = documents(&search, &args).await?;
     if docs.is_empty() {
         match &args.query {

@@ -87,6 +87,8 @@ pub struct FusionArgs {
     #[arg(long)]
     fusion: Option<quarry_core::retrieve::fusion::FusionMethod>,
     /// Weight of vector results in fusion, 0..1 (keyword gets the rest).
+    /// Without it, score fusion learns the weight from the library's
+    /// searches and questions so far (0.55 for a new library).
     #[arg(long)]
     vector_weight: Option<f32>,
     /// Reciprocal rank fusion constant k (ranks only).
@@ -109,6 +111,7 @@ impl FusionArgs {
                 bail!("--vector-weight must be between 0 and 1");
             }
             fusion.vector_weight = w;
+            fusion.adaptive = false;
         }
         if let Some(k) = self.rrf_k {
             fusion.rrf_k = k;

@@ -17,10 +17,18 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
     let dir = ctx.library_dir(library);
     let lib = Library::open(&dir).await?;
     let status = lib.status().await?;
+    let fusion = quarry_core::retrieve::history::FusionHistory::load(&lib);
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        let mut v = serde_json::to_value(&status)?;
+        v["fusion"] = serde_json::json!({
+            "vector_weight": fusion.vector_weight(),
+            "keyword_lead": fusion.lead,
+            "queries": fusion.questions,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         render::status(&status);
+        render::fusion(&fusion);
     }
     Ok(())
 }

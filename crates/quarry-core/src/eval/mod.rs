@@ -337,7 +337,8 @@ pub async fn abstention(
         .iter()
         .map(|d| (d.id.as_str(), d.title.as_str()))
         .collect();
-    let search = HybridSearch::new(&library, Some(embedder))?;
+    let search = HybridSearch::new(&library, Some(embedder))?
+        .with_history(crate::retrieve::search::HistoryUse::Session);
     let opts = SearchOptions {
         mode: SearchMode::Hybrid,
         k: 1,

@@ -196,7 +196,8 @@ pub async fn measure(
         library.keywords.search(q, 10, &none)?;
         kw_t.push(t.elapsed());
     }
-    let search = HybridSearch::new(library, Some(embedder))?;
+    let search = HybridSearch::new(library, Some(embedder))?
+        .with_history(crate::retrieve::search::HistoryUse::Session);
     let opts = SearchOptions {
         mode: SearchMode::Hybrid,
         ..Default::default()

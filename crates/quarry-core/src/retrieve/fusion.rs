@@ -51,12 +51,16 @@ pub struct FusionConfig {
     /// How many results each list contributes (and, for scores, the window
     /// each list is standardised over).
     pub depth: usize,
+    /// Score fusion only: take the vector weight from the library's queries
+    /// so far ([`crate::retrieve::history`]) instead of `vector_weight`.
+    pub adaptive: bool,
 }
 
 impl Default for FusionConfig {
-    /// Standardised scores, vector weight 0.55, 50 hits a list: measured on
+    /// Standardised scores, 50 hits a list, the vector weight learned from
+    /// the library's queries (adaptive), starting from 0.55: measured on
     /// SQuAD dev and four sets of other kinds of text (BENCHMARKS.md), the
-    /// weight that does best on the set it does worst on (a FAQ, where
+    /// fixed weight that does best on the set it does worst on (a FAQ, where
     /// meaning search leads) while costing SQuAD, where keywords lead, at
     /// most 0.001 nDCG@10 against equal weights.
     fn default() -> Self {
@@ -65,6 +69,7 @@ impl Default for FusionConfig {
             rrf_k: 60.0,
             vector_weight: 0.55,
             depth: 50,
+            adaptive: true,
         }
     }
 }
@@ -75,6 +80,7 @@ impl FusionConfig {
         FusionConfig {
             method: FusionMethod::Ranks,
             vector_weight: 0.3,
+            adaptive: false,
             ..Default::default()
         }
     }

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::retrieve::fusion::{fuse, FusionConfig};
+use crate::retrieve::fusion::{fuse, FusionConfig, FusionMethod, SCORE_WINDOW};
+use crate::retrieve::history::{keyword_lead, FusionHistory};
 use crate::store::library::Library;
 use crate::store::{DocState, Filter, Hit};
 
@@ -89,6 +90,24 @@ pub struct SearchResults {
     /// whether the library is about the question, on the same scale for a
     /// library of any size.
     pub keyword_evidence: Option<f32>,
+    /// The vector list's weight in the fusion (hybrid searches).
+    pub vector_weight: Option<f32>,
+}
+
+/// How a searcher uses the library's [`FusionHistory`] (hybrid searches
+/// with adaptive fusion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryUse {
+    /// Fuse with the library's learned weight and count each query into
+    /// its saved history: people's searches and questions.
+    Learn,
+    /// Fuse with the library's learned weight, count nothing: queries a
+    /// task writes (extraction), which are not how people ask.
+    Read,
+    /// Start from a library with no history and learn in memory only:
+    /// evaluations, so a run neither depends on nor changes what the
+    /// library learned.
+    Session,
 }
 
 /// A second retrieval stage that re-scores the fused candidates against the
@@ -116,10 +135,14 @@ pub struct HybridSearch<'a> {
     library: &'a Library,
     embedder: Option<&'a Embedder>,
     reranker: Option<&'a dyn Reranker>,
+    history: std::sync::Mutex<FusionHistory>,
+    history_use: HistoryUse,
 }
 
 impl<'a> HybridSearch<'a> {
-    /// A searcher; `embedder` may be `None` for keyword-only use.
+    /// A searcher; `embedder` may be `None` for keyword-only use. Hybrid
+    /// searches learn the fusion weight from the library's queries
+    /// ([`HistoryUse::Learn`]).
     pub fn new(library: &'a Library, embedder: Option<&'a Embedder>) -> Result<Self> {
         if let Some(e) = embedder {
             if e.id() != library.meta().embedder {
@@ -133,7 +156,49 @@ impl<'a> HybridSearch<'a> {
             library,
             embedder,
             reranker: None,
+            history: std::sync::Mutex::new(FusionHistory::load(library)),
+            history_use: HistoryUse::Learn,
         })
+    }
+
+    /// Use the library's fusion history as `how` says.
+    pub fn with_history(mut self, how: HistoryUse) -> Self {
+        if how == HistoryUse::Session {
+            self.history = std::sync::Mutex::new(FusionHistory::default());
+        }
+        self.history_use = how;
+        self
+    }
+
+    /// The fusion history as it stands (what the next hybrid query uses).
+    pub fn fusion_history(&self) -> FusionHistory {
+        *self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fuse the two lists; with adaptive score fusion, by the weight the
+    /// library's earlier queries imply, then count this one (see
+    /// [`crate::retrieve::history`]). Returns the fused list and the weight.
+    fn fuse_learning(
+        &self,
+        vector: &[Hit],
+        keyword: &[Hit],
+        cfg: &FusionConfig,
+    ) -> (Vec<Hit>, f32) {
+        let mut cfg = *cfg;
+        if cfg.adaptive && cfg.method == FusionMethod::Scores {
+            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            cfg.vector_weight = history.vector_weight();
+            let lead = keyword_lead(vector, keyword, cfg.depth.min(SCORE_WINDOW));
+            if let (Some(lead), true) = (lead, self.history_use != HistoryUse::Read) {
+                history.observe(lead);
+                if self.history_use == HistoryUse::Learn {
+                    if let Err(e) = history.save(self.library) {
+                        tracing::debug!("the fusion history was not saved: {e}");
+                    }
+                }
+            }
+        }
+        (fuse(vector, keyword, &cfg), cfg.vector_weight)
     }
 
     /// The library it searches.
@@ -179,6 +244,7 @@ impl<'a> HybridSearch<'a> {
                     timings,
                     best_similarity: None,
                     keyword_evidence: None,
+                    vector_weight: None,
                 });
             }
             date_filter = Filter {
@@ -217,10 +283,15 @@ impl<'a> HybridSearch<'a> {
         }
         let chunks = self.library.keywords.num_chunks().max(1) as f32;
         let keyword_evidence = keyword_hits.first().map(|h| h.score / chunks.ln_1p());
+        let mut vector_weight = None;
         let mut hits = match opts.mode {
             SearchMode::Vector => vector_hits,
             SearchMode::Keyword => keyword_hits,
-            SearchMode::Hybrid => fuse(&vector_hits, &keyword_hits, &opts.fusion),
+            SearchMode::Hybrid => {
+                let (fused, w) = self.fuse_learning(&vector_hits, &keyword_hits, &opts.fusion);
+                vector_weight = Some(w);
+                fused
+            }
         };
         // Documents an indexing batch is rewriting right now may be half in
         // one index and not the other: leave them out until it finishes.
@@ -249,6 +320,7 @@ impl<'a> HybridSearch<'a> {
             timings,
             best_similarity,
             keyword_evidence,
+            vector_weight,
         })
     }
 }
