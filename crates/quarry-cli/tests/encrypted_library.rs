@@ -141,12 +141,16 @@ fn ask_licence(library: &Path, config: &Path, passphrase: Option<&str>) -> (bool
     )
 }
 
+/// The first five hits' paths, with the fusion weight fixed: a library
+/// learns its weight from its queries (`query-history.json`), so the same
+/// query asked later may order near ties differently, which is not what
+/// these comparisons are about.
 fn top_paths(library: &Path, config: &Path, passphrase: Option<&str>, q: &str) -> Vec<String> {
     json(
         library,
         config,
         passphrase,
-        &["search", q, "--json", "-k", "5"],
+        &["search", q, "--json", "-k", "5", "--vector-weight", "0.55"],
     )
     .as_array()
     .unwrap()
@@ -190,10 +194,6 @@ fn an_encrypted_library_holds_no_plain_text_and_searches_like_a_plain_one() {
     let (ok, out) = ask_licence(&sealed, &config, Some(PASSPHRASE));
     assert!(ok, "{out}");
     assert!(sealed.join("answer-cache.jsonl").exists());
-    // The same question on the plain library, so both have learned the same
-    // fusion weight from the same queries (the file is sealed, checked below).
-    let (ok, out) = ask_licence(&plain, &config, None);
-    assert!(ok, "{out}");
 
     // The same results as the plain library.
     for q in [
@@ -207,9 +207,9 @@ fn an_encrypted_library_holds_no_plain_text_and_searches_like_a_plain_one() {
             "{q}"
         );
     }
-    // Every file opens with the key (the fusion history too); no run of
+    // Every file opens with the key (the query history `ask` wrote too); no run of
     // eight words in any file, where the same scan finds them in the plain library.
-    assert!(sealed.join("fusion-history.json").exists());
+    assert!(sealed.join("query-history.json").exists());
     assert_all_sealed(&sealed, &config);
     let runs = eight_word_runs(&docs);
     assert!(

@@ -38,7 +38,9 @@ pub struct AskArgs {
     #[arg(long)]
     stop: Vec<String>,
     /// Relevance floor: below this similarity, unless a passage shares the question's rare
-    /// words (--min-keyword-evidence), Quarry says the documents do not contain the answer.
+    /// words (--min-keyword-evidence), Quarry says the documents do not contain the answer
+    /// (default: the floor the library learned from its questions, 0.40 before any;
+    /// `quarry status` shows it).
     #[arg(long)]
     min_similarity: Option<f32>,
     /// Keyword evidence that counts as relevant whatever the similarity: the best keyword
@@ -326,7 +328,7 @@ pub async fn ask(ctx: &Context, args: AskArgs) -> Result<()> {
     opts.generate.stop = args.stop.clone();
     opts.whole = args.whole;
     if let Some(m) = args.min_similarity {
-        opts.min_similarity = m;
+        opts.min_similarity = Some(m);
     }
     if let Some(m) = args.min_keyword_evidence {
         opts.min_keyword_evidence = m;

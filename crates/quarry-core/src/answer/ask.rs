@@ -129,7 +129,7 @@ impl Asker<'_> {
         let embed_ms = ms(started.elapsed());
         // Everything that changes the answer is part of the cache key.
         let scope = format!(
-            "{:?}|{}|{}|{}|{}|{}|{:?}|{:?}",
+            "{:?}|{}|{}|{}|{:?}|{}|{:?}|{:?}",
             opts.answer.filter,
             self.model.name(),
             opts.answer.generate.max_tokens,

@@ -27,7 +27,7 @@ use crate::answer::evidence::{best_sentences, Evidence, Trim};
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
-use crate::retrieve::search::{HybridSearch, SearchMode, SearchOptions};
+use crate::retrieve::search::{HybridSearch, SearchMode, SearchOptions, SearchResults};
 use crate::store::library::Library;
 use crate::store::Filter;
 
@@ -42,8 +42,11 @@ pub struct AnswerOptions {
     pub sources: usize,
     /// Below this cosine similarity of the best vector hit, and without
     /// [`AnswerOptions::min_keyword_evidence`], Quarry answers [`NOT_FOUND`]
-    /// without calling the model.
-    pub min_similarity: f32,
+    /// without calling the model. `None` (the default): the floor the
+    /// library learned from its queries
+    /// ([`crate::retrieve::history::QueryHistory::similarity_floor`]),
+    /// [`DEFAULT_MIN_SIMILARITY`] before it has any.
+    pub min_similarity: Option<f32>,
     /// Keyword evidence (the best keyword hit's BM25 score over
     /// `ln(1 + chunks)`, see `SearchResults::keyword_evidence`) at which the
     /// library counts as holding the question's subject whatever the vectors
@@ -97,7 +100,7 @@ impl Default for AnswerOptions {
     fn default() -> Self {
         AnswerOptions {
             sources: 5,
-            min_similarity: DEFAULT_MIN_SIMILARITY,
+            min_similarity: None,
             min_keyword_evidence: DEFAULT_MIN_KEYWORD_EVIDENCE,
             max_prompt_tokens: 1536,
             generate: GenerateOptions {
@@ -112,14 +115,15 @@ impl Default for AnswerOptions {
     }
 }
 
-/// Default relevance floor for all-MiniLM-L6-v2: a question is declined
+/// The relevance floor for all-MiniLM-L6-v2 before a library has learned
+/// its own from its queries (and where no search says): a question is declined
 /// when its best vector hit is under this cosine *and* its best keyword hit
 /// under [`DEFAULT_MIN_KEYWORD_EVIDENCE`]. Chosen on the rankings of squaddev
 /// and four sets of other kinds of text (`bench/retrieval/abstention.py`,
 /// BENCHMARKS.md): against the cosine floor alone (0.39) it keeps as many or
 /// more answerable questions on every set (squaddev 93.9% → 96.1%) and
 /// declines as many or more of those whose answer is absent.
-pub const DEFAULT_MIN_SIMILARITY: f32 = 0.40;
+pub const DEFAULT_MIN_SIMILARITY: f32 = crate::retrieve::history::STARTING_SIMILARITY_FLOOR;
 
 /// Keyword evidence that keeps a question from being declined (see
 /// [`AnswerOptions::min_keyword_evidence`]); chosen with
@@ -422,6 +426,8 @@ pub struct Retrieved {
     pub best_similarity: f32,
     /// Keyword evidence of the best keyword hit (0 when there was none).
     pub keyword_evidence: f32,
+    /// The similarity floor applied (see [`AnswerOptions::min_similarity`]).
+    pub similarity_floor: f32,
     /// Whether the best passage clears the relevance floor.
     pub relevant: bool,
     /// How long retrieval took.
@@ -473,27 +479,39 @@ pub async fn retrieve(
         .map(|(i, h)| Source::of_hit(i + 1, h))
         .collect();
     let keyword_evidence = results.keyword_evidence.unwrap_or(0.0);
+    let floor = similarity_floor(opts, &results);
     Ok(Retrieved {
         query,
-        relevant: about_the_library(best_similarity, keyword_evidence, opts)
+        relevant: about_the_library(best_similarity, floor, keyword_evidence, opts)
             && !candidates.is_empty(),
         candidates,
         best_similarity,
         keyword_evidence,
+        similarity_floor: floor,
         elapsed: started.elapsed(),
     })
 }
 
+/// The similarity floor for a question: the one the options set, else the
+/// one the library's earlier queries imply (`results` of its search), else
+/// [`DEFAULT_MIN_SIMILARITY`].
+pub(crate) fn similarity_floor(opts: &AnswerOptions, results: &SearchResults) -> f32 {
+    opts.min_similarity
+        .or(results.similarity_floor)
+        .unwrap_or(DEFAULT_MIN_SIMILARITY)
+}
+
 /// Whether the library holds the question's subject: the best vector hit
-/// clears the similarity floor, or the best keyword hit holds enough of the
-/// question's rare words. Either retriever's strong evidence is enough; a
-/// question is declined only when neither has any.
+/// clears the similarity `floor`, or the best keyword hit holds enough of
+/// the question's rare words. Either retriever's strong evidence is enough;
+/// a question is declined only when neither has any.
 pub(crate) fn about_the_library(
     best_similarity: f32,
+    floor: f32,
     keyword_evidence: f32,
     opts: &AnswerOptions,
 ) -> bool {
-    best_similarity >= opts.min_similarity || keyword_evidence >= opts.min_keyword_evidence
+    best_similarity >= floor || keyword_evidence >= opts.min_keyword_evidence
 }
 
 /// The answer given when nothing relevant was retrieved: the model is not called.
@@ -510,7 +528,7 @@ pub fn not_found(
             "no passage is relevant enough (best similarity {:.2} < {:.2}, keyword evidence \
              {:.2} < {:.2}); no model was called",
             retrieved.best_similarity,
-            opts.min_similarity,
+            retrieved.similarity_floor,
             retrieved.keyword_evidence,
             opts.min_keyword_evidence
         ),
@@ -703,21 +721,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_floor_set_wins_then_the_learned_one_then_the_default() {
+        let mut results = SearchResults {
+            hits: Vec::new(),
+            timings: Default::default(),
+            best_similarity: None,
+            keyword_evidence: None,
+            vector_weight: None,
+            similarity_floor: None,
+        };
+        let learned = AnswerOptions::default();
+        assert_eq!(similarity_floor(&learned, &results), DEFAULT_MIN_SIMILARITY);
+        results.similarity_floor = Some(0.83);
+        assert_eq!(similarity_floor(&learned, &results), 0.83);
+        let set = AnswerOptions {
+            min_similarity: Some(0.2),
+            ..AnswerOptions::default()
+        };
+        assert_eq!(similarity_floor(&set, &results), 0.2);
+    }
+
+    #[test]
     fn either_retrievers_evidence_keeps_a_question() {
         let opts = AnswerOptions::default();
+        let f = DEFAULT_MIN_SIMILARITY;
         // Vectors alone, keywords alone, both, neither.
-        assert!(about_the_library(0.45, 0.0, &opts));
-        assert!(about_the_library(0.30, 2.5, &opts));
-        assert!(about_the_library(0.60, 3.0, &opts));
-        assert!(!about_the_library(0.35, 1.2, &opts));
+        assert!(about_the_library(0.45, f, 0.0, &opts));
+        assert!(about_the_library(0.30, f, 2.5, &opts));
+        assert!(about_the_library(0.60, f, 3.0, &opts));
+        assert!(!about_the_library(0.35, f, 1.2, &opts));
         // Each floor is inclusive, and each can be turned off on its own.
-        assert!(about_the_library(opts.min_similarity, 0.0, &opts));
-        assert!(about_the_library(0.0, opts.min_keyword_evidence, &opts));
+        assert!(about_the_library(f, f, 0.0, &opts));
+        assert!(about_the_library(0.0, f, opts.min_keyword_evidence, &opts));
         let vectors_only = AnswerOptions {
             min_keyword_evidence: f32::INFINITY,
             ..AnswerOptions::default()
         };
-        assert!(!about_the_library(0.30, 50.0, &vectors_only));
+        assert!(!about_the_library(0.30, f, 50.0, &vectors_only));
+        // A library whose questions match at e5's level declines 0.8 where
+        // all-MiniLM-L6-v2's floor would not.
+        assert!(!about_the_library(0.80, 0.83, 1.0, &opts));
     }
 
     #[test]

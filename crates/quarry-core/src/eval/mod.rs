@@ -357,8 +357,13 @@ pub async fn abstention(
         };
         let results = search.search(&q.text, &opts).await?;
         let sim = results.best_similarity.unwrap_or(0.0);
-        let answered =
-            crate::answer::about_the_library(sim, results.keyword_evidence.unwrap_or(0.0), &rule);
+        let floor = crate::answer::similarity_floor(&rule, &results);
+        let answered = crate::answer::about_the_library(
+            sim,
+            floor,
+            results.keyword_evidence.unwrap_or(0.0),
+            &rule,
+        );
         if kept.contains(title) {
             has.push(sim);
             has_answered += usize::from(answered);
