@@ -138,19 +138,18 @@ fn ocr_report(r: &IndexReport, verbose: bool) {
     }
 }
 
-/// What the library has learned from its queries (`quarry status`).
-pub fn query_history(h: &quarry_core::retrieve::history::QueryHistory) {
-    let n = h.lead.n.max(h.similarity.n);
-    let learned = match n {
-        0 => "the defaults; learned from the library's searches as they come".to_string(),
-        1 => "learned from 1 query".to_string(),
-        n => format!("learned from {n} queries"),
-    };
-    println!(
-        "Search:    hybrid, vector weight {:.2}; \"not in your documents\" below similarity {:.2} ({learned})",
-        h.vector_weight(),
-        h.similarity_floor()
-    );
+/// The hybrid search weight the library has learned (`quarry status`).
+pub fn fusion(h: &quarry_core::retrieve::history::FusionHistory) {
+    if h.questions == 0 {
+        println!("Search:    hybrid, vector weight 0.55 (learned from the library's searches as they come)");
+    } else {
+        println!(
+            "Search:    hybrid, vector weight {:.2}, learned from {} {}",
+            h.vector_weight(),
+            h.questions,
+            if h.questions == 1 { "query" } else { "queries" }
+        );
+    }
 }
 
 pub fn status(s: &LibraryStatus) {

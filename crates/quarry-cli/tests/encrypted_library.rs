@@ -142,7 +142,7 @@ fn ask_licence(library: &Path, config: &Path, passphrase: Option<&str>) -> (bool
 }
 
 /// The first five hits' paths, with the fusion weight fixed: a library
-/// learns its weight from its queries (`query-history.json`), so the same
+/// learns its weight from its queries (`fusion-history.json`), so the same
 /// query asked later may order near ties differently, which is not what
 /// these comparisons are about.
 fn top_paths(library: &Path, config: &Path, passphrase: Option<&str>, q: &str) -> Vec<String> {
@@ -207,9 +207,9 @@ fn an_encrypted_library_holds_no_plain_text_and_searches_like_a_plain_one() {
             "{q}"
         );
     }
-    // Every file opens with the key (the query history `ask` wrote too); no run of
+    // Every file opens with the key (the fusion history `ask` wrote too); no run of
     // eight words in any file, where the same scan finds them in the plain library.
-    assert!(sealed.join("query-history.json").exists());
+    assert!(sealed.join("fusion-history.json").exists());
     assert_all_sealed(&sealed, &config);
     let runs = eight_word_runs(&docs);
     assert!(

@@ -142,6 +142,23 @@ fn other_languages_are_found_by_keyword_and_across_languages_by_meaning() {
     for (word, want) in WORDS {
         assert_eq!(top(&library, &config, word, "keyword"), *want, "{word}");
     }
+    // "Not in your documents" on e5's scale: its similarities sit near 0.85
+    // even for unrelated text, so the registry gives it its own floor (0.80)
+    // where all-MiniLM-L6-v2's 0.40 would let every question through.
+    let ask = |q: &str| {
+        run_json(
+            &library,
+            &config,
+            &["ask", q, "--json", "--model", "smollm2-135m-instruct-q4_1"],
+        )
+    };
+    let unrelated = ask("which team won the 1998 football championship");
+    assert_eq!(unrelated["route"]["target"], "none", "{unrelated}");
+    let reason = unrelated["route"]["reason"].as_str().unwrap();
+    assert!(reason.contains("< 0.80"), "{reason}");
+    let related = ask("how long should green tea steep");
+    assert_eq!(related["route"]["target"], "local", "{related}");
+
     // Re-indexing with the multilingual embedder gives no advice.
     std::fs::write(
         docs.join("note.txt"),

@@ -156,7 +156,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let mut out = serde_json::Map::new();
     // Answers search through the pipeline a user's questions take, which
     // learns the fusion weight in the library: start this run from none.
-    quarry_core::retrieve::history::QueryHistory::default().save(&library)?;
+    quarry_core::retrieve::history::FusionHistory::default().save(&library)?;
     if args.answers {
         let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
         let mut opts = quarry_core::answer::AnswerOptions {
@@ -251,15 +251,13 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         }
         let mut v = serde_json::to_value(scores)?;
         if *mode == SearchMode::Hybrid && fusion.adaptive {
-            let h = search.query_history();
+            let h = search.fusion_history();
             if !args.json {
                 println!(
-                    "         the vector weight, learned query by query from 0.55, ended at {:.2} (keyword lead {:+.2} over {} queries); \
-                     the relevance floor at {:.2}",
+                    "         the vector weight, learned query by query from 0.55, ended at {:.2} (keyword lead {:+.2} over {} queries)",
                     h.vector_weight(),
-                    h.lead.mean,
-                    h.lead.n,
-                    h.similarity_floor()
+                    h.lead,
+                    h.questions
                 );
             }
             v["vector_weight_learned"] = h.vector_weight().into();
@@ -276,7 +274,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
             println!(
                 "abstention: best threshold {:.2} (keeps {:.1}% of answerable, declines {:.1}% of unanswerable); \
                  threshold keeping 95% of answerable {:.2} (declines {:.1}%); \
-                 the default rule (the learned similarity floor or keyword evidence) keeps {:.1}%, declines {:.1}%",
+                 the default rule (similarity or keyword evidence) keeps {:.1}%, declines {:.1}%",
                 a["threshold"].as_f64().unwrap_or(0.0),
                 a["answerable_kept"].as_f64().unwrap_or(0.0) * 100.0,
                 a["unanswerable_declined"].as_f64().unwrap_or(0.0) * 100.0,

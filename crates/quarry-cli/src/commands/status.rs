@@ -17,19 +17,18 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
     let dir = ctx.library_dir(library);
     let lib = Library::open(&dir).await?;
     let status = lib.status().await?;
-    let history = quarry_core::retrieve::history::QueryHistory::load(&lib);
+    let fusion = quarry_core::retrieve::history::FusionHistory::load(&lib);
     if json {
         let mut v = serde_json::to_value(&status)?;
-        v["query_history"] = serde_json::json!({
-            "vector_weight": history.vector_weight(),
-            "similarity_floor": history.similarity_floor(),
-            "keyword_lead": history.lead.mean,
-            "queries": history.lead.n.max(history.similarity.n),
+        v["fusion"] = serde_json::json!({
+            "vector_weight": fusion.vector_weight(),
+            "keyword_lead": fusion.lead,
+            "queries": fusion.questions,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         render::status(&status);
-        render::query_history(&history);
+        render::fusion(&fusion);
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::answer::evidence::{best_sentences, Evidence, Trim};
 use crate::embed::Embedder;
 use crate::error::Result;
 use crate::generate::{ChatMessage, GenerateOptions, GenerationStats, LocalModel};
-use crate::retrieve::search::{HybridSearch, SearchMode, SearchOptions, SearchResults};
+use crate::retrieve::search::{HybridSearch, SearchMode, SearchOptions};
 use crate::store::library::Library;
 use crate::store::Filter;
 
@@ -42,10 +42,9 @@ pub struct AnswerOptions {
     pub sources: usize,
     /// Below this cosine similarity of the best vector hit, and without
     /// [`AnswerOptions::min_keyword_evidence`], Quarry answers [`NOT_FOUND`]
-    /// without calling the model. `None` (the default): the floor the
-    /// library learned from its queries
-    /// ([`crate::retrieve::history::QueryHistory::similarity_floor`]),
-    /// [`DEFAULT_MIN_SIMILARITY`] before it has any.
+    /// without calling the model. `None` (the default): the embedder's own
+    /// floor from the registry ([`Embedder::relevance_floor`]), else
+    /// [`DEFAULT_MIN_SIMILARITY`].
     pub min_similarity: Option<f32>,
     /// Keyword evidence (the best keyword hit's BM25 score over
     /// `ln(1 + chunks)`, see `SearchResults::keyword_evidence`) at which the
@@ -115,15 +114,15 @@ impl Default for AnswerOptions {
     }
 }
 
-/// The relevance floor for all-MiniLM-L6-v2 before a library has learned
-/// its own from its queries (and where no search says): a question is declined
+/// The relevance floor for all-MiniLM-L6-v2 (and embedders the registry
+/// gives none for): a question is declined
 /// when its best vector hit is under this cosine *and* its best keyword hit
 /// under [`DEFAULT_MIN_KEYWORD_EVIDENCE`]. Chosen on the rankings of squaddev
 /// and four sets of other kinds of text (`bench/retrieval/abstention.py`,
 /// BENCHMARKS.md): against the cosine floor alone (0.39) it keeps as many or
 /// more answerable questions on every set (squaddev 93.9% → 96.1%) and
 /// declines as many or more of those whose answer is absent.
-pub const DEFAULT_MIN_SIMILARITY: f32 = crate::retrieve::history::STARTING_SIMILARITY_FLOOR;
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.40;
 
 /// Keyword evidence that keeps a question from being declined (see
 /// [`AnswerOptions::min_keyword_evidence`]); chosen with
@@ -479,7 +478,7 @@ pub async fn retrieve(
         .map(|(i, h)| Source::of_hit(i + 1, h))
         .collect();
     let keyword_evidence = results.keyword_evidence.unwrap_or(0.0);
-    let floor = similarity_floor(opts, &results);
+    let floor = similarity_floor(opts, embedder);
     Ok(Retrieved {
         query,
         relevant: about_the_library(best_similarity, floor, keyword_evidence, opts)
@@ -493,11 +492,10 @@ pub async fn retrieve(
 }
 
 /// The similarity floor for a question: the one the options set, else the
-/// one the library's earlier queries imply (`results` of its search), else
-/// [`DEFAULT_MIN_SIMILARITY`].
-pub(crate) fn similarity_floor(opts: &AnswerOptions, results: &SearchResults) -> f32 {
+/// embedder's, else [`DEFAULT_MIN_SIMILARITY`].
+pub(crate) fn similarity_floor(opts: &AnswerOptions, embedder: &Embedder) -> f32 {
     opts.min_similarity
-        .or(results.similarity_floor)
+        .or(embedder.relevance_floor())
         .unwrap_or(DEFAULT_MIN_SIMILARITY)
 }
 
@@ -721,27 +719,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_floor_set_wins_then_the_learned_one_then_the_default() {
-        let mut results = SearchResults {
-            hits: Vec::new(),
-            timings: Default::default(),
-            best_similarity: None,
-            keyword_evidence: None,
-            vector_weight: None,
-            similarity_floor: None,
-        };
-        let learned = AnswerOptions::default();
-        assert_eq!(similarity_floor(&learned, &results), DEFAULT_MIN_SIMILARITY);
-        results.similarity_floor = Some(0.83);
-        assert_eq!(similarity_floor(&learned, &results), 0.83);
-        let set = AnswerOptions {
-            min_similarity: Some(0.2),
-            ..AnswerOptions::default()
-        };
-        assert_eq!(similarity_floor(&set, &results), 0.2);
-    }
-
-    #[test]
     fn either_retrievers_evidence_keeps_a_question() {
         let opts = AnswerOptions::default();
         let f = DEFAULT_MIN_SIMILARITY;
@@ -758,9 +735,8 @@ mod tests {
             ..AnswerOptions::default()
         };
         assert!(!about_the_library(0.30, f, 50.0, &vectors_only));
-        // A library whose questions match at e5's level declines 0.8 where
-        // all-MiniLM-L6-v2's floor would not.
-        assert!(!about_the_library(0.80, 0.83, 1.0, &opts));
+        // An embedder whose similarities sit higher (e5) has a higher floor.
+        assert!(!about_the_library(0.78, 0.80, 1.0, &opts));
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub struct Embedder {
     query_prefix: String,
     document_prefix: String,
     multilingual: bool,
+    relevance_floor: Option<f32>,
     precision: Precision,
     batch_size: usize,
     max_batch_tokens: usize,
@@ -173,6 +174,7 @@ impl Embedder {
             query_prefix: spec.query_prefix.clone(),
             document_prefix: spec.document_prefix.clone(),
             multilingual: spec.multilingual,
+            relevance_floor: spec.relevance_floor,
             precision: match spec.architecture.as_str() {
                 "bert" => precision,
                 _ => Precision::F32,
@@ -186,6 +188,12 @@ impl Embedder {
     /// Registry id of the model.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The similarity under which a question's best passage is not about
+    /// the library, when the registry gives one for this embedder.
+    pub fn relevance_floor(&self) -> Option<f32> {
+        self.relevance_floor
     }
 
     /// The precision its dense layers run at.

@@ -309,13 +309,24 @@ pub async fn abstention(
     embedder: &Embedder,
 ) -> Result<Abstention> {
     use std::collections::BTreeSet;
+    // Half the articles (documents grouped by title); a corpus whose
+    // documents share one title (or none) is halved by document instead.
     let titles: BTreeSet<&str> = data.corpus.iter().map(|d| d.title.as_str()).collect();
-    let kept: BTreeSet<&str> = titles.iter().step_by(2).copied().collect();
+    let by_title = titles.len() > 1;
+    let group = |d: &CorpusDoc| -> String {
+        if by_title {
+            d.title.clone()
+        } else {
+            d.id.clone()
+        }
+    };
+    let groups: BTreeSet<String> = data.corpus.iter().map(group).collect();
+    let kept: BTreeSet<&String> = groups.iter().step_by(2).collect();
     let half = Dataset {
         corpus: data
             .corpus
             .iter()
-            .filter(|d| kept.contains(d.title.as_str()))
+            .filter(|d| kept.contains(&group(d)))
             .cloned()
             .collect(),
         queries: Vec::new(),
@@ -332,10 +343,10 @@ pub async fn abstention(
         &mut |_| {},
     )
     .await?;
-    let title_of: HashMap<&str, &str> = data
+    let group_of: HashMap<&str, String> = data
         .corpus
         .iter()
-        .map(|d| (d.id.as_str(), d.title.as_str()))
+        .map(|d| (d.id.as_str(), group(d)))
         .collect();
     let search = HybridSearch::new(&library, Some(embedder))?
         .with_history(crate::retrieve::search::HistoryUse::Session);
@@ -352,19 +363,19 @@ pub async fn abstention(
         let Some(doc) = data.qrels.get(&q.id).and_then(|r| r.keys().next()) else {
             continue;
         };
-        let Some(title) = title_of.get(doc.as_str()) else {
+        let Some(group) = group_of.get(doc.as_str()) else {
             continue;
         };
         let results = search.search(&q.text, &opts).await?;
         let sim = results.best_similarity.unwrap_or(0.0);
-        let floor = crate::answer::similarity_floor(&rule, &results);
+        let floor = crate::answer::similarity_floor(&rule, embedder);
         let answered = crate::answer::about_the_library(
             sim,
             floor,
             results.keyword_evidence.unwrap_or(0.0),
             &rule,
         );
-        if kept.contains(title) {
+        if kept.contains(group) {
             has.push(sim);
             has_answered += usize::from(answered);
         } else {

@@ -93,6 +93,11 @@ pub struct ModelSpec {
     /// Prepended to queries (embedders).
     #[serde(default)]
     pub query_prefix: String,
+    /// The cosine similarity under which a question's best passage counts
+    /// as not about the library (embedders; each embedder's similarities
+    /// sit on their own scale). Unset: 0.40, all-MiniLM-L6-v2's.
+    #[serde(default)]
+    pub relevance_floor: Option<f32>,
     /// Prepended to document chunks (embedders).
     #[serde(default)]
     pub document_prefix: String,

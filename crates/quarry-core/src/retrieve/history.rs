@@ -1,5 +1,5 @@
-//! What a library's queries have looked like so far, kept as two running
-//! means, and what they imply: the fusion weight and the relevance floor.
+//! How a library's questions have been answered so far, kept as one number,
+//! and the fusion weight it implies.
 //!
 //! Which retriever deserves more say depends less on the documents than on
 //! how people ask about them: crowd questions that reuse the passage's
@@ -13,20 +13,12 @@
 //! sets it falls steadily from +1.2 (SQuAD, best vector weight 0.5) to
 //! about −1.2 (Japanese and Chinese, best 0.8–0.9).
 //!
-//! [`QueryHistory`] keeps a running mean of it (the last ~200 queries weigh
-//! most), starting from the value that gives the fixed default weight, and
-//! [`QueryHistory::vector_weight`] maps it to `0.65 − 0.2 · lead`, kept
-//! within 0.5..0.9. Each query is fused with the weight learned from the
-//! queries before it.
-//!
-//! The same goes for "not in your documents": how similar a question's best
-//! passage must be depends on the embedder (all-MiniLM-L6-v2's cosines
-//! spread around 0.6, multilingual-e5's sit near 0.88 and close together)
-//! and on the text (short mails match their questions more loosely). So the
-//! floor is learned too: 1.8 standard deviations under the mean of the
-//! library's best similarities so far ([`QueryHistory::similarity_floor`]),
-//! 0.40 until ten queries have come. The file holds these numbers and no text; it is
-//! sealed like the rest of an encrypted library.
+//! [`FusionHistory`] keeps a running mean of it (the last ~200 questions
+//! weigh most), starting from the value that gives the fixed default
+//! weight, and [`FusionHistory::vector_weight`] maps it to
+//! `0.65 − 0.2 · lead`, kept within 0.5..0.9. Each question is fused with
+//! the weight learned from the questions before it. The file holds two
+//! numbers and no text; it is sealed like the rest of an encrypted library.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,130 +26,66 @@ use crate::store::library::Library;
 use crate::store::Hit;
 
 /// The file in the library folder.
-pub const FILE: &str = "query-history.json";
+pub const FILE: &str = "fusion-history.json";
 
 /// The lead a library starts from: where the weight is the fixed default, 0.55.
 const PRIOR_LEAD: f32 = 0.5;
-/// How many queries the starting lead counts as.
-const PRIOR_QUERIES: f32 = 5.0;
-/// The running means weigh the last this-many queries most.
+/// How many questions the starting value counts as.
+const PRIOR_QUESTIONS: f32 = 5.0;
+/// The running mean weighs the last this-many questions most.
 const MEMORY: f32 = 200.0;
-/// The similarity floor until the library has [`FLOOR_AFTER`] queries: the
-/// fixed floor chosen for all-MiniLM-L6-v2 on squaddev and four other sets
-/// (BENCHMARKS.md).
-pub const STARTING_SIMILARITY_FLOOR: f32 = 0.40;
-/// Queries before the floor is the library's own.
-const FLOOR_AFTER: u64 = 10;
-/// The similarity floor sits this many standard deviations below the mean
-/// of the library's best similarities: about the 4th percentile, so ~95%
-/// of questions like the earlier ones pass (1.65, 1.8 and 2.0 measured in
-/// BENCHMARKS.md; 1.8 keeps at least 94% of answerable questions on all
-/// sixteen sets).
-const FLOOR_SDS: f32 = 1.8;
 
-/// A running mean of a value and of its square, over the last ~[`MEMORY`]
-/// observations, starting from a prior worth `prior` observations.
+/// A library's questions so far, as the fusion sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Running {
-    /// Mean.
-    pub mean: f32,
-    /// Mean of the squares.
-    pub square: f32,
-    /// Observations counted.
-    pub n: u64,
+pub struct FusionHistory {
+    /// Running mean of the questions' keyword lead (see the module docs).
+    pub lead: f32,
+    /// Questions counted.
+    pub questions: u64,
 }
 
-impl Running {
-    fn prior(mean: f32) -> Running {
-        Running {
-            mean,
-            square: mean * mean,
-            n: 0,
+impl Default for FusionHistory {
+    fn default() -> Self {
+        FusionHistory {
+            lead: PRIOR_LEAD,
+            questions: 0,
         }
     }
+}
 
-    fn observe(&mut self, x: f32, prior: f32) {
-        if !x.is_finite() {
+impl FusionHistory {
+    /// The vector list's weight for the next question: `0.65 − 0.2 · lead`,
+    /// kept within 0.5..0.9 (0.55 for a library with no questions yet).
+    pub fn vector_weight(&self) -> f32 {
+        (0.65 - 0.2 * self.lead).clamp(0.5, 0.9)
+    }
+
+    /// Count one more question's keyword lead (see [`keyword_lead`]).
+    pub fn observe(&mut self, lead: f32) {
+        if !lead.is_finite() {
             return;
         }
-        self.n += 1;
-        let k = (self.n as f32 + prior).min(MEMORY);
-        self.mean += (x - self.mean) / k;
-        self.square += (x * x - self.square) / k;
-    }
-
-    /// Standard deviation.
-    pub fn sd(&self) -> f32 {
-        (self.square - self.mean * self.mean).max(0.0).sqrt()
-    }
-
-    fn valid(&self) -> bool {
-        self.mean.is_finite() && self.square.is_finite()
-    }
-}
-
-/// A library's queries so far, as retrieval sees them: two running means.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct QueryHistory {
-    /// The queries' keyword lead (see the module docs): the fusion weight.
-    pub lead: Running,
-    /// Their best vector hit's cosine similarity: the relevance floor.
-    pub similarity: Running,
-}
-
-impl Default for QueryHistory {
-    fn default() -> Self {
-        QueryHistory {
-            lead: Running::prior(PRIOR_LEAD),
-            // No prior: the similarities' scale is the embedder's, unknown
-            // until queries come (the floor waits for FLOOR_AFTER of them).
-            similarity: Running::prior(0.0),
-        }
-    }
-}
-
-impl QueryHistory {
-    /// The vector list's weight for the next query: `0.65 − 0.2 · lead`,
-    /// kept within 0.5..0.9 (0.55 for a library with no queries yet).
-    pub fn vector_weight(&self) -> f32 {
-        (0.65 - 0.2 * self.lead.mean).clamp(0.5, 0.9)
-    }
-
-    /// The similarity under which a question is not about the library (unless
-    /// keywords say it is): [`FLOOR_SDS`] standard deviations below the mean
-    /// of the library's best similarities so far;
-    /// [`STARTING_SIMILARITY_FLOOR`] before [`FLOOR_AFTER`] queries.
-    pub fn similarity_floor(&self) -> f32 {
-        if self.similarity.n < FLOOR_AFTER {
-            return STARTING_SIMILARITY_FLOOR;
-        }
-        self.similarity.mean - FLOOR_SDS * self.similarity.sd()
-    }
-
-    /// Count one more query: its keyword lead (see [`keyword_lead`]) and its
-    /// best vector hit's similarity, when it has them.
-    pub fn observe(&mut self, lead: Option<f32>, similarity: Option<f32>) {
-        if let Some(l) = lead {
-            self.lead.observe(l, PRIOR_QUERIES);
-        }
-        if let Some(s) = similarity {
-            self.similarity.observe(s, 0.0);
-        }
+        self.questions += 1;
+        let n = (self.questions as f32 + PRIOR_QUESTIONS).min(MEMORY);
+        self.lead += (lead - self.lead) / n;
     }
 
     /// The history saved in `library` (the starting one when there is none,
-    /// or when the file cannot be read: it only steers a weight and a floor).
-    pub fn load(library: &Library) -> QueryHistory {
+    /// or when the file cannot be read: it only steers a weight).
+    pub fn load(library: &Library) -> FusionHistory {
         let path = library.dir().join(FILE);
         match library.files().read(&path) {
-            Ok(Some(bytes)) => serde_json::from_slice::<QueryHistory>(&bytes)
+            Ok(Some(bytes)) => serde_json::from_slice::<FusionHistory>(&bytes)
                 .ok()
-                .filter(|h| h.lead.valid() && h.similarity.valid())
+                .filter(|h| h.lead.is_finite())
                 .unwrap_or_default(),
-            Ok(None) => QueryHistory::default(),
+            Ok(None) => FusionHistory::default(),
             Err(e) => {
-                tracing::debug!("{}: {e}; starting the query history afresh", path.display());
-                QueryHistory::default()
+                tracing::debug!(
+                    "{}: {e}; starting the fusion history afresh",
+                    path.display()
+                );
+                FusionHistory::default()
             }
         }
     }
@@ -211,101 +139,51 @@ mod tests {
             .collect()
     }
 
-    fn leads(h: &mut QueryHistory, lead: f32, n: usize) {
-        for _ in 0..n {
-            h.observe(Some(lead), None);
-        }
-    }
-
     #[test]
-    fn a_fresh_library_uses_the_fixed_defaults() {
-        let h = QueryHistory::default();
+    fn a_fresh_library_fuses_with_the_fixed_default() {
+        let h = FusionHistory::default();
         assert!((h.vector_weight() - 0.55).abs() < 1e-6);
-        assert_eq!(h.similarity_floor(), STARTING_SIMILARITY_FLOOR);
     }
 
     #[test]
-    fn the_weight_follows_the_queries_and_stays_in_bounds() {
-        // Queries whose best keyword hit stands out far more: keywords lead.
-        let mut kw = QueryHistory::default();
-        leads(&mut kw, 1.2, 300);
-        assert!((kw.lead.mean - 1.2).abs() < 0.02, "{kw:?}");
+    fn the_weight_follows_the_questions_and_stays_in_bounds() {
+        // Questions whose best keyword hit stands out far more: keywords lead.
+        let mut kw = FusionHistory::default();
+        for _ in 0..300 {
+            kw.observe(1.2);
+        }
+        assert!((kw.lead - 1.2).abs() < 0.02, "{kw:?}");
         assert_eq!(kw.vector_weight(), 0.5);
         // Questions in another language: meaning leads.
-        let mut vec = QueryHistory::default();
-        leads(&mut vec, -1.0, 300);
+        let mut vec = FusionHistory::default();
+        for _ in 0..300 {
+            vec.observe(-1.0);
+        }
         assert!((vec.vector_weight() - 0.85).abs() < 0.01, "{vec:?}");
-        leads(&mut vec, -5.0, 300);
+        for _ in 0..300 {
+            vec.observe(-5.0);
+        }
         assert_eq!(vec.vector_weight(), 0.9);
-        // A few queries move it a little, not all the way.
-        let mut few = QueryHistory::default();
-        leads(&mut few, -1.0, 5);
-        assert!((few.lead.mean - (-0.25)).abs() < 1e-4, "{few:?}");
-        few.observe(Some(f32::NAN), None);
-        assert_eq!(few.lead.n, 5);
-        assert_eq!(few.similarity.n, 0);
+        // A few questions move it a little, not all the way.
+        let mut few = FusionHistory::default();
+        for _ in 0..5 {
+            few.observe(-1.0);
+        }
+        assert!((few.lead - (-0.25)).abs() < 1e-4, "{few:?}");
+        few.observe(f32::NAN);
+        assert_eq!(few.questions, 5);
     }
 
     #[test]
-    fn recent_queries_outweigh_old_ones() {
-        let mut h = QueryHistory::default();
-        leads(&mut h, 1.0, 1000);
-        leads(&mut h, -1.0, 600);
-        assert!(h.lead.mean < -0.8, "{h:?}");
-    }
-
-    #[test]
-    fn the_floor_follows_the_similarities_the_library_sees() {
-        // An embedder whose cosines sit high and close together (e5: about
-        // 0.88 ± 0.02) gets a floor just under them, not 0.40.
-        let mut e5 = QueryHistory::default();
-        for i in 0..1000 {
-            e5.observe(
-                None,
-                Some(0.88 + 0.02 * if i % 2 == 0 { 1.0 } else { -1.0 }),
-            );
+    fn recent_questions_outweigh_old_ones() {
+        let mut h = FusionHistory::default();
+        for _ in 0..1000 {
+            h.observe(1.0);
         }
-        let floor = e5.similarity_floor();
-        assert!(
-            (floor - (0.88 - 1.8 * 0.02)).abs() < 0.002,
-            "{floor} {e5:?}"
-        );
-        // Short messages whose questions match them loosely (0.53 ± 0.13):
-        // a lower floor than the default.
-        let mut mail = QueryHistory::default();
-        for i in 0..1000 {
-            mail.observe(
-                None,
-                Some(0.53 + 0.13 * if i % 2 == 0 { 1.0 } else { -1.0 }),
-            );
+        for _ in 0..600 {
+            h.observe(-1.0);
         }
-        assert!(
-            (mail.similarity_floor() - (0.53 - 1.8 * 0.13)).abs() < 0.002,
-            "{mail:?}"
-        );
-        // Until ten queries have come, the fixed starting floor.
-        let mut early = QueryHistory::default();
-        for _ in 0..9 {
-            early.observe(None, Some(0.9));
-        }
-        assert_eq!(early.similarity_floor(), STARTING_SIMILARITY_FLOOR);
-        early.observe(None, Some(0.9));
-        assert!((early.similarity_floor() - 0.9).abs() < 1e-4, "{early:?}");
-    }
-
-    #[test]
-    fn a_damaged_history_counts_as_none() {
-        let bad: Result<QueryHistory, _> = serde_json::from_str(r#"{"lead": 3}"#);
-        assert!(bad.is_err());
-        let h = QueryHistory {
-            lead: Running {
-                mean: f32::NAN,
-                square: 0.0,
-                n: 1,
-            },
-            ..QueryHistory::default()
-        };
-        assert!(!h.lead.valid());
+        assert!(h.lead < -0.8, "{h:?}");
     }
 
     #[test]

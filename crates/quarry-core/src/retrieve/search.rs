@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::retrieve::fusion::{fuse, FusionConfig, FusionMethod, SCORE_WINDOW};
-use crate::retrieve::history::{keyword_lead, QueryHistory};
+use crate::retrieve::history::{keyword_lead, FusionHistory};
 use crate::store::library::Library;
 use crate::store::{DocState, Filter, Hit};
 
@@ -92,12 +92,9 @@ pub struct SearchResults {
     pub keyword_evidence: Option<f32>,
     /// The vector list's weight in the fusion (hybrid searches).
     pub vector_weight: Option<f32>,
-    /// The relevance floor the library's earlier queries imply (adaptive
-    /// hybrid searches; see [`QueryHistory::similarity_floor`]).
-    pub similarity_floor: Option<f32>,
 }
 
-/// How a searcher uses the library's [`QueryHistory`] (hybrid searches
+/// How a searcher uses the library's [`FusionHistory`] (hybrid searches
 /// with adaptive fusion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryUse {
@@ -138,7 +135,7 @@ pub struct HybridSearch<'a> {
     library: &'a Library,
     embedder: Option<&'a Embedder>,
     reranker: Option<&'a dyn Reranker>,
-    history: std::sync::Mutex<QueryHistory>,
+    history: std::sync::Mutex<FusionHistory>,
     history_use: HistoryUse,
 }
 
@@ -159,7 +156,7 @@ impl<'a> HybridSearch<'a> {
             library,
             embedder,
             reranker: None,
-            history: std::sync::Mutex::new(QueryHistory::load(library)),
+            history: std::sync::Mutex::new(FusionHistory::load(library)),
             history_use: HistoryUse::Learn,
         })
     }
@@ -167,44 +164,41 @@ impl<'a> HybridSearch<'a> {
     /// Use the library's fusion history as `how` says.
     pub fn with_history(mut self, how: HistoryUse) -> Self {
         if how == HistoryUse::Session {
-            self.history = std::sync::Mutex::new(QueryHistory::default());
+            self.history = std::sync::Mutex::new(FusionHistory::default());
         }
         self.history_use = how;
         self
     }
 
-    /// The query history as it stands (what the next hybrid query uses).
-    pub fn query_history(&self) -> QueryHistory {
+    /// The fusion history as it stands (what the next hybrid query uses).
+    pub fn fusion_history(&self) -> FusionHistory {
         *self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fuse the two lists; with adaptive score fusion, by the weight the
     /// library's earlier queries imply, then count this one (see
-    /// [`crate::retrieve::history`]). The fused list, the weight and the
-    /// relevance floor the earlier queries imply (adaptive fusion only).
+    /// [`crate::retrieve::history`]). Returns the fused list and the weight.
     fn fuse_learning(
         &self,
         vector: &[Hit],
         keyword: &[Hit],
         cfg: &FusionConfig,
-    ) -> (Vec<Hit>, f32, Option<f32>) {
+    ) -> (Vec<Hit>, f32) {
         let mut cfg = *cfg;
-        let mut floor = None;
         if cfg.adaptive && cfg.method == FusionMethod::Scores {
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             cfg.vector_weight = history.vector_weight();
-            floor = Some(history.similarity_floor());
-            if self.history_use != HistoryUse::Read {
-                let lead = keyword_lead(vector, keyword, cfg.depth.min(SCORE_WINDOW));
-                history.observe(lead, vector.first().map(|h| h.score));
+            let lead = keyword_lead(vector, keyword, cfg.depth.min(SCORE_WINDOW));
+            if let (Some(lead), true) = (lead, self.history_use != HistoryUse::Read) {
+                history.observe(lead);
                 if self.history_use == HistoryUse::Learn {
                     if let Err(e) = history.save(self.library) {
-                        tracing::debug!("the query history was not saved: {e}");
+                        tracing::debug!("the fusion history was not saved: {e}");
                     }
                 }
             }
         }
-        (fuse(vector, keyword, &cfg), cfg.vector_weight, floor)
+        (fuse(vector, keyword, &cfg), cfg.vector_weight)
     }
 
     /// The library it searches.
@@ -251,7 +245,6 @@ impl<'a> HybridSearch<'a> {
                     best_similarity: None,
                     keyword_evidence: None,
                     vector_weight: None,
-                    similarity_floor: None,
                 });
             }
             date_filter = Filter {
@@ -290,15 +283,13 @@ impl<'a> HybridSearch<'a> {
         }
         let chunks = self.library.keywords.num_chunks().max(1) as f32;
         let keyword_evidence = keyword_hits.first().map(|h| h.score / chunks.ln_1p());
-        let (mut vector_weight, mut similarity_floor) = (None, None);
+        let mut vector_weight = None;
         let mut hits = match opts.mode {
             SearchMode::Vector => vector_hits,
             SearchMode::Keyword => keyword_hits,
             SearchMode::Hybrid => {
-                let (fused, w, floor) =
-                    self.fuse_learning(&vector_hits, &keyword_hits, &opts.fusion);
+                let (fused, w) = self.fuse_learning(&vector_hits, &keyword_hits, &opts.fusion);
                 vector_weight = Some(w);
-                similarity_floor = floor;
                 fused
             }
         };
@@ -330,7 +321,6 @@ impl<'a> HybridSearch<'a> {
             best_similarity,
             keyword_evidence,
             vector_weight,
-            similarity_floor,
         })
     }
 }
