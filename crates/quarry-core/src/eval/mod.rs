@@ -300,6 +300,30 @@ pub struct Abstention {
     pub default_unanswerable_declined: f64,
 }
 
+/// How `--abstention` halves a corpus: the key that groups a document with
+/// the others of its article (its title; its id when the documents share
+/// one title or none), and the keys of the half that is indexed.
+fn halves(
+    corpus: &[CorpusDoc],
+) -> (
+    impl Fn(&CorpusDoc) -> String,
+    std::collections::BTreeSet<String>,
+) {
+    use std::collections::BTreeSet;
+    let titles: BTreeSet<&str> = corpus.iter().map(|d| d.title.as_str()).collect();
+    let by_title = titles.len() > 1;
+    let group = move |d: &CorpusDoc| -> String {
+        if by_title {
+            d.title.clone()
+        } else {
+            d.id.clone()
+        }
+    };
+    let groups: BTreeSet<String> = corpus.iter().map(&group).collect();
+    let kept = groups.into_iter().step_by(2).collect();
+    (group, kept)
+}
+
 /// Best-hit similarity of questions asked against a library that has their
 /// article vs one that lacks it, and the threshold that separates them best.
 pub async fn abstention(
@@ -308,20 +332,7 @@ pub async fn abstention(
     work: &std::path::Path,
     embedder: &Embedder,
 ) -> Result<Abstention> {
-    use std::collections::BTreeSet;
-    // Half the articles (documents grouped by title); a corpus whose
-    // documents share one title (or none) is halved by document instead.
-    let titles: BTreeSet<&str> = data.corpus.iter().map(|d| d.title.as_str()).collect();
-    let by_title = titles.len() > 1;
-    let group = |d: &CorpusDoc| -> String {
-        if by_title {
-            d.title.clone()
-        } else {
-            d.id.clone()
-        }
-    };
-    let groups: BTreeSet<String> = data.corpus.iter().map(group).collect();
-    let kept: BTreeSet<&String> = groups.iter().step_by(2).collect();
+    let (group, kept) = halves(&data.corpus);
     let half = Dataset {
         corpus: data
             .corpus
@@ -417,6 +428,24 @@ mod tests {
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn abstention_halves_by_article_or_by_document() {
+        let doc = |id: &str, title: &str| CorpusDoc {
+            id: id.into(),
+            title: title.into(),
+            text: String::new(),
+        };
+        let titled = vec![doc("1", "A"), doc("2", "A"), doc("3", "B"), doc("4", "C")];
+        let (group, kept) = halves(&titled);
+        assert_eq!(group(&titled[1]), "A");
+        assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec!["A", "C"]);
+        // One shared (empty) title: halved by document, not "all kept".
+        let untitled = vec![doc("1", ""), doc("2", ""), doc("3", ""), doc("4", "")];
+        let (group, kept) = halves(&untitled);
+        assert_eq!(group(&untitled[2]), "3");
+        assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec!["1", "3"]);
     }
 
     #[test]
