@@ -141,7 +141,10 @@ fn ocr_report(r: &IndexReport, verbose: bool) {
 /// The hybrid search weight the library has learned (`quarry status`).
 pub fn fusion(h: &quarry_core::retrieve::history::FusionHistory) {
     if h.questions == 0 {
-        println!("Search:    hybrid, vector weight 0.55 (learned from the library's searches as they come)");
+        println!(
+            "Search:    hybrid, vector weight {:.2} (learned from the library's searches as they come)",
+            h.vector_weight()
+        );
     } else {
         println!(
             "Search:    hybrid, vector weight {:.2}, learned from {} {}",

@@ -39,8 +39,8 @@ pub struct AskArgs {
     stop: Vec<String>,
     /// Relevance floor: below this similarity, unless a passage shares the question's rare
     /// words (--min-keyword-evidence), Quarry says the documents do not contain the answer
-    /// (default: the floor the library learned from its questions, 0.40 before any;
-    /// `quarry status` shows it).
+    /// (default: the embedder's floor from the model registry: 0.40 for all-MiniLM-L6-v2,
+    /// 0.80 for multilingual-e5).
     #[arg(long)]
     min_similarity: Option<f32>,
     /// Keyword evidence that counts as relevant whatever the similarity: the best keyword

@@ -154,10 +154,10 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
     let search = HybridSearch::new(&library, Some(&embedder))?
         .with_history(quarry_core::retrieve::search::HistoryUse::Session);
     let mut out = serde_json::Map::new();
-    // Answers search through the pipeline a user's questions take, which
-    // learns the fusion weight in the library: start this run from none.
-    quarry_core::retrieve::history::FusionHistory::default().save(&library)?;
     if args.answers {
+        // Answers search through the pipeline a user's questions take, which
+        // learns the fusion weight in the library: start this run from none.
+        quarry_core::retrieve::history::FusionHistory::default().save(&library)?;
         let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
         let mut opts = quarry_core::answer::AnswerOptions {
             sources: args.sources,
@@ -254,7 +254,8 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
             let h = search.fusion_history();
             if !args.json {
                 println!(
-                    "         the vector weight, learned query by query from 0.55, ended at {:.2} (keyword lead {:+.2} over {} queries)",
+                    "         the vector weight, learned query by query from {:.2}, ended at {:.2} (keyword lead {:+.2} over {} queries)",
+                    quarry_core::retrieve::history::FusionHistory::default().vector_weight(),
                     h.vector_weight(),
                     h.lead,
                     h.questions

@@ -52,7 +52,7 @@ pub struct FusionConfig {
     /// each list is standardised over).
     pub depth: usize,
     /// Score fusion only: take the vector weight from the library's queries
-    /// so far ([`crate::retrieve::history`]) instead of `vector_weight`.
+    /// so far (`HybridSearch` keeps them, `retrieve/history.rs`) instead of `vector_weight`.
     pub adaptive: bool,
 }
 
@@ -137,14 +137,14 @@ pub fn score_fusion(vector: &[Hit], keyword: &[Hit], cfg: &FusionConfig) -> Vec<
 }
 
 /// A list's mean and spread over its scores, and its lowest z.
-struct Standard {
+pub(crate) struct Standard {
     mean: f32,
     sd: f32,
     floor: f32,
 }
 
 impl Standard {
-    fn of(hits: &[Hit]) -> Self {
+    pub(crate) fn of(hits: &[Hit]) -> Self {
         if hits.len() < 2 {
             // One hit (or none): it stands at 1, absence at 0.
             return Standard {
@@ -165,7 +165,7 @@ impl Standard {
         }
     }
 
-    fn z(&self, score: f32) -> f32 {
+    pub(crate) fn z(&self, score: f32) -> f32 {
         (score - self.mean) / self.sd
     }
 }

@@ -22,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::retrieve::fusion::Standard;
 use crate::store::library::Library;
 use crate::store::Hit;
 
@@ -104,14 +105,7 @@ impl FusionHistory {
 pub fn keyword_lead(vector: &[Hit], keyword: &[Hit], window: usize) -> Option<f32> {
     let top_z = |hits: &[Hit]| -> Option<f32> {
         let hits = &hits[..window.min(hits.len())];
-        if hits.len() < 2 {
-            return None;
-        }
-        let n = hits.len() as f32;
-        let mean = hits.iter().map(|h| h.score).sum::<f32>() / n;
-        let var = hits.iter().map(|h| (h.score - mean).powi(2)).sum::<f32>() / n;
-        let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
-        Some((hits[0].score - mean) / sd)
+        (hits.len() >= 2).then(|| Standard::of(hits).z(hits[0].score))
     };
     Some(top_z(keyword)? - top_z(vector)?)
 }

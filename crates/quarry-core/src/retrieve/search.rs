@@ -90,8 +90,6 @@ pub struct SearchResults {
     /// whether the library is about the question, on the same scale for a
     /// library of any size.
     pub keyword_evidence: Option<f32>,
-    /// The vector list's weight in the fusion (hybrid searches).
-    pub vector_weight: Option<f32>,
 }
 
 /// How a searcher uses the library's [`FusionHistory`] (hybrid searches
@@ -177,13 +175,8 @@ impl<'a> HybridSearch<'a> {
 
     /// Fuse the two lists; with adaptive score fusion, by the weight the
     /// library's earlier queries imply, then count this one (see
-    /// [`crate::retrieve::history`]). Returns the fused list and the weight.
-    fn fuse_learning(
-        &self,
-        vector: &[Hit],
-        keyword: &[Hit],
-        cfg: &FusionConfig,
-    ) -> (Vec<Hit>, f32) {
+    /// [`crate::retrieve::history`]).
+    fn fuse_learning(&self, vector: &[Hit], keyword: &[Hit], cfg: &FusionConfig) -> Vec<Hit> {
         let mut cfg = *cfg;
         if cfg.adaptive && cfg.method == FusionMethod::Scores {
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,7 +191,7 @@ impl<'a> HybridSearch<'a> {
                 }
             }
         }
-        (fuse(vector, keyword, &cfg), cfg.vector_weight)
+        fuse(vector, keyword, &cfg)
     }
 
     /// The library it searches.
@@ -244,7 +237,6 @@ impl<'a> HybridSearch<'a> {
                     timings,
                     best_similarity: None,
                     keyword_evidence: None,
-                    vector_weight: None,
                 });
             }
             date_filter = Filter {
@@ -283,15 +275,10 @@ impl<'a> HybridSearch<'a> {
         }
         let chunks = self.library.keywords.num_chunks().max(1) as f32;
         let keyword_evidence = keyword_hits.first().map(|h| h.score / chunks.ln_1p());
-        let mut vector_weight = None;
         let mut hits = match opts.mode {
             SearchMode::Vector => vector_hits,
             SearchMode::Keyword => keyword_hits,
-            SearchMode::Hybrid => {
-                let (fused, w) = self.fuse_learning(&vector_hits, &keyword_hits, &opts.fusion);
-                vector_weight = Some(w);
-                fused
-            }
+            SearchMode::Hybrid => self.fuse_learning(&vector_hits, &keyword_hits, &opts.fusion),
         };
         // Documents an indexing batch is rewriting right now may be half in
         // one index and not the other: leave them out until it finishes.
@@ -320,7 +307,6 @@ impl<'a> HybridSearch<'a> {
             timings,
             best_similarity,
             keyword_evidence,
-            vector_weight,
         })
     }
 }
