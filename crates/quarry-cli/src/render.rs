@@ -155,6 +155,34 @@ pub fn fusion(h: &quarry_core::retrieve::history::FusionHistory) {
     }
 }
 
+/// The "not in your documents" floor of the library (`quarry status`).
+pub fn relevance_floor(f: &quarry_core::answer::floor::LibraryFloor, floor: f32, registry: f32) {
+    let why = match &f.baseline {
+        None => "the embedder's; checked against the library at its first question".to_string(),
+        Some(b) if floor == registry => format!(
+            "the embedder's; unrelated questions score {:.2} here, 90% of them under {:.2}",
+            b.median, b.p90
+        ),
+        Some(b) => format!(
+            "the library's: unrelated questions score {:.2} here, above the embedder's {registry:.2}",
+            b.median
+        ),
+    };
+    println!(
+        "Relevance: questions under similarity {floor:.2} are not about the documents ({why})"
+    );
+    let (n, under) = (f.recent.len(), f.under(floor));
+    if n > 0 {
+        println!("           {under} of the last {n} questions were under it");
+    }
+    if n >= 20 && under * 100 > 15 * n {
+        println!(
+            "           if those were about the documents, ask them with a lower --min-similarity \
+             (answers then come from weaker matches)"
+        );
+    }
+}
+
 pub fn status(s: &LibraryStatus) {
     println!("Library:   {}", s.library.display());
     println!("Embedder:  {} ({} dims)", s.embedder, s.dim);

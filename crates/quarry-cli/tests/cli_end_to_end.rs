@@ -218,7 +218,7 @@ fn index_search_edit_reindex() {
     assert_ne!(after.unwrap()["lead"], learned.unwrap()["lead"]);
     let status = json(&env, &["status", "--json"]);
     let w = status["fusion"]["vector_weight"].as_f64().unwrap();
-    assert!((0.5..=0.9).contains(&w), "{status}");
+    assert!((0.5..=0.95).contains(&w), "{status}");
 
     // Provenance: the PDF hit is on page 2, paths are absolute, snippets highlight.
     let hits = search(&env, "keyword", "Morteratsch", &[]);
@@ -404,6 +404,51 @@ fn ask_answers_from_sources_and_declines_unrelated_questions() {
     assert!(none["answer"].as_str().unwrap().contains("do not contain"));
     assert_eq!(none["timings"]["generated_tokens"].as_u64(), Some(0));
     assert!(none["sources"].as_array().unwrap().is_empty());
+
+    // The library's relevance floor: its baseline was measured at the first
+    // question, and every question that reached retrieval counted (the one
+    // served from the cache did not); only the swallow scored under 0.40.
+    let status = json(&env, &["status", "--json"]);
+    let f = &status["relevance_floor"];
+    assert_eq!(f["questions"].as_u64(), Some(4), "{f}");
+    assert_eq!(f["under_floor"].as_u64(), Some(1), "{f}");
+    assert_eq!(f["floor"].as_f64(), Some(0.4f32 as f64), "{f}");
+    let b = &f["baseline"];
+    assert_eq!(b["embedder"], "all-minilm-l6-v2", "{f}");
+    let (median, p90) = (b["median"].as_f64().unwrap(), b["p90"].as_f64().unwrap());
+    assert!(0.0 < median && median <= p90 && p90 < 0.4, "{f}");
+    // An embedder whose registry floor sits under what unrelated questions
+    // score in this library (here: MiniLM given 0.01) gets the library's
+    // floor instead, the baseline's 90th percentile, and `ask` declines by it.
+    std::fs::create_dir_all(&env.config).unwrap();
+    let registry = env.config.join("models.toml");
+    let toml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/models.toml"),
+    )
+    .unwrap();
+    assert!(toml.contains("relevance_floor = 0.40"));
+    std::fs::write(
+        &registry,
+        toml.replace("relevance_floor = 0.40", "relevance_floor = 0.01"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "ask",
+            "What is the airspeed velocity of an unladen swallow?",
+            "--json",
+        ])
+        .env("QUARRY_MODELS_DIR", models_dir())
+        .env("QUARRY_CONFIG_DIR", &env.config)
+        .env("QUARRY_LIBRARY_DIR", &env.library)
+        .env("QUARRY_MODEL_REGISTRY", &registry)
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(again["route"]["target"], "none", "{again}");
+    let reason = again["route"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("< {p90:.2},")), "{reason} / {p90}");
 }
 
 /// A PDF whose font names glyphs the parser does not know: the parser logs a

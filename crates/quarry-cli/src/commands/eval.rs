@@ -158,6 +158,11 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         // Answers search through the pipeline a user's questions take, which
         // learns the fusion weight in the library: start this run from none.
         quarry_core::retrieve::history::FusionHistory::default().save(&library)?;
+        // The same for the relevance floor; its baseline is measured now,
+        // not in the first question's time.
+        let mut floor = quarry_core::answer::floor::LibraryFloor::default();
+        floor.refresh(&library, &embedder).await?;
+        floor.save(&library)?;
         let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
         let mut opts = quarry_core::answer::AnswerOptions {
             sources: args.sources,
@@ -270,21 +275,35 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         out.insert("rerank".into(), scores);
     }
     if args.abstention {
-        let a = serde_json::to_value(abstention(&data, queries, &work, &embedder).await?)?;
+        let a = abstention(&data, queries, &work, &embedder).await?;
         if !args.json {
             println!(
                 "abstention: best threshold {:.2} (keeps {:.1}% of answerable, declines {:.1}% of unanswerable); \
-                 threshold keeping 95% of answerable {:.2} (declines {:.1}%); \
-                 the default rule (similarity or keyword evidence) keeps {:.1}%, declines {:.1}%",
-                a["threshold"].as_f64().unwrap_or(0.0),
-                a["answerable_kept"].as_f64().unwrap_or(0.0) * 100.0,
-                a["unanswerable_declined"].as_f64().unwrap_or(0.0) * 100.0,
-                a["threshold_95"].as_f64().unwrap_or(0.0),
-                a["declined_at_95"].as_f64().unwrap_or(0.0) * 100.0,
-                a["default_answerable_kept"].as_f64().unwrap_or(0.0) * 100.0,
-                a["default_unanswerable_declined"].as_f64().unwrap_or(0.0) * 100.0,
+                 threshold keeping 95% of answerable {:.2} (declines {:.1}%)",
+                a.threshold,
+                a.answerable_kept * 100.0,
+                a.unanswerable_declined * 100.0,
+                a.threshold_95,
+                a.declined_at_95 * 100.0,
             );
+            println!(
+                "  the default rule (similarity or keyword evidence) keeps {:.1}%, declines {:.1}% \
+                 at the library's floor {:.2} (the registry's {:.2}: keeps {:.1}%, declines {:.1}%)",
+                a.default_answerable_kept * 100.0,
+                a.default_unanswerable_declined * 100.0,
+                a.library_floor,
+                quarry_core::answer::similarity_floor(&Default::default(), &embedder),
+                a.registry_answerable_kept * 100.0,
+                a.registry_unanswerable_declined * 100.0,
+            );
+            if let Some(b) = &a.baseline {
+                println!(
+                    "  questions about nothing in the library: median similarity {:.2}, 90th percentile {:.2}",
+                    b.median, b.p90
+                );
+            }
         }
+        let a = serde_json::to_value(a)?;
         out.insert("abstention".into(), a);
     }
     out.insert(

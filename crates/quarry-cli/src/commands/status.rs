@@ -18,6 +18,16 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
     let lib = Library::open(&dir).await?;
     let status = lib.status().await?;
     let fusion = quarry_core::retrieve::history::FusionHistory::load(&lib);
+    let learned = quarry_core::answer::floor::LibraryFloor::load(&lib);
+    // The embedder's floor from the registry, as `ask` starts from.
+    let registry = ctx
+        .store
+        .registry()
+        .get(&lib.meta().embedder)
+        .ok()
+        .and_then(|m| m.relevance_floor)
+        .unwrap_or(quarry_core::answer::DEFAULT_MIN_SIMILARITY);
+    let floor = learned.floor(registry);
     if json {
         let mut v = serde_json::to_value(&status)?;
         v["fusion"] = serde_json::json!({
@@ -25,10 +35,18 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
             "keyword_lead": fusion.lead,
             "queries": fusion.questions,
         });
+        v["relevance_floor"] = serde_json::json!({
+            "floor": floor,
+            "registry_floor": registry,
+            "baseline": learned.baseline,
+            "questions": learned.recent.len(),
+            "under_floor": learned.under(floor),
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         render::status(&status);
         render::fusion(&fusion);
+        render::relevance_floor(&learned, floor, registry);
     }
     Ok(())
 }

@@ -3,12 +3,15 @@
 //! [`ask`] is the whole question pipeline (cache, [`router`], local model or
 //! provider); [`cache`] remembers answers; [`citations`] checks them;
 //! [`whole`] reads every passage for summaries and "list every…" questions;
+//! [`floor`] sets, per library, the similarity under which a question is
+//! not about the documents;
 //! [`rerank`] lets the local model re-score search candidates.
 
 pub mod ask;
 pub mod cache;
 pub mod citations;
 pub mod evidence;
+pub mod floor;
 pub mod items;
 pub mod rerank;
 pub mod router;
@@ -478,7 +481,8 @@ pub async fn retrieve(
         .map(|(i, h)| Source::of_hit(i + 1, h))
         .collect();
     let keyword_evidence = results.keyword_evidence.unwrap_or(0.0);
-    let floor = similarity_floor(opts, embedder);
+    let seen = results.best_similarity.map(|_| best_similarity);
+    let floor = library_floor(library, embedder, opts, seen).await;
     Ok(Retrieved {
         query,
         relevant: about_the_library(best_similarity, floor, keyword_evidence, opts)
@@ -491,9 +495,39 @@ pub async fn retrieve(
     })
 }
 
-/// The similarity floor for a question: the one the options set, else the
-/// embedder's, else [`DEFAULT_MIN_SIMILARITY`].
-pub(crate) fn similarity_floor(opts: &AnswerOptions, embedder: &Embedder) -> f32 {
+/// The similarity floor for a question in `library`: the one the options
+/// set; else the embedder's ([`similarity_floor`]), or the library's own
+/// where the embedder's is under what unrelated questions score in it
+/// ([`floor`]). Counts `best_similarity` (when vector search scored the
+/// question) into the library's recent questions.
+async fn library_floor(
+    library: &Library,
+    embedder: &Embedder,
+    opts: &AnswerOptions,
+    best_similarity: Option<f32>,
+) -> f32 {
+    let registry = similarity_floor(opts, embedder);
+    if opts.min_similarity.is_some() {
+        return registry;
+    }
+    let mut learned = floor::LibraryFloor::load(library);
+    if let Err(e) = learned.refresh(library, embedder).await {
+        tracing::debug!("the library's relevance baseline was not measured: {e}");
+    }
+    let value = learned.floor(registry);
+    if let Some(s) = best_similarity {
+        learned.observe(s);
+    }
+    if let Err(e) = learned.save(library) {
+        tracing::debug!("the library's relevance floor was not saved: {e}");
+    }
+    value
+}
+
+/// The similarity floor the options set, else the embedder's from the
+/// registry, else [`DEFAULT_MIN_SIMILARITY`], before the library's own
+/// baseline is consulted ([`floor`]).
+pub fn similarity_floor(opts: &AnswerOptions, embedder: &Embedder) -> f32 {
     opts.min_similarity
         .or(embedder.relevance_floor())
         .unwrap_or(DEFAULT_MIN_SIMILARITY)

@@ -294,10 +294,18 @@ pub struct Abstention {
     /// Share of unanswerable questions declined at `threshold_95`.
     pub declined_at_95: f64,
     /// Share of answerable questions the default rule answers (similarity
-    /// at the default floor, or keyword evidence at its default).
+    /// at the library's floor, or keyword evidence at its default).
     pub default_answerable_kept: f64,
     /// Share of unanswerable questions the default rule declines.
     pub default_unanswerable_declined: f64,
+    /// The half library's floor (see [`crate::answer::floor`]).
+    pub library_floor: f32,
+    /// The half library's baseline.
+    pub baseline: Option<crate::answer::floor::Baseline>,
+    /// The same two shares at the registry's floor for the embedder.
+    pub registry_answerable_kept: f64,
+    /// Share of unanswerable questions declined at the registry's floor.
+    pub registry_unanswerable_declined: f64,
 }
 
 /// How `--abstention` halves a corpus: the key that groups a document with
@@ -366,10 +374,16 @@ pub async fn abstention(
         k: 1,
         ..Default::default()
     };
-    // Per question: the best similarity, and whether the default rule answers.
+    // Per question: the best similarity, and whether the default rule
+    // answers, with the library's floor and with the registry's.
     let rule = crate::answer::AnswerOptions::default();
+    let registry = crate::answer::similarity_floor(&rule, embedder);
+    let mut own = crate::answer::floor::LibraryFloor::default();
+    own.refresh(&library, embedder).await?;
+    let floor = own.floor(registry);
     let (mut has, mut lacks) = (Vec::new(), Vec::new());
     let (mut has_answered, mut lacks_answered) = (0usize, 0usize);
+    let (mut has_registry, mut lacks_registry) = (0usize, 0usize);
     for q in queries {
         let Some(doc) = data.qrels.get(&q.id).and_then(|r| r.keys().next()) else {
             continue;
@@ -379,19 +393,17 @@ pub async fn abstention(
         };
         let results = search.search(&q.text, &opts).await?;
         let sim = results.best_similarity.unwrap_or(0.0);
-        let floor = crate::answer::similarity_floor(&rule, embedder);
-        let answered = crate::answer::about_the_library(
-            sim,
-            floor,
-            results.keyword_evidence.unwrap_or(0.0),
-            &rule,
-        );
+        let evidence = results.keyword_evidence.unwrap_or(0.0);
+        let answered = crate::answer::about_the_library(sim, floor, evidence, &rule);
+        let by_registry = crate::answer::about_the_library(sim, registry, evidence, &rule);
         if kept.contains(group) {
             has.push(sim);
             has_answered += usize::from(answered);
+            has_registry += usize::from(by_registry);
         } else {
             lacks.push(sim);
             lacks_answered += usize::from(answered);
+            lacks_registry += usize::from(by_registry);
         }
     }
     let rate = |v: &[f32], t: f32, above: bool| {
@@ -419,6 +431,10 @@ pub async fn abstention(
         declined_at_95: rate(&lacks, t95, false),
         default_answerable_kept: has_answered as f64 / has.len().max(1) as f64,
         default_unanswerable_declined: 1.0 - lacks_answered as f64 / lacks.len().max(1) as f64,
+        library_floor: floor,
+        baseline: own.baseline,
+        registry_answerable_kept: has_registry as f64 / has.len().max(1) as f64,
+        registry_unanswerable_declined: 1.0 - lacks_registry as f64 / lacks.len().max(1) as f64,
     })
 }
 

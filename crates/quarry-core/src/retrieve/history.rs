@@ -16,7 +16,7 @@
 //! [`FusionHistory`] keeps a running mean of it (the last ~200 questions
 //! weigh most), starting from the value that gives the fixed default
 //! weight, and [`FusionHistory::vector_weight`] maps it to
-//! `0.65 − 0.2 · lead`, kept within 0.5..0.9. Each question is fused with
+//! `0.65 − 0.25 · lead`, kept within 0.5..0.95. Each question is fused with
 //! the weight learned from the questions before it. The file holds two
 //! numbers and no text; it is sealed like the rest of an encrypted library.
 
@@ -30,7 +30,7 @@ use crate::store::Hit;
 pub const FILE: &str = "fusion-history.json";
 
 /// The lead a library starts from: where the weight is the fixed default, 0.55.
-const PRIOR_LEAD: f32 = 0.5;
+const PRIOR_LEAD: f32 = 0.4;
 /// How many questions the starting value counts as.
 const PRIOR_QUESTIONS: f32 = 5.0;
 /// The running mean weighs the last this-many questions most.
@@ -55,10 +55,10 @@ impl Default for FusionHistory {
 }
 
 impl FusionHistory {
-    /// The vector list's weight for the next question: `0.65 − 0.2 · lead`,
-    /// kept within 0.5..0.9 (0.55 for a library with no questions yet).
+    /// The vector list's weight for the next question: `0.65 − 0.25 · lead`,
+    /// kept within 0.5..0.95 (0.55 for a library with no questions yet).
     pub fn vector_weight(&self) -> f32 {
-        (0.65 - 0.2 * self.lead).clamp(0.5, 0.9)
+        (0.65 - 0.25 * self.lead).clamp(0.5, 0.95)
     }
 
     /// Count one more question's keyword lead (see [`keyword_lead`]).
@@ -153,17 +153,17 @@ mod tests {
         for _ in 0..300 {
             vec.observe(-1.0);
         }
-        assert!((vec.vector_weight() - 0.85).abs() < 0.01, "{vec:?}");
+        assert!((vec.vector_weight() - 0.9).abs() < 0.01, "{vec:?}");
         for _ in 0..300 {
             vec.observe(-5.0);
         }
-        assert_eq!(vec.vector_weight(), 0.9);
+        assert_eq!(vec.vector_weight(), 0.95);
         // A few questions move it a little, not all the way.
         let mut few = FusionHistory::default();
         for _ in 0..5 {
             few.observe(-1.0);
         }
-        assert!((few.lead - (-0.25)).abs() < 1e-4, "{few:?}");
+        assert!((few.lead - (-0.3)).abs() < 1e-4, "{few:?}");
         few.observe(f32::NAN);
         assert_eq!(few.questions, 5);
     }
