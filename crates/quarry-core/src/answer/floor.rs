@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::embed::Embedder;
 use crate::store::library::Library;
-use crate::store::Filter;
 
 /// The file in the library folder.
 pub const FILE: &str = "relevance-floor.json";
@@ -121,17 +120,16 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Ask the library [`PROBES`] (by meaning only; ~1 s for 64 questions
-    /// with all-MiniLM-L6-v2 here).
+    /// Ask the library [`PROBES`] (by meaning only, in one batched search).
     pub async fn measure(library: &Library, embedder: &Embedder) -> crate::Result<Baseline> {
-        let mut best = Vec::with_capacity(PROBES.len());
-        for probe in PROBES {
-            let v = embedder.embed_query(probe)?;
-            let hits = library.vectors.search(&v, 1, &Filter::default()).await?;
-            if let Some(h) = hits.first() {
-                best.push(h.score);
-            }
-        }
+        let vectors = embedder.embed_queries(&PROBES)?;
+        let mut best: Vec<f32> = library
+            .vectors
+            .best_similarities(&vectors)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         best.sort_by(f32::total_cmp);
         Ok(Baseline {
             embedder: embedder.id().to_string(),

@@ -247,6 +247,15 @@ impl Embedder {
             .expect("one input, one vector"))
     }
 
+    /// Embed several search queries at once (each with the query prefix).
+    pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<String> = queries
+            .iter()
+            .map(|q| format!("{}{}", self.query_prefix, q))
+            .collect();
+        self.embed_raw(&texts)
+    }
+
     /// Embed document chunks (with the model's document prefix).
     pub fn embed_documents(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         if self.document_prefix.is_empty() {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
@@ -673,6 +673,43 @@ impl VectorStore {
         self.search_with(vector, limit, filter, false).await
     }
 
+    /// The best cosine similarity in the library for each of `queries`
+    /// (`None` for an empty library), in one batched search: a flat scan
+    /// reads the table once for all of them.
+    pub async fn best_similarities(&self, queries: &[Vec<f32>]) -> Result<Vec<Option<f32>>> {
+        let mut best = vec![None; queries.len()];
+        let Some((first, rest)) = queries.split_first() else {
+            return Ok(best);
+        };
+        let mut q = self.chunks.vector_search(first.clone())?;
+        for v in rest {
+            q = q.add_query_vector(v.clone())?;
+        }
+        let q = q
+            .column("vector")
+            .distance_type(DistanceType::Cosine)
+            .limit(1)
+            .nprobes(ANN_NPROBES.load(Ordering::Relaxed))?
+            .refine_factor(ANN_REFINE.load(Ordering::Relaxed))
+            .select(Select::columns(&["id", "_distance"]));
+        let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
+        for b in &batches {
+            let dist = col::<Float32Array>(b, "_distance")?;
+            // One query has no `query_index` column.
+            let index = b
+                .column_by_name("query_index")
+                .and_then(|c| c.as_any().downcast_ref::<Int32Array>());
+            for i in 0..b.num_rows() {
+                let n = index.map_or(0, |ix| ix.value(i) as usize);
+                let s = 1.0 - dist.value(i);
+                if let Some(slot) = best.get_mut(n) {
+                    *slot = Some(slot.map_or(s, |old: f32| old.max(s)));
+                }
+            }
+        }
+        Ok(best)
+    }
+
     /// [`Self::search`], or an exact scan that ignores any index when `exact`.
     pub async fn search_with(
         &self,
@@ -971,6 +1008,39 @@ mod tests {
         assert_eq!(hits.len(), 3);
         assert!(hits.iter().all(|h| !h.path.ends_with("claim-1.txt")));
         assert!(hits[0].text.contains("Oyelaran"));
+    }
+
+    #[tokio::test]
+    async fn a_batched_search_gives_each_query_its_own_best_similarity() {
+        let lib = tempfile::tempdir().unwrap();
+        let store = VectorStore::open_sealed_dir(&lib.path().join("lance"), 8, CHUNKS, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.best_similarities(&[vec![1.0; 8]]).await.unwrap(),
+            vec![None],
+            "an empty library"
+        );
+        let chunks: Vec<_> = (0..30).map(chunk).collect();
+        store.add_chunks(&chunks).await.unwrap();
+        let queries = vec![
+            chunk(4).vector,
+            vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+            vec![4.0, 0.0, 1.0, 0.0, 3.0, 0.0, 2.0, 0.0],
+        ];
+        let batched = store.best_similarities(&queries).await.unwrap();
+        assert_eq!(batched.len(), 3);
+        for (q, got) in queries.iter().zip(&batched) {
+            let one = store.search(q, 1, &Filter::default()).await.unwrap();
+            let want = one[0].score;
+            assert!((got.unwrap() - want).abs() < 1e-5, "{got:?} vs {want}");
+        }
+        assert!(
+            (batched[0].unwrap() - 1.0).abs() < 1e-5,
+            "a stored vector finds itself"
+        );
+        assert!(batched[1] != batched[2], "each query its own");
+        assert_eq!(store.best_similarities(&[]).await.unwrap(), vec![]);
     }
 
     #[tokio::test]
