@@ -173,12 +173,12 @@ pub fn relevance_floor(f: &quarry_core::answer::floor::LibraryFloor, floor: f32,
     );
     let (n, under) = (f.recent.len(), f.under(floor));
     if n > 0 {
-        println!("           {under} of the last {n} questions were under it");
+        println!("           {under} of the last {n} questions scored under it");
     }
     if n >= 20 && under * 100 > 15 * n {
         println!(
-            "           if those were about the documents, ask them with a lower --min-similarity \
-             (answers then come from weaker matches)"
+            "           declined unless a passage shared their rare words; if they were about the \
+             documents, ask them with a lower --min-similarity (answers then come from weaker matches)"
         );
     }
 }

@@ -138,6 +138,9 @@ fn keywords_first_then_vectors_equals_one_run() {
         ],
     );
     assert_eq!(none["route"]["target"], "none", "{none}");
+    // No vectors yet: the library's relevance baseline waits for them.
+    let status = run_json(&lib, &config, &["status", "--json"]);
+    assert!(status["relevance_floor"]["baseline"].is_null(), "{status}");
 
     // The next run reads no file again and embeds exactly the waiting chunks.
     let second = run_json(&lib, &config, &["index", docs_s, "--json"]);
@@ -156,6 +159,23 @@ fn keywords_first_then_vectors_equals_one_run() {
         vec.first().map(String::as_str),
         Some("orchids.txt"),
         "{vec:?}"
+    );
+    // With its vectors, the next question measures it over all of them.
+    run_json(
+        &lib,
+        &config,
+        &[
+            "ask",
+            "What is the airspeed velocity of an unladen swallow?",
+            "--json",
+            "--no-cache",
+        ],
+    );
+    let status = run_json(&lib, &config, &["status", "--json"]);
+    assert_eq!(
+        status["relevance_floor"]["baseline"]["chunks"].as_u64(),
+        Some(chunks),
+        "{status}"
     );
 
     // Equal to a library indexed in one run.

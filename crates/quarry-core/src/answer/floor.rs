@@ -106,16 +106,15 @@ pub const PROBES: [&str; 64] = [
 
 /// Where questions about nothing in the library fall, for one embedder and
 /// about one size of library.
-#[derive(ts_rs::TS, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     /// The embedder it was measured with.
     pub embedder: String,
-    /// Chunks in the library when it was measured.
+    /// Chunks with their vectors when it was measured.
     pub chunks: u64,
     /// Median best similarity of [`PROBES`].
     pub median: f32,
-    /// 90th percentile: questions above it are about the library with
-    /// little doubt.
+    /// Their 90th percentile.
     pub p90: f32,
 }
 
@@ -133,23 +132,24 @@ impl Baseline {
         best.sort_by(f32::total_cmp);
         Ok(Baseline {
             embedder: embedder.id().to_string(),
-            chunks: library.keywords.num_chunks(),
+            chunks: with_vectors(library).await? as u64,
             median: quantile(&best, 0.5),
             p90: quantile(&best, 0.9),
         })
     }
 
     /// Whether it still describes `library` searched with `embedder`: the
-    /// same embedder, and within a quarter of the chunks.
-    pub fn describes(&self, library: &Library, embedder: &Embedder) -> bool {
-        let now = library.keywords.num_chunks() as f64;
+    /// same embedder, and within a quarter of the chunks with vectors (so a
+    /// baseline taken while indexing was embedding is taken again after).
+    pub async fn describes(&self, library: &Library, embedder: &Embedder) -> crate::Result<bool> {
+        let now = with_vectors(library).await? as f64;
         let then = self.chunks as f64;
-        self.embedder == embedder.id() && (now - then).abs() <= 0.25 * then.max(1.0)
+        Ok(self.embedder == embedder.id() && (now - then).abs() <= 0.25 * then.max(1.0))
     }
 }
 
 /// A library's baseline and its recent questions.
-#[derive(ts_rs::TS, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LibraryFloor {
     /// Measured at the first question (none before).
     pub baseline: Option<Baseline>,
@@ -182,14 +182,12 @@ impl LibraryFloor {
     /// Measure the baseline again unless it still describes the library.
     /// Returns whether it was measured.
     pub async fn refresh(&mut self, library: &Library, embedder: &Embedder) -> crate::Result<bool> {
-        if self
-            .baseline
-            .as_ref()
-            .is_some_and(|b| b.describes(library, embedder))
-        {
-            return Ok(false);
+        if let Some(b) = &self.baseline {
+            if b.describes(library, embedder).await? {
+                return Ok(false);
+            }
         }
-        if library.keywords.num_chunks() == 0 {
+        if with_vectors(library).await? == 0 {
             return Ok(false);
         }
         self.baseline = Some(Baseline::measure(library, embedder).await?);
@@ -222,6 +220,13 @@ impl LibraryFloor {
     pub fn under(&self, floor: f32) -> usize {
         self.recent.iter().filter(|&&s| s < floor).count()
     }
+}
+
+/// Chunks of `library` that have their vectors (the others wait for the
+/// embedding phase).
+async fn with_vectors(library: &Library) -> crate::Result<usize> {
+    let all = library.vectors.count_chunks().await?;
+    Ok(all.saturating_sub(library.vectors.count_pending().await?))
 }
 
 /// The `q` quantile of sorted `xs`, interpolated (0 for none).
