@@ -127,16 +127,19 @@ fn keywords_first_then_vectors_equals_one_run() {
         "{a}"
     );
     // And an unrelated one still is.
-    let none = run_json(
-        &lib,
-        &config,
-        &[
-            "ask",
-            "What is the airspeed velocity of an unladen swallow?",
-            "--json",
-            "--no-cache",
-        ],
-    );
+    let ask_unrelated = || {
+        run_json(
+            &lib,
+            &config,
+            &[
+                "ask",
+                "What is the airspeed velocity of an unladen swallow?",
+                "--json",
+                "--no-cache",
+            ],
+        )
+    };
+    let none = ask_unrelated();
     assert_eq!(none["route"]["target"], "none", "{none}");
     // No vectors yet: the library's relevance baseline waits for them.
     let status = run_json(&lib, &config, &["status", "--json"]);
@@ -161,16 +164,7 @@ fn keywords_first_then_vectors_equals_one_run() {
         "{vec:?}"
     );
     // With its vectors, the next question measures it over all of them.
-    run_json(
-        &lib,
-        &config,
-        &[
-            "ask",
-            "What is the airspeed velocity of an unladen swallow?",
-            "--json",
-            "--no-cache",
-        ],
-    );
+    ask_unrelated();
     let status = run_json(&lib, &config, &["status", "--json"]);
     assert_eq!(
         status["relevance_floor"]["baseline"]["chunks"].as_u64(),
