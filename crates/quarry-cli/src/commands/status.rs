@@ -20,13 +20,8 @@ pub async fn status(ctx: &Context, library: Option<PathBuf>, json: bool) -> Resu
     let fusion = quarry_core::retrieve::history::FusionHistory::load(&lib);
     let learned = quarry_core::answer::floor::LibraryFloor::load(&lib);
     // The embedder's floor from the registry, as `ask` starts from.
-    let registry = ctx
-        .store
-        .registry()
-        .get(&lib.meta().embedder)
-        .ok()
-        .and_then(|m| m.relevance_floor)
-        .unwrap_or(quarry_core::answer::DEFAULT_MIN_SIMILARITY);
+    let spec = ctx.store.registry().get(&lib.meta().embedder).ok();
+    let registry = quarry_core::answer::registry_floor(spec.and_then(|m| m.relevance_floor));
     let floor = learned.floor(registry);
     if json {
         let mut v = serde_json::to_value(&status)?;

@@ -284,13 +284,20 @@ fn source_header(s: &Source) -> String {
     h
 }
 
+/// One source in the prompt: its header line, its text, a blank line.
+fn source_entry(header: &str, text: &str) -> String {
+    format!("{header}\n{}\n\n", text.trim())
+}
+
+/// The user's turn: the numbered sources, then the question.
+fn user_turn(body: &str, question: &str) -> String {
+    format!("Sources:\n\n{body}\nQuestion: {question}")
+}
+
 fn frame_messages(history: &[ChatMessage], question: &str, body: &str) -> Vec<ChatMessage> {
     let mut m = vec![ChatMessage::new("system", SYSTEM)];
     m.extend(history.iter().cloned());
-    m.push(ChatMessage::new(
-        "user",
-        format!("Sources:\n\n{body}\nQuestion: {question}"),
-    ));
+    m.push(ChatMessage::new("user", user_turn(body, question)));
     m
 }
 
@@ -340,7 +347,7 @@ pub fn cloud_messages(
 ) -> Vec<ChatMessage> {
     let body: String = sources
         .iter()
-        .map(|s| format!("{}\n{}\n\n", source_header(s), s.text.trim()))
+        .map(|s| source_entry(&source_header(s), &s.text))
         .collect();
     frame_messages(history, question, &body)
 }
@@ -362,7 +369,7 @@ pub fn build_prompt(
     for s in sources {
         let header = source_header(s);
         let read = s.excerpt.as_deref().unwrap_or(&s.text);
-        let entry = format!("{header}\n{}\n\n", read.trim());
+        let entry = source_entry(&header, read);
         let cost = model.count_tokens(&entry);
         if cost <= remaining {
             remaining -= cost;
@@ -371,16 +378,14 @@ pub fn build_prompt(
         } else if used.is_empty() && remaining > 64 {
             // The best source alone is too long: keep its beginning.
             let mut text = read.trim().to_string();
-            while model.count_tokens(&format!("{header}\n{text}\n\n")) > remaining
-                && text.len() > 64
-            {
+            while model.count_tokens(&source_entry(&header, &text)) > remaining && text.len() > 64 {
                 let mut cut = text.len() * 3 / 4;
                 while !text.is_char_boundary(cut) {
                     cut -= 1;
                 }
                 text.truncate(cut);
             }
-            body.push_str(&format!("{header}\n{text}\n\n"));
+            body.push_str(&source_entry(&header, &text));
             let mut s = s.clone();
             s.excerpt = Some(text);
             used.push(s);
@@ -529,8 +534,13 @@ async fn library_floor(
 /// baseline is consulted ([`floor`]).
 pub fn similarity_floor(opts: &AnswerOptions, embedder: &Embedder) -> f32 {
     opts.min_similarity
-        .or(embedder.relevance_floor())
-        .unwrap_or(DEFAULT_MIN_SIMILARITY)
+        .unwrap_or_else(|| registry_floor(embedder.relevance_floor()))
+}
+
+/// The floor an embedder starts from: its registry entry's `relevance_floor`,
+/// or [`DEFAULT_MIN_SIMILARITY`] (MiniLM's) when the registry gives none.
+pub fn registry_floor(relevance_floor: Option<f32>) -> f32 {
+    relevance_floor.unwrap_or(DEFAULT_MIN_SIMILARITY)
 }
 
 /// Whether the library holds the question's subject: the best vector hit
