@@ -292,7 +292,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
                 a.default_answerable_kept * 100.0,
                 a.default_unanswerable_declined * 100.0,
                 a.library_floor,
-                quarry_core::answer::similarity_floor(&Default::default(), &embedder),
+                a.registry_floor,
                 a.registry_answerable_kept * 100.0,
                 a.registry_unanswerable_declined * 100.0,
             );

@@ -120,7 +120,12 @@ pub struct Baseline {
 
 impl Baseline {
     /// Ask the library [`PROBES`] (by meaning only, in one batched search).
-    pub async fn measure(library: &Library, embedder: &Embedder) -> crate::Result<Baseline> {
+    /// `chunks`: how many chunks have their vectors now.
+    pub async fn measure(
+        library: &Library,
+        embedder: &Embedder,
+        chunks: usize,
+    ) -> crate::Result<Baseline> {
         let vectors = embedder.embed_queries(&PROBES)?;
         let mut best: Vec<f32> = library
             .vectors
@@ -132,19 +137,19 @@ impl Baseline {
         best.sort_by(f32::total_cmp);
         Ok(Baseline {
             embedder: embedder.id().to_string(),
-            chunks: with_vectors(library).await? as u64,
+            chunks: chunks as u64,
             median: quantile(&best, 0.5),
             p90: quantile(&best, 0.9),
         })
     }
 
-    /// Whether it still describes `library` searched with `embedder`: the
-    /// same embedder, and within a quarter of the chunks with vectors (so a
-    /// baseline taken while indexing was embedding is taken again after).
-    pub async fn describes(&self, library: &Library, embedder: &Embedder) -> crate::Result<bool> {
-        let now = with_vectors(library).await? as f64;
-        let then = self.chunks as f64;
-        Ok(self.embedder == embedder.id() && (now - then).abs() <= 0.25 * then.max(1.0))
+    /// Whether it still describes a library of `chunks` chunks with vectors
+    /// searched with `embedder` (an id): the same embedder, and within a
+    /// quarter of the chunks (so a baseline taken while indexing was
+    /// embedding is taken again after).
+    pub fn describes(&self, chunks: usize, embedder: &str) -> bool {
+        let (now, then) = (chunks as f64, self.chunks as f64);
+        self.embedder == embedder && (now - then).abs() <= 0.25 * then.max(1.0)
     }
 }
 
@@ -182,15 +187,15 @@ impl LibraryFloor {
     /// Measure the baseline again unless it still describes the library.
     /// Returns whether it was measured.
     pub async fn refresh(&mut self, library: &Library, embedder: &Embedder) -> crate::Result<bool> {
-        if let Some(b) = &self.baseline {
-            if b.describes(library, embedder).await? {
-                return Ok(false);
-            }
-        }
-        if with_vectors(library).await? == 0 {
+        let chunks = with_vectors(library).await?;
+        let current = self
+            .baseline
+            .as_ref()
+            .is_some_and(|b| b.describes(chunks, embedder.id()));
+        if current || chunks == 0 {
             return Ok(false);
         }
-        self.baseline = Some(Baseline::measure(library, embedder).await?);
+        self.baseline = Some(Baseline::measure(library, embedder, chunks).await?);
         Ok(true)
     }
 
@@ -281,6 +286,15 @@ mod tests {
         f.observe(f32::NAN);
         assert_eq!(f.recent.len(), MEMORY);
         assert_eq!(f.under(0.40), MEMORY / 4);
+    }
+
+    #[test]
+    fn a_baseline_describes_its_embedder_within_a_quarter_of_its_size() {
+        let b = baseline(0.3, 0.4);
+        assert!(b.describes(100, "e"));
+        assert!(b.describes(125, "e") && b.describes(75, "e"));
+        assert!(!b.describes(126, "e") && !b.describes(74, "e"));
+        assert!(!b.describes(100, "other"));
     }
 
     #[test]

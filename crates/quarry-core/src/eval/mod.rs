@@ -300,6 +300,8 @@ pub struct Abstention {
     pub default_unanswerable_declined: f64,
     /// The half library's floor (see [`crate::answer::floor`]).
     pub library_floor: f32,
+    /// The registry's floor for the embedder.
+    pub registry_floor: f32,
     /// The half library's baseline.
     pub baseline: Option<crate::answer::floor::Baseline>,
     /// The same two shares at the registry's floor for the embedder.
@@ -432,6 +434,7 @@ pub async fn abstention(
         default_answerable_kept: has_answered as f64 / has.len().max(1) as f64,
         default_unanswerable_declined: 1.0 - lacks_answered as f64 / lacks.len().max(1) as f64,
         library_floor: floor,
+        registry_floor: registry,
         baseline: own.baseline,
         registry_answerable_kept: has_registry as f64 / has.len().max(1) as f64,
         registry_unanswerable_declined: 1.0 - lacks_registry as f64 / lacks.len().max(1) as f64,
