@@ -13,31 +13,51 @@ A question is declined when its similarity is under --threshold and its
 keyword evidence under --keywords. --search lists the pairs that keep at
 least as many answerable questions as the similarity floor 0.39 alone on
 every set, best total of declined unanswerable first.
+
+The last column counts only the questions whose relevant document is among
+the 5 passages an answer reads (hybrid search, score fusion at the starting
+weight 0.55): what the rule costs in answers the model could have given. A
+question whose passage search does not find loses nothing by being declined.
 """
 import math
 import sys
 
-from fusion_lab import load
+from fusion_lab import cc, load, norm_z
+
+# Passages an answer reads (`ask`'s default sources).
+SOURCES = 5
 
 
 def features(runs, qrels, chunks):
-    """(similarity, keyword evidence) per question, with and without its documents."""
+    """(similarity, keyword evidence) per question, with and without its
+    documents; and whether a relevant document is among the passages read."""
     norm = math.log1p(chunks)
-    have, absent = [], []
+    have, absent, found = [], [], []
     for q in runs:
         rel = qrels[q["id"]]
         vec, kw = q["vector"], q["keyword"]
         have.append((vec[0][2] if vec else 0.0, kw[0][2] / norm if kw else 0.0))
+        read = cc(kw, vec, 0.55, norm=norm_z)[:SOURCES]
+        found.append(any(d in rel for d, _, _ in read))
         vec = [s for d, _, s in vec if d not in rel]
         kw = [s for d, _, s in kw if d not in rel]
         absent.append((vec[0] if vec else 0.0, kw[0] / norm if kw else 0.0))
-    return have, absent
+    return have, absent, found
+
+
+def declined(f, t, k):
+    return f[0] < t and f[1] < k
 
 
 def rates(have, absent, t, k):
-    declined = lambda s, e: s < t and e < k
-    kept = sum(not declined(*f) for f in have) / len(have)
-    return kept, sum(declined(*f) for f in absent) / len(absent)
+    kept = sum(not declined(f, t, k) for f in have) / len(have)
+    return kept, sum(declined(f, t, k) for f in absent) / len(absent)
+
+
+def kept_where_found(have, found, t, k):
+    """Share kept of the answerable questions whose passage is read, and how many those are."""
+    read = [f for f, ok in zip(have, found) if ok]
+    return sum(not declined(f, t, k) for f in read) / len(read), len(read)
 
 
 def main():
@@ -56,17 +76,24 @@ def main():
         runs, qrels, chunks = rest.split(":")
         sets[name] = features(*load(runs, qrels), int(chunks))
     t, k = opts["--threshold"], opts["--keywords"]
-    print(f"| set | similarity 0.39 alone: kept / declined | similarity {t} or keywords {k}: kept / declined |")
-    print("|---|---|---|")
-    for name, (have, absent) in sets.items():
+    print(
+        f"| set | similarity 0.39 alone: kept / declined | similarity {t} or keywords {k}: kept / declined"
+        f" | kept where the passage is among the {SOURCES} read |"
+    )
+    print("|---|---|---|---|")
+    for name, (have, absent, found) in sets.items():
         a, b = rates(have, absent, 0.39, math.inf), rates(have, absent, t, k)
-        print(f"| {name} | {a[0]:.1%} / {a[1]:.1%} | {b[0]:.1%} / {b[1]:.1%} |")
+        share, n = kept_where_found(have, found, t, k)
+        print(
+            f"| {name} | {a[0]:.1%} / {a[1]:.1%} | {b[0]:.1%} / {b[1]:.1%}"
+            f" | {share:.1%} of {n} ({n / len(have):.0%} of the questions) |"
+        )
     if search:
-        base = {n: rates(h, a, 0.39, math.inf) for n, (h, a) in sets.items()}
+        base = {n: rates(h, a, 0.39, math.inf) for n, (h, a, _) in sets.items()}
         found = []
         for t in [x / 100 for x in range(36, 56)]:
             for k in [x / 20 for x in range(20, 60)]:
-                r = {n: rates(h, a, t, k) for n, (h, a) in sets.items()}
+                r = {n: rates(h, a, t, k) for n, (h, a, _) in sets.items()}
                 if all(r[n][0] >= base[n][0] for n in r):
                     found.append((sum(r[n][1] - base[n][1] for n in r), t, k))
         for gain, t, k in sorted(found, reverse=True)[:5]:

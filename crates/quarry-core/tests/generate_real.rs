@@ -267,10 +267,11 @@ fn rag_prompt(model: &LocalModel) -> String {
 fn prompt_lookup_drafts_but_never_changes_greedy_output() {
     let mut model = load(true);
     let prompt = rag_prompt(&model);
-    let run = |model: &mut LocalModel, lookup: bool| {
+    let run = |model: &mut LocalModel, lookup: bool, copy_bias: f32| {
         let opts = GenerateOptions {
             max_tokens: 48,
             lookup,
+            copy_bias,
             ..Default::default()
         };
         let mut streamed = String::new();
@@ -283,17 +284,24 @@ fn prompt_lookup_drafts_but_never_changes_greedy_output() {
         assert_eq!(streamed, text);
         (text, stats)
     };
-    let (plain, plain_stats) = run(&mut model, false);
-    assert_eq!(plain_stats.drafted_tokens, 0);
-    let (drafted, stats) = run(&mut model, true);
-    assert_eq!(drafted, plain, "prompt lookup changed the output");
-    assert_eq!(stats.generated_tokens, plain_stats.generated_tokens);
-    assert!(
-        stats.accepted_tokens >= 5,
-        "copying the source should be drafted: {} of {} accepted in {drafted:?}",
-        stats.accepted_tokens,
-        stats.drafted_tokens
-    );
+    // With and without the copy bias: the bias depends only on the answer
+    // so far, so verified drafts must see it as single steps do.
+    for copy_bias in [0.0, 2.0] {
+        let (plain, plain_stats) = run(&mut model, false, copy_bias);
+        assert_eq!(plain_stats.drafted_tokens, 0);
+        let (drafted, stats) = run(&mut model, true, copy_bias);
+        assert_eq!(
+            drafted, plain,
+            "prompt lookup changed the output (copy bias {copy_bias})"
+        );
+        assert_eq!(stats.generated_tokens, plain_stats.generated_tokens);
+        assert!(
+            stats.accepted_tokens >= 5,
+            "copying the source should be drafted: {} of {} accepted in {drafted:?}",
+            stats.accepted_tokens,
+            stats.drafted_tokens
+        );
+    }
     // Sampling never drafts.
     let sampled = GenerateOptions {
         max_tokens: 8,

@@ -81,6 +81,11 @@ pub struct AnsweringArgs {
     /// output; for comparing speed).
     #[arg(long)]
     pub no_lookup: bool,
+    /// Copy bias: added to the logits of tokens that continue the answer as
+    /// the sources do, so it repeats their wording (0: off, the default;
+    /// measured in BENCHMARKS.md).
+    #[arg(long, default_value_t = 0.0)]
+    pub copy_bias: f32,
 }
 
 impl AnsweringArgs {
@@ -92,6 +97,7 @@ impl AnsweringArgs {
         };
         opts.trim.chars = self.source_chars;
         opts.generate.lookup = !self.no_lookup;
+        opts.generate.copy_bias = self.copy_bias;
         opts
     }
 }

@@ -71,6 +71,10 @@ pub struct EvalArgs {
     /// For --answers: decode token by token (no prompt-lookup drafting).
     #[arg(long)]
     no_lookup: bool,
+    /// For --answers: copy bias, added to the logits of tokens that continue
+    /// the answer as the prompt does (0: off, the default; BENCHMARKS.md).
+    #[arg(long, default_value_t = 0.0)]
+    copy_bias: f32,
     /// Also measure hybrid search with a second stage: this local model
     /// (registry id or .gguf) judges whether each of the first
     /// --rerank-depth candidates is relevant ("Yes" against "No").
@@ -171,6 +175,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         opts.trim.chars = args.source_chars;
         opts.generate.max_tokens = args.max_tokens;
         opts.generate.lookup = !args.no_lookup;
+        opts.generate.copy_bias = args.copy_bias;
         let quiet = args.json;
         let mut n = 0;
         let scores = quarry_core::eval::answers::evaluate_answers(

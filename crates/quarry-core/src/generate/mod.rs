@@ -4,6 +4,7 @@
 //! (`tokenizer.chat_template`) is rendered with minijinja.
 
 mod constrained;
+mod copy;
 mod decoder;
 mod linear;
 mod lookup;

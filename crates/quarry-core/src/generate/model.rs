@@ -42,6 +42,9 @@ pub struct GenerateOptions {
     /// Prompt-lookup decoding when greedy: draft tokens from the prompt and
     /// verify them in one step (same output, fewer passes over the weights).
     pub lookup: bool,
+    /// Copy bias (see [`super::copy`]): added to the logits of tokens that
+    /// continue the answer as the prompt does; 0 turns it off.
+    pub copy_bias: f32,
 }
 
 impl Default for GenerateOptions {
@@ -53,6 +56,7 @@ impl Default for GenerateOptions {
             seed: 299792458,
             stop: Vec::new(),
             lookup: true,
+            copy_bias: 0.0,
         }
     }
 }
@@ -459,6 +463,14 @@ impl LocalModel {
         let mut picker = Picker::new(opts);
         let mut drafts =
             (picker.greedy() && opts.lookup).then(|| super::lookup::Drafter::new(&prompt_ids));
+        let copy = (opts.copy_bias > 0.0).then(|| {
+            super::copy::CopyBias::new(
+                &prompt_ids,
+                &self.token_bytes,
+                &self.eos_ids,
+                opts.copy_bias,
+            )
+        });
         let mut out = Emitter::new(&opts.stop).after_prompt(prompt);
         let mut logits = Some(logits);
         let mut pending: std::collections::VecDeque<u32> = Default::default();
@@ -468,7 +480,10 @@ impl LocalModel {
         let reason = loop {
             let next = match pending.pop_front() {
                 Some(t) => t,
-                None => picker.pick(&logits.take().expect("logits of the last step"))?,
+                None => {
+                    let logits = logits.take().expect("logits of the last step");
+                    picker.pick_biased(&logits, copy.as_ref(), &out.generated)?
+                }
             };
             first_token.get_or_insert_with(|| started.elapsed());
             if self.eos_ids.contains(&next) {
@@ -487,7 +502,7 @@ impl LocalModel {
             if pos + 1 >= self.context_length {
                 break StopReason::ContextFull;
             }
-            match self.advance(next, pos, drafts.as_mut(), &out.generated)? {
+            match self.advance(next, pos, drafts.as_mut(), &out.generated, copy.as_ref())? {
                 Advance::Logits(l) => {
                     logits = Some(l);
                     pos += 1;
@@ -577,6 +592,7 @@ impl LocalModel {
         pos: usize,
         drafts: Option<&mut super::lookup::Drafter>,
         generated: &[u32],
+        copy: Option<&super::copy::CopyBias>,
     ) -> Result<Advance> {
         let room = self.context_length - pos - 2;
         let draft = drafts
@@ -584,7 +600,7 @@ impl LocalModel {
             .map_or_else(Vec::new, |d| d.propose(generated, room));
         match drafts {
             Some(d) if !draft.is_empty() => {
-                let (taken, after) = self.verify(next, &draft, pos)?;
+                let (taken, after) = self.verify(next, &draft, pos, generated, copy)?;
                 d.record(draft.len(), taken);
                 Ok(Advance::Verified {
                     draft,
@@ -634,14 +650,32 @@ impl LocalModel {
 
     /// Check `draft` (proposed after `next`, which sits at `pos`) with one
     /// batched step: how many draft tokens the model itself would have
-    /// produced, and the token it produces after them.
-    fn verify(&mut self, next: u32, draft: &[u32], pos: usize) -> Result<(usize, u32)> {
+    /// produced, and the token it produces after them. `generated` is the
+    /// answer so far (ending with `next`), for the copy bias.
+    fn verify(
+        &mut self,
+        next: u32,
+        draft: &[u32],
+        pos: usize,
+        generated: &[u32],
+        copy: Option<&super::copy::CopyBias>,
+    ) -> Result<(usize, u32)> {
         let d = &mut self.net;
         let mut ids = Vec::with_capacity(draft.len() + 1);
         ids.push(next);
         ids.extend_from_slice(draft);
         self.cached.truncate(pos);
-        let rows = d.forward_steps(&ids, pos)?;
+        let mut rows = d.forward_steps(&ids, pos)?;
+        if let Some(c) = copy {
+            // Row i follows `next` and the draft's first i tokens.
+            let mut answer = generated.to_vec();
+            for (i, row) in rows.iter_mut().enumerate() {
+                if i > 0 {
+                    answer.push(draft[i - 1]);
+                }
+                c.apply(&answer, row);
+            }
+        }
         let predicted: Vec<u32> = rows.iter().map(|r| argmax(r)).collect();
         let taken = draft
             .iter()
@@ -729,6 +763,21 @@ impl Picker {
         } else {
             self.pick(&Tensor::new(logits, &Device::Cpu)?)
         }
+    }
+
+    /// Pick after adding the copy bias for `answer` (the tokens so far), if any.
+    fn pick_biased(
+        &mut self,
+        logits: &Tensor,
+        copy: Option<&super::copy::CopyBias>,
+        answer: &[u32],
+    ) -> Result<u32> {
+        let Some(c) = copy else {
+            return self.pick(logits);
+        };
+        let mut v = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        c.apply(answer, &mut v);
+        self.pick_from(&v)
     }
 
     fn pick(&mut self, logits: &Tensor) -> Result<u32> {
