@@ -267,7 +267,18 @@ fn rag_prompt(model: &LocalModel) -> String {
 fn prompt_lookup_drafts_but_never_changes_greedy_output() {
     let mut model = load(true);
     let prompt = rag_prompt(&model);
+    // A strong copy bias on a question answered in the model's own words:
+    // it steers the output, so verified drafts must see it too.
+    let question = model
+        .render_chat(&[ChatMessage::new(
+            "user",
+            "Source [1]: The Morteratsch glacier in the Swiss Alps lost almost forty metres \
+             of length this year, the largest loss since measurements began in 1878.\n\n\
+             In your own words, why does this matter for the valley below?",
+        )])
+        .unwrap();
     let run = |model: &mut LocalModel, lookup: bool, copy_bias: f32| {
+        let prompt = if copy_bias > 0.0 { &question } else { &prompt };
         let opts = GenerateOptions {
             max_tokens: 48,
             lookup,
@@ -276,7 +287,7 @@ fn prompt_lookup_drafts_but_never_changes_greedy_output() {
         };
         let mut streamed = String::new();
         let (text, stats) = model
-            .generate(&prompt, &opts, &mut |t| {
+            .generate(prompt, &opts, &mut |t| {
                 streamed.push_str(t);
                 true
             })
@@ -286,7 +297,7 @@ fn prompt_lookup_drafts_but_never_changes_greedy_output() {
     };
     // With and without the copy bias: the bias depends only on the answer
     // so far, so verified drafts must see it as single steps do.
-    for copy_bias in [0.0, 2.0] {
+    for copy_bias in [0.0, 8.0] {
         let (plain, plain_stats) = run(&mut model, false, copy_bias);
         assert_eq!(plain_stats.drafted_tokens, 0);
         let (drafted, stats) = run(&mut model, true, copy_bias);
@@ -395,4 +406,53 @@ fn reasoning_is_held_back_but_reported_and_stoppable() {
         .unwrap();
     assert_eq!(stats.stop, quarry_core::generate::StopReason::Cancelled);
     assert_eq!((heard, stats.generated_tokens), (1, 1));
+}
+
+#[test]
+#[ignore = "needs the real models: scripts/test.sh fetches them and runs it (--include-ignored)"]
+fn the_best_sources_are_read_twice_and_the_rest_once() {
+    use quarry_core::answer::{build_prompt, Source};
+    let model = load(true);
+    let source = |n: usize, text: &str| Source {
+        n,
+        path: format!("/docs/note-{n}.txt"),
+        page: None,
+        heading: None,
+        text: text.to_string(),
+        excerpt: None,
+        char_start: 0,
+        char_end: text.len() as u64,
+        score: 1.0,
+        ocr_confidence: None,
+    };
+    let sources = [
+        source(1, "The Tilburg plant is run by Anna Verhoef."),
+        source(2, "The Breda office opened in 2019."),
+        source(3, "The Delft lab tests coatings."),
+    ];
+    let user_turn = |reread: usize| {
+        let (messages, used) =
+            build_prompt(&model, &[], "Who runs the plant?", &sources, 1536, reread).unwrap();
+        assert_eq!(used.len(), 3, "every source fits");
+        messages.last().unwrap().content.clone()
+    };
+    let twice = user_turn(2);
+    let count = |text: &str| twice.matches(text).count();
+    assert_eq!(count("Anna Verhoef"), 2, "{twice}");
+    assert_eq!(count("[2] note-2.txt"), 2, "{twice}");
+    assert_eq!(count("Delft"), 1, "{twice}");
+    assert_eq!(user_turn(0).matches("Anna Verhoef").count(), 1);
+    // A source read twice costs its tokens twice: in a budget that holds
+    // each source once, the copies leave sources out.
+    let (messages, _) =
+        build_prompt(&model, &[], "Who runs the plant?", &sources, 1536, 0).unwrap();
+    let budget = model.count_tokens(&model.render_chat(&messages).unwrap()) + 5;
+    let fitted = |reread| {
+        build_prompt(&model, &[], "Who runs the plant?", &sources, budget, reread)
+            .unwrap()
+            .1
+            .len()
+    };
+    assert_eq!(fitted(0), 3);
+    assert!(fitted(3) < 3, "the copies count against the budget");
 }

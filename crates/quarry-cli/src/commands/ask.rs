@@ -71,8 +71,11 @@ pub struct AnsweringArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Sources to retrieve per question, at most.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = AnswerOptions::default().sources)]
     pub sources: usize,
+    /// The local model reads the best this-many sources twice (0: each once).
+    #[arg(long, default_value_t = AnswerOptions::default().reread)]
+    pub reread: usize,
     /// Characters of each source the local model reads, around its sentences
     /// that best match the question (0: whole passages).
     #[arg(long, default_value_t = quarry_core::answer::evidence::Trim::default().chars)]
@@ -93,6 +96,7 @@ impl AnsweringArgs {
     pub fn answer_options(&self) -> AnswerOptions {
         let mut opts = AnswerOptions {
             sources: self.sources,
+            reread: self.reread,
             ..Default::default()
         };
         opts.trim.chars = self.source_chars;

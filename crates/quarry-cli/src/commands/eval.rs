@@ -59,8 +59,11 @@ pub struct EvalArgs {
     #[arg(long)]
     model: Option<String>,
     /// For --answers: sources per question.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = quarry_core::answer::AnswerOptions::default().sources)]
     sources: usize,
+    /// For --answers: the best this-many sources are read twice (0: each once).
+    #[arg(long, default_value_t = quarry_core::answer::AnswerOptions::default().reread)]
+    reread: usize,
     /// For --answers: characters of each source the model reads around its
     /// best-matching sentences (0: whole passages).
     #[arg(long, default_value_t = quarry_core::answer::evidence::Trim::default().chars)]
@@ -170,6 +173,7 @@ pub async fn eval(ctx: &Context, args: EvalArgs) -> Result<()> {
         let mut model = crate::commands::ask::load_generator(ctx, args.model.as_deref())?;
         let mut opts = quarry_core::answer::AnswerOptions {
             sources: args.sources,
+            reread: args.reread,
             ..Default::default()
         };
         opts.trim.chars = args.source_chars;

@@ -162,7 +162,14 @@ impl Asker<'_> {
         }
         let (trimmed, evidence_ms) = show_evidence(&mut retrieved, &opts.answer, started, on_event);
         let budget = local_budget(self.model, &opts.answer);
-        let (messages, fitted) = build_prompt(self.model, history, question, &trimmed, budget)?;
+        let (messages, fitted) = build_prompt(
+            self.model,
+            history,
+            question,
+            &trimmed,
+            budget,
+            opts.answer.reread,
+        )?;
         let route_started = Instant::now();
         let verdict = match (self.classifier, &vector) {
             (Some(c), Some(v)) => {
