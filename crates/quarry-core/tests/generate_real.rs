@@ -428,7 +428,10 @@ fn the_best_sources_are_read_twice_and_the_rest_once() {
     let sources = [
         source(1, "The Tilburg plant is run by Anna Verhoef."),
         source(2, "The Breda office opened in 2019."),
-        source(3, "The Delft lab tests coatings."),
+        source(
+            3,
+            "The Delft lab tests coatings for ships, bridges and wind turbines.",
+        ),
     ];
     let user_turn = |reread: usize| {
         let (messages, used) =
@@ -443,16 +446,19 @@ fn the_best_sources_are_read_twice_and_the_rest_once() {
     assert_eq!(count("Delft"), 1, "{twice}");
     assert_eq!(user_turn(0).matches("Anna Verhoef").count(), 1);
     // A source read twice costs its tokens twice: in a budget that holds
-    // each source once, the copies leave sources out.
+    // each source once, the copies leave the last source out, and a source
+    // whose second copy does not fit is read once.
     let (messages, _) =
         build_prompt(&model, &[], "Who runs the plant?", &sources, 1536, 0).unwrap();
     let budget = model.count_tokens(&model.render_chat(&messages).unwrap()) + 5;
     let fitted = |reread| {
-        build_prompt(&model, &[], "Who runs the plant?", &sources, budget, reread)
-            .unwrap()
-            .1
-            .len()
+        let (messages, used) =
+            build_prompt(&model, &[], "Who runs the plant?", &sources, budget, reread).unwrap();
+        (messages.last().unwrap().content.clone(), used.len())
     };
-    assert_eq!(fitted(0), 3);
-    assert!(fitted(3) < 3, "the copies count against the budget");
+    assert_eq!(fitted(0).1, 3);
+    let (tight, n) = fitted(3);
+    assert_eq!(n, 2, "{tight}");
+    assert_eq!(tight.matches("Anna Verhoef").count(), 2, "{tight}");
+    assert_eq!(tight.matches("Breda").count(), 1, "{tight}");
 }

@@ -360,8 +360,8 @@ pub fn cloud_messages(
 }
 
 /// Build the chat messages for `question` with as many sources as fit in
-/// `budget` tokens, the first `reread` of them written twice; returns the
-/// messages and the sources actually used.
+/// `budget` tokens, the first `reread` of them written twice where both
+/// copies fit; returns the messages and the sources actually used.
 pub fn build_prompt(
     model: &LocalModel,
     history: &[ChatMessage],
@@ -379,11 +379,16 @@ pub fn build_prompt(
         let header = source_header(s);
         let read = s.excerpt.as_deref().unwrap_or(&s.text);
         let entry = source_entry(&header, read);
-        // The best `reread` sources are read twice (see AnswerOptions::reread).
-        let copies = if used.len() < reread { 2 } else { 1 };
-        let cost = model.count_tokens(&entry) * copies;
-        if cost <= remaining {
-            remaining -= cost;
+        let once = model.count_tokens(&entry);
+        // The best `reread` sources are read twice (see AnswerOptions::reread)
+        // where both copies fit; once where only one does.
+        let copies = if used.len() < reread && 2 * once <= remaining {
+            2
+        } else {
+            1
+        };
+        if once * copies <= remaining {
+            remaining -= once * copies;
             for _ in 0..copies {
                 body.push_str(&entry);
             }
