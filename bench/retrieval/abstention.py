@@ -15,8 +15,8 @@ least as many answerable questions as the similarity floor 0.39 alone on
 every set, best total of declined unanswerable first.
 
 The last column counts only the questions whose relevant document is among
-the 5 passages an answer reads (hybrid search, score fusion at the starting
-weight 0.55): what the rule costs in answers the model could have given. A
+the SOURCES passages an answer reads (hybrid search, score fusion at the
+starting weight 0.55): what the rule costs in answers the model could have given. A
 question whose passage search does not find loses nothing by being declined.
 """
 import math
@@ -25,7 +25,7 @@ import sys
 from fusion_lab import cc, load, norm_z
 
 # Passages an answer reads (`ask`'s default sources).
-SOURCES = 5
+SOURCES = 3
 
 
 def features(runs, qrels, chunks):
